@@ -1,0 +1,134 @@
+"""pact-bot serve | worker | code | jobs | setup | doctor | db.
+
+Commands import their implementation lazily so `pact-bot --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pact_bot import __version__
+from pact_bot.logs import setup_logging
+from pact_bot.settings import ConfigError, Settings, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as e:
+        click.echo(f"pact-bot: configuration error: {e}", err=True)
+        sys.exit(2)
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["json", "console"]),
+    default="json",
+    show_default=True,
+    help="JSON lines for machines, console for people.",
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="pact-bot")
+def main() -> None:
+    """A GitHub App that implements specs through pull requests."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default PACT_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default PACT_PORT).")
+@log_format_option
+def serve(host: str | None, port: int | None, log_format: str) -> None:
+    """Run the webhook server and PACT_WORKERS worker tasks."""
+    setup_logging(log_format)
+    settings = _settings()
+    from pact_bot.web.server import serve as run
+
+    run(
+        settings, host=host or settings.pact_host, port=settings.pact_port if port is None else port
+    )
+
+
+@main.command()
+@click.option("--concurrency", type=int, default=1, show_default=True)
+@log_format_option
+def worker(concurrency: int, log_format: str) -> None:
+    """Run jobs from the queue (no web server)."""
+    setup_logging(log_format)
+    from pact_bot.jobs.worker import run_worker_process
+
+    run_worker_process(_settings(), concurrency=concurrency)
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--instructions", default="", help="Extra instructions for the agent.")
+def code(specs: tuple[str, ...], repo_dir: Path, instructions: str) -> None:
+    """Implement specs in a local repository: a new branch with one commit."""
+    setup_logging("console", level="WARNING")
+    from pact_bot.pipeline.local import run_local
+
+    sys.exit(run_local(_settings(), list(specs), repo_dir, instructions))
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--state", default=None, help="queued, running, succeeded, failed, cancelled")
+@click.pass_context
+def jobs(ctx: click.Context, as_json: bool, state: str | None) -> None:
+    """List jobs from the configured database."""
+    if ctx.invoked_subcommand is None:
+        settings = _settings()
+        from pact_bot.jobs.commands import list_jobs
+
+        sys.exit(list_jobs(settings, as_json=as_json, state=state))
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--transcript", is_flag=True, help="Print the agent conversation.")
+def jobs_show(job_id: str, as_json: bool, transcript: bool) -> None:
+    """Show one job, optionally with its transcript."""
+    from pact_bot.jobs.commands import show_job
+
+    sys.exit(show_job(_settings(), job_id, as_json=as_json, transcript=transcript))
+
+
+@main.command()
+@click.option("--org", default=None, help="Register the App on this organisation.")
+def setup(org: str | None) -> None:
+    """Print the URL that registers the GitHub App from app.yml."""
+    from pact_bot.web.setup import print_setup_instructions
+
+    sys.exit(print_setup_instructions(_settings(), org=org))
+
+
+@main.command()
+def doctor() -> None:
+    """Check the configuration end to end, one line per check."""
+    from pact_bot.doctor import run_doctor
+
+    sys.exit(run_doctor(_settings()))
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply the schema (idempotent)."""
+    from pact_bot.jobs.backends import migrate
+
+    sys.exit(migrate(_settings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The job record and the one queue protocol both backends implement."""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+
+class JobKind(enum.StrEnum):
+    code = "code"  # implement specs, open or update a PR
+    revise = "revise"  # answer a review on a bot PR with a commit
+    reply = "reply"  # answer a command (help, status, refusal) with a comment
+    spec_check = "spec_check"  # offer the "Implement" check run on a spec PR
+
+
+class JobState(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
+
+
+class Job(BaseModel):
+    """What a trigger asks for; `task` holds the trigger's details for the worker.
+
+    `key` serialises work: jobs with one key (repository + issue/PR number) run one
+    at a time, in arrival order.
+    """
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:16])
+    kind: JobKind
+    key: str
+    repo: str  # owner/name
+    number: int | None = None
+    installation_id: int | None = None
+    delivery_id: str
+    sender: str  # login of the person who triggered
+    task: dict[str, Any] = Field(default_factory=dict)
+    state: JobState = JobState.queued
+    attempts: int = 0
+    created_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    pr_url: str | None = None
+    cost_usd: float = 0.0
+    turns: int = 0
+    cancel_requested: bool = False
+    worker_id: str | None = None
+
+    @staticmethod
+    def key_for(repo: str, number: int | None) -> str:
+        return f"{repo}#{number}" if number is not None else repo
+
+
+class Enqueued(enum.StrEnum):
+    created = "created"  # recorded durably: answer 202
+    duplicate_delivery = "duplicate_delivery"  # delivery id seen before: 200, nothing
+    coalesced = "coalesced"  # an identical job is still queued: 200, nothing new
+
+
+class Queue(Protocol):
+    """Durable, at-least-once, one-at-a-time per key.
+
+    Every method is safe to call from several processes at once. `claim` hands out
+    the oldest queued job whose key has no running job, under a lease that
+    `heartbeat` renews; a job whose lease lapsed is claimable again (attempts+1)
+    until `max_attempts`, after which it is failed.
+    """
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def record_delivery(self, delivery_id: str) -> bool:
+        """Remember a delivery that starts nothing; False when seen before."""
+        ...
+
+    async def enqueue(self, job: Job) -> Enqueued: ...
+    async def claim(self, worker_id: str) -> Job | None: ...
+    async def heartbeat(self, job_id: str, worker_id: str) -> bool:
+        """Renew the lease; False when the job is no longer ours (lease lost)."""
+        ...
+
+    async def update(self, job_id: str, **fields: Any) -> None:
+        """Progress fields a running job reports (cost_usd, turns, pr_url)."""
+        ...
+
+    async def finish(
+        self, job_id: str, worker_id: str, state: JobState, error: str | None = None
+    ) -> None: ...
+    async def get(self, job_id: str) -> Job | None: ...
+    async def list(
+        self, state: JobState | None = None, key: str | None = None, limit: int = 100
+    ) -> list[Job]: ...
+    async def depth(self) -> dict[str, int]:
+        """Number of jobs per state."""
+        ...
+
+    async def request_cancel(self, key: str) -> list[str]:
+        """Mark queued and running jobs of a key cancelled; returns their ids."""
+        ...
+
+    async def is_cancelled(self, job_id: str) -> bool: ...
+
+    async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
+        """Trigger settings (label, command) cached from the repo's .github/pact.yml."""
+        ...
+
+    async def set_repo_config(self, repo: str, config: dict[str, Any]) -> None: ...
