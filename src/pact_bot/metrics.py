@@ -1,0 +1,48 @@
+"""Prometheus metrics, defined once; every part increments the same objects."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+
+deliveries = Counter(
+    "pact_webhook_deliveries_total",
+    "Webhook deliveries by event and outcome (accepted, duplicate, ignored, rejected).",
+    ["event", "outcome"],
+    registry=REGISTRY,
+)
+webhook_latency = Histogram(
+    "pact_webhook_latency_seconds",
+    "Time from request to answer on /webhook.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+queue_depth = Gauge(
+    "pact_queue_jobs", "Jobs in the queue by state.", ["state"], registry=REGISTRY
+)
+jobs = Counter(
+    "pact_jobs_total", "Finished jobs by kind and outcome.", ["kind", "outcome"], registry=REGISTRY
+)
+job_duration = Histogram(
+    "pact_job_duration_seconds",
+    "Job run time by kind.",
+    ["kind"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800),
+    registry=REGISTRY,
+)
+model_tokens = Counter(
+    "pact_model_tokens_total",
+    "Model tokens by kind (input, cache_read, cache_write, output).",
+    ["kind"],
+    registry=REGISTRY,
+)
+model_dollars = Counter("pact_model_dollars_total", "Model spend in dollars.", registry=REGISTRY)
+github_calls = Counter(
+    "pact_github_api_calls_total", "GitHub API calls by status.", ["status"], registry=REGISTRY
+)
+github_rate_remaining = Gauge(
+    "pact_github_rate_limit_remaining",
+    "x-ratelimit-remaining from the last GitHub answer.",
+    registry=REGISTRY,
+)
