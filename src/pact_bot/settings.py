@@ -7,6 +7,7 @@ never a traceback: operators read it in a container log.
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -39,34 +40,108 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
 
-    github_app_id: int | None = None
-    github_private_key: SecretStr | None = None
-    github_private_key_path: Path | None = None
-    github_webhook_secret: SecretStr | None = None
-    github_api_url: str = "https://api.github.com"
-    github_web_url: str | None = None
-    anthropic_api_key: SecretStr | None = None
-    anthropic_base_url: str | None = None
+    github_app_id: int | None = Field(
+        default=None, description="The GitHub App's id (written to `.env` by the setup flow)."
+    )
+    github_private_key: SecretStr | None = Field(
+        default=None,
+        description="The App's private key, PEM; newlines may be written as `\\n`.",
+    )
+    github_private_key_path: Path | None = Field(
+        default=None, description="A file holding the PEM key, instead of GITHUB_PRIVATE_KEY."
+    )
+    github_webhook_secret: SecretStr | None = Field(
+        default=None, description="Secret GitHub signs each webhook delivery with (HMAC-SHA256)."
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        description="REST API root; GitHub Enterprise Server: `https://HOST/api/v3`.",
+    )
+    github_web_url: str | None = Field(
+        default=None,
+        description="Web host for App registration and links; derived from GITHUB_API_URL "
+        "when unset (`https://github.com`, or the Enterprise Server host).",
+    )
+    pact_github_org: str | None = Field(
+        default=None,
+        description="Register the App on this organisation instead of your user account "
+        "(same as `pact-bot setup --org`).",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, description="Anthropic API key (or the key your gateway expects)."
+    )
+    anthropic_base_url: str | None = Field(
+        default=None,
+        description="Anthropic API root, for a gateway or proxy; SDK default when unset.",
+    )
 
-    pact_model: str | None = None
-    pact_model_sonnet: str = DEFAULT_MODELS["sonnet"]
-    pact_model_opus: str = DEFAULT_MODELS["opus"]
-    pact_model_haiku: str = DEFAULT_MODELS["haiku"]
-    pact_prices: Annotated[dict[str, dict[str, float]], NoDecode] = Field(default_factory=dict)
+    pact_model: str | None = Field(
+        default=None,
+        description="Model for every run, overriding the agent definition's `model:` "
+        "(an alias sonnet/opus/haiku or a full id).",
+    )
+    pact_model_sonnet: str = Field(
+        default=DEFAULT_MODELS["sonnet"], description="Model id the alias `sonnet` resolves to."
+    )
+    pact_model_opus: str = Field(
+        default=DEFAULT_MODELS["opus"], description="Model id the alias `opus` resolves to."
+    )
+    pact_model_haiku: str = Field(
+        default=DEFAULT_MODELS["haiku"], description="Model id the alias `haiku` resolves to."
+    )
+    pact_prices: Annotated[dict[str, dict[str, float]], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON `{model: {input, output, cache_write, cache_read}}` in $/Mtok, "
+        "merged over the built-in price table.",
+    )
 
-    pact_database_url: str = "sqlite:///./pact-bot.db"
-    pact_workers: int = Field(default=2, ge=0, le=64)
-    pact_data_dir: Path = Path("./pact-data")
-    pact_public_url: str | None = None
-    pact_host: str = "127.0.0.1"
-    pact_port: int = Field(default=3000, ge=0, le=65535)
+    pact_database_url: str = Field(
+        default="sqlite:///./pact-bot.db",
+        description="`sqlite:///path.db` (one host) or `postgresql://…` (web and workers "
+        "on several hosts).",
+    )
+    pact_workers: int = Field(
+        default=2, ge=0, le=64, description="Worker tasks inside `serve`; 0 = web only."
+    )
+    pact_data_dir: Path = Field(
+        default=Path("./pact-data"),
+        description="Git mirrors, worktrees and transcripts; must be writable.",
+    )
+    pact_public_url: str | None = Field(
+        default=None,
+        description="URL GitHub reaches this server at; the App's webhook URL is "
+        "PACT_PUBLIC_URL/webhook.",
+    )
+    pact_env_file: Path = Field(
+        default=Path(".env"),
+        description="File the setup flow writes the new App's credentials to (mode 0600).",
+    )
+    pact_host: str = Field(default="127.0.0.1", description="Bind address of `serve`.")
+    pact_port: int = Field(
+        default=3000, ge=0, le=65535, description="Port of `serve` (0 = any free port)."
+    )
 
-    pact_max_turns: int = Field(default=60, ge=1)
-    pact_max_cost_usd: float = Field(default=5.0, gt=0)
-    pact_max_minutes: float = Field(default=30.0, gt=0)
-    pact_max_body_bytes: int = 25 * 1024 * 1024
-    pact_lease_seconds: float = Field(default=60.0, gt=0)
-    pact_max_attempts: int = Field(default=3, ge=1)
+    pact_max_turns: int = Field(default=60, ge=1, description="Model calls per job, at most.")
+    pact_max_cost_usd: float = Field(
+        default=5.0,
+        gt=0,
+        description="Dollars per job, at most (a call that could pass it is never started).",
+    )
+    pact_max_minutes: float = Field(
+        default=30.0, gt=0, description="Wall-clock minutes per job, at most."
+    )
+    pact_max_body_bytes: int = Field(
+        default=25 * 1024 * 1024, description="Largest webhook body accepted (413 above)."
+    )
+    pact_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A running job whose worker stops renewing its lease "
+        "this long is handed to another worker.",
+    )
+    pact_max_attempts: int = Field(
+        default=3, ge=1, description="Times a job is claimed before it is failed."
+    )
 
     @field_validator("github_api_url", "anthropic_base_url", "pact_public_url", "github_web_url")
     @classmethod
@@ -173,7 +248,11 @@ def _check_pem(pem: str) -> None:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings or raise ConfigError with one line naming the variable."""
+    """Build settings or raise ConfigError with one line naming the variable.
+
+    The env file is PACT_ENV_FILE when set (where the setup flow wrote the App), else `.env`.
+    """
+    overrides.setdefault("_env_file", os.environ.get("PACT_ENV_FILE") or ".env")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
