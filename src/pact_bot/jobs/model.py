@@ -115,3 +115,18 @@ class Queue(Protocol):
         ...
 
     async def set_repo_config(self, repo: str, config: dict[str, Any]) -> None: ...
+
+
+def fingerprint(job: Job) -> str:
+    """What makes two triggers "identical" for coalescing: kind + the task's fingerprint.
+
+    Triggers put a `fingerprint` string in the task (command, spec paths, review id…);
+    without one, the whole task is hashed. Both backends coalesce on this value.
+    """
+    import hashlib
+    import json
+
+    fp = job.task.get("fingerprint")
+    if not isinstance(fp, str):
+        fp = hashlib.sha256(json.dumps(job.task, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{job.kind}:{fp}"

@@ -1,0 +1,45 @@
+"""Pick the queue backend from PACT_DATABASE_URL.
+
+Public API: `open_queue(settings) -> Queue` (not yet opened: call `await q.open()`),
+`migrate(settings) -> int` (exit code for `pact-bot db migrate`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+from pact_bot.jobs.model import Queue
+from pact_bot.jobs.sqlite import SqliteQueue
+from pact_bot.settings import Settings
+
+
+def open_queue(settings: Settings) -> Queue:
+    """SQLite for `sqlite:///…`; `pact_bot.jobs.postgres.PostgresQueue` for `postgresql://…`."""
+    if settings.is_postgres:
+        postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
+        return postgres.PostgresQueue(
+            settings.pact_database_url,
+            lease_seconds=settings.pact_lease_seconds,
+            max_attempts=settings.pact_max_attempts,
+        )
+    return SqliteQueue(
+        settings.sqlite_path,
+        lease_seconds=settings.pact_lease_seconds,
+        max_attempts=settings.pact_max_attempts,
+    )
+
+
+def migrate(settings: Settings) -> int:
+    """Apply the schema (idempotent); prints one line."""
+    if settings.is_postgres:
+        try:
+            postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
+        except ImportError as e:
+            print(f"pact-bot: the Postgres backend is not available ({e})", file=sys.stderr)
+            return 1
+        return int(postgres.migrate(settings))
+    SqliteQueue(settings.sqlite_path).migrate()
+    print(f"schema ready in {settings.sqlite_path}")
+    return 0

@@ -1,0 +1,181 @@
+"""`pact-bot jobs` and `pact-bot jobs show ID` — the operator's view of the queue.
+
+Public API: `list_jobs(settings, as_json, state) -> int`, `show_job(settings, job_id, as_json,
+transcript) -> int` (exit codes: 0 ok, 1 unknown job, 2 bad argument). Transcripts are read
+from `PACT_DATA_DIR/transcripts/<job_id>.jsonl` and printed as a conversation with long
+tool inputs and results shortened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pact_bot.jobs.backends import open_queue
+from pact_bot.jobs.model import Job, JobState
+from pact_bot.settings import Settings
+
+SHORT = 300
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _run(settings: Settings, fn: Any) -> Any:
+    async def main() -> Any:
+        queue = open_queue(settings)
+        await queue.open()
+        try:
+            return await fn(queue)
+        finally:
+            await queue.close()
+
+    return asyncio.run(main())
+
+
+def list_jobs(settings: Settings, as_json: bool = False, state: str | None = None) -> int:
+    wanted: JobState | None = None
+    if state is not None:
+        try:
+            wanted = JobState(state)
+        except ValueError:
+            names = ", ".join(s.value for s in JobState)
+            print(f"pact-bot: unknown state {state!r} (one of: {names})", file=sys.stderr)
+            return 2
+    jobs: list[Job] = _run(settings, lambda q: q.list(state=wanted, limit=1000))
+    if as_json:
+        for job in jobs:
+            print(job.model_dump_json())
+        return 0
+    if not jobs:
+        print("no jobs" + (f" in state {state}" if state else ""))
+        return 0
+    rows = [
+        (
+            j.id,
+            j.key,
+            str(j.kind),
+            str(j.state),
+            str(j.attempts),
+            _when(j.created_at),
+            (j.error or "").splitlines()[0][:60] if j.error else "",
+        )
+        for j in jobs
+    ]
+    header = ("ID", "KEY", "KIND", "STATE", "ATTEMPTS", "CREATED (UTC)", "ERROR")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def show_job(
+    settings: Settings, job_id: str, as_json: bool = False, transcript: bool = False
+) -> int:
+    job: Job | None = _run(settings, lambda q: q.get(job_id))
+    if job is None:
+        print(f"pact-bot: no job with id {job_id!r}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(job.model_dump_json(indent=2))
+    else:
+        lines = [
+            ("id", job.id),
+            ("kind", str(job.kind)),
+            ("key", job.key),
+            ("state", str(job.state) + (" (cancel requested)" if job.cancel_requested else "")),
+            ("attempts", str(job.attempts)),
+            ("delivery", job.delivery_id),
+            ("sender", job.sender),
+            ("installation", str(job.installation_id or "-")),
+            ("created", _when(job.created_at)),
+            ("started", _when(job.started_at)),
+            ("finished", _when(job.finished_at)),
+            ("cost", f"${job.cost_usd:.4f}, {job.turns} turns"),
+            ("pr", job.pr_url or "-"),
+            ("error", job.error or "-"),
+        ]
+        for name, value in lines:
+            print(f"{name + ':':<14}{value}")
+        task = {k: v for k, v in job.task.items() if k not in ("body", "fingerprint")}
+        print(f"{'task:':<14}{json.dumps(task, default=str)}")
+    if transcript:
+        print()
+        print_transcript(settings.pact_data_dir / "transcripts" / f"{job.id}.jsonl")
+    return 0
+
+
+def _short(text: str, limit: int = SHORT) -> str:
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more chars]"
+
+
+def _block_text(block: Any) -> str:
+    if isinstance(block, str):
+        return block
+    if not isinstance(block, dict):
+        return str(block)
+    kind = block.get("type")
+    if kind == "text":
+        return str(block.get("text", ""))
+    if kind == "tool_use":
+        args = json.dumps(block.get("input", {}), ensure_ascii=False)
+        return f"→ {block.get('name')}({_short(args, 200)})"
+    if kind == "tool_result":
+        content = block.get("content")
+        if isinstance(content, list):
+            content = " ".join(_block_text(c) for c in content)
+        flag = " (error)" if block.get("is_error") else ""
+        return f"← result{flag}: {_short(str(content or ''))}"
+    if kind == "thinking":
+        return f"(thinking) {_short(str(block.get('thinking', '')), 200)}"
+    return _short(json.dumps(block, ensure_ascii=False), 200)
+
+
+def _print_message(role: str, content: Any) -> None:
+    blocks = content if isinstance(content, list) else [content]
+    for block in blocks:
+        text = _block_text(block)
+        if text:
+            print(f"[{role}] {_short(text, 2000) if role == 'assistant' else _short(text)}")
+
+
+def print_transcript(path: Path) -> None:
+    """Readable rendering of the JSONL transcript; tolerant of entry shapes it does not know."""
+    if not path.exists():
+        print(f"no transcript for this job ({path} does not exist)")
+        return
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            print(f"[line {n}: not JSON]")
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if "role" in entry and "content" in entry:
+            _print_message(str(entry["role"]), entry["content"])
+            continue
+        for msg in entry.get("messages", []) or []:
+            if isinstance(msg, dict):
+                _print_message(str(msg.get("role", "?")), msg.get("content"))
+        response = entry.get("response")
+        if isinstance(response, dict):
+            _print_message("assistant", response.get("content"))
+        if "content" in entry and "role" not in entry:
+            _print_message(str(entry.get("type", "entry")), entry["content"])
+        usage = entry.get("usage") or (response or {}).get("usage")
+        if isinstance(usage, dict):
+            parts = ", ".join(f"{k}={v}" for k, v in usage.items() if isinstance(v, int | float))
+            print(f"  (usage: {parts})")

@@ -1,0 +1,556 @@
+"""The embedded queue: one SQLite file in WAL mode, durable before the webhook answers 202.
+
+Public API: `SqliteQueue(path, lease_seconds=60, max_attempts=3)` implements
+`pact_bot.jobs.model.Queue`, plus `release(job_id, worker_id)` (hand a job back on shutdown)
+and `migrate()` (create the schema; `open()` does it too).
+
+Why a writer thread: every write (enqueue, claim, heartbeat, finish…) goes through one
+thread holding one connection. It takes whatever requests are waiting, runs them in a single
+transaction with `synchronous=FULL`, and resolves their futures only after COMMIT — one fsync
+for a whole batch of concurrent webhooks (group commit). Each request runs in its own
+SAVEPOINT, so one failing request does not undo the others. Reads use per-thread connections
+and never wait for the writer. Several processes (serve + `pact-bot worker`) may share the
+file: transactions are `BEGIN IMMEDIATE` with a busy timeout.
+
+Semantics (shared with the Postgres backend):
+- `deliveries` remembers every delivery id; a job insert records its delivery in the same
+  transaction, so a redelivery is `duplicate_delivery` whether or not it started a job.
+- A job identical to one still queued (same key and `fingerprint()`) is `coalesced`.
+- `claim` takes the oldest queued job of a key only when that key has no running job.
+- A running job whose lease lapsed is queued again (claim adds the attempt); after
+  `max_attempts` claims it fails with "worker lost (lease expired) after N attempts".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import queue as thread_queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pact_bot.jobs.model import TERMINAL, Enqueued, Job, JobKind, JobState, fingerprint
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    number INTEGER,
+    installation_id INTEGER,
+    delivery_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    task TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    error TEXT,
+    pr_url TEXT,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    turns INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    worker_id TEXT,
+    lease_until REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_state_seq ON jobs(state, seq);
+CREATE INDEX IF NOT EXISTS jobs_key_state ON jobs(key, state);
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    received_at REAL NOT NULL,
+    job_id TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS repo_config (
+    repo TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+_COLUMNS = (
+    "id, kind, key, repo, number, installation_id, delivery_id, sender, task, state, attempts, "
+    "created_at, started_at, finished_at, error, pr_url, cost_usd, turns, cancel_requested, "
+    "worker_id"
+)
+_UPDATABLE = {"cost_usd", "turns", "pr_url", "error"}
+_BATCH_MAX = 512
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
+    (
+        id_,
+        kind,
+        key,
+        repo,
+        number,
+        installation_id,
+        delivery_id,
+        sender,
+        task,
+        state,
+        attempts,
+        created_at,
+        started_at,
+        finished_at,
+        error,
+        pr_url,
+        cost_usd,
+        turns,
+        cancel_requested,
+        worker_id,
+    ) = row
+    return Job(
+        id=id_,
+        kind=JobKind(kind),
+        key=key,
+        repo=repo,
+        number=number,
+        installation_id=installation_id,
+        delivery_id=delivery_id,
+        sender=sender,
+        task=json.loads(task),
+        state=JobState(state),
+        attempts=attempts,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        error=error,
+        pr_url=pr_url,
+        cost_usd=cost_usd,
+        turns=turns,
+        cancel_requested=bool(cancel_requested),
+        worker_id=worker_id,
+    )
+
+
+class _Writer(threading.Thread):
+    """Runs write requests in batches: one transaction and one fsync per batch."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name=f"sqlite-writer:{path.name}", daemon=True)
+        self._path = path
+        self._requests: thread_queue.SimpleQueue[Any] = thread_queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._requests.put((fn, fut, loop))
+        return fut
+
+    def stop(self) -> None:
+        self._requests.put(None)
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self._path)
+            conn.executescript(SCHEMA)
+        except BaseException as e:  # reported by open()
+            self.error = e
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            while True:
+                first = self._requests.get()
+                if first is None:
+                    return
+                batch = [first]
+                stopping = False
+                while len(batch) < _BATCH_MAX:
+                    try:
+                        nxt = self._requests.get_nowait()
+                    except thread_queue.Empty:
+                        break
+                    if nxt is None:
+                        stopping = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+                if stopping:
+                    return
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, batch: list[Any]) -> None:
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, _fut, _loop in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, fn(conn)))
+                    conn.execute("RELEASE op")
+                except Exception as e:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, e))
+            conn.execute("COMMIT")
+        except Exception as e:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            results = [(False, e)] * len(batch)
+        for (_fn, fut, loop), (ok, value) in zip(batch, results, strict=True):
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(_resolve, fut, ok, value)
+
+
+def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+class SqliteQueue:
+    """The `Queue` protocol on one SQLite file (see the module docstring)."""
+
+    def __init__(
+        self, path: str | Path, lease_seconds: float = 60.0, max_attempts: int = 3
+    ) -> None:
+        self.path = Path(path)
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self._writer: _Writer | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = _Writer(self.path)
+        writer.start()
+        await asyncio.to_thread(writer.ready.wait)
+        if writer.error is not None:
+            raise writer.error
+        self._writer = writer
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
+            await asyncio.to_thread(writer.join)
+        with self._readers_lock:
+            for conn in self._readers:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._readers.clear()
+        self._local = threading.local()
+
+    def migrate(self) -> None:
+        """Create the schema (idempotent); usable without an event loop."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path)
+        try:
+            conn.executescript(SCHEMA)
+        finally:
+            conn.close()
+
+    async def __aenter__(self) -> SqliteQueue:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if self._writer is None:
+            raise RuntimeError("SqliteQueue is not open")
+        return self._writer.submit(fn)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(lambda: fn(self._reader()))
+
+    # -- deliveries and enqueue --------------------------------------------------------------
+
+    async def record_delivery(self, delivery_id: str) -> bool:
+        def op(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO deliveries(delivery_id, received_at) VALUES (?, ?)",
+                (delivery_id, time.time()),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(op)
+
+    async def enqueue(self, job: Job) -> Enqueued:
+        fp = fingerprint(job)
+        task = json.dumps(job.task, separators=(",", ":"), default=str)
+
+        def op(c: sqlite3.Connection) -> Enqueued:
+            now = time.time()
+            cur = c.execute(
+                "INSERT OR IGNORE INTO deliveries(delivery_id, received_at, job_id) VALUES (?,?,?)",
+                (job.delivery_id, now, job.id),
+            )
+            if cur.rowcount != 1:
+                return Enqueued.duplicate_delivery
+            same = c.execute(
+                "SELECT id FROM jobs WHERE key = ? AND state = 'queued' AND fingerprint = ? "
+                "LIMIT 1",
+                (job.key, fp),
+            ).fetchone()
+            if same is not None:
+                c.execute(
+                    "UPDATE deliveries SET job_id = ? WHERE delivery_id = ?",
+                    (same[0], job.delivery_id),
+                )
+                return Enqueued.coalesced
+            c.execute(
+                "INSERT INTO jobs(id, kind, key, repo, number, installation_id, delivery_id, "
+                "sender, task, fingerprint, state, attempts, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,'queued',0,?)",
+                (
+                    job.id,
+                    str(job.kind),
+                    job.key,
+                    job.repo,
+                    job.number,
+                    job.installation_id,
+                    job.delivery_id,
+                    job.sender,
+                    task,
+                    fp,
+                    job.created_at,
+                ),
+            )
+            return Enqueued.created
+
+        return await self._write(op)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def _expire_leases(self, c: sqlite3.Connection, now: float) -> None:
+        lapsed = c.execute(
+            "SELECT id, attempts, cancel_requested FROM jobs "
+            "WHERE state = 'running' AND lease_until < ?",
+            (now,),
+        ).fetchall()
+        for job_id, attempts, cancel_requested in lapsed:
+            if cancel_requested:
+                c.execute(
+                    "UPDATE jobs SET state='cancelled', finished_at=?, worker_id=NULL, "
+                    "lease_until=NULL, error='cancelled (worker lost)' WHERE id=?",
+                    (now, job_id),
+                )
+            elif attempts >= self.max_attempts:
+                c.execute(
+                    "UPDATE jobs SET state='failed', finished_at=?, worker_id=NULL, "
+                    "lease_until=NULL, error=? WHERE id=?",
+                    (now, f"worker lost (lease expired) after {attempts} attempts", job_id),
+                )
+            else:
+                c.execute(
+                    "UPDATE jobs SET state='queued', worker_id=NULL, lease_until=NULL WHERE id=?",
+                    (job_id,),
+                )
+
+    async def claim(self, worker_id: str) -> Job | None:
+        def op(c: sqlite3.Connection) -> Job | None:
+            now = time.time()
+            self._expire_leases(c, now)
+            row = c.execute(
+                "SELECT j.seq FROM jobs j WHERE j.state = 'queued' "
+                "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.key = j.key AND r.state = 'running') "
+                "AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = j.key "
+                "  AND o.state = 'queued' AND o.seq < j.seq) "
+                "ORDER BY j.seq LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute(
+                "UPDATE jobs SET state='running', attempts=attempts+1, started_at=?, "
+                "worker_id=?, lease_until=? WHERE seq=?",
+                (now, worker_id, now + self.lease_seconds, row[0]),
+            )
+            got = c.execute(f"SELECT {_COLUMNS} FROM jobs WHERE seq=?", (row[0],))  # noqa: S608
+            got = got.fetchone()
+            return _row_to_job(got)
+
+        return await self._write(op)
+
+    async def heartbeat(self, job_id: str, worker_id: str) -> bool:
+        def op(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE jobs SET lease_until=? WHERE id=? AND worker_id=? AND state='running'",
+                (time.time() + self.lease_seconds, job_id, worker_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(op)
+
+    async def update(self, job_id: str, **fields: Any) -> None:
+        """Known columns are set; any other field is merged into `task["progress"]`."""
+        cols = {k: v for k, v in fields.items() if k in _UPDATABLE}
+        extra = {k: v for k, v in fields.items() if k not in _UPDATABLE}
+
+        def op(c: sqlite3.Connection) -> None:
+            if cols:
+                sets = ", ".join(f"{k}=?" for k in cols)
+                sql = f"UPDATE jobs SET {sets} WHERE id=?"  # noqa: S608 - column names from _UPDATABLE
+                c.execute(sql, (*cols.values(), job_id))
+            if extra:
+                row = c.execute("SELECT task FROM jobs WHERE id=?", (job_id,)).fetchone()
+                if row is not None:
+                    task = json.loads(row[0])
+                    task.setdefault("progress", {}).update(extra)
+                    c.execute(
+                        "UPDATE jobs SET task=? WHERE id=?",
+                        (json.dumps(task, default=str), job_id),
+                    )
+
+        await self._write(op)
+
+    async def finish(
+        self, job_id: str, worker_id: str, state: JobState, error: str | None = None
+    ) -> None:
+        if JobState(state) not in TERMINAL:
+            raise ValueError(f"finish needs a terminal state, not {state}")
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(
+                "UPDATE jobs SET state=?, error=COALESCE(?, error), finished_at=?, "
+                "lease_until=NULL WHERE id=? AND worker_id=? AND state='running'",
+                (str(state), error, time.time(), job_id, worker_id),
+            )
+
+        await self._write(op)
+
+    async def release(self, job_id: str, worker_id: str) -> bool:
+        """Hand a running job back unstarted (shutdown): queued again, this attempt undone."""
+
+        def op(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE jobs SET state='queued', attempts=MAX(attempts-1, 0), worker_id=NULL, "
+                "lease_until=NULL, started_at=NULL WHERE id=? AND worker_id=? AND state='running'",
+                (job_id, worker_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(op)
+
+    # -- cancellation ------------------------------------------------------------------------
+
+    async def request_cancel(self, key: str) -> list[str]:
+        def op(c: sqlite3.Connection) -> list[str]:
+            now = time.time()
+            rows = c.execute(
+                "SELECT id, state FROM jobs WHERE key=? AND state IN ('queued','running') "
+                "ORDER BY seq",
+                (key,),
+            ).fetchall()
+            for job_id, state in rows:
+                if state == "queued":
+                    c.execute(
+                        "UPDATE jobs SET state='cancelled', finished_at=?, "
+                        "error='cancelled before it started' WHERE id=?",
+                        (now, job_id),
+                    )
+                else:
+                    c.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
+            return [r[0] for r in rows]
+
+        return await self._write(op)
+
+    async def is_cancelled(self, job_id: str) -> bool:
+        def op(c: sqlite3.Connection) -> bool:
+            row = c.execute(
+                "SELECT state, cancel_requested FROM jobs WHERE id=?", (job_id,)
+            ).fetchone()
+            return row is not None and (row[0] == "cancelled" or bool(row[1]))
+
+        return await self._read(op)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        def op(c: sqlite3.Connection) -> Job | None:
+            row = c.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id=?", (job_id,))  # noqa: S608
+            row = row.fetchone()
+            return _row_to_job(row) if row else None
+
+        return await self._read(op)
+
+    async def list(
+        self, state: JobState | None = None, key: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        def op(c: sqlite3.Connection) -> list[Job]:
+            where, args = [], []
+            if state is not None:
+                where.append("state=?")
+                args.append(str(state))
+            if key is not None:
+                where.append("key=?")
+                args.append(key)
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            rows = c.execute(
+                f"SELECT {_COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT ?",  # noqa: S608
+                (*args, limit),
+            ).fetchall()
+            return [_row_to_job(r) for r in rows]
+
+        return await self._read(op)
+
+    async def depth(self) -> dict[str, int]:
+        def op(c: sqlite3.Connection) -> dict[str, int]:
+            out = {s.value: 0 for s in JobState}
+            for state, n in c.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+                out[state] = n
+            return out
+
+        return await self._read(op)
+
+    async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
+        def op(c: sqlite3.Connection) -> dict[str, Any] | None:
+            row = c.execute("SELECT config FROM repo_config WHERE repo=?", (repo,)).fetchone()
+            return json.loads(row[0]) if row else None
+
+        return await self._read(op)
+
+    async def set_repo_config(self, repo: str, config: dict[str, Any]) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO repo_config(repo, config, updated_at) VALUES (?,?,?) "
+                "ON CONFLICT(repo) DO UPDATE SET config=excluded.config, "
+                "updated_at=excluded.updated_at",
+                (repo, json.dumps(config), time.time()),
+            )
+
+        await self._write(op)

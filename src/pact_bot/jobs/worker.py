@@ -1,0 +1,233 @@
+"""Workers: claim a job, run the handler under a renewed lease, record how it ended.
+
+Public API:
+- `JobOutcome(state, error=None, pr_url=None)`; `Handler = Callable[[Job, JobControl],
+  Awaitable[JobOutcome]]`.
+- `JobControl`: `job`, `await progress(**fields)` (cost_usd, turns, pr_url, anything else
+  lands in `task["progress"]`), `await cancelled() -> bool` (someone ran `/pact cancel`, or
+  this worker lost the lease: stop soon and return a cancelled outcome).
+- `run_workers(queue, handler, n, stop, poll_interval=1.0, grace_seconds=30.0)`: n tasks
+  until `stop` is set; then nothing new is claimed, running jobs get `grace_seconds` to finish
+  and the rest are handed back (`queue.release` when the backend has it, else their lease
+  lapses and another worker takes them).
+- `load_handler(settings) -> Handler`: `pact_bot.pipeline.build_handler(settings)`, or, while
+  the pipeline is not installed, a handler that does nothing and says so.
+- `run_worker_process(settings, concurrency)` for `pact-bot worker`.
+
+A handler exception fails the job with its text (traceback in the log, secrets redacted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pact_bot import metrics
+from pact_bot.jobs.model import Job, JobState, Queue
+from pact_bot.logs import log_context, redact
+from pact_bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobOutcome:
+    state: JobState
+    error: str | None = None
+    pr_url: str | None = None
+
+
+class JobControl:
+    def __init__(self, queue: Queue, job: Job) -> None:
+        self.job = job
+        self._queue = queue
+        self.lease_lost = False
+
+    async def progress(self, **fields: Any) -> None:
+        await self._queue.update(self.job.id, **fields)
+
+    async def cancelled(self) -> bool:
+        return self.lease_lost or await self._queue.is_cancelled(self.job.id)
+
+
+Handler = Callable[[Job, JobControl], Awaitable[JobOutcome]]
+
+
+async def _no_pipeline(job: Job, control: JobControl) -> JobOutcome:
+    log.warning("no pipeline installed: job marked succeeded without doing anything")
+    return JobOutcome(JobState.succeeded)
+
+
+def load_handler(settings: Settings) -> Handler:
+    try:
+        from pact_bot.pipeline import build_handler  # type: ignore[attr-defined]
+    except ImportError as e:
+        log.warning("no pipeline installed (%s): jobs will do nothing", e)
+        return _no_pipeline
+    return build_handler(settings)  # type: ignore[no-any-return]
+
+
+def _worker_id(i: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{i}:{uuid.uuid4().hex[:6]}"
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+class _Runner:
+    def __init__(
+        self,
+        queue: Queue,
+        handler: Handler,
+        stop: asyncio.Event,
+        poll_interval: float,
+        grace_seconds: float,
+        lease_seconds: float,
+    ) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.stop = stop
+        self.poll_interval = poll_interval
+        self.grace_seconds = grace_seconds
+        self.lease_seconds = lease_seconds
+
+    async def loop(self, worker_id: str) -> None:
+        while not self.stop.is_set():
+            try:
+                job = await self.queue.claim(worker_id)
+            except Exception:
+                log.exception("claim failed", extra={"worker_id": worker_id})
+                await _wait(self.stop, self.poll_interval)
+                continue
+            if job is None:
+                await _wait(self.stop, self.poll_interval)
+                continue
+            with log_context(job_id=job.id, delivery_id=job.delivery_id):
+                await self.run(job, worker_id)
+
+    async def _heartbeat(self, job: Job, worker_id: str, control: JobControl) -> None:
+        interval = max(self.lease_seconds / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                ok = await self.queue.heartbeat(job.id, worker_id)
+            except Exception:
+                log.exception("heartbeat failed")
+                continue
+            if not ok:
+                control.lease_lost = True
+                return
+
+    async def run(self, job: Job, worker_id: str) -> None:
+        control = JobControl(self.queue, job)
+        started = time.monotonic()
+        log.info(
+            "job started",
+            extra={"kind": str(job.kind), "key": job.key, "attempt": job.attempts},
+        )
+        task = asyncio.create_task(self.handler(job, control))
+        beat = asyncio.create_task(self._heartbeat(job, worker_id, control))
+        stopping = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({task, beat, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and beat.done():
+                log.warning("lease lost: another worker may run this job; stopping it")
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                return
+            if not task.done():  # shutting down: give it the grace period
+                done, _ = await asyncio.wait({task, beat}, timeout=self.grace_seconds)
+                if task not in done:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+                    release = getattr(self.queue, "release", None)
+                    if release is not None and not control.lease_lost:
+                        await release(job.id, worker_id)
+                    log.warning("job handed back at shutdown")
+                    return
+            outcome = self._outcome(task)
+        finally:
+            beat.cancel()
+            stopping.cancel()
+        if outcome.pr_url:
+            await self.queue.update(job.id, pr_url=outcome.pr_url)
+        await self.queue.finish(job.id, worker_id, outcome.state, outcome.error)
+        elapsed = time.monotonic() - started
+        metrics.jobs.labels(kind=str(job.kind), outcome=str(outcome.state)).inc()
+        metrics.job_duration.labels(kind=str(job.kind)).observe(elapsed)
+        log.info(
+            "job finished",
+            extra={
+                "kind": str(job.kind),
+                "outcome": str(outcome.state),
+                "error": outcome.error,
+                "latency_ms": round(elapsed * 1000, 1),
+            },
+        )
+
+    @staticmethod
+    def _outcome(task: asyncio.Task[JobOutcome]) -> JobOutcome:
+        if task.cancelled():
+            return JobOutcome(JobState.cancelled, error="handler was cancelled")
+        exc = task.exception()
+        if exc is not None:
+            log.error("job handler raised", exc_info=exc)
+            text = redact(f"{type(exc).__name__}: {exc}")[:2000]
+            return JobOutcome(JobState.failed, error=text)
+        outcome = task.result()
+        if not isinstance(outcome, JobOutcome):
+            return JobOutcome(JobState.failed, error=f"handler returned {outcome!r}")
+        if outcome.error:
+            outcome.error = redact(outcome.error)
+        return outcome
+
+
+async def run_workers(
+    queue: Queue,
+    handler: Handler,
+    n: int,
+    stop: asyncio.Event,
+    poll_interval: float = 1.0,
+    grace_seconds: float = 30.0,
+    lease_seconds: float | None = None,
+) -> None:
+    """Run n worker tasks until `stop` is set and their jobs are finished or handed back."""
+    if n <= 0:
+        return
+    lease = lease_seconds or float(getattr(queue, "lease_seconds", 60.0))
+    runner = _Runner(queue, handler, stop, poll_interval, grace_seconds, lease)
+    await asyncio.gather(*(runner.loop(_worker_id(i)) for i in range(n)))
+
+
+def run_worker_process(settings: Settings, concurrency: int) -> None:
+    """`pact-bot worker`: workers only, stopped by SIGTERM/SIGINT."""
+    from pact_bot.jobs.backends import open_queue
+
+    async def main() -> None:
+        queue = open_queue(settings)
+        await queue.open()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("worker started", extra={"concurrency": concurrency})
+        try:
+            await run_workers(queue, load_handler(settings), concurrency, stop)
+        finally:
+            await queue.close()
+        log.info("worker stopped")
+
+    asyncio.run(main())

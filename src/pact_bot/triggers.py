@@ -1,0 +1,343 @@
+"""Which webhook starts which job: a pure function of the event, its payload and our identity.
+
+Public API:
+- `route(event, payload, bot, config, delivery_id="") -> Decision`
+- `Decision(job, reason, cancel_key=None)`: `job` is None when nothing starts; `reason` is
+  a short phrase for the log; `cancel_key` asks the web process to call
+  `queue.request_cancel(cancel_key)` right away (for `/pact cancel`), after the reply job is
+  recorded, so cancellation does not wait behind the running job.
+- `BotIdentity(slug)` with `.login` (`<slug>[bot]`); `TriggerConfig(label, command)` and
+  `TriggerConfig.from_repo_config(dict | None)` (keys `label`, `command`, as cached by
+  workers from `.github/pact.yml`).
+- `parse_command(body, command) -> Command | None`.
+
+Keys: code and revise jobs use `owner/repo#N` (one at a time per issue/PR). Reply jobs use
+`owner/repo#N:reply` and spec checks `owner/repo#N:check`: they are quick, and must not sit
+behind a 30-minute code job of the same issue.
+
+Task fields (`job.task`), all kinds: `trigger` (label | command | check_run | review |
+pull_request), `number`, `is_pr`, `fingerprint` (what makes a second trigger identical, for
+coalescing). Per trigger: `comment_id` (react to it), `command` (code | help | status |
+cancel), `unknown_command`, `spec_paths`, `instructions` (comment lines after the first),
+`title`, `body`, `review_id`, `review_state`, `review_body`, `check_run_id`, `head_sha`,
+`head_ref`, `base_ref`, `default_branch`. Permission is checked by the worker, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from pact_bot.github import payloads as p
+from pact_bot.jobs.model import Job, JobKind
+
+REPLY_COMMANDS = ("help", "status", "cancel")
+SPEC_CHECK_ACTIONS = ("opened", "synchronize", "reopened")
+IMPLEMENT_ACTION = "implement"
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    slug: str = "pact-bot"
+
+    @property
+    def login(self) -> str:
+        return f"{self.slug}[bot]"
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    label: str = "pact:code"
+    command: str = "/pact"
+
+    @classmethod
+    def from_repo_config(cls, config: dict[str, Any] | None) -> TriggerConfig:
+        """Per-repository overrides; anything missing or malformed keeps the default."""
+        base = cls()
+        if not config:
+            return base
+        label = config.get("label")
+        command = config.get("command")
+        return cls(
+            label=label if isinstance(label, str) and label.strip() else base.label,
+            command=command.strip()
+            if isinstance(command, str) and command.strip()
+            else base.command,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    job: Job | None
+    reason: str
+    cancel_key: str | None = None
+
+    @property
+    def starts_job(self) -> bool:
+        return self.job is not None
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # code, help, status, cancel, or "" for a bare command
+    args: list[str] = field(default_factory=list)
+    instructions: str = ""
+
+
+def parse_command(body: str | None, command: str = "/pact") -> Command | None:
+    """`/pact <sub> [args…]` on the first line, free text below; None when not a command."""
+    if not body:
+        return None
+    first, _, rest = body.strip().partition("\n")
+    tokens = first.split()
+    if not tokens or tokens[0] != command:
+        return None
+    name = tokens[1].lower() if len(tokens) > 1 else ""
+    return Command(name=name, args=tokens[2:], instructions=rest.strip())
+
+
+def _nothing(reason: str) -> Decision:
+    return Decision(None, reason)
+
+
+def route(
+    event: str,
+    payload: dict[str, Any],
+    bot: BotIdentity,
+    config: TriggerConfig,
+    delivery_id: str = "",
+) -> Decision:
+    """Decide what a delivery starts. Raises pydantic.ValidationError on a malformed payload
+    of an event we route (the web answers 400)."""
+    handler = _ROUTES.get(event)
+    if handler is None:
+        return _nothing(f"event {event} starts nothing")
+    ev = p.parse(event, payload)
+    if ev.repository is None:
+        return _nothing("no repository in payload")
+    if ev.sender is not None and (ev.sender.type == "Bot" or ev.sender.login == bot.login):
+        return _nothing("sent by a bot")
+    return handler(ev, bot, config, delivery_id)
+
+
+def _job(
+    ev: p.WebhookEvent,
+    kind: JobKind,
+    number: int,
+    delivery_id: str,
+    task: dict[str, Any],
+    key_suffix: str = "",
+) -> Job:
+    assert ev.repository is not None
+    repo = ev.repository.full_name
+    task = {
+        "number": number,
+        "default_branch": ev.repository.default_branch,
+        **task,
+    }
+    return Job(
+        kind=kind,
+        key=Job.key_for(repo, number) + key_suffix,
+        repo=repo,
+        number=number,
+        installation_id=ev.installation_id,
+        delivery_id=delivery_id,
+        sender=ev.sender.login if ev.sender else "",
+        task=task,
+    )
+
+
+def _issues(
+    ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
+) -> Decision:
+    assert isinstance(ev, p.IssuesEvent)
+    if ev.action != "labeled":
+        return _nothing(f"issues.{ev.action} starts nothing")
+    if ev.label is None or ev.label.name != config.label:
+        return _nothing("another label")
+    issue = ev.issue
+    job = _job(
+        ev,
+        JobKind.code,
+        issue.number,
+        delivery_id,
+        {
+            "trigger": "label",
+            "is_pr": issue.is_pr,
+            "spec_paths": [],
+            "instructions": "",
+            "title": issue.title,
+            "body": issue.body or "",
+            "fingerprint": "code::",
+        },
+    )
+    return Decision(job, f"label {config.label}")
+
+
+def _issue_comment(
+    ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
+) -> Decision:
+    assert isinstance(ev, p.IssueCommentEvent)
+    if ev.action != "created":
+        return _nothing(f"issue_comment.{ev.action} starts nothing")
+    cmd = parse_command(ev.comment.body, config.command)
+    if cmd is None:
+        return _nothing("not a command")
+    issue = ev.issue
+    common = {
+        "trigger": "command",
+        "is_pr": issue.is_pr,
+        "comment_id": ev.comment.id,
+        "title": issue.title,
+    }
+    if cmd.name == "code":
+        bot_pr = issue.is_pr and issue.user.login == bot.login
+        kind = JobKind.revise if bot_pr else JobKind.code
+        job = _job(
+            ev,
+            kind,
+            issue.number,
+            delivery_id,
+            {
+                **common,
+                "command": "code",
+                "spec_paths": cmd.args,
+                "instructions": cmd.instructions,
+                "body": issue.body or "",
+                "fingerprint": f"code:{' '.join(cmd.args)}:{cmd.instructions}",
+            },
+        )
+        return Decision(job, f"{config.command} code")
+    name = cmd.name if cmd.name in REPLY_COMMANDS else "help"
+    task: dict[str, Any] = {
+        **common,
+        "command": name,
+        "fingerprint": f"{name}:{ev.comment.id}",
+    }
+    if cmd.name not in REPLY_COMMANDS:
+        task["unknown_command"] = cmd.name
+    job = _job(ev, JobKind.reply, issue.number, delivery_id, task, key_suffix=":reply")
+    cancel_key = Job.key_for(job.repo, issue.number) if name == "cancel" else None
+    return Decision(job, f"{config.command} {cmd.name or '(bare)'}", cancel_key=cancel_key)
+
+
+def _same_repo(pr: p.PullRequest) -> bool:
+    head, base = pr.head.repo, pr.base.repo
+    if head is None or base is None:
+        return False
+    if head.full_name and base.full_name:
+        return head.full_name == base.full_name
+    return head.id is not None and head.id == base.id
+
+
+def _pull_request(
+    ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
+) -> Decision:
+    assert isinstance(ev, p.PullRequestEvent)
+    if ev.action not in SPEC_CHECK_ACTIONS:
+        return _nothing(f"pull_request.{ev.action} starts nothing")
+    pr = ev.pull_request
+    if not _same_repo(pr):
+        return _nothing("pull request from a fork")
+    job = _job(
+        ev,
+        JobKind.spec_check,
+        pr.number,
+        delivery_id,
+        {
+            "trigger": "pull_request",
+            "is_pr": True,
+            "head_sha": pr.head.sha,
+            "head_ref": pr.head.ref,
+            "base_ref": pr.base.ref,
+            "title": pr.title,
+            "fingerprint": f"spec_check:{pr.head.sha}",
+        },
+        key_suffix=":check",
+    )
+    return Decision(job, f"pull_request.{ev.action}: check for specs")
+
+
+def _review(
+    ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
+) -> Decision:
+    assert isinstance(ev, p.PullRequestReviewEvent)
+    if ev.action != "submitted":
+        return _nothing(f"pull_request_review.{ev.action} starts nothing")
+    pr, review = ev.pull_request, ev.review
+    if pr.user.login != bot.login:
+        return _nothing("review on a PR that is not the bot's")
+    state = review.state.lower()
+    if state not in ("changes_requested", "commented"):
+        return _nothing(f"review {state} starts nothing")
+    job = _job(
+        ev,
+        JobKind.revise,
+        pr.number,
+        delivery_id,
+        {
+            "trigger": "review",
+            "is_pr": True,
+            "review_id": review.id,
+            "review_state": state,
+            "review_body": review.body or "",
+            "head_sha": pr.head.sha,
+            "head_ref": pr.head.ref,
+            "base_ref": pr.base.ref,
+            "title": pr.title,
+            "fingerprint": f"review:{review.id}",
+        },
+    )
+    return Decision(job, f"review {state} on a bot PR")
+
+
+def _check_run(
+    ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
+) -> Decision:
+    assert isinstance(ev, p.CheckRunEvent)
+    if ev.action != "requested_action":
+        return _nothing(f"check_run.{ev.action} starts nothing")
+    if ev.requested_action is None or ev.requested_action.identifier != IMPLEMENT_ACTION:
+        return _nothing("another check run action")
+    if not ev.check_run.pull_requests:
+        return _nothing("check run without a pull request")
+    pull = ev.check_run.pull_requests[0]
+    job = _job(
+        ev,
+        JobKind.code,
+        pull.number,
+        delivery_id,
+        {
+            "trigger": "check_run",
+            "is_pr": True,
+            "check_run_id": ev.check_run.id,
+            "head_sha": ev.check_run.head_sha,
+            "head_ref": pull.head.ref,
+            "base_ref": pull.base.ref,
+            "spec_paths": [],
+            "instructions": "",
+            "fingerprint": "code::",
+        },
+    )
+    return Decision(job, "check run: implement")
+
+
+_ROUTES = {
+    "issues": _issues,
+    "issue_comment": _issue_comment,
+    "pull_request": _pull_request,
+    "pull_request_review": _review,
+    "check_run": _check_run,
+}
+
+__all__ = [
+    "BotIdentity",
+    "Command",
+    "Decision",
+    "TriggerConfig",
+    "ValidationError",
+    "parse_command",
+    "route",
+]

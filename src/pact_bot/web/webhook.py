@@ -1,0 +1,184 @@
+"""`POST /webhook`: verify, parse the few fields we need, decide, record durably, answer.
+
+The contract (DESIGN.md): 503 when the App has no webhook secret yet; 413 over
+`PACT_MAX_BODY_BYTES` (Content-Length checked first, a streamed body cut off at the limit);
+401 on a missing or wrong `X-Hub-Signature-256` (the sha1 header alone is refused); 400 on
+missing `X-GitHub-Event`/`X-GitHub-Delivery` or a body that is not a JSON object; 200 for
+`ping`, for redeliveries and for events that start nothing; 202 once the job is committed.
+Nothing here calls GitHub or the model.
+
+Public API: `WebhookEndpoint(settings, queue, bot, config_ttl)` — an ASGI-free callable
+`(Request) -> Response` mounted by `web.app.create_app`; `verify_signature(secret, body,
+header) -> bool`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from pact_bot import metrics
+from pact_bot.jobs.model import Enqueued, Queue
+from pact_bot.settings import Settings
+from pact_bot.triggers import BotIdentity, TriggerConfig, route
+
+log = logging.getLogger(__name__)
+
+# Events whose routing reads the per-repository label/command.
+_CONFIGURABLE = frozenset({"issues", "issue_comment"})
+
+
+def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
+    """`X-Hub-Signature-256: sha256=<hex>` of the raw body, compared in constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.encode())
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class WebhookEndpoint:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: Queue,
+        bot: BotIdentity,
+        config_ttl: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.bot = bot
+        secret = settings.github_webhook_secret
+        self.secret = secret.get_secret_value().encode() if secret else None
+        self.max_body = settings.pact_max_body_bytes
+        self.config_ttl = config_ttl
+        self._configs: dict[str, tuple[float, TriggerConfig]] = {}
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        headers = request.headers
+        event = headers.get("x-github-event") or ""
+        fields: dict[str, Any] = {
+            "delivery_id": headers.get("x-github-delivery"),
+            "event": event or None,
+        }
+        status, outcome, body = await self._handle(request, fields)
+        latency = time.perf_counter() - started
+        metrics.webhook_latency.observe(latency)
+        metrics.deliveries.labels(event=event or "none", outcome=outcome).inc()
+        fields["outcome"] = outcome
+        fields["status"] = status
+        fields["latency_ms"] = round(latency * 1000, 2)
+        log.log(logging.WARNING if status >= 500 else logging.INFO, "delivery", extra=fields)
+        return JSONResponse(body, status_code=status)
+
+    async def _handle(
+        self, request: Request, fields: dict[str, Any]
+    ) -> tuple[int, str, dict[str, Any]]:
+        if self.secret is None:
+            return (
+                503,
+                "not_configured",
+                {
+                    "error": "pact-bot is not configured as a GitHub App yet: "
+                    "GITHUB_WEBHOOK_SECRET is not set (see / for what is missing)"
+                },
+            )
+        try:
+            raw = await self._read_body(request)
+        except _TooLarge:
+            return 413, "rejected", {"error": f"body over {self.max_body} bytes"}
+        headers = request.headers
+        if not verify_signature(self.secret, raw, headers.get("x-hub-signature-256")):
+            reason = (
+                "X-Hub-Signature-256 is required (sha1 signatures are not accepted)"
+                if "x-hub-signature-256" not in headers
+                else "signature does not match"
+            )
+            return 401, "rejected", {"error": reason}
+        event, delivery_id = fields["event"], fields["delivery_id"]
+        if not event or not delivery_id:
+            return 400, "rejected", {"error": "X-GitHub-Event and X-GitHub-Delivery are required"}
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            return 400, "rejected", {"error": "body is not JSON"}
+        if not isinstance(payload, dict):
+            return 400, "rejected", {"error": "body is not a JSON object"}
+        action = payload.get("action")
+        repo = payload.get("repository")
+        fields["action"] = action if isinstance(action, str) else None
+        fields["repo"] = repo.get("full_name") if isinstance(repo, dict) else None
+        if event == "ping":
+            return 200, "ping", {"ok": True, "event": "ping"}
+
+        config = await self._trigger_config(event, fields["repo"])
+        try:
+            decision = route(event, payload, self.bot, config, delivery_id=delivery_id)
+        except ValidationError as e:
+            where = ".".join(str(x) for x in e.errors()[0]["loc"])
+            return 400, "rejected", {"error": f"payload of {event} is malformed at {where}"}
+        fields["reason"] = decision.reason
+        if decision.job is None:
+            if not await self.queue.record_delivery(delivery_id):
+                return 200, "duplicate", {"ok": True, "duplicate": True}
+            return 200, "ignored", {"ok": True, "reason": decision.reason}
+
+        job = decision.job
+        result = await self.queue.enqueue(job)
+        if result is Enqueued.duplicate_delivery:
+            return 200, "duplicate", {"ok": True, "duplicate": True}
+        if result is Enqueued.coalesced:
+            return 200, "coalesced", {"ok": True, "coalesced": True}
+        fields["job_id"] = job.id
+        fields["kind"] = str(job.kind)
+        if decision.cancel_key:
+            cancelled = await self.queue.request_cancel(decision.cancel_key)
+            fields["cancelled"] = cancelled
+        return 202, "accepted", {"ok": True, "job_id": job.id, "kind": str(job.kind)}
+
+    async def _read_body(self, request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                if int(length) > self.max_body:
+                    raise _TooLarge
+            except ValueError:
+                pass
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _trigger_config(self, event: str, repo: str | None) -> TriggerConfig:
+        if event not in _CONFIGURABLE or not repo:
+            return TriggerConfig()
+        now = time.monotonic()
+        cached = self._configs.get(repo)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            raw = await self.queue.get_repo_config(repo)
+        except Exception:
+            log.exception("cannot read the repository's trigger config", extra={"repo": repo})
+            raw = None
+        config = TriggerConfig.from_repo_config(raw)
+        if len(self._configs) > 10_000:
+            self._configs.clear()
+        self._configs[repo] = (now + self.config_ttl, config)
+        return config
