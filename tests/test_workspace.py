@@ -1,0 +1,367 @@
+"""Workspace against real git: a bare upstream served over file:// (no auth involved).
+
+Auth, token scoping and protected branches are covered against the GitHub simulator in
+tests/test_github_client.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+from unidiff import PatchSet
+
+from pact_bot.workspace import (
+    GitError,
+    PushRejected,
+    RebaseConflict,
+    Workspace,
+    WorkspaceBusy,
+    WorkspaceError,
+)
+
+TOKEN = "ghs_test0123456789abcdefTOKEN"
+BRANCH = "pact/code/widget"
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+class Upstream:
+    """A bare repository standing in for GitHub, plus a clone people push from."""
+
+    def __init__(self, root: Path) -> None:
+        self.bare = root / "upstream.git"
+        self.dev = root / "dev"
+        git("init", "--quiet", "--bare", "-b", "main", str(self.bare), cwd=root)
+        git("clone", "--quiet", str(self.bare), str(self.dev), cwd=root)
+        git("checkout", "--quiet", "-b", "main", cwd=self.dev)
+        self.url = self.bare.as_uri()
+
+    def commit(self, files: dict[str, str], branch: str = "main", message: str = "dev") -> str:
+        git("fetch", "--quiet", "origin", cwd=self.dev)
+        exists = git("ls-remote", "--heads", "origin", branch, cwd=self.dev).strip()
+        if exists:
+            git("checkout", "--quiet", "-B", branch, f"origin/{branch}", cwd=self.dev)
+        else:
+            git("checkout", "--quiet", "-B", branch, cwd=self.dev)
+        for path, text in files.items():
+            p = self.dev / path
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+        git("add", "-A", cwd=self.dev)
+        git("commit", "--quiet", "-m", message, cwd=self.dev)
+        git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=self.dev)
+        return self.sha(branch)
+
+    def sha(self, branch: str) -> str:
+        return git("rev-parse", f"refs/heads/{branch}", cwd=self.bare).strip()
+
+    def show(self, ref: str, path: str) -> str:
+        return git("show", f"{ref}:{path}", cwd=self.bare)
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Upstream:
+    up = Upstream(tmp_path)
+    up.commit({"README.md": "# demo\n", "src/app.py": "print('hi')\n"}, message="init")
+    return up
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path / "data")
+
+
+async def prepare(ws: Workspace, up: Upstream, job: str = "job1", **kw: object) -> Path:
+    return await ws.prepare("acme/demo", up.url, TOKEN, "main", BRANCH, job, **kw)  # type: ignore[arg-type]
+
+
+async def test_prepare_checks_out_a_new_branch_from_base(ws: Workspace, upstream: Upstream):
+    wt = await prepare(ws, upstream)
+
+    assert wt == ws.data_dir / "worktrees" / "job1"
+    assert (wt / "src" / "app.py").read_text() == "print('hi')\n"
+    assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=wt).strip() == BRANCH
+    assert await ws.head(wt) == upstream.sha("main")
+    assert ws.tracked_files(wt) == ["README.md", "src/app.py"]
+    assert (ws.data_dir / "mirrors" / "acme" / "demo.git").is_dir()
+
+
+async def test_second_job_fetches_the_existing_mirror(ws: Workspace, upstream: Upstream):
+    wt1 = await prepare(ws, upstream, "job1")
+    mirror = ws.mirror_path("acme/demo")
+    marker = mirror / "pact-marker"
+    marker.write_text("the same mirror")
+    new = upstream.commit({"NEWS.md": "news\n"})
+
+    wt2 = await ws.prepare("acme/demo", upstream.url, TOKEN, "main", "pact/code/other", "job2")
+
+    assert marker.exists(), "mirror was re-created instead of fetched"
+    assert await ws.head(wt2) == new
+    assert (wt2 / "NEWS.md").exists() and not (wt1 / "NEWS.md").exists()
+
+
+async def test_token_never_lands_on_disk_or_in_argv(
+    ws: Workspace, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+):
+    seen: list[tuple[str, ...]] = []
+    real = asyncio.create_subprocess_exec
+
+    async def spy(*args: str, **kw: object) -> asyncio.subprocess.Process:
+        seen.append(args)
+        return await real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
+    wt = await prepare(ws, upstream)
+    (wt / "new.txt").write_text("x\n")
+    await ws.commit(wt, "add")
+    await ws.push(wt, upstream.url, TOKEN, BRANCH)
+
+    assert seen and not any(TOKEN in " ".join(a) for a in seen)
+    for path in ws.data_dir.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+async def test_prepare_twice_with_the_same_job_id_starts_clean(ws: Workspace, upstream: Upstream):
+    wt = await prepare(ws, upstream)
+    (wt / "half-done.txt").write_text("from the crashed attempt\n")
+    (wt / "README.md").write_text("scribbled\n")
+
+    again = await prepare(ws, upstream)
+
+    assert again == wt
+    assert not (wt / "half-done.txt").exists()
+    assert (wt / "README.md").read_text() == "# demo\n"
+
+
+async def test_retry_after_a_crash_reclaims_the_dead_jobs_worktree(
+    tmp_path: Path, upstream: Upstream
+):
+    first = Workspace(tmp_path / "data")
+    await prepare(first, upstream, "job1")
+    # The worker died: its process (and so its job lock) is gone, the directory is not.
+    first._release_job("job1")
+
+    restarted = Workspace(tmp_path / "data")
+    wt = await prepare(restarted, upstream, "job1")
+    assert (wt / "README.md").exists()
+    # Another job id on the same branch, with the first job dead, is fine as well.
+    await restarted.remove(wt)
+    await prepare(restarted, upstream, "job1")
+    restarted._release_job("job1")
+    wt3 = await prepare(Workspace(tmp_path / "data"), upstream, "job3")
+    assert (wt3 / "README.md").exists()
+
+
+async def test_a_live_job_on_the_same_branch_is_refused(tmp_path: Path, upstream: Upstream):
+    one = Workspace(tmp_path / "data")
+    await prepare(one, upstream, "job1")
+    two = Workspace(tmp_path / "data")
+
+    with pytest.raises(WorkspaceBusy, match="in use by another job"):
+        await prepare(two, upstream, "job2")
+    with pytest.raises(WorkspaceBusy, match="already running"):
+        await prepare(two, upstream, "job1")
+
+
+async def test_existing_remote_branch_is_continued(ws: Workspace, upstream: Upstream):
+    tip = upstream.commit({"docs/implementation-summary-widget.md": "v1\n"}, branch=BRANCH)
+
+    wt = await prepare(ws, upstream)
+
+    assert await ws.head(wt) == tip
+    assert (wt / "docs" / "implementation-summary-widget.md").read_text() == "v1\n"
+
+
+async def test_reuse_branch_requires_the_remote_branch(ws: Workspace, upstream: Upstream):
+    with pytest.raises(WorkspaceError, match="does not exist on the remote"):
+        await prepare(ws, upstream, reuse_branch=True)
+    # The failed attempt left nothing behind that blocks a retry.
+    wt = await prepare(ws, upstream)
+    assert wt.exists()
+
+
+async def test_unknown_base_branch_is_a_clear_error(ws: Workspace, upstream: Upstream):
+    with pytest.raises(WorkspaceError, match="base branch 'nope' does not exist"):
+        await ws.prepare("acme/demo", upstream.url, TOKEN, "nope", BRANCH, "job1")
+
+
+async def test_base_can_be_a_full_ref_or_a_sha(ws: Workspace, upstream: Upstream):
+    spec_tip = upstream.commit({"docs/widget-spec.md": "# spec\n"}, branch="spec/widget")
+    main_tip = upstream.sha("main")
+
+    wt = await ws.prepare(
+        "acme/demo", upstream.url, TOKEN, "refs/heads/spec/widget", "pact/code/a", "job1"
+    )
+    assert await ws.head(wt) == spec_tip
+    wt2 = await ws.prepare("acme/demo", upstream.url, TOKEN, main_tip, "pact/code/b", "job2")
+    assert await ws.head(wt2) == main_tip
+
+
+async def test_changes_lists_files_and_a_diff_unidiff_reads(ws: Workspace, upstream: Upstream):
+    wt = await prepare(ws, upstream)
+    assert (await ws.changes(wt)).empty
+
+    (wt / "src" / "app.py").write_text("print('hello')\n")
+    (wt / "README.md").unlink()
+    (wt / "src" / "widget.py").write_text("def widget():\n    return 1\n")
+
+    changes = await ws.changes(wt)
+
+    assert {(f.path, f.status) for f in changes.files} == {
+        ("src/app.py", "M"),
+        ("README.md", "D"),
+        ("src/widget.py", "A"),
+    }
+    patch = PatchSet(changes.diff)
+    by_path = {p.path: p for p in patch}
+    assert by_path["src/widget.py"].added == 2
+    assert by_path["README.md"].removed == 1
+
+
+async def test_commit_has_bot_author_and_co_author_trailers(ws: Workspace, upstream: Upstream):
+    wt = await prepare(ws, upstream)
+    (wt / "src" / "widget.py").write_text("x = 1\n")
+
+    sha = await ws.commit(
+        wt, "Implement widget", co_authors=[("Ada", "ada@example.com"), "Bob <bob@example.com>"]
+    )
+
+    out = git("log", "-1", "--format=%an|%ae|%cn%n%B", sha, cwd=wt)
+    head, body = out.split("\n", 1)
+    assert head == "pact-bot[bot]|pact-bot[bot]@users.noreply.github.com|pact-bot[bot]"
+    assert body.strip().splitlines() == [
+        "Implement widget",
+        "",
+        "Co-authored-by: Ada <ada@example.com>",
+        "Co-authored-by: Bob <bob@example.com>",
+    ]
+
+
+async def test_commit_with_nothing_changed_says_so(ws: Workspace, upstream: Upstream):
+    wt = await prepare(ws, upstream)
+    with pytest.raises(WorkspaceError, match="nothing to commit"):
+        await ws.commit(wt, "empty")
+
+
+async def test_push_publishes_the_branch(ws: Workspace, upstream: Upstream):
+    wt = await prepare(ws, upstream)
+    (wt / "src" / "widget.py").write_text("x = 1\n")
+    sha = await ws.commit(wt, "Implement widget")
+
+    assert not await ws.remote_branch_exists("acme/demo", BRANCH)
+    await ws.push(wt, upstream.url, TOKEN, BRANCH)
+
+    assert upstream.sha(BRANCH) == sha
+    assert upstream.show(BRANCH, "src/widget.py") == "x = 1\n"
+    assert await ws.remote_branch_exists("acme/demo", BRANCH)
+    assert await ws.remote_branch_exists("acme/demo", BRANCH, clone_url=upstream.url, token=TOKEN)
+    assert not await ws.remote_branch_exists("acme/demo", "nope", clone_url=upstream.url)
+
+
+async def test_non_fast_forward_push_is_rejected_then_rebase_and_push(
+    ws: Workspace, upstream: Upstream
+):
+    upstream.commit({"docs/summary.md": "v1\n"}, branch=BRANCH)
+    wt = await prepare(ws, upstream)
+    (wt / "src" / "fix.py").write_text("fixed = True\n")
+    mine = await ws.commit(wt, "Address review")
+    theirs = upstream.commit({"docs/other.md": "someone else\n"}, branch=BRANCH)
+
+    with pytest.raises(PushRejected) as info:
+        await ws.push(wt, upstream.url, TOKEN, BRANCH)
+    assert info.value.non_fast_forward
+    assert "rejected" in info.value.reason
+    assert upstream.sha(BRANCH) == theirs, "a rejected push must not change the remote"
+
+    new_head = await ws.rebase_onto_remote(wt, BRANCH)
+    assert new_head != mine
+    await ws.push(wt, upstream.url, TOKEN, BRANCH)
+
+    assert upstream.sha(BRANCH) == new_head
+    assert git("rev-parse", f"{BRANCH}~1", cwd=upstream.bare).strip() == theirs
+    assert upstream.show(BRANCH, "src/fix.py") == "fixed = True\n"
+
+
+async def test_rebase_conflict_aborts_and_names_the_files(ws: Workspace, upstream: Upstream):
+    upstream.commit({"src/widget.py": "base\n"}, branch=BRANCH)
+    wt = await prepare(ws, upstream)
+    (wt / "src" / "widget.py").write_text("ours\n")
+    mine = await ws.commit(wt, "ours")
+    upstream.commit({"src/widget.py": "theirs\n"}, branch=BRANCH)
+
+    with pytest.raises(RebaseConflict) as info:
+        await ws.rebase_onto_remote(wt, BRANCH, clone_url=upstream.url, token=TOKEN)
+
+    assert info.value.files == ["src/widget.py"]
+    assert await ws.head(wt) == mine, "the aborted rebase leaves our commit as it was"
+    assert git("status", "--porcelain", cwd=wt) == ""
+
+
+async def test_remove_discards_uncommitted_work_and_frees_the_branch(
+    ws: Workspace, upstream: Upstream
+):
+    wt = await prepare(ws, upstream)
+    (wt / "dirty.txt").write_text("uncommitted\n")
+    (wt / "README.md").write_text("changed\n")
+
+    await ws.remove(wt)
+
+    assert not wt.exists()
+    listed = git("worktree", "list", "--porcelain", cwd=ws.mirror_path("acme/demo"))
+    assert str(wt) not in listed
+    await ws.remove(wt)  # twice is fine
+    again = await prepare(ws, upstream, "job2")  # the branch is free for the next job
+    assert again.exists()
+
+
+async def test_remove_of_a_half_deleted_worktree_is_safe(ws: Workspace, upstream: Upstream):
+    wt = await prepare(ws, upstream)
+    (wt / ".git").unlink()
+    await ws.remove(wt)
+    assert not wt.exists()
+    await ws.remove(ws.data_dir / "worktrees" / "never-existed")
+
+
+async def test_concurrent_jobs_on_one_repository(ws: Workspace, upstream: Upstream):
+    paths = await asyncio.gather(
+        *(
+            ws.prepare("acme/demo", upstream.url, TOKEN, "main", f"pact/code/w{i}", f"job{i}")
+            for i in range(4)
+        )
+    )
+    for i, wt in enumerate(paths):
+        (wt / f"f{i}.txt").write_text(f"{i}\n")
+        await ws.commit(wt, f"job {i}")
+    await asyncio.gather(
+        *(ws.push(wt, upstream.url, TOKEN, f"pact/code/w{i}") for i, wt in enumerate(paths))
+    )
+    for i in range(4):
+        assert upstream.show(f"pact/code/w{i}", f"f{i}.txt") == f"{i}\n"
+
+
+async def test_fetch_failure_raises_git_error_without_the_token(ws: Workspace, tmp_path: Path):
+    missing = (tmp_path / "nowhere.git").as_uri()
+    with pytest.raises(GitError) as info:
+        await ws.prepare("acme/demo", missing, TOKEN, "main", BRANCH, "job1")
+    assert "fetch" in str(info.value)
+    assert TOKEN not in str(info.value) and TOKEN not in " ".join(info.value.cmd)
+    assert not ws.mirror_path("acme/demo").exists(), "no half-made mirror is kept"
+
+
+def test_unsafe_names_are_refused(ws: Workspace):
+    with pytest.raises(ValueError):
+        ws.mirror_path("../etc")
+    with pytest.raises(ValueError):
+        ws.worktree_path("../../x")
