@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     github_private_key_path: Path | None = Field(
         default=None, description="A file holding the PEM key, instead of GITHUB_PRIVATE_KEY."
     )
+    github_app_slug: str | None = Field(
+        default=None,
+        description="The App's slug (written by the setup flow); the bot's own login is "
+        "`<slug>[bot]`, whose events start nothing. Default `pact-bot`.",
+    )
     github_webhook_secret: SecretStr | None = Field(
         default=None, description="Secret GitHub signs each webhook delivery with (HMAC-SHA256)."
     )
