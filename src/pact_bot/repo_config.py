@@ -1,0 +1,267 @@
+"""Per-repository configuration: `.github/pact.yml` on the default branch.
+
+Every key is optional; an absent file means the defaults. An invalid file is an
+error the job reports (quoting the message with its line), never a silent
+fallback.
+
+```yaml
+label: pact:code              # issue label that starts a code job
+command: /pact                # comment command word
+spec_glob: docs/**/*-spec.md  # which files are specs
+spec_prs: suggest             # suggest | run | off (check run on PRs that change specs)
+pr:
+  draft: false
+  branch_prefix: pact/code/
+model: sonnet                 # alias or full model id (PACT_MODEL on the server wins)
+limits:                       # capped by the server's PACT_MAX_* values
+  max_turns: 60
+  max_cost_usd: 5
+  max_minutes: 30
+sandbox:
+  enabled: true               # offer the bash tool when bubblewrap works
+  setup: []                   # commands run in the sandbox before the agent starts
+protected_paths:              # the agent may not change these (`.git/` always)
+  - .github/workflows/**
+agent: .claude/agents/pact-backend-coder.md
+```
+
+Public API: `RepoConfig`, `parse_repo_config(text) -> RepoConfig` (raises
+`RepoConfigError`), `RepoConfig.effective(settings) -> Effective`,
+`RepoConfig.trigger_fields()` (what the queue caches for ingress),
+`glob_match(pattern, path)`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if TYPE_CHECKING:
+    from pact_bot.settings import Settings
+
+CONFIG_PATH = ".github/pact.yml"
+DEFAULT_PROTECTED = (".github/workflows/**",)
+ALWAYS_PROTECTED = (".git/**",)
+
+
+class RepoConfigError(Exception):
+    """`.github/pact.yml` is not valid; the message names the line and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PRConfig(_Strict):
+    draft: bool = False
+    branch_prefix: str = "pact/code/"
+
+    @field_validator("branch_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._/-]+", v) or ".." in v or v.startswith("/"):
+            raise ValueError("must be a plain git branch prefix such as pact/code/")
+        return v if v.endswith("/") else v + "/"
+
+
+class Limits(_Strict):
+    max_turns: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_minutes: float | None = Field(default=None, gt=0)
+
+
+class SandboxConfig(_Strict):
+    enabled: bool = True
+    setup: list[str] = Field(default_factory=list)
+
+
+class RepoConfig(_Strict):
+    label: str = Field(default="pact:code", min_length=1)
+    command: str = Field(default="/pact", pattern=r"^/?[A-Za-z0-9_-]+$")
+    spec_glob: str = Field(default="docs/**/*-spec.md", min_length=1)
+    spec_prs: Literal["suggest", "run", "off"] = "suggest"
+    pr: PRConfig = Field(default_factory=PRConfig)
+    model: str | None = None
+    limits: Limits = Field(default_factory=Limits)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    protected_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_PROTECTED))
+    agent: str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _slash(cls, v: str) -> str:
+        return v if v.startswith("/") else "/" + v
+
+    @field_validator("agent")
+    @classmethod
+    def _agent_path(cls, v: str | None) -> str | None:
+        if v is not None and (v.startswith("/") or ".." in v.split("/")):
+            raise ValueError("must be a path inside the repository")
+        return v
+
+    def trigger_fields(self) -> dict[str, Any]:
+        """What ingress needs before a job runs (cached in the queue per repository)."""
+        return {
+            "label": self.label,
+            "command": self.command,
+            "spec_glob": self.spec_glob,
+            "spec_prs": self.spec_prs,
+        }
+
+    def effective(self, settings: Settings) -> Effective:
+        """The values a job uses: the server's maximums cap the repository's limits."""
+        lim = self.limits
+        return Effective(
+            label=self.label,
+            command=self.command,
+            spec_glob=self.spec_glob,
+            spec_prs=self.spec_prs,
+            draft=self.pr.draft,
+            branch_prefix=self.pr.branch_prefix,
+            model=settings.resolve_model(self.model),
+            max_turns=_cap(lim.max_turns, settings.pact_max_turns),
+            max_cost_usd=_cap(lim.max_cost_usd, settings.pact_max_cost_usd),
+            max_minutes=_cap(lim.max_minutes, settings.pact_max_minutes),
+            sandbox=self.sandbox.enabled,
+            setup=tuple(self.sandbox.setup),
+            protected_paths=tuple(dict.fromkeys([*self.protected_paths, *ALWAYS_PROTECTED])),
+            agent=self.agent,
+        )
+
+
+@dataclass(frozen=True)
+class Effective:
+    label: str
+    command: str
+    spec_glob: str
+    spec_prs: str
+    draft: bool
+    branch_prefix: str
+    model: str
+    max_turns: int
+    max_cost_usd: float
+    max_minutes: float
+    sandbox: bool
+    setup: tuple[str, ...]
+    protected_paths: tuple[str, ...]
+    agent: str | None
+
+    def as_text(self) -> str:
+        """The effective values, one per line (for `/pact help` and logs)."""
+        return "\n".join(
+            [
+                f"label: {self.label}",
+                f"command: {self.command}",
+                f"spec_glob: {self.spec_glob}",
+                f"spec_prs: {self.spec_prs}",
+                f"pr.draft: {str(self.draft).lower()}",
+                f"pr.branch_prefix: {self.branch_prefix}",
+                f"model: {self.model}",
+                f"limits: {self.max_turns} turns, ${self.max_cost_usd:g}, "
+                f"{self.max_minutes:g} minutes",
+                f"sandbox: {'on' if self.sandbox else 'off'}"
+                + (f" (setup: {'; '.join(self.setup)})" if self.setup else ""),
+                f"protected_paths: {', '.join(self.protected_paths)}",
+                f"agent: {self.agent or '(built-in pact-backend-coder)'}",
+            ]
+        )
+
+
+def _cap(value: float | None, maximum: float) -> Any:
+    return maximum if value is None else min(value, maximum)
+
+
+def parse_repo_config(text: str | None) -> RepoConfig:
+    """Parse and validate the file's text; None or an empty file means the defaults."""
+    if text is None or not text.strip():
+        return RepoConfig()
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "somewhere"
+        problem = getattr(e, "problem", None) or str(e)
+        raise RepoConfigError(f"{CONFIG_PATH}, {where}: not valid YAML ({problem})") from None
+    if data is None:
+        return RepoConfig()
+    if not isinstance(data, dict):
+        raise RepoConfigError(f"{CONFIG_PATH}, line 1: expected a mapping of settings")
+    try:
+        return RepoConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = [p for p in err["loc"]]
+        line = _line_of(root, loc)
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        raise RepoConfigError(f"{CONFIG_PATH}, line {line}: {key}: {msg}{more}") from None
+
+
+def _line_of(node: yaml.Node | None, loc: list[Any]) -> int:
+    """1-based line of the deepest YAML node on the error's path."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == str(part):
+                    nxt = v if not isinstance(v, yaml.ScalarNode) or v.value != "" else k
+                    line = k.start_mark.line + 1
+                    break
+            if nxt is None:
+                return line
+            node = nxt
+            if isinstance(node, yaml.ScalarNode):
+                line = node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out))
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Git-style glob on a repository path: `**/` spans directories, `*` stays in one.
+
+    A pattern ending in `/` matches everything under that directory.
+    """
+    path = path.lstrip("/")
+    if pattern.endswith("/"):
+        pattern += "**"
+    return _glob_regex(pattern).fullmatch(path) is not None
