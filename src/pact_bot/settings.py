@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         description="`sqlite:///path.db` (one host) or `postgresql://…` (web and workers "
         "on several hosts).",
     )
+    pact_database_schema: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="Postgres only: the schema that holds pact-bot's and procrastinate's "
+        "tables (default: the connection's search_path, usually `public`).",
+    )
     pact_workers: int = Field(
         default=2, ge=0, le=64, description="Worker tasks inside `serve`; 0 = web only."
     )

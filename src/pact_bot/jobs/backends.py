@@ -23,6 +23,7 @@ def open_queue(settings: Settings) -> Queue:
             settings.pact_database_url,
             lease_seconds=settings.pact_lease_seconds,
             max_attempts=settings.pact_max_attempts,
+            schema=settings.pact_database_schema,
         )
     return SqliteQueue(
         settings.sqlite_path,
