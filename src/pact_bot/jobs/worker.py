@@ -11,7 +11,8 @@ Public API:
   and the rest are handed back (`queue.release` when the backend has it, else their lease
   lapses and another worker takes them).
 - `load_handler(settings) -> Handler`: `pact_bot.pipeline.build_handler(settings)`, or, while
-  the pipeline is not installed, a handler that does nothing and says so.
+  the pipeline is not installed, a handler that does nothing and says so. For tests and
+  benchmarks only, `PACT_TEST_HANDLER=module:function` names the handler instead.
 - `run_worker_process(settings, concurrency)` for `pact-bot worker`.
 
 A handler exception fails the job with its text (traceback in the log, secrets redacted).
@@ -68,6 +69,13 @@ async def _no_pipeline(job: Job, control: JobControl) -> JobOutcome:
 
 
 def load_handler(settings: Settings) -> Handler:
+    test_handler = os.environ.get("PACT_TEST_HANDLER")
+    if test_handler:  # tests and benchmarks only: `module:function`, a Handler itself
+        import importlib
+
+        module, _, name = test_handler.partition(":")
+        log.warning("PACT_TEST_HANDLER set: jobs run %s, not the pipeline", test_handler)
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
     try:
         from pact_bot.pipeline import build_handler  # type: ignore[attr-defined]
     except ImportError as e:
