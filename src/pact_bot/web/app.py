@@ -25,6 +25,7 @@ from pact_bot import __version__, metrics
 from pact_bot.jobs.model import Queue
 from pact_bot.settings import Settings
 from pact_bot.triggers import BotIdentity
+from pact_bot.web import setup
 from pact_bot.web.webhook import WebhookEndpoint
 
 HomeSection = Callable[[Request], str]
@@ -103,7 +104,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/", home, methods=["GET"]),
-            Route("/webhook", webhook.__call__, methods=["POST"]),  # a method: request/response
+            Route("/webhook", _current_webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
@@ -113,4 +114,18 @@ def create_app(
     app.state.queue = queue
     app.state.bot = bot
     app.state.home_sections = [status_section]
+    app.state.webhook = webhook
+
+    def on_settings_changed(new: Settings) -> None:
+        """The setup flow registered the App: verify deliveries with its secret from now on."""
+        app.state.bot = BotIdentity(getattr(new, "github_app_slug", None) or "pact-bot")
+        app.state.webhook = WebhookEndpoint(new, queue, app.state.bot, config_ttl=config_ttl)
+
+    app.state.on_settings_changed = on_settings_changed
+    setup.install(app)
     return app
+
+
+async def _current_webhook(request: Request) -> Response:
+    """`/webhook` via `app.state.webhook`, which the setup flow replaces without a restart."""
+    return await request.app.state.webhook(request)

@@ -1,0 +1,485 @@
+"""Register the GitHub App from app.yml in one click, the way Probot does (manifest flow).
+
+With no App configured, the page posts the manifest to GitHub; GitHub creates the App and
+sends the browser back to `GET /setup?code=…&state=…`; the code is exchanged for the App's
+id, private key and webhook secret, which are written to the env file (mode 0600) and
+loaded into the running server.
+
+Public API:
+- `routes`: `GET /setup` — the "Register GitHub App" page, or GitHub's redirect back.
+- `setup_section(request) -> str`: the button as a fragment of the `/` page (web/app.py's
+  `app.state.home_sections`); empty once an App is configured.
+- `install(app)`: mounts `routes` and adds `setup_section` to `/`.
+- `current_settings(request)`: the live settings, `request.app.state.settings`; the setup
+  flow replaces that object, and calls `app.state.on_settings_changed(settings)` if set.
+- `load_manifest()`, `build_manifest(settings, public_url)`,
+  `registration_url(settings, org, state)`, `write_app_credentials(path, values, note)`.
+- `print_setup_instructions(settings, org) -> int` for `pact-bot setup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import importlib.resources
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import click
+import yaml
+from dotenv import dotenv_values
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from pact_bot.logs import register_secrets
+from pact_bot.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+STATE_TTL_SECONDS = 15 * 60
+MAX_PENDING_STATES = 256
+_ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_PLACEHOLDER_HOST = "example.com"
+
+
+# -- the manifest ---------------------------------------------------------------------------
+
+
+def load_manifest() -> dict[str, Any]:
+    """app.yml as shipped: inside the installed package, else at the source checkout's root."""
+    res = importlib.resources.files("pact_bot").joinpath("app.yml")
+    if res.is_file():
+        text = res.read_text(encoding="utf-8")
+    else:
+        text = (Path(__file__).resolve().parents[3] / "app.yml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError("app.yml is not a mapping")
+    return data
+
+
+def build_manifest(settings: Settings, public_url: str) -> dict[str, Any]:
+    """The manifest GitHub receives: webhook and redirect URLs point at this server."""
+    manifest = load_manifest()
+    base = public_url.rstrip("/")
+    hook = dict(manifest.get("hook_attributes") or {})
+    hook["url"] = f"{base}/webhook"
+    hook.setdefault("active", True)
+    manifest["hook_attributes"] = hook
+    manifest["redirect_url"] = f"{base}/setup"
+    if urlsplit(str(manifest.get("url", ""))).hostname in (None, _PLACEHOLDER_HOST):
+        manifest["url"] = base
+    return manifest
+
+
+def valid_org(org: str) -> bool:
+    return bool(_ORG_RE.match(org))
+
+
+def new_app_url(settings: Settings, org: str | None) -> str:
+    """GitHub's "new App" page of the user, or of the organisation."""
+    if org:
+        return f"{settings.web_url}/organizations/{quote(org)}/settings/apps/new"
+    return f"{settings.web_url}/settings/apps/new"
+
+
+def registration_url(settings: Settings, org: str | None, state: str) -> str:
+    """Where the manifest form posts to."""
+    return f"{new_app_url(settings, org)}?{urlencode({'state': state})}"
+
+
+def prefilled_url(settings: Settings, org: str | None, public_url: str) -> str:
+    """GitHub's "register with URL parameters" link: the same App, filled in by hand."""
+    m = build_manifest(settings, public_url)
+    params: list[tuple[str, str]] = [
+        ("name", str(m["name"])),
+        ("url", str(m["url"])),
+        ("description", str(m.get("description", ""))),
+        ("public", str(bool(m.get("public", False))).lower()),
+        ("webhook_active", "true"),
+        ("webhook_url", m["hook_attributes"]["url"]),
+    ]
+    params += [("events[]", e) for e in m.get("default_events", [])]
+    params += [(k, v) for k, v in (m.get("default_permissions") or {}).items()]
+    return f"{new_app_url(settings, org)}?{urlencode(params)}"
+
+
+# -- state: one-time, short-lived, held by the server that showed the button -----------------
+
+
+class _States:
+    """Pending `state` values; bounded so unauthenticated page views cannot grow it."""
+
+    def __init__(self) -> None:
+        self._pending: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+
+    def new(self, org: str | None) -> str:
+        self._expire()
+        state = secrets.token_urlsafe(24)
+        self._pending[state] = (time.monotonic() + STATE_TTL_SECONDS, org)
+        while len(self._pending) > MAX_PENDING_STATES:
+            self._pending.popitem(last=False)
+        return state
+
+    def valid(self, state: str) -> bool:
+        self._expire()
+        return state in self._pending
+
+    def consume(self, state: str) -> bool:
+        self._expire()
+        return self._pending.pop(state, None) is not None
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (exp, _) in self._pending.items() if exp <= now]:
+            del self._pending[key]
+
+
+def _states(request: Request) -> _States:
+    st = getattr(request.app.state, "pact_setup_states", None)
+    if st is None:
+        st = _States()
+        request.app.state.pact_setup_states = st
+    return st
+
+
+def _lock(request: Request) -> asyncio.Lock:
+    lock = getattr(request.app.state, "pact_setup_lock", None)
+    if lock is None:
+        lock = asyncio.Lock()
+        request.app.state.pact_setup_lock = lock
+    return lock
+
+
+def current_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _public_url(settings: Settings, request: Request) -> str:
+    return settings.pact_public_url or str(request.base_url).rstrip("/")
+
+
+def _is_local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+
+_STYLE = """
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 3rem auto; padding: 0 1rem;
+       color: #1f2328; }
+code { background: #f6f8fa; padding: .1rem .3rem; border-radius: 4px; }
+button { font: inherit; padding: .6rem 1.2rem; border-radius: 6px; border: 1px solid #1f883d;
+         background: #1f883d; color: #fff; cursor: pointer; }
+.warn { background: #fff8c5; border: 1px solid #d4a72c; padding: .6rem 1rem; border-radius: 6px; }
+.err { background: #ffebe9; border: 1px solid #ff8182; padding: .6rem 1rem; border-radius: 6px; }
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    doc = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}"
+        f"</title><meta name=viewport content='width=device-width'><style>{_STYLE}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return HTMLResponse(doc, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def register_form(settings: Settings, request: Request, org: str | None) -> str:
+    """The form whose button posts the manifest to GitHub (a fresh `state` each time)."""
+    public = _public_url(settings, request)
+    manifest = json.dumps(build_manifest(settings, public))
+    action = registration_url(settings, org, _states(request).new(org))
+    return (
+        f'<form action="{html.escape(action)}" method="post">'
+        f'<input type="hidden" name="manifest" value="{html.escape(manifest)}">'
+        '<button type="submit" id="register">Register GitHub App</button></form>'
+    )
+
+
+def _register_body(settings: Settings, request: Request, org: str | None) -> str:
+    public = _public_url(settings, request)
+    where = f"the organisation <code>{html.escape(org)}</code>" if org else "your account"
+    warn = ""
+    if not settings.pact_public_url:
+        warn = (
+            "<p class=warn><code>PACT_PUBLIC_URL</code> is not set, so GitHub will send "
+            f"webhooks to <code>{html.escape(public)}/webhook</code>, the address this page "
+            "was opened at."
+            + (" GitHub cannot reach a loopback address." if _is_local(public) else "")
+            + "</p>"
+        )
+    return (
+        f"<p>Register a GitHub App on {where} at <code>{html.escape(settings.web_url)}</code> "
+        "from pact-bot's <code>app.yml</code>: GitHub shows you the App it will create, then "
+        "sends you back here, and pact-bot saves its credentials to "
+        f"<code>{html.escape(str(settings.pact_env_file))}</code> and starts using them.</p>"
+        f"{warn}{register_form(settings, request, org)}"
+        f"<p>Webhook URL: <code>{html.escape(public)}/webhook</code></p>"
+    )
+
+
+def _org(settings: Settings, request: Request) -> str | None:
+    org = request.query_params.get("org") or settings.pact_github_org
+    if org and not valid_org(org):
+        raise ValueError(org)
+    return org
+
+
+def setup_section(request: Request) -> str:
+    """For the `/` page (`app.state.home_sections`): the register button while no App."""
+    settings = current_settings(request)
+    if settings.app_configured:
+        return ""
+    try:
+        org = _org(settings, request)
+    except ValueError:
+        return "<p class=err>PACT_GITHUB_ORG / ?org= is not a GitHub login.</p>"
+    return _register_body(settings, request, org)
+
+
+async def register_page(request: Request) -> HTMLResponse:
+    """`GET /setup` without a code: what is missing and the register button."""
+    settings = current_settings(request)
+    if settings.app_configured:
+        return _page(
+            "pact-bot is registered",
+            f"<p>GitHub App <code>{settings.github_app_id}</code> is configured. "
+            "Run <code>pact-bot doctor</code> to check it end to end.</p>",
+        )
+    try:
+        org = _org(settings, request)
+    except ValueError:
+        return _page("Unknown organisation", "<p class=err>Not a GitHub login.</p>", 400)
+    missing = ", ".join(f"<code>{v}</code>" for v in settings.missing_app_vars())
+    body = f"<p>No GitHub App is configured yet (missing {missing}).</p>"
+    return _page("Set up pact-bot", body + _register_body(settings, request, org))
+
+
+def _env_has_app(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    return bool((dotenv_values(path).get("GITHUB_APP_ID") or "").strip())
+
+
+def _quote_env(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def write_app_credentials(path: Path, values: dict[str, str], note: str) -> None:
+    """Add the App's values to the env file, keeping its other lines; mode 0600, atomic."""
+    keep = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
+            if "=" in line and key in values:
+                continue
+            keep.append(line)
+    while keep and not keep[-1].strip():
+        keep.pop()
+    block = [f"# {note}"] + [f"{k}={_quote_env(v)}" for k, v in values.items()]
+    text = "\n".join([*keep, "", *block] if keep else block) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.chmod(path, 0o600)
+
+
+async def _exchange(settings: Settings, code: str) -> dict[str, Any]:
+    """POST /app-manifests/{code}/conversions (unauthenticated; the code is the credential)."""
+    from githubkit import GitHub
+
+    async with GitHub(
+        base_url=settings.github_api_url, http_cache=False, auto_retry=False, timeout=30
+    ) as gh:
+        resp = await gh.rest.apps.async_create_from_manifest(code)
+        return resp.json()
+
+
+async def setup_callback(request: Request) -> HTMLResponse:
+    code = request.query_params.get("code")
+    state = request.query_params.get("state")
+    if not code and not state:
+        return await register_page(request)
+    states = _states(request)
+    if not code or not state or not states.valid(state):
+        return _page(
+            "Registration link expired",
+            "<p class=err>This registration was not started here, or it was started more than "
+            f"{STATE_TTL_SECONDS // 60} minutes ago, or it already finished.</p>"
+            '<p><a href="/setup">Start again</a>.</p>',
+            400,
+        )
+    async with _lock(request):
+        settings = current_settings(request)
+        env_file = settings.pact_env_file
+        if settings.app_configured or _env_has_app(env_file):
+            return _page(
+                "An App is already configured",
+                f"<p class=err>{html.escape(str(env_file))} (or the environment) already holds "
+                f"GITHUB_APP_ID {settings.github_app_id or ''}; pact-bot does not overwrite an "
+                "existing App's credentials.</p>"
+                "<p>GitHub has created the new App, but its credentials were not saved. Either "
+                f"delete it at <a href='{html.escape(settings.web_url)}/settings/apps'>your "
+                "GitHub Apps</a>, or move the old values out of the env file and reload this "
+                "page within the hour (the code GitHub sent is valid that long).</p>",
+                409,
+            )
+        states.consume(state)
+        try:
+            app = await _exchange(settings, code)
+        except Exception as e:
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            log.warning("app manifest conversion failed", extra={"status": status})
+            return _page(
+                "GitHub did not hand over the App",
+                f"<p class=err>Exchanging the code failed ({html.escape(type(e).__name__)}"
+                f"{f', HTTP {status}' if status else ''}). Codes are single-use and expire "
+                'after an hour. <a href="/setup">Start again</a>.</p>',
+                502,
+            )
+        if not app.get("webhook_secret") or not app.get("pem") or not app.get("id"):
+            return _page(
+                "GitHub's answer is incomplete",
+                "<p class=err>The App has no webhook secret or key; delete it on GitHub and "
+                "register again.</p>",
+                502,
+            )
+        values = {
+            "GITHUB_APP_ID": str(app["id"]),
+            "GITHUB_PRIVATE_KEY": app["pem"],
+            "GITHUB_WEBHOOK_SECRET": app["webhook_secret"],
+        }
+        if app.get("slug"):
+            values["GITHUB_APP_SLUG"] = str(app["slug"])
+        if app.get("client_id"):
+            values["GITHUB_CLIENT_ID"] = str(app["client_id"])
+        register_secrets([app["pem"], app["webhook_secret"], app.get("client_secret") or ""])
+        slug = app.get("slug") or app.get("name") or ""
+        note = f"GitHub App {slug} (id {app['id']}), registered by pact-bot setup"
+        write_app_credentials(env_file, values, note)
+        log.info("github app registered", extra={"app_id": app["id"], "slug": slug})
+        try:
+            fresh = load_settings(_env_file=env_file)
+        except ConfigError as e:
+            return _page(
+                "Saved, but not loaded",
+                f"<p class=err>The credentials are in {html.escape(str(env_file))} but the "
+                f"settings do not load: {html.escape(str(e))}. Fix it and restart.</p>",
+                500,
+            )
+        request.app.state.settings = fresh
+        hook = getattr(request.app.state, "on_settings_changed", None)
+        if hook is not None:
+            result = hook(fresh)
+            if asyncio.iscoroutine(result):
+                await result
+    install = f"{app.get('html_url') or f'{settings.web_url}/apps/{slug}'}/installations/new"
+    body = (
+        f"<p>GitHub App <strong>{html.escape(str(app.get('name') or slug))}</strong> "
+        f"(id <code>{app['id']}</code>) is registered; its id, private key and webhook secret "
+        f"are in <code>{html.escape(str(env_file))}</code> (mode 0600), and this server is "
+        "using them now.</p>"
+        f'<p><a id="install" href="{html.escape(install)}">Install the App on your '
+        "repositories</a>, then label an issue <code>pact:code</code> or comment "
+        "<code>/pact code</code>.</p>"
+        "<p>Next: set <code>ANTHROPIC_API_KEY</code> if you have not, and run "
+        "<code>pact-bot doctor</code>.</p>"
+    )
+    return _page("pact-bot is registered", body)
+
+
+routes = [Route("/setup", setup_callback, methods=["GET"])]
+
+
+def install(app: Starlette) -> None:
+    """Mount `/setup` and put the register button on `/` (web/app.py's `home_sections`)."""
+    app.router.routes.extend(routes)
+    sections = getattr(app.state, "home_sections", None)
+    if sections is not None and setup_section not in sections:
+        sections.append(setup_section)
+
+
+# -- pact-bot setup -------------------------------------------------------------------------
+
+
+def print_setup_instructions(settings: Settings, org: str | None) -> int:
+    """What `pact-bot setup` prints: the page to open, and the manual route."""
+    org = org or settings.pact_github_org
+    if org and not valid_org(org):
+        click.echo(f"pact-bot setup: {org!r} is not a GitHub organisation login", err=True)
+        return 2
+    if settings.app_configured:
+        click.echo(
+            f"A GitHub App is already configured (GITHUB_APP_ID={settings.github_app_id}).\n"
+            "Run `pact-bot doctor` to check it end to end."
+        )
+        return 0
+    wildcard = settings.pact_host in ("0.0.0.0", "::")  # noqa: S104 (reading, not binding)
+    host = "127.0.0.1" if wildcard else settings.pact_host
+    local = f"http://{host}:{settings.pact_port}"
+    public = settings.pact_public_url or local
+    page = f"{public}/setup" + (f"?{urlencode({'org': org})}" if org else "")
+    m = build_manifest(settings, public)
+    perms = ", ".join(f"{k}: {v}" for k, v in (m.get("default_permissions") or {}).items())
+    events = ", ".join(m.get("default_events") or [])
+    where = f"organisation {org}" if org else "your account"
+    lines = [
+        f"Register pact-bot as a GitHub App on {where} ({settings.web_url}).",
+        "",
+        "1. Start the server:  pact-bot serve",
+        f'2. Open {page} in a browser and press "Register GitHub App".',
+        "   GitHub shows the App from app.yml, creates it, and sends you back; pact-bot",
+        "   writes GITHUB_APP_ID, GITHUB_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET to",
+        f"   {settings.pact_env_file} (mode 0600) and uses them at once.",
+        "3. Install the App on your repositories from the link on that page.",
+        "",
+        f"Headless server: ssh -L {settings.pact_port}:127.0.0.1:{settings.pact_port} <server>,",
+        f"then open http://127.0.0.1:{settings.pact_port}/setup"
+        + (f"?org={org}" if org else "")
+        + " on your machine.",
+    ]
+    if not settings.pact_public_url:
+        lines += [
+            "",
+            "PACT_PUBLIC_URL is not set: the webhook URL will be the address you open the page",
+            "at. Set PACT_PUBLIC_URL to the URL GitHub reaches this server at.",
+        ]
+    lines += [
+        "",
+        "Or register by hand (no browser near the server):",
+        f"  a. Open {prefilled_url(settings, org, public)}",
+        f"     (webhook URL {m['hook_attributes']['url']}; permissions {perms};",
+        f"     events {events}). Set a webhook secret: a long random string.",
+        '  b. Create the App, then "Generate a private key" on its page.',
+        "  c. Set GITHUB_APP_ID (shown on the App's page), GITHUB_PRIVATE_KEY_PATH (the",
+        "     downloaded .pem) and GITHUB_WEBHOOK_SECRET, then restart pact-bot.",
+    ]
+    click.echo("\n".join(lines))
+    return 0
