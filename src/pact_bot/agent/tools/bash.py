@@ -1,0 +1,237 @@
+"""Anthropic's `bash` tool (`bash_20250124`), run only inside a bubblewrap sandbox.
+
+Each command runs in a fresh `bash -c` inside `bwrap`: the worktree bound read-write at
+`/workspace` (the working directory), system directories read-only, a private `/tmp`, `/proc`
+and `/dev`, every namespace unshared (so no network at all), `--die-with-parent`, and an
+environment rebuilt from nothing (PATH, HOME=/tmp, LANG) — no token or key of the bot can be
+read from inside. `.git` is bound read-only over itself, so a command can inspect history but
+cannot plant hooks or config that the bot's own git would later run outside the sandbox.
+
+Why a fresh shell per command rather than one long-lived session: a hung or killed command
+cannot poison later ones, and the timeout kills one process group cleanly. The cost is that
+`cd` and exported variables do not persist between calls; the system prompt tells the model
+(chain with `&&`). `restart` is accepted and answers as the reference tool does.
+
+`sandbox_available()` probes bwrap once; when it is missing or unusable the bash tool is not
+offered at all (there is no unsandboxed fallback) and the reason is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pact_bot.agent.paths import WORKSPACE
+
+log = logging.getLogger(__name__)
+
+NAME = "bash"
+TYPE = "bash_20250124"
+DEFAULT_TIMEOUT = 120.0
+MAX_OUTPUT = 30_000
+BWRAP = "/usr/bin/bwrap"
+SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own private tmpfs
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# /etc entries programs commonly need; nothing secret lives here (no shadow, no ssh keys).
+_ETC = (
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "localtime",
+    "timezone",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "mime.types",
+    "os-release",
+    "debian_version",
+    "profile",
+    "bash.bashrc",
+    "inputrc",
+    "python3",
+)
+
+
+class SandboxError(Exception):
+    """bwrap is not usable; the message says why."""
+
+
+def _system_binds() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        p = Path(top)
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), top]
+        elif p.is_dir():
+            args += ["--ro-bind", top, top]
+    for extra in ("/opt",):
+        args += ["--ro-bind-try", extra, extra]
+    args += ["--dir", "/etc"]
+    for name in _ETC:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return args
+
+
+def bwrap_argv(worktree: Path, command: str) -> list[str]:
+    """The full bwrap command line for one shell command in `worktree`."""
+    argv = [
+        BWRAP,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--setenv", "PATH", SANDBOX_PATH,
+        "--setenv", "HOME", SANDBOX_TMP,
+        "--setenv", "LANG", "C.UTF-8",
+        "--setenv", "TERM", "dumb",
+        *_system_binds(),
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--tmpfs", SANDBOX_TMP,
+        "--bind", str(worktree), WORKSPACE,
+    ]  # fmt: skip
+    git = worktree / ".git"
+    if git.exists() and not git.is_symlink():
+        argv += ["--ro-bind", str(git), f"{WORKSPACE}/.git"]
+    argv += ["--chdir", WORKSPACE, "/bin/bash", "--noprofile", "--norc", "-c", command]
+    return argv
+
+
+@functools.cache
+def sandbox_available() -> tuple[bool, str]:
+    """Whether bwrap can run a command here, and why not; probed once per process."""
+    if not Path(BWRAP).exists():
+        found = shutil.which("bwrap")
+        if not found:
+            return False, f"bubblewrap is not installed ({BWRAP} not found)"
+    with tempfile.TemporaryDirectory(prefix="pact-bwrap-probe-") as d:
+        try:
+            proc = subprocess.run(
+                bwrap_argv(Path(d), "echo ok > probe && cat probe"),
+                capture_output=True,
+                timeout=30,
+                env={"PATH": SANDBOX_PATH},
+            )
+        except (OSError, subprocess.SubprocessError) as e:
+            return False, f"bubblewrap failed to start: {e}"
+        if proc.returncode != 0 or proc.stdout.strip() != b"ok":
+            err = proc.stderr.decode(errors="replace").strip()[:300]
+            return False, f"bubblewrap cannot create a sandbox here (exit {proc.returncode}): {err}"
+    return True, "bubblewrap sandbox works"
+
+
+class _Capped:
+    """Keeps the first and last `limit/2` characters of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.half = limit // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail += chunk
+            if len(self.tail) > self.half:
+                del self.tail[: len(self.tail) - self.half]
+
+    def text(self) -> str:
+        head = self.head.decode("utf-8", "replace")
+        if self.total <= len(self.head) + len(self.tail):
+            return head + self.tail.decode("utf-8", "replace")
+        skipped = self.total - len(self.head) - len(self.tail)
+        return (
+            head + f"\n\n[... {skipped} bytes of output omitted; showing the first and last "
+            f"{self.half} ...]\n\n" + self.tail.decode("utf-8", "replace")
+        )
+
+
+class BashTool:
+    def __init__(
+        self, worktree: Path, timeout: float = DEFAULT_TIMEOUT, max_output: int = MAX_OUTPUT
+    ) -> None:
+        self.worktree = worktree.resolve()
+        self.timeout = timeout
+        self.max_output = max_output
+
+    def definition(self) -> dict[str, Any]:
+        return {"type": TYPE, "name": NAME}
+
+    async def run(self, tool_input: dict[str, Any]) -> tuple[str, bool]:
+        """(output, is_error) for one call; a non-zero exit is reported as an error."""
+        if tool_input.get("restart"):
+            return "tool has been restarted.", False
+        command = tool_input.get("command")
+        if not isinstance(command, str) or not command.strip():
+            return "no command provided.", True
+        return await self.execute(command)
+
+    async def execute(self, command: str) -> tuple[str, bool]:
+        out = _Capped(self.max_output // 2)
+        err = _Capped(self.max_output // 2)
+        proc = await asyncio.create_subprocess_exec(
+            *bwrap_argv(self.worktree, command),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": SANDBOX_PATH},
+            start_new_session=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        readers = asyncio.gather(_pump(proc.stdout, out), _pump(proc.stderr, err))
+        timed_out = False
+        try:
+            async with asyncio.timeout(self.timeout):
+                await proc.wait()
+        except TimeoutError:
+            timed_out = True
+        finally:
+            if proc.returncode is None:
+                _kill(proc.pid)
+                await proc.wait()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await readers
+        text = out.text()
+        if err.total:
+            text += ("\n" if text and not text.endswith("\n") else "") + err.text()
+        sep = "\n" if text and not text.endswith("\n") else ""
+        if timed_out:
+            note = (
+                f"Command timed out after {self.timeout:g} seconds and was killed (each command "
+                "runs in a fresh shell; run long tasks in the background or with a shorter "
+                "scope)."
+            )
+            return text + sep + note, True
+        if proc.returncode:
+            return text + sep + f"[exit code {proc.returncode}]", True
+        return text or "(no output)", False
+
+
+async def _pump(stream: asyncio.StreamReader, sink: _Capped) -> None:
+    while chunk := await stream.read(65536):
+        sink.feed(chunk)
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
