@@ -5,7 +5,9 @@ Commands import their implementation lazily so `pact-bot --help` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -20,6 +22,16 @@ def _settings() -> Settings:
         return load_settings()
     except ConfigError as e:
         click.echo(f"pact-bot: configuration error: {e}", err=True)
+        sys.exit(2)
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A start-up refusal found late (e.g. an unmigrated database) is one line, no traceback."""
+    try:
+        yield
+    except ConfigError as e:
+        click.echo(f"pact-bot: {e}", err=True)
         sys.exit(2)
 
 
@@ -48,9 +60,12 @@ def serve(host: str | None, port: int | None, log_format: str) -> None:
     settings = _settings()
     from pact_bot.web.server import serve as run
 
-    run(
-        settings, host=host or settings.pact_host, port=settings.pact_port if port is None else port
-    )
+    with _one_line_errors():
+        run(
+            settings,
+            host=host or settings.pact_host,
+            port=settings.pact_port if port is None else port,
+        )
 
 
 @main.command()
@@ -61,7 +76,8 @@ def worker(concurrency: int, log_format: str) -> None:
     setup_logging(log_format)
     from pact_bot.jobs.worker import run_worker_process
 
-    run_worker_process(_settings(), concurrency=concurrency)
+    with _one_line_errors():
+        run_worker_process(_settings(), concurrency=concurrency)
 
 
 @main.command()
@@ -86,7 +102,8 @@ def jobs(ctx: click.Context, as_json: bool, state: str | None) -> None:
         settings = _settings()
         from pact_bot.jobs.commands import list_jobs
 
-        sys.exit(list_jobs(settings, as_json=as_json, state=state))
+        with _one_line_errors():
+            sys.exit(list_jobs(settings, as_json=as_json, state=state))
 
 
 @jobs.command("show")
@@ -97,7 +114,8 @@ def jobs_show(job_id: str, as_json: bool, transcript: bool) -> None:
     """Show one job, optionally with its transcript."""
     from pact_bot.jobs.commands import show_job
 
-    sys.exit(show_job(_settings(), job_id, as_json=as_json, transcript=transcript))
+    with _one_line_errors():
+        sys.exit(show_job(_settings(), job_id, as_json=as_json, transcript=transcript))
 
 
 @main.command()
