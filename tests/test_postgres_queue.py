@@ -1,0 +1,258 @@
+"""The Postgres backend's own promises: migration, refusal, procrastinate kept in step, leases
+measured by procrastinate's worker heartbeats, and reconnecting after dropped connections.
+
+The shared queue semantics (tests/test_queue.py) also run against this backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from pg_support import PgSchema, make_schema, postgres_dsn, remove_schema, with_params
+
+from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState
+from pact_bot.jobs.postgres import NOT_MIGRATED, NotMigrated, PostgresQueue, apply_schema
+from pact_bot.jobs.worker import JobControl, JobOutcome, run_workers
+
+PACT_BOT = Path(sys.executable).with_name("pact-bot")
+
+
+@pytest.fixture
+def pg() -> Iterator[PgSchema]:
+    schema = make_schema("pq")
+    yield schema
+    remove_schema(schema)
+
+
+@pytest.fixture
+async def queue(pg: PgSchema) -> AsyncIterator[PostgresQueue]:
+    q = PostgresQueue(pg.dsn, lease_seconds=30, max_attempts=3, schema=pg.name)
+    await q.open()
+    yield q
+    await q.close()
+
+
+def make_job(delivery: str, number: int = 1, **task: object) -> Job:
+    return Job(
+        kind=JobKind.code,
+        key=Job.key_for("octo/repo", number),
+        repo="octo/repo",
+        number=number,
+        delivery_id=delivery,
+        sender="alice",
+        task=dict(task) or {"delivery": delivery},
+    )
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
+    full.update(env)
+    return subprocess.run(
+        [str(PACT_BOT), *args], env=full, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_open_refuses_an_unmigrated_database_with_one_line() -> None:
+    schema = make_schema("unmig", migrate=False)
+    try:
+        q = PostgresQueue(schema.dsn, schema=schema.name)
+        with pytest.raises(NotMigrated) as err:
+            await q.open()
+        assert str(err.value) == "database not migrated: run `pact-bot db migrate`"
+    finally:
+        remove_schema(schema)
+
+
+def test_cli_refuses_then_migrates_idempotently_then_lists_jobs(tmp_path: Path) -> None:
+    schema = make_schema("cli", migrate=False)
+    try:
+        refused = run_cli("worker", env=schema.env(), cwd=tmp_path)
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines()[-1] == f"pact-bot: {NOT_MIGRATED}"
+        assert "Traceback" not in refused.stderr
+
+        for _ in range(2):  # idempotent
+            done = run_cli("db", "migrate", env=schema.env(), cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+            assert f"schema {schema.name}" in done.stdout
+
+        async def add() -> None:
+            async with PostgresQueue(schema.dsn, schema=schema.name) as q:
+                assert await q.enqueue(make_job("d-cli", 7)) is Enqueued.created
+
+        asyncio.run(add())
+        listed = run_cli("jobs", env=schema.env(), cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert "octo/repo#7" in listed.stdout
+        assert "queued" in listed.stdout
+    finally:
+        remove_schema(schema)
+
+
+async def test_schema_can_be_chosen_in_the_dsn_alone() -> None:
+    dsn = postgres_dsn()
+    name = make_schema("dsn", migrate=False).name
+    scoped = with_params(dsn, options=f"-csearch_path={name}")
+    try:
+        assert await apply_schema(scoped) == name
+        async with PostgresQueue(scoped) as q:
+            assert await q.enqueue(make_job("d-dsn")) is Enqueued.created
+        rows = PgSchema(dsn, name).query("SELECT count(*) FROM pact_jobs")
+        assert rows == [(1,)]
+    finally:
+        remove_schema(PgSchema(dsn, name))
+
+
+async def test_each_job_is_a_procrastinate_job_with_the_key_as_lock(
+    queue: PostgresQueue, pg: PgSchema
+) -> None:
+    first = make_job("d1", 3, command="code")
+    assert await queue.enqueue(first) is Enqueued.created
+    assert await queue.enqueue(make_job("d2", 3, command="code")) is Enqueued.coalesced
+    assert await queue.enqueue(make_job("d3", 3, command="code other")) is Enqueued.created
+
+    rows = pg.query(
+        "SELECT p.lock, p.queueing_lock, p.status::text, p.args->>'job_id', j.state "
+        "FROM procrastinate_jobs p JOIN pact_jobs j ON j.pj_id = p.id ORDER BY p.id"
+    )
+    assert [r[0] for r in rows] == ["octo/repo#3", "octo/repo#3"]
+    assert rows[0][1].startswith("octo/repo#3|code:")
+    assert rows[0][2:] == ("todo", first.id, "queued")
+    # The coalesced delivery points at the job that will serve it.
+    assert pg.query("SELECT job_id FROM pact_deliveries WHERE delivery_id='d2'") == [(first.id,)]
+
+    claimed = await queue.claim("w1")
+    assert claimed is not None and claimed.id == first.id
+    assert await queue.claim("w2") is None  # the key is busy
+    status = pg.query(
+        "SELECT p.status::text, w.id IS NOT NULL FROM procrastinate_jobs p "
+        "LEFT JOIN procrastinate_workers w ON w.id = p.worker_id WHERE p.args->>'job_id' = %s",
+        first.id,
+    )
+    assert status == [("doing", True)]  # claimed through fetch_job, owned by a live worker
+    await queue.finish(first.id, "w1", JobState.succeeded)
+    events = pg.query(
+        "SELECT e.type::text FROM procrastinate_events e JOIN procrastinate_jobs p "
+        "ON p.id = e.job_id WHERE p.args->>'job_id' = %s ORDER BY e.id",
+        first.id,
+    )
+    assert [e[0] for e in events] == ["deferred", "started", "succeeded"]
+    assert pg.query("SELECT count(*) FROM procrastinate_workers") == [(0,)]
+
+
+async def test_a_job_whose_worker_stops_beating_is_retried_then_failed(pg: PgSchema) -> None:
+    async with PostgresQueue(pg.dsn, lease_seconds=0.3, max_attempts=2, schema=pg.name) as q:
+        job = make_job("d-stall")
+        await q.enqueue(job)
+        assert (await q.claim("dead-1")) is not None
+        await asyncio.sleep(0.5)  # no heartbeat: procrastinate sees a stalled worker
+        again = await q.claim("alive")
+        assert again is not None and again.id == job.id and again.attempts == 2
+        assert not await q.heartbeat(job.id, "dead-1")
+        await q.finish(job.id, "dead-1", JobState.succeeded)  # too late: not its job any more
+        assert (await q.get(job.id)).state is JobState.running  # type: ignore[union-attr]
+
+        await asyncio.sleep(0.5)  # the second worker dies too: attempts exhausted
+        assert await q.claim("third") is None
+        failed = await q.get(job.id)
+        assert failed is not None and failed.state is JobState.failed
+        assert failed.error == "worker lost (lease expired) after 2 attempts"
+        assert pg.query("SELECT status::text FROM procrastinate_jobs") == [("failed",)]
+
+
+async def test_heartbeats_keep_a_slow_job(pg: PgSchema) -> None:
+    async with PostgresQueue(pg.dsn, lease_seconds=0.3, max_attempts=2, schema=pg.name) as q:
+        job = make_job("d-slow")
+        await q.enqueue(job)
+        await q.claim("w1")
+        for _ in range(6):
+            await asyncio.sleep(0.1)
+            assert await q.heartbeat(job.id, "w1")
+            assert await q.claim("w2") is None
+        await q.finish(job.id, "w1", JobState.succeeded)
+        assert (await q.get(job.id)).attempts == 1  # type: ignore[union-attr]
+
+
+async def test_cancel_reaches_procrastinate(queue: PostgresQueue, pg: PgSchema) -> None:
+    running, waiting = make_job("c1", 5, n=1), make_job("c2", 5, n=2)
+    await queue.enqueue(running)
+    await queue.enqueue(waiting)
+    await queue.claim("w1")
+    assert await queue.request_cancel("octo/repo#5") == [running.id, waiting.id]
+    assert await queue.is_cancelled(running.id)
+    await queue.finish(running.id, "w1", JobState.cancelled, "cancelled by /pact cancel")
+    states = pg.query(
+        "SELECT j.state, p.status::text FROM pact_jobs j JOIN procrastinate_jobs p "
+        "ON p.id = j.pj_id ORDER BY j.seq"
+    )
+    assert states == [("cancelled", "aborted"), ("cancelled", "cancelled")]
+
+
+async def test_release_hands_the_job_back_first_in_line(queue: PostgresQueue) -> None:
+    a, b = make_job("r1", 9, n=1), make_job("r2", 9, n=2)
+    await queue.enqueue(a)
+    await queue.enqueue(b)
+    assert (await queue.claim("w1")).id == a.id  # type: ignore[union-attr]
+    assert await queue.release(a.id, "w1")
+    assert not await queue.release(a.id, "w1")
+    again = await queue.claim("w2")
+    assert again is not None and again.id == a.id and again.attempts == 1
+
+
+async def test_operations_survive_dropped_connections(queue: PostgresQueue, pg: PgSchema) -> None:
+    await queue.enqueue(make_job("k0"))
+    assert pg.terminate_connections() >= 1
+    assert await queue.enqueue(make_job("k1", 2)) is Enqueued.created
+    job = await queue.claim("w1")
+    assert job is not None
+    pg.terminate_connections()
+    assert await queue.heartbeat(job.id, "w1")
+    pg.terminate_connections()
+    await queue.finish(job.id, "w1", JobState.succeeded)
+    assert (await queue.depth())["succeeded"] == 1
+
+
+async def test_many_workers_on_two_replicas_run_each_job_once_in_key_order(pg: PgSchema) -> None:
+    """Two queue objects stand for two machines; 6 workers race on 40 jobs over 4 keys."""
+    ran: list[tuple[str, str, float, float]] = []
+
+    async def handler(job: Job, control: JobControl) -> JobOutcome:
+        start = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.01)
+        ran.append((job.key, job.id, start, asyncio.get_running_loop().time()))
+        return JobOutcome(JobState.succeeded)
+
+    async with (
+        PostgresQueue(pg.dsn, lease_seconds=5, schema=pg.name) as web,
+        PostgresQueue(pg.dsn, lease_seconds=5, schema=pg.name) as other,
+    ):
+        order: dict[str, list[str]] = {}
+        for i in range(40):
+            job = make_job(f"m{i}", i % 4, i=i)
+            order.setdefault(job.key, []).append(job.id)
+            assert await web.enqueue(job) is Enqueued.created
+        stop = asyncio.Event()
+        workers = [
+            asyncio.create_task(run_workers(q, handler, 3, stop, poll_interval=0.02))
+            for q in (web, other)
+        ]
+        for _ in range(300):
+            if (await web.depth())["succeeded"] == 40:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*workers)
+
+    assert sorted(r[1] for r in ran) == sorted(i for ids in order.values() for i in ids)
+    for key, ids in order.items():
+        mine = sorted((r for r in ran if r[0] == key), key=lambda r: r[2])
+        assert [r[1] for r in mine] == ids  # arrival order per key
+        for prev, nxt in itertools.pairwise(mine):
+            assert prev[3] <= nxt[2]  # never two at once
