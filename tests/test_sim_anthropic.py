@@ -234,7 +234,7 @@ def test_valid_requests_pass(anthropic_sim: AnthropicSim) -> None:
         system=[_cc(1), _cc(2)],
     )
     assert msg.stop_reason == "end_turn"
-    assert create(anthropic_sim, model="claude-sonnet-4-5", extra_body={"temperature": 0.2}).content
+    assert create(anthropic_sim, model="claude-opus-4-6", extra_body={"temperature": 0.2}).content
     assert "temperature" not in anthropic_sim.requests[0]
     assert anthropic_sim.requests[1]["temperature"] == 0.2
 
@@ -748,3 +748,58 @@ def test_revise_policy_edits_and_replies(anthropic_sim: AnthropicSim, tmp_path: 
     ]
     assert replies[2].startswith("REPLY 103: No change:")
     assert final_text(final).splitlines()[-1] == replies[-1]
+
+
+def test_abandoned_slow_call_is_not_billed(anthropic_sim: AnthropicSim) -> None:
+    anthropic_sim.set_policy(lambda r: Turn([text("late")], latency=1.0))
+    with pytest.raises(anthropic.APITimeoutError):
+        sdk(anthropic_sim, timeout=0.2).messages.create(model=MODEL, max_tokens=10, messages=USER)
+    deadline = time.monotonic() + 3
+    while anthropic_sim.calls[-1].status != 499 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert anthropic_sim.calls[-1].status == 499
+    assert anthropic_sim.usage_log == []
+
+
+def test_spec_coder_reads_the_pipeline_task(anthropic_sim: AnthropicSim, ws: Workspace) -> None:
+    """The pipeline's format: `<spec path="/workspace/...">` and the summary path it wants."""
+    task = (
+        f'Implement the following specification.\n\n<spec path="/workspace/docs/rate-limiter'
+        f'-spec.md">\n{SPEC}\n</spec>\n\nWhen the implementation is complete, write the '
+        "implementation summary to `/workspace/docs/implementation-summary-limiter.md`."
+    )
+    assert find_spec_paths(task) == ["docs/rate-limiter-spec.md"]
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    _, final = drive(anthropic_sim, ws, task)
+    assert (ws.root / "docs/implementation-summary-limiter.md").is_file()
+    assert "docs/implementation-summary-limiter.md" in final_text(final)
+
+
+def test_spec_coder_repeats_a_call_cut_at_max_tokens(
+    anthropic_sim: AnthropicSim, ws: Workspace
+) -> None:
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    first = create(anthropic_sim, tools=[EDITOR], messages=[{"role": "user", "content": TASK}])
+    call = first.content[-1]
+    assert call.type == "tool_use"
+    again = create(
+        anthropic_sim,
+        tools=[EDITOR],
+        messages=[
+            {"role": "user", "content": TASK},
+            {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": call.id,
+                        "content": "Not run: this tool call was cut off at max_tokens.",
+                        "is_error": True,
+                    },
+                    {"type": "text", "text": "Continue."},
+                ],
+            },
+        ],
+    )
+    assert again.content[-1].input == call.input

@@ -34,6 +34,8 @@ Public API (the pytest fixture `anthropic_sim` yields an `AnthropicSim`, reset p
   `sim.total_cost(prices)`, `sim.max_request_cost(prices)`; `prices` is either
   `{input, output, cache_write, cache_read}` in dollars per million tokens, or a dict
   model -> such a dict. 1-hour cache writes cost `cache_write_1h` (default 2x input).
+- A call the client abandons during its latency (policy latency or slow first byte) is not
+  billed: it is recorded in `calls` with status 499 and not in `usage_log`/`responses`.
 - `sim.advance(seconds)` moves the simulator's clock (cache TTLs) forward.
 - `sim.min_cache_tokens` (default 1024, like Sonnet): a cache breakpoint whose prefix is
   shorter is neither written nor read, as with the real API.
@@ -571,14 +573,15 @@ class AnthropicSim:
             stream=stream,
             **self._usage_fields(message["usage"]),
         )
+        delay = turn.latency + (fault.seconds if fault and fault.kind == "slow_first_byte" else 0)
+        if delay > 0 and await _client_left(request, delay):
+            # Nothing was delivered: the call is not billed (status 499 in `calls`).
+            self._record_status(rid, 499, "client_closed_request")
+            return Response(status_code=499)
         with self._lock:
             self.responses.append(message)
             self.usage_log.append(record)
         self._record_status(rid, 200, None)
-
-        delay = turn.latency + (fault.seconds if fault and fault.kind == "slow_first_byte" else 0)
-        if delay > 0:
-            await asyncio.sleep(delay)
         headers = {"request-id": rid}
         if not stream:
             if fault is not None and fault.kind == "cut_stream":
@@ -1145,6 +1148,16 @@ def sse_events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def _sse_bytes(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _client_left(request: Request, seconds: float) -> bool:
+    """Wait `seconds`; True as soon as the client has hung up."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, 0.05))
+        if await request.is_disconnected():
+            return True
+    return False
 
 
 async def _cut_body(data: bytes) -> AsyncIterator[bytes]:

@@ -15,7 +15,9 @@ and the next thing it yields is the answer. Retries of a call therefore get the 
 
 `SpecCoderPolicy(...)`
     Plays the PACT backend coder on the pipeline's first user message. It finds the spec
-    paths there (`docs/...-spec.md`, anywhere in the text) and drives the text editor tool
+    paths there (`docs/...-spec.md` or `/workspace/docs/...-spec.md`, anywhere in the text;
+    the summary's component comes from a `docs/implementation-summary-<c>.md` named there,
+    else from the first spec's name) and drives the text editor tool
     that the request offers (`str_replace_based_edit_tool`), with absolute paths under
     `root` (default `/workspace`):
     view each spec -> create a source and a test file per spec -> `str_replace` in the
@@ -25,7 +27,9 @@ and the next thing it yields is the answer. Retries of a call therefore get the 
     `docs/implementation-summary-<component>.md` (Summary, Files, "## Assumptions",
     "## For the Test Engineer") -> end with the seed agent's closing sentence.
     When asked again after its final message it writes the summary if missing, else
-    repeats the closing sentence.
+    repeats the closing sentence. A turn whose tool calls got no result, or only error
+    results starting with "Not run" (the loop's answer to a call cut off at `max_tokens`),
+    is made again (this holds for every scripted policy here).
     Options: `spec_paths` (instead of parsing), `component` (default: first spec's name
     without `-spec.md`), `source_path` / `test_path` (format strings with `{module}`
     and `{component}`; default `src/{module}.py`, `tests/test_{module}.py`), `root`,
@@ -82,7 +86,8 @@ CLOSING = (
 )
 NO_REPLACEMENT = "No replacement was performed"
 
-_SPEC = re.compile(r"(?<![\w/.-])(?:[\w.-]+/)*?docs/(?:[\w.-]+/)*[\w.-]+-spec\.md")
+_SPEC = re.compile(r"(?<![\w/.-])/?(?:[\w.-]+/)*?docs/(?:[\w.-]+/)*[\w.-]+-spec\.md")
+_SUMMARY = re.compile(r"docs/implementation-summary-([\w.-]+)\.md")
 _CAT_N = re.compile(r"^\s*(\d+)\t(.*)$")
 
 
@@ -167,11 +172,12 @@ def _text_of(content: Any) -> str:
     return "\n".join(b.get("text", "") for b in _blocks(content) if b.get("type") == "text")
 
 
-def find_spec_paths(task: str) -> list[str]:
-    """Spec paths (`docs/...-spec.md`) named in a task, in order of first mention."""
+def find_spec_paths(task: str, root: str = "/workspace") -> list[str]:
+    """Spec paths (`docs/...-spec.md`, relative to the repository) named in a task, in order
+    of first mention; `/workspace/docs/x-spec.md` counts as `docs/x-spec.md`."""
     seen: list[str] = []
     for match in _SPEC.finditer(task):
-        path = match.group(0)
+        path = match.group(0).removeprefix(root.rstrip("/") + "/").lstrip("/")
         if path not in seen:
             seen.append(path)
     return seen
@@ -206,6 +212,8 @@ class ScriptPolicy:
         try:
             turn = next(gen)
             for fb in convo.feedback:
+                if _unanswered(turn, fb):
+                    continue  # the call never ran (cut off at max_tokens): make it again
                 turn = gen.send(fb)
         except StopIteration:
             turn = Turn([text("I have nothing further to add.")])
@@ -214,6 +222,12 @@ class ScriptPolicy:
             step = len(convo.feedback) + 1
             turn.content.insert(0, thinking(f"Step {step}: deciding the next action."))
         return turn
+
+
+def _unanswered(turn: Turn, fb: Feedback) -> bool:
+    if not any(b.get("type") == "tool_use" for b in turn.content):
+        return False
+    return all(r.is_error and r.text.startswith("Not run") for r in fb.results)
 
 
 class ReplayPolicy:
@@ -303,15 +317,27 @@ class SpecCoderPolicy(ScriptPolicy):
             return self.component
         return spec.rsplit("/", 1)[-1].removesuffix("-spec.md")
 
+    def _for_task(self, task: str) -> SpecCoderPolicy:
+        """The pipeline names the summary file in its task; use that component then."""
+        named = _SUMMARY.search(task)
+        if self.component or named is None:
+            return self
+        clone = SpecCoderPolicy.__new__(SpecCoderPolicy)
+        clone.__dict__.update(self.__dict__, component=named.group(1))
+        return clone
+
     def script(self, convo: Conversation) -> Script:
         ed = convo.editor
         if ed is None:
             yield Turn([text("I need the text editor tool (str_replace_based_edit_tool).")])
             return
-        specs = self.spec_paths or find_spec_paths(convo.first_user_text)
+        specs = self.spec_paths or find_spec_paths(convo.first_user_text, self.root)
         if not specs:
             yield Turn([text("I could not find a spec path (docs/<name>-spec.md) in the task.")])
             return
+        yield from self._for_task(convo.first_user_text)._work(convo, ed, specs)
+
+    def _work(self, convo: Conversation, ed: str, specs: list[str]) -> Script:
 
         def edit(say: str, **args: Any) -> Turn:
             return Turn([text(say), tool_use(ed, args)])
