@@ -331,3 +331,88 @@ async def test_transcript_has_every_turn_and_no_secret(
     assert f"turn {result.turns}: assistant" in text_view
     assert "→ str_replace_based_edit_tool" in text_view and "stop: end_turn" in text_view
     assert SECRET not in text_view
+
+
+async def test_thinking_blocks_go_back_unchanged(
+    anthropic_sim: AnthropicSim, repo: Path, system: str
+) -> None:
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    result = await run(
+        anthropic_sim, repo, system, thinking={"type": "enabled", "budget_tokens": 2048}
+    )
+    # the simulator rejects a tool-use turn whose signed thinking blocks were altered or dropped
+    assert result.stop == "end_turn", result.error
+    first = anthropic_sim.responses[0]["content"][0]
+    assert first["type"] == "thinking"
+    sent_back = anthropic_sim.requests[1]["messages"][1]["content"][0]
+    assert sent_back == first
+
+
+async def test_failing_progress_callback_does_not_end_the_run(
+    anthropic_sim: AnthropicSim, repo: Path, system: str
+) -> None:
+    anthropic_sim.set_policy(SpecCoderPolicy())
+
+    async def broken(p: Progress) -> None:
+        raise RuntimeError("GitHub said 502")
+
+    result = await run(anthropic_sim, repo, system, on_progress=broken)
+    assert result.stop == "end_turn"
+
+
+async def test_bash_in_the_sandbox_within_the_loop(
+    anthropic_sim: AnthropicSim, repo: Path, system: str
+) -> None:
+    from pact_bot.agent.tools.bash import sandbox_available
+
+    if not sandbox_available()[0]:
+        pytest.skip("bubblewrap unusable")
+    anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=["ls docs && echo made > out.txt"]))
+    tools = build_tools(repo, sandbox=True)
+    result = await run(anthropic_sim, repo, system, tools=tools)
+    assert result.stop == "end_turn"
+    assert any(c.summary == "bash: ls docs && echo made > out.txt" for c in result.tool_calls)
+    assert "out.txt" in result.files_touched
+    assert any(t.get("name") == "bash" for t in anthropic_sim.requests[0]["tools"])
+
+
+async def test_a_tool_outliving_the_time_budget_stops_the_run(
+    anthropic_sim: AnthropicSim, repo: Path, system: str
+) -> None:
+    from pact_bot.agent.tools.bash import sandbox_available
+
+    if not sandbox_available()[0]:
+        pytest.skip("bubblewrap unusable")
+    anthropic_sim.set_policy(ReplayPolicy([[tool_use("bash", {"command": "sleep 30"})]]))
+    start = time.monotonic()
+    result = await run(
+        anthropic_sim,
+        repo,
+        system,
+        tools=build_tools(repo, sandbox=True),
+        budget=Budget(max_turns=5, max_cost_usd=5, max_seconds=1.5),
+    )
+    assert result.stop == "budget_time" and time.monotonic() - start < 5
+    last = result.messages[-1]["content"][0]
+    assert last["type"] == "tool_result" and last["is_error"] is True
+
+
+def test_redactor_scrubs_secrets_in_every_form(tmp_path: Path) -> None:
+    from pact_bot.agent.transcript import Redactor
+
+    pem = (
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAabcdefghijklmnop\n"
+        "-----END RSA PRIVATE KEY-----"
+    )
+    r = Redactor(["multi\nline-secret-value", "plainsecret"])
+    assert r.text("a plainsecret b") == "a [redacted] b"
+    assert "line-secret" not in r.text('{"x": "multi\\nline-secret-value"}')
+    assert r.text(f"key: {pem}") == "key: [redacted]"
+    assert r.text("tok ghp_" + "a" * 36 + " key sk-ant-api03-abcdefghij") == (
+        "tok [redacted] key [redacted]"
+    )
+    t = Transcript(tmp_path / "x.jsonl", ["plainsecret"])
+    t.write("note", nested={"list": ["plainsecret", 1]}, plainsecret="v")
+    assert "plainsecret" not in (tmp_path / "x.jsonl").read_text()
+    assert "note" in render_transcript(tmp_path / "x.jsonl")
+    assert render_transcript(tmp_path / "missing.jsonl").startswith("No transcript")

@@ -179,12 +179,16 @@ async def run_agent(
     max_tokens: int = 16000,
     min_max_tokens: int = 1024,
     retry: RetryPolicy | None = None,
+    thinking: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run the agent until it ends its turn or a budget, cancellation or error stops it.
 
-    Raises `UnknownModelPrice` before any call when `model` has no price."""
+    `thinking` (e.g. `{"type": "enabled", "budget_tokens": 4096}`) is passed through; the
+    thinking blocks the model returns are sent back unchanged. Raises `UnknownModelPrice`
+    before any call when `model` has no price."""
     price = model_prices(model, prices)
     retry = retry or RetryPolicy()
+    floor = max(min_max_tokens, int((thinking or {}).get("budget_tokens", 0)) + 1)
     api = client.with_options(max_retries=0)
     started = time.monotonic()
     deadline = started + budget.max_seconds
@@ -246,7 +250,7 @@ async def run_agent(
 
     try:
         while True:
-            if should_cancel is not None and await should_cancel():
+            if should_cancel is not None and await _safely(should_cancel(), False):
                 return finish("cancelled")
             if state.turns >= budget.max_turns:
                 return finish("budget_turns")
@@ -263,7 +267,7 @@ async def run_agent(
             remaining = budget.max_cost_usd - state.spent
             if worst_case_cost(est_in, call_max, price) > remaining:
                 call_max = min(max_tokens, max_output_within(remaining, est_in, price))
-                if call_max < min_max_tokens:
+                if call_max < floor:
                     return finish("budget_cost")
             worst = worst_case_cost(est_in, call_max, price)
             transcript.write(
@@ -283,6 +287,8 @@ async def run_agent(
                 "tools": tool_defs,
                 "messages": msgs,
             }
+            if thinking is not None:
+                params["thinking"] = thinking
             response = await _call(api, params, retry, deadline, state, worst, transcript)
             state.turns += 1
             usage = Usage.from_api(response.usage)
@@ -315,15 +321,18 @@ async def run_agent(
             )
             if on_progress is not None:
                 summaries = [summarize(b["name"], b.get("input") or {}) for b in tool_uses]
-                await on_progress(
-                    Progress(
-                        turn=state.turns,
-                        cost_usd=round(state.spent, 6),
-                        tool=summaries[0] if summaries else None,
-                        tools=summaries,
-                        elapsed_s=round(time.monotonic() - started, 3),
-                        budget=budget,
-                    )
+                await _safely(
+                    on_progress(
+                        Progress(
+                            turn=state.turns,
+                            cost_usd=round(state.spent, 6),
+                            tool=summaries[0] if summaries else None,
+                            tools=summaries,
+                            elapsed_s=round(time.monotonic() - started, 3),
+                            budget=budget,
+                        )
+                    ),
+                    None,
                 )
 
             stop_reason = response.stop_reason
@@ -416,6 +425,16 @@ async def _call(
         transcript.write("retry", attempt=attempt, wait_s=round(delay, 3), error=_describe(err))
         log.warning("Anthropic call failed, retrying in %.1fs: %s", delay, _describe(err))
         await asyncio.sleep(delay)
+
+
+async def _safely(awaitable: Awaitable[Any], default: Any) -> Any:
+    """Progress and cancel callbacks talk to GitHub or a database; their failure must not end
+    the run."""
+    try:
+        return await awaitable
+    except Exception:
+        log.warning("agent callback failed", exc_info=True)
+        return default
 
 
 def _charge_failed(state: _State, worst: float, transcript: Transcript, why: str) -> None:
