@@ -156,7 +156,9 @@ class _Runner:
                     await task
                 return
             if not task.done():  # shutting down: give it the grace period
-                done, _ = await asyncio.wait({task, beat}, timeout=self.grace_seconds)
+                done, _ = await asyncio.wait(
+                    {task, beat}, timeout=self.grace_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
                 if task not in done:
                     task.cancel()
                     with contextlib.suppress(BaseException):
