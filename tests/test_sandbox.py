@@ -13,7 +13,7 @@ from pact_bot.agent.tools import build_tools
 from pact_bot.agent.tools.bash import BashTool, sandbox_available
 
 ok, reason = sandbox_available()
-pytestmark = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
+needs_bwrap = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
 
 
 @pytest.fixture
@@ -24,12 +24,14 @@ def wt(tmp_path: Path) -> Path:
     return d
 
 
+@needs_bwrap
 async def test_runs_in_workspace_and_writes_land_in_the_worktree(wt: Path) -> None:
     out, err = await BashTool(wt).execute("pwd && cat README.md && echo made > new.txt")
     assert (out, err) == ("/workspace\nhello\n", False)
     assert (wt / "new.txt").read_text() == "made\n"
 
 
+@needs_bwrap
 async def test_cannot_reach_the_network(wt: Path) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -48,6 +50,7 @@ async def test_cannot_reach_the_network(wt: Path) -> None:
         server.close()
 
 
+@needs_bwrap
 async def test_secrets_in_the_bot_environment_are_invisible(
     wt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -60,6 +63,7 @@ async def test_secrets_in_the_bot_environment_are_invisible(
     assert "HOME=/tmp" in out and "PATH=" in out
 
 
+@needs_bwrap
 async def test_killed_at_timeout(wt: Path) -> None:
     start = time.monotonic()
     out, err = await BashTool(wt, timeout=1).execute("echo started; sleep 60; echo never")
@@ -68,6 +72,7 @@ async def test_killed_at_timeout(wt: Path) -> None:
     assert "timed out after 1 seconds" in out
 
 
+@needs_bwrap
 async def test_output_is_capped_head_and_tail(wt: Path) -> None:
     out, err = await BashTool(wt, max_output=2000).execute(
         "echo FIRST; yes filler | head -c 500000; echo; echo LAST"
@@ -78,11 +83,13 @@ async def test_output_is_capped_head_and_tail(wt: Path) -> None:
     assert len(out) < 2500
 
 
+@needs_bwrap
 async def test_exit_code_and_stderr_are_reported(wt: Path) -> None:
     out, err = await BashTool(wt).execute("echo out; echo oops >&2; exit 3")
     assert err and out == "out\noops\n[exit code 3]"
 
 
+@needs_bwrap
 async def test_git_dir_is_read_only_inside(wt: Path) -> None:
     (wt / ".git").mkdir()
     (wt / ".git" / "config").write_text("[core]\n")
@@ -90,6 +97,7 @@ async def test_git_dir_is_read_only_inside(wt: Path) -> None:
     assert err and not (wt / ".git" / "hooks_pre_commit").exists()
 
 
+@needs_bwrap
 async def test_registry_offers_bash_and_supports_restart(wt: Path) -> None:
     tools = build_tools(wt, sandbox=True, bash_timeout=5)
     assert {"type": "bash_20250124", "name": "bash"} in tools.definitions
@@ -103,9 +111,31 @@ async def test_registry_offers_bash_and_supports_restart(wt: Path) -> None:
     assert res.is_error and res.content == "no command provided."
 
 
+@needs_bwrap
 async def test_commands_run_concurrently_without_sharing_state(wt: Path) -> None:
     tool = BashTool(wt)
     results = await asyncio.gather(
         tool.execute("export A=1; echo $A"), tool.execute("echo ${A:-unset}")
     )
     assert results == [("1\n", False), ("unset\n", False)]
+
+
+def test_without_bubblewrap_bash_is_not_offered_and_the_log_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pact_bot.agent.tools import bash as bash_module
+
+    monkeypatch.setattr(bash_module, "BWRAP", str(tmp_path / "no-bwrap"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    sandbox_available.cache_clear()
+    try:
+        assert sandbox_available() == (
+            False,
+            f"bubblewrap is not installed ({tmp_path / 'no-bwrap'} not found, none on PATH)",
+        )
+        with caplog.at_level("WARNING"):
+            tools = build_tools(tmp_path, sandbox=True)
+        assert "bash" not in tools.names
+        assert "bash tool not offered: bubblewrap is not installed" in caplog.text
+    finally:
+        sandbox_available.cache_clear()

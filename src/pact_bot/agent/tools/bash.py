@@ -89,7 +89,7 @@ def _system_binds() -> list[str]:
 def bwrap_argv(worktree: Path, command: str) -> list[str]:
     """The full bwrap command line for one shell command in `worktree`."""
     argv = [
-        BWRAP,
+        bwrap_path() or BWRAP,
         "--unshare-all",
         "--die-with-parent",
         "--new-session",
@@ -111,13 +111,16 @@ def bwrap_argv(worktree: Path, command: str) -> list[str]:
     return argv
 
 
+def bwrap_path() -> str | None:
+    """/usr/bin/bwrap, else whatever `bwrap` PATH finds."""
+    return BWRAP if Path(BWRAP).exists() else shutil.which("bwrap")
+
+
 @functools.cache
 def sandbox_available() -> tuple[bool, str]:
     """Whether bwrap can run a command here, and why not; probed once per process."""
-    if not Path(BWRAP).exists():
-        found = shutil.which("bwrap")
-        if not found:
-            return False, f"bubblewrap is not installed ({BWRAP} not found)"
+    if bwrap_path() is None:
+        return False, f"bubblewrap is not installed ({BWRAP} not found, none on PATH)"
     with tempfile.TemporaryDirectory(prefix="pact-bwrap-probe-") as d:
         try:
             proc = subprocess.run(
