@@ -1,0 +1,282 @@
+"""Ingress benchmark: signed deliveries per second into `pact-bot serve`, against two peers.
+
+Each server gets the same N distinct `issue_comment.created` deliveries (GitHub's real ~15 KB
+example payload, comment `/pact code docs/bench-spec.md`, a new issue number and delivery id
+each, signed in advance) from wrk (1 thread, 32 connections by default, loopback):
+
+- pact-bot: `pact-bot serve`, PACT_WORKERS=0, SQLite (WAL, synchronous=FULL). After the run
+  the server is SIGKILLed and the database is read: every 202 must be a job on disk.
+- probot: bench/peers/probot (npm `probot`): verify + dispatch to an empty handler.
+- floor: bench/peers/floor/app.py, bare starlette + uvicorn: verify the HMAC, parse JSON.
+
+Run: `.venv/bin/python bench/ingress.py [--requests 25000] [--skip-probot]`.
+Prints accepted/s, p50/p99 per server, and pact-bot's ratios to each peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT.parent / "shared/fixtures/github-webhooks/api.github.com/issue_comment/created.payload.json"
+SECRET = "bench-webhook-secret-0123456789"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on {port} did not start")
+
+
+def build_requests(path: Path, n: int) -> list[str]:
+    base = json.loads(FIXTURE.read_text())
+    key = SECRET.encode()
+    ids = []
+    with path.open("w") as f:
+        for i in range(n):
+            base["issue"]["number"] = 100_000 + i
+            base["comment"]["id"] = 900_000_000 + i
+            base["comment"]["body"] = "/pact code docs/bench-spec.md"
+            body = json.dumps(base, separators=(", ", ": "))
+            sig = "sha256=" + hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+            delivery = str(uuid.uuid4())
+            ids.append(delivery)
+            f.write(f"{delivery}\t{sig}\tissue_comment\t{body}\n")
+    return ids
+
+
+def warm_up(port: int, count: int = 300) -> None:
+    """Signed pings: exercise the code paths without creating jobs."""
+    body = json.dumps({"zen": "Keep it logically awesome.", "hook_id": 1}).encode()
+    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    for _ in range(count):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/webhook",
+            data=body,
+            headers={
+                "X-Hub-Signature-256": sig,
+                "X-GitHub-Event": "ping",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(req) as r:
+            r.read()
+
+
+def run_wrk(port: int, reqfile: Path, args: argparse.Namespace) -> dict:
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(ROOT / "bench/ingress.lua"),
+        f"http://127.0.0.1:{port}/webhook",
+        "--",
+        str(reqfile),
+    ]
+    if args.pin:
+        cmd = ["taskset", "-c", "0", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith("WRK_RESULT "):
+            res = json.loads(line.removeprefix("WRK_RESULT "))
+            res["rate"] = res["accepted"] / (res["duration_us"] / 1e6)
+            if res["wrapped"]:
+                print(f"warning: all {args.requests} deliveries were sent before the end; "
+                      "raise --requests (later answers were redeliveries)")
+            return res
+    raise SystemExit(f"wrk printed no result:\n{out}")
+
+
+def server_cmd(cmd: list[str], args: argparse.Namespace) -> list[str]:
+    return ["taskset", "-c", "1", *cmd] if args.pin else cmd
+
+
+def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Namespace) -> dict:
+    db = work / "pact-bot.db"
+    port = free_port()
+    env = {
+        **os.environ,
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "PACT_DATABASE_URL": f"sqlite:///{db}",
+        "PACT_WORKERS": "0",
+        "PACT_DATA_DIR": str(work / "data"),
+    }
+    log = (work / "pact-bot.log").open("w")
+    cmd = [str(VENV_BIN / "pact-bot"), "serve", "--port", str(port)]
+    proc = subprocess.Popen(server_cmd(cmd, args), env=env, stdout=log, stderr=log, cwd=work)
+    try:
+        wait_ready(port, proc)
+        warm_up(port)
+        res = run_wrk(port, reqfile, args)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # durability: nothing gets a chance to flush
+        proc.wait()
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TEMP TABLE sent(id TEXT PRIMARY KEY)")
+    conn.executemany("INSERT INTO sent VALUES (?)", [(i,) for i in ids])
+    jobs = conn.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT j.delivery_id) FROM jobs j JOIN sent s ON s.id = j.delivery_id"
+    ).fetchone()
+    conn.close()
+    res["jobs_in_db"] = jobs[0]
+    res["durable"] = jobs[0] >= res["created"] and jobs[0] == jobs[1]
+    return res
+
+
+def bench_floor(reqfile: Path, args: argparse.Namespace) -> dict:
+    port = free_port()
+    env = {**os.environ, "WEBHOOK_SECRET": SECRET}
+    cmd = [sys.executable, str(ROOT / "bench/peers/floor/app.py"), str(port)]
+    proc = subprocess.Popen(server_cmd(cmd, args), env=env)
+    try:
+        wait_ready(port, proc)
+        warm_up(port)
+        return run_wrk(port, reqfile, args)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def bench_probot(work: Path, reqfile: Path, args: argparse.Namespace) -> dict | None:
+    peer = ROOT / "bench/peers/probot"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        print("probot: skipped (node/npm not installed)")
+        return None
+    if not (peer / "node_modules/probot").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=peer, check=True)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = work / "probot-key.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "WEBHOOK_SECRET": SECRET,
+        "PRIVATE_KEY_PATH": str(pem),
+        "PORT": str(port),
+        "NODE_ENV": "production",
+        "LOG_LEVEL": "warn",
+    }
+    proc = subprocess.Popen(server_cmd(["node", "server.mjs"], args), cwd=peer, env=env)
+    try:
+        wait_ready(port, proc)
+        warm_up(port)
+        return run_wrk(port, reqfile, args)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def machine() -> str:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem_kb / 1024 / 1024:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, {wrk}"
+    )
+
+
+def line(name: str, r: dict) -> str:
+    return (
+        f"{name:<9} {r['rate']:>8.0f} accepted/s   p50 {r['p50_us'] / 1000:6.2f} ms   "
+        f"p99 {r['p99_us'] / 1000:6.2f} ms   ({r['accepted']} of {r['answered']} answered 2xx, "
+        f"errors: status {r['errors_status']}, timeout {r['errors_timeout']})"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=40_000, help="distinct deliveries per server")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seconds", type=int, default=6, help="wrk -d")
+    ap.add_argument("--skip-probot", action="store_true")
+    ap.add_argument("--skip-floor", action="store_true")
+    ap.add_argument("--pin", action="store_true", help="wrk on CPU 0, the server on CPU 1")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    print(machine())
+    with tempfile.TemporaryDirectory(prefix="pact-bench-") as tmp:
+        work = Path(tmp)
+        reqfile = work / "requests.tsv"
+        ids = build_requests(reqfile, args.requests)
+        print(f"{args.requests} signed deliveries of {reqfile.stat().st_size // args.requests} "
+              f"bytes; wrk -t{args.threads} -c{args.connections}")
+        results: dict[str, dict] = {}
+        results["pact-bot"] = bench_pact_bot(work, reqfile, ids, args)
+        print(line("pact-bot", results["pact-bot"]))
+        pb = results["pact-bot"]
+        print(
+            f"          durable: {pb['jobs_in_db']} jobs on disk after SIGKILL for "
+            f"{pb['created']} answers 202 -> {'OK' if pb['durable'] else 'FAIL'}"
+        )
+        if not args.skip_probot:
+            probot = bench_probot(work, reqfile, args)
+            if probot:
+                results["probot"] = probot
+                print(line("probot", probot))
+        if not args.skip_floor:
+            results["floor"] = bench_floor(reqfile, args)
+            print(line("floor", results["floor"]))
+    for peer in ("probot", "floor"):
+        if peer in results:
+            ratio = results["pact-bot"]["rate"] / results[peer]["rate"]
+            print(f"pact-bot / {peer}: {ratio:.2f}x")
+    print("RESULTS " + json.dumps(results))
+    return 0 if results["pact-bot"]["durable"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Queue semantics, for real, on every backend: the same suite runs on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Queue
+from queue_backends import BACKENDS, QueueFactory
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=BACKENDS)
+async def queues(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueFactory]:
+    factory = QueueFactory(request.param, tmp_path)
+    yield factory
+    await factory.close_all()
+
+
+@pytest.fixture
+async def queue(queues: QueueFactory) -> Queue:
+    return await queues()
+
+
+def job(number: int = 1, kind: JobKind = JobKind.code, **task: object) -> Job:
+    return Job(
+        kind=kind,
+        key=Job.key_for("octo/repo", number),
+        repo="octo/repo",
+        number=number,
+        delivery_id=str(uuid.uuid4()),
+        sender="alice",
+        task={"fingerprint": "code::", **task},
+    )
+
+
+async def test_enqueue_then_claim_runs_to_success(queue: Queue) -> None:
+    j = job(task_note="x")
+    assert await queue.enqueue(j) is Enqueued.created
+    claimed = await queue.claim("w1")
+    assert claimed is not None and claimed.id == j.id
+    assert claimed.state is JobState.running and claimed.attempts == 1
+    assert claimed.task["task_note"] == "x"
+    await queue.update(j.id, cost_usd=0.5, turns=3, pr_url="https://x/pull/2")
+    await queue.finish(j.id, "w1", JobState.succeeded)
+    done = await queue.get(j.id)
+    assert done is not None and done.state is JobState.succeeded
+    assert (done.cost_usd, done.turns, done.pr_url) == (0.5, 3, "https://x/pull/2")
+    assert done.started_at and done.finished_at and done.finished_at >= done.started_at
+    assert (await queue.depth())["succeeded"] == 1
+    assert await queue.claim("w1") is None
+
+
+async def test_a_delivery_id_is_recorded_once(queue: Queue) -> None:
+    j = job()
+    assert await queue.enqueue(j) is Enqueued.created
+    again = j.model_copy(update={"id": "other"})
+    assert await queue.enqueue(again) is Enqueued.duplicate_delivery
+    assert await queue.record_delivery("d-ignored") is True
+    assert await queue.record_delivery("d-ignored") is False
+    assert await queue.record_delivery(j.delivery_id) is False
+    late = job(number=9).model_copy(update={"delivery_id": "d-ignored"})
+    assert await queue.enqueue(late) is Enqueued.duplicate_delivery
+    assert len(await queue.list()) == 1
+
+
+async def test_identical_trigger_coalesces_only_while_queued(queue: Queue) -> None:
+    first = job()
+    assert await queue.enqueue(first) is Enqueued.created
+    assert await queue.enqueue(job()) is Enqueued.coalesced
+    assert await queue.enqueue(job(fingerprint="code:docs/a-spec.md:")) is Enqueued.created
+    assert await queue.enqueue(job(kind=JobKind.revise)) is Enqueued.created
+    claimed = await queue.claim("w1")
+    assert claimed is not None and claimed.id == first.id
+    # the first one is running now: a new identical trigger is new work
+    assert await queue.enqueue(job()) is Enqueued.created
+    assert len(await queue.list(key="octo/repo#1")) == 4
+
+
+async def test_same_key_runs_one_at_a_time_in_arrival_order(queue: Queue) -> None:
+    a, b, c = job(1, step="a"), job(1, step="b", fingerprint="b"), job(1, fingerprint="c")
+    other = job(2)
+    for j in (a, b, c, other):
+        assert await queue.enqueue(j) is Enqueued.created
+    first = await queue.claim("w1")
+    second = await queue.claim("w2")
+    assert first is not None and first.id == a.id
+    assert second is not None and second.id == other.id  # key 1 is busy
+    assert await queue.claim("w3") is None
+    await queue.finish(a.id, "w1", JobState.failed, error="boom")
+    nxt = await queue.claim("w3")
+    assert nxt is not None and nxt.id == b.id
+    await queue.finish(b.id, "w3", JobState.succeeded)
+    last = await queue.claim("w1")
+    assert last is not None and last.id == c.id
+
+
+async def test_two_workers_racing_never_share_a_job(queues: QueueFactory) -> None:
+    producer = await queues()
+    ids = set()
+    for n in range(40):
+        j = job(n)
+        ids.add(j.id)
+        await producer.enqueue(j)
+    w1, w2 = await queues(), await queues()
+    taken: dict[str, str] = {}
+
+    async def work(q: Queue, name: str) -> None:
+        while (got := await q.claim(name)) is not None:
+            assert got.id not in taken, f"{got.id} claimed by {taken.get(got.id)} and {name}"
+            taken[got.id] = name
+            await q.finish(got.id, name, JobState.succeeded)
+
+    await asyncio.gather(work(w1, "w1"), work(w2, "w2"), work(w1, "w1b"), work(w2, "w2b"))
+    assert set(taken) == ids
+    assert (await producer.depth())["succeeded"] == 40
+
+
+async def test_heartbeats_keep_the_lease(queues: QueueFactory) -> None:
+    q = await queues(lease_seconds=0.4)
+    await q.enqueue(job())
+    claimed = await q.claim("w1")
+    assert claimed is not None
+    for _ in range(6):
+        await asyncio.sleep(0.15)
+        assert await q.heartbeat(claimed.id, "w1") is True
+        assert await q.claim("w2") is None
+
+
+async def test_lapsed_lease_hands_the_job_to_another_worker(queues: QueueFactory) -> None:
+    q = await queues(lease_seconds=0.3)
+    j = job()
+    await q.enqueue(j)
+    first = await q.claim("w1")
+    assert first is not None and first.attempts == 1
+    await asyncio.sleep(0.5)
+    second = await q.claim("w2")
+    assert second is not None and second.id == j.id and second.attempts == 2
+    assert await q.heartbeat(j.id, "w1") is False  # the first worker lost it
+    await q.finish(j.id, "w1", JobState.succeeded)  # ignored: not its job any more
+    got = await q.get(j.id)
+    assert got is not None and got.state is JobState.running and got.worker_id == "w2"
+    await q.finish(j.id, "w2", JobState.succeeded)
+    got = await q.get(j.id)
+    assert got is not None and got.state is JobState.succeeded
+
+
+async def test_job_fails_after_max_attempts_of_lost_workers(queues: QueueFactory) -> None:
+    q = await queues(lease_seconds=0.2, max_attempts=2)
+    j = job()
+    await q.enqueue(j)
+    for _ in range(2):
+        assert await q.claim("w") is not None
+        await asyncio.sleep(0.3)
+    assert await q.claim("w") is None
+    got = await q.get(j.id)
+    assert got is not None and got.state is JobState.failed
+    assert got.error is not None and "worker lost" in got.error and "2 attempts" in got.error
+
+
+async def test_crash_between_claim_and_finish(queues: QueueFactory) -> None:
+    """A real process claims the job and dies (os._exit); another worker gets it later."""
+    spec = queues.spec(lease_seconds=0.5)
+    q = await queues(lease_seconds=0.5)
+    j = job()
+    await q.enqueue(j)
+    script = textwrap.dedent(
+        f"""
+        import asyncio, json, os, sys
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        from queue_backends import queue_from_spec
+        async def main():
+            q = queue_from_spec(json.loads({json.dumps(spec)!r}))
+            await q.open()
+            got = await q.claim("doomed")
+            print(got.id, flush=True)
+            os._exit(9)
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 9, out.stderr
+    assert out.stdout.strip() == j.id
+    running = await q.get(j.id)
+    assert running is not None and running.state is JobState.running
+    assert await q.claim("survivor") is None  # lease still held by the dead worker
+    await asyncio.sleep(0.7)
+    again = await q.claim("survivor")
+    assert again is not None and again.id == j.id and again.attempts == 2
+
+
+async def test_cancel_marks_queued_now_and_running_on_request(queue: Queue) -> None:
+    running, waiting = job(1), job(1, fingerprint="second")
+    await queue.enqueue(running)
+    await queue.enqueue(waiting)
+    reply = job(1, kind=JobKind.reply).model_copy(update={"key": "octo/repo#1:reply"})
+    await queue.enqueue(reply)
+    claimed = await queue.claim("w1")
+    assert claimed is not None and claimed.id == running.id
+    ids = await queue.request_cancel("octo/repo#1")
+    assert set(ids) == {running.id, waiting.id}
+    w = await queue.get(waiting.id)
+    assert w is not None and w.state is JobState.cancelled and w.finished_at
+    r = await queue.get(running.id)
+    assert r is not None and r.state is JobState.running and r.cancel_requested
+    assert await queue.is_cancelled(running.id) is True
+    assert await queue.is_cancelled(reply.id) is False
+    nxt = await queue.claim("w2")
+    assert nxt is not None and nxt.id == reply.id  # the reply key is not blocked
+    await queue.finish(running.id, "w1", JobState.cancelled, error="cancelled by alice")
+    r = await queue.get(running.id)
+    assert r is not None and r.state is JobState.cancelled and r.error == "cancelled by alice"
+
+
+async def test_list_filters_and_repo_config(queue: Queue) -> None:
+    a, b = job(1), job(2)
+    await queue.enqueue(a)
+    await queue.enqueue(b)
+    await queue.claim("w")
+    assert [j.id for j in await queue.list(state=JobState.queued)] == [b.id]
+    assert [j.id for j in await queue.list(key="octo/repo#1")] == [a.id]
+    depth = await queue.depth()
+    assert depth["queued"] == 1 and depth["running"] == 1
+    assert await queue.get("nope") is None
+    assert await queue.get_repo_config("octo/repo") is None
+    await queue.set_repo_config("octo/repo", {"label": "bot:go", "command": "/bot"})
+    await queue.set_repo_config("octo/repo", {"label": "bot:go2", "command": "/bot"})
+    assert await queue.get_repo_config("octo/repo") == {"label": "bot:go2", "command": "/bot"}
+
+
+async def test_progress_fields_beyond_columns_are_kept(queue: Queue) -> None:
+    j = job()
+    await queue.enqueue(j)
+    await queue.claim("w")
+    await queue.update(j.id, comment_id=77, turns=2)
+    got = await queue.get(j.id)
+    assert got is not None and got.turns == 2 and got.task["progress"]["comment_id"] == 77
