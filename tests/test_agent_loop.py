@@ -416,3 +416,28 @@ def test_redactor_scrubs_secrets_in_every_form(tmp_path: Path) -> None:
     assert "plainsecret" not in (tmp_path / "x.jsonl").read_text()
     assert "note" in render_transcript(tmp_path / "x.jsonl")
     assert render_transcript(tmp_path / "missing.jsonl").startswith("No transcript")
+
+
+async def test_failing_streams_are_charged_so_retries_cannot_pass_the_cap(
+    anthropic_sim: AnthropicSim, repo: Path, system: str
+) -> None:
+    anthropic_sim.inject_always(Fault.stream_error(after_events=4))
+    cap = 0.5
+    result = await run(
+        anthropic_sim,
+        repo,
+        system,
+        budget=Budget(max_turns=5, max_cost_usd=cap, max_seconds=60),
+        retry=RetryPolicy(max_retries=50, base_delay=0.001, max_delay=0.002),
+    )
+    assert result.stop == "budget_cost"
+    assert "a retry could pass the dollar cap" in (result.error or "")
+    assert anthropic_sim.total_cost(DEFAULT_PRICES) <= result.cost_usd <= cap
+    assert 1 < len(anthropic_sim.requests) < 50
+
+
+def test_budget_defaults_come_from_settings() -> None:
+    from pact_bot.settings import Settings
+
+    s = Settings(_env_file=None, pact_max_turns=7, pact_max_minutes=2)  # type: ignore[call-arg]
+    assert Budget.from_settings(s) == Budget(max_turns=7, max_cost_usd=5.0, max_seconds=120.0)

@@ -300,3 +300,10 @@ async def test_registry_turns_refusals_into_error_results(repo: Path) -> None:
         "nope",
     ]
     assert [c.is_error for c in tools.calls] == [True, False, True]
+
+
+def test_symlink_loop_is_an_error_not_a_crash(repo: Path) -> None:
+    os.symlink(repo / "loop_b", repo / "loop_a")
+    os.symlink(repo / "loop_a", repo / "loop_b")
+    with pytest.raises(PathError):
+        ed(repo).run({"command": "view", "path": "/workspace/loop_a"})

@@ -289,7 +289,9 @@ async def run_agent(
             }
             if thinking is not None:
                 params["thinking"] = thinking
-            response = await _call(api, params, retry, deadline, state, worst, transcript)
+            response = await _call(
+                api, params, retry, deadline, state, worst, budget.max_cost_usd, transcript
+            )
             state.turns += 1
             usage = Usage.from_api(response.usage)
             call_cost = cost(usage, price)
@@ -385,6 +387,7 @@ async def _call(
     deadline: float,
     state: _State,
     worst: float,
+    cap: float,
     transcript: Transcript,
 ) -> Any:
     """One model call with our retries; raises _StopRun when it cannot be completed."""
@@ -415,6 +418,10 @@ async def _call(
             err = e
         if attempt >= retry.max_retries:
             raise _StopRun("error", f"{_exhausted(err)} after {attempt} retries") from None
+        if state.spent + worst > cap:
+            raise _StopRun(
+                "budget_cost", f"{_exhausted(err)}; a retry could pass the dollar cap"
+            ) from None
         delay = _retry_after(err, retry) or retry.backoff(attempt)
         if time.monotonic() + delay >= deadline:
             raise _StopRun(

@@ -36,7 +36,10 @@ def resolve(worktree: Path, path: str) -> Path:
     if _in_git_dir(rel):
         raise PathError(f"The path {path} is inside .git/, which the agent may not touch.")
     candidate = root / rel if rel else root
-    real = candidate.resolve(strict=False)
+    try:
+        real = candidate.resolve(strict=False)
+    except (OSError, RuntimeError):
+        raise PathError(f"The path {path} cannot be resolved (a symlink loop?).") from None
     try:
         real_rel = real.relative_to(root)
     except ValueError:

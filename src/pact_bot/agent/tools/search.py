@@ -87,7 +87,7 @@ def list_files(worktree: Path) -> list[str]:
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
     """`**` spans directories, `*` and `?` stay within one, `[...]` is a class."""
     pattern = pattern.strip().lstrip("/")
-    pattern = pattern.removeprefix("workspace/") if pattern.startswith("workspace/") else pattern
+    pattern = pattern.removeprefix("workspace/")
     i, out = 0, []
     while i < len(pattern):
         c = pattern[i]
