@@ -62,6 +62,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.rows
+import psycopg_pool
 from procrastinate import exceptions as pexc
 from procrastinate import jobs as pjobs
 from procrastinate import manager as pmanager
@@ -188,6 +189,16 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _pool_without_checkout_check(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
+    """procrastinate's pool checks each connection at checkout and, when one is dead, backs off
+    1 s, 2 s, 4 s… before trying the next: after a restart a pool of dead connections stalls
+    every query for seconds (longer than a lease). We skip that check; a statement on a dead
+    connection fails fast, `_retrying` then has the pool drop all dead idle connections and
+    tries again."""
+    kwargs["check"] = None
+    return psycopg_pool.AsyncConnectionPool(**kwargs)
+
+
 def _conn_kwargs(schema: str | None) -> dict[str, Any]:
     if schema is None:
         return {}
@@ -228,7 +239,7 @@ class PostgresQueue:
     async def open(self) -> None:
         if self._connector is not None:
             return
-        connector = PsycopgConnector(**self._pool_args)
+        connector = PsycopgConnector(pool_factory=_pool_without_checkout_check, **self._pool_args)
         await connector.open_async()
         try:
             migrated = await _is_migrated(connector)
@@ -271,6 +282,8 @@ class PostgresQueue:
             except Exception as e:
                 if delay is None or not _is_transient(e):
                     raise
+                with contextlib.suppress(Exception):  # drop every dead idle connection at once
+                    await self.connector.pool.check()
                 log.warning(
                     "postgres: retrying after a transient error",
                     extra={"op": what, "error": type(e).__name__, "retry_in": delay},
