@@ -34,7 +34,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT.parent / "shared/fixtures/github-webhooks/api.github.com/issue_comment/created.payload.json"
+FIXTURES = ROOT.parent / "shared/fixtures/github-webhooks"
+FIXTURE = FIXTURES / "api.github.com/issue_comment/created.payload.json"
 SECRET = "bench-webhook-secret-0123456789"
 VENV_BIN = Path(sys.executable).parent
 
@@ -116,8 +117,10 @@ def run_wrk(port: int, reqfile: Path, args: argparse.Namespace) -> dict:
             res = json.loads(line.removeprefix("WRK_RESULT "))
             res["rate"] = res["accepted"] / (res["duration_us"] / 1e6)
             if res["wrapped"]:
-                print(f"warning: all {args.requests} deliveries were sent before the end; "
-                      "raise --requests (later answers were redeliveries)")
+                print(
+                    f"warning: all {args.requests} deliveries were sent before the end; "
+                    "raise --requests (later answers were redeliveries)"
+                )
             return res
     raise SystemExit(f"wrk printed no result:\n{out}")
 
@@ -150,7 +153,8 @@ def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Nam
     conn.execute("CREATE TEMP TABLE sent(id TEXT PRIMARY KEY)")
     conn.executemany("INSERT INTO sent VALUES (?)", [(i,) for i in ids])
     jobs = conn.execute(
-        "SELECT COUNT(*), COUNT(DISTINCT j.delivery_id) FROM jobs j JOIN sent s ON s.id = j.delivery_id"
+        "SELECT COUNT(*), COUNT(DISTINCT j.delivery_id) FROM jobs j "
+        "JOIN sent s ON s.id = j.delivery_id"
     ).fetchone()
     conn.close()
     res["jobs_in_db"] = jobs[0]
@@ -252,8 +256,10 @@ def main() -> int:
         work = Path(tmp)
         reqfile = work / "requests.tsv"
         ids = build_requests(reqfile, args.requests)
-        print(f"{args.requests} signed deliveries of {reqfile.stat().st_size // args.requests} "
-              f"bytes; wrk -t{args.threads} -c{args.connections}")
+        print(
+            f"{args.requests} signed deliveries of {reqfile.stat().st_size // args.requests} "
+            f"bytes; wrk -t{args.threads} -c{args.connections}"
+        )
         results: dict[str, dict] = {}
         results["pact-bot"] = bench_pact_bot(work, reqfile, ids, args)
         print(line("pact-bot", results["pact-bot"]))

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from queue_backends import BACKENDS, QueueFactory
 
 from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Queue
-from queue_backends import BACKENDS, QueueFactory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,9 +187,7 @@ async def test_crash_between_claim_and_finish(queues: QueueFactory) -> None:
         asyncio.run(main())
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 9, out.stderr
     assert out.stdout.strip() == j.id
     running = await q.get(j.id)

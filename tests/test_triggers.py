@@ -1,0 +1,221 @@
+"""Routing rules on GitHub's real payloads, edited the way each trigger happens."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from conftest import load_payload
+from pydantic import ValidationError
+
+from pact_bot.jobs.model import JobKind
+from pact_bot.triggers import BotIdentity, TriggerConfig, parse_command, route
+
+BOT = BotIdentity("pact-bot")
+CFG = TriggerConfig()
+
+
+def comment(body: str, *, on_bot_pr: bool = False) -> dict[str, Any]:
+    p = copy.deepcopy(load_payload("api.github.com/issue_comment/created.payload.json"))
+    p["comment"]["body"] = body
+    if on_bot_pr:
+        p["issue"]["pull_request"] = {"url": "https://api.github.com/repos/x/y/pulls/1"}
+        p["issue"]["user"]["login"] = BOT.login
+    return p
+
+
+def review(state: str, body: str | None, *, bot_pr: bool = True) -> dict[str, Any]:
+    p = copy.deepcopy(load_payload("api.github.com/pull_request_review/submitted.payload.json"))
+    p["review"]["state"] = state
+    p["review"]["body"] = body
+    if bot_pr:
+        p["pull_request"]["user"]["login"] = BOT.login
+    return p
+
+
+def test_bot_identity_login() -> None:
+    assert BOT.login == "pact-bot[bot]"
+
+
+def test_label_starts_a_code_job_only_for_our_label() -> None:
+    p = copy.deepcopy(load_payload("api.github.com/issues/labeled.payload.json"))
+    assert route("issues", p, BOT, CFG).job is None  # "bug"
+    p["label"]["name"] = "pact:code"
+    d = route("issues", p, BOT, CFG, delivery_id="d1")
+    assert d.job is not None and d.job.kind is JobKind.code
+    assert d.job.key == "Codertocat/Hello-World#1"
+    assert d.job.delivery_id == "d1" and d.job.sender == "Codertocat"
+    assert d.job.task["trigger"] == "label" and d.job.task["is_pr"] is False
+    p["label"]["name"] = "ship-it"
+    custom = TriggerConfig(label="ship-it")
+    assert route("issues", p, BOT, custom).job is not None
+    assert route("issues", p, BOT, CFG).job is None
+
+
+def test_pact_code_command_with_specs_and_instructions() -> None:
+    body = "/pact code docs/auth-spec.md docs/db-spec.md\nUse argon2.\n\nKeep it small."
+    d = route("issue_comment", comment(body), BOT, CFG, delivery_id="d2")
+    assert d.job is not None and d.job.kind is JobKind.code
+    t = d.job.task
+    assert t["spec_paths"] == ["docs/auth-spec.md", "docs/db-spec.md"]
+    assert t["instructions"] == "Use argon2.\n\nKeep it small."
+    assert t["comment_id"] == 1 or isinstance(t["comment_id"], int)
+    assert t["command"] == "code" and t["is_pr"] is False
+    assert d.cancel_key is None
+
+
+def test_pact_code_on_the_bots_pr_is_a_revise_job() -> None:
+    d = route("issue_comment", comment("/pact code\nrename foo", on_bot_pr=True), BOT, CFG)
+    assert d.job is not None and d.job.kind is JobKind.revise
+    assert d.job.task["is_pr"] is True and d.job.task["instructions"] == "rename foo"
+
+
+def test_pact_code_on_someone_elses_pr_is_a_code_job() -> None:
+    p = comment("/pact code")
+    p["issue"]["pull_request"] = {"url": "x"}
+    d = route("issue_comment", p, BOT, CFG)
+    assert d.job is not None and d.job.kind is JobKind.code and d.job.task["is_pr"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "command", "unknown"),
+    [
+        ("/pact help", "help", None),
+        ("/pact status", "status", None),
+        ("/pact cancel", "cancel", None),
+        ("/pact frobnicate now", "help", "frobnicate"),
+        ("/pact", "help", ""),
+        ("  /pact HELP  \nmore", "help", None),
+    ],
+)
+def test_reply_commands_use_their_own_key(body: str, command: str, unknown: str | None) -> None:
+    d = route("issue_comment", comment(body), BOT, CFG)
+    assert d.job is not None and d.job.kind is JobKind.reply
+    assert d.job.key == "Codertocat/Hello-World#1:reply"
+    assert d.job.task["command"] == command
+    assert d.job.task.get("unknown_command") == unknown
+    assert d.cancel_key == ("Codertocat/Hello-World#1" if command == "cancel" else None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "please /pact code",
+        "You are totally right!\n/pact code",
+        "/pactcode",
+        "`/pact code`",
+        "",
+    ],
+)
+def test_not_a_command(body: str) -> None:
+    d = route("issue_comment", comment(body), BOT, CFG)
+    assert d.job is None and d.reason == "not a command"
+
+
+def test_custom_command_from_repo_config() -> None:
+    cfg = TriggerConfig.from_repo_config({"command": "/bot", "label": ""})
+    assert cfg == TriggerConfig(label="pact:code", command="/bot")
+    assert route("issue_comment", comment("/bot code"), BOT, cfg).job is not None
+    assert route("issue_comment", comment("/pact code"), BOT, cfg).job is None
+    assert TriggerConfig.from_repo_config(None) == CFG
+    assert TriggerConfig.from_repo_config({"label": 3}) == CFG
+
+
+def test_edited_and_deleted_comments_start_nothing() -> None:
+    for action in ("edited", "deleted"):
+        p = comment("/pact code")
+        p["action"] = action
+        assert route("issue_comment", p, BOT, CFG).job is None
+
+
+def test_bots_start_nothing() -> None:
+    p = comment("/pact code")
+    p["sender"]["type"] = "Bot"
+    assert route("issue_comment", p, BOT, CFG).reason == "sent by a bot"
+    p = comment("/pact code")
+    p["sender"]["login"] = BOT.login
+    assert route("issue_comment", p, BOT, CFG).job is None
+
+
+def test_pull_request_events_ask_for_a_spec_check() -> None:
+    for action in ("opened", "synchronize", "reopened"):
+        p = load_payload(f"api.github.com/pull_request/{action}.payload.json")
+        d = route("pull_request", p, BOT, CFG)
+        assert d.job is not None and d.job.kind is JobKind.spec_check
+        assert d.job.key == "Codertocat/Hello-World#2:check"
+        assert d.job.task["head_sha"] == p["pull_request"]["head"]["sha"]
+    closed = load_payload("api.github.com/pull_request/closed.payload.json")
+    assert route("pull_request", closed, BOT, CFG).job is None
+
+
+def test_pull_request_from_a_fork_is_not_checked() -> None:
+    p = copy.deepcopy(load_payload("api.github.com/pull_request/opened.payload.json"))
+    p["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+    assert route("pull_request", p, BOT, CFG).reason == "pull request from a fork"
+    p["pull_request"]["head"]["repo"] = None
+    assert route("pull_request", p, BOT, CFG).job is None
+
+
+def test_implement_button_starts_a_code_job_for_the_checks_pr() -> None:
+    p = copy.deepcopy(load_payload("api.github.com/check_run/requested_action.payload.json"))
+    assert route("check_run", p, BOT, CFG).job is None  # identifier "lgtm|26764"
+    p["requested_action"]["identifier"] = "implement"
+    d = route("check_run", p, BOT, CFG)
+    assert d.job is not None and d.job.kind is JobKind.code
+    assert d.job.key == "electron/electron#26764" and d.job.installation_id == 690857
+    assert d.job.task["check_run_id"] == p["check_run"]["id"]
+    p["check_run"]["pull_requests"] = []
+    assert route("check_run", p, BOT, CFG).job is None
+
+
+@pytest.mark.parametrize(
+    ("state", "body", "starts"),
+    [
+        ("changes_requested", "Please rename", True),
+        ("changes_requested", None, True),
+        ("commented", "nit: spacing", True),
+        ("commented", None, True),  # line comments only: the worker counts them
+        ("approved", "LGTM", False),
+    ],
+)
+def test_reviews_on_bot_prs(state: str, body: str | None, starts: bool) -> None:
+    d = route("pull_request_review", review(state, body), BOT, CFG, delivery_id="r")
+    assert (d.job is not None) is starts
+    if d.job is not None:
+        assert d.job.kind is JobKind.revise and d.job.key == "Codertocat/Hello-World#2"
+        assert d.job.task["review_id"] > 0 and d.job.task["review_state"] == state
+        assert d.job.task["review_body"] == (body or "")
+
+
+def test_reviews_on_human_prs_start_nothing() -> None:
+    d = route("pull_request_review", review("changes_requested", "x", bot_pr=False), BOT, CFG)
+    assert d.job is None
+
+
+def test_installation_id_is_optional_and_carried_when_present() -> None:
+    p = copy.deepcopy(
+        load_payload("api.github.com/issue_comment/created.with-installation.payload.json")
+    )
+    p["comment"]["body"] = "/pact code"
+    d = route("issue_comment", p, BOT, CFG)
+    assert d.job is not None and d.job.installation_id == 1
+    d = route("issue_comment", comment("/pact code"), BOT, CFG)
+    assert d.job is not None and d.job.installation_id is None
+
+
+def test_events_we_do_not_route() -> None:
+    p = load_payload("api.github.com/installation/created.payload.json")
+    assert route("installation", p, BOT, CFG).reason == "event installation starts nothing"
+
+
+def test_malformed_payload_of_a_routed_event_raises() -> None:
+    with pytest.raises(ValidationError):
+        route("issue_comment", {"action": "created", "repository": {}}, BOT, CFG)
+
+
+def test_parse_command_grammar() -> None:
+    assert parse_command("/pact code a b\n x \n", "/pact").args == ["a", "b"]
+    assert parse_command("/pact code a b\n x \n", "/pact").instructions == "x"
+    assert parse_command("/pacts", "/pact") is None
+    assert parse_command(None, "/pact") is None
