@@ -41,6 +41,7 @@ class QueueFactory:
         self.tmp_path = tmp_path
         self.schema = f"t_{uuid.uuid4().hex[:12]}"
         self.opened: list[Queue] = []
+        self._migrated = False
         if backend == "postgres":
             try:
                 importlib.import_module("pact_bot.jobs.postgres")
@@ -60,6 +61,10 @@ class QueueFactory:
         }
 
     async def __call__(self, lease_seconds: float = 30.0, max_attempts: int = 3) -> Queue:
+        if self.backend == "postgres" and not self._migrated:  # one fresh schema per test
+            postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
+            await postgres.apply_schema(os.environ["PACT_TEST_POSTGRES_DSN"], self.schema)
+            self._migrated = True
         queue = queue_from_spec(self.spec(lease_seconds, max_attempts))
         await queue.open()
         self.opened.append(queue)
@@ -69,3 +74,7 @@ class QueueFactory:
         for queue in self.opened:
             await queue.close()
         self.opened.clear()
+        if self._migrated:
+            postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
+            await postgres.drop_schema(os.environ["PACT_TEST_POSTGRES_DSN"], self.schema)
+            self._migrated = False
