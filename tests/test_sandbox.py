@@ -139,3 +139,16 @@ def test_without_bubblewrap_bash_is_not_offered_and_the_log_says_why(
         assert "bash tool not offered: bubblewrap is not installed" in caplog.text
     finally:
         sandbox_available.cache_clear()
+
+
+@needs_bwrap
+async def test_no_capabilities_to_undo_the_read_only_binds(wt: Path) -> None:
+    (wt / ".git").mkdir()
+    out, err = await BashTool(wt).execute(
+        "grep CapEff /proc/self/status; "
+        "mount -o remount,bind,rw /workspace/.git && touch .git/planted; "
+        "unshare -r -m sh -c 'mount -o remount,bind,rw /workspace/.git && touch .git/planted2'"
+    )
+    assert "CapEff:\t0000000000000000" in out
+    assert err
+    assert list((wt / ".git").iterdir()) == []

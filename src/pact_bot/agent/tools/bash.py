@@ -2,10 +2,12 @@
 
 Each command runs in a fresh `bash -c` inside `bwrap`: the worktree bound read-write at
 `/workspace` (the working directory), system directories read-only, a private `/tmp`, `/proc`
-and `/dev`, every namespace unshared (so no network at all), `--die-with-parent`, and an
-environment rebuilt from nothing (PATH, HOME=/tmp, LANG) — no token or key of the bot can be
-read from inside. `.git` is bound read-only over itself, so a command can inspect history but
-cannot plant hooks or config that the bot's own git would later run outside the sandbox.
+and `/dev`, every namespace unshared (so no network at all), all capabilities dropped (even
+when the bot runs as root), nested user namespaces disabled where the kernel allows it,
+`--die-with-parent`, and an environment rebuilt from nothing (PATH, HOME=/tmp, LANG) — no
+token or key of the bot can be read from inside. `.git` is bound read-only over itself, so a
+command can inspect history but cannot plant hooks or config that the bot's own git would
+later run outside the sandbox.
 
 Why a fresh shell per command rather than one long-lived session: a hung or killed command
 cannot poison later ones, and the timeout kills one process group cleanly. The cost is that
@@ -91,6 +93,8 @@ def bwrap_argv(worktree: Path, command: str) -> list[str]:
     argv = [
         bwrap_path() or BWRAP,
         "--unshare-all",
+        *_userns_flags(),
+        "--cap-drop", "ALL",
         "--die-with-parent",
         "--new-session",
         "--clearenv",
@@ -109,6 +113,32 @@ def bwrap_argv(worktree: Path, command: str) -> list[str]:
         argv += ["--ro-bind", str(git), f"{WORKSPACE}/.git"]
     argv += ["--chdir", WORKSPACE, "/bin/bash", "--noprofile", "--norc", "-c", command]
     return argv
+
+
+@functools.cache
+def _userns_flags() -> tuple[str, ...]:
+    """A user namespace of its own with nested ones disabled, where the kernel allows it.
+
+    Without it a sandbox started by root keeps root's capabilities unless dropped (we always
+    drop them) and could create nested namespaces to try remounting what we bound read-only.
+    """
+    strict = ("--unshare-user", "--disable-userns")
+    path = bwrap_path()
+    if path is None:
+        return ()
+    try:
+        proc = subprocess.run(
+            [path, *strict, "--ro-bind", "/", "/", "/bin/true"],
+            capture_output=True,
+            timeout=30,
+            env={"PATH": SANDBOX_PATH},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    if proc.returncode != 0:
+        log.info("bwrap cannot disable nested user namespaces here; relying on --cap-drop ALL")
+        return ()
+    return strict
 
 
 def bwrap_path() -> str | None:
