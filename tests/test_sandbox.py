@@ -152,3 +152,13 @@ async def test_no_capabilities_to_undo_the_read_only_binds(wt: Path) -> None:
     assert "CapEff:\t0000000000000000" in out
     assert err
     assert list((wt / ".git").iterdir()) == []
+
+
+@needs_bwrap
+async def test_private_tmp_is_bounded(wt: Path) -> None:
+    from pact_bot.agent.tools.bash import TMP_BYTES, _tmp_size
+
+    if not _tmp_size():
+        pytest.skip("this bwrap cannot size its tmpfs")
+    out, err = await BashTool(wt).execute("df -B1 --output=size /tmp | tail -1")
+    assert not err and int(out.strip()) == TMP_BYTES

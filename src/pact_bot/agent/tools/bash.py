@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 NAME = "bash"
 TYPE = "bash_20250124"
 DEFAULT_TIMEOUT = 120.0
+TMP_BYTES = 1024 * 1024 * 1024
 MAX_OUTPUT = 30_000
 BWRAP = "/usr/bin/bwrap"
 SANDBOX_TMP = "/tmp"  # noqa: S108 - the sandbox's own private tmpfs
@@ -105,6 +106,7 @@ def bwrap_argv(worktree: Path, command: str) -> list[str]:
         *_system_binds(),
         "--proc", "/proc",
         "--dev", "/dev",
+        *_tmp_size(),
         "--tmpfs", SANDBOX_TMP,
         "--bind", str(worktree), WORKSPACE,
     ]  # fmt: skip
@@ -139,6 +141,19 @@ def _userns_flags() -> tuple[str, ...]:
         log.info("bwrap cannot disable nested user namespaces here; relying on --cap-drop ALL")
         return ()
     return strict
+
+
+@functools.cache
+def _tmp_size() -> tuple[str, ...]:
+    """Cap the private /tmp (RAM-backed) where bwrap supports `--size` (0.5+)."""
+    path = bwrap_path()
+    if path is None:
+        return ()
+    try:
+        out = subprocess.run([path, "--help"], capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return ("--size", str(TMP_BYTES)) if b"--size" in out else ()
 
 
 def bwrap_path() -> str | None:
