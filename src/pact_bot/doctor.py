@@ -241,9 +241,21 @@ async def check_database(settings: Settings) -> Check:
     name = "database reachable and migrated"
     if not settings.is_postgres:
         return _check_sqlite(name, settings.sqlite_path)
+    host = settings.pact_database_url.split("@")[-1].split("?")[0]
+    import psycopg
+
+    try:
+        conn = await psycopg.AsyncConnection.connect(settings.pact_database_url, connect_timeout=5)
+        await conn.close()
+    except psycopg.Error as e:
+        return Check(
+            name,
+            False,
+            f"cannot connect to Postgres at {host} ({_first_line(e)})",
+            "check PACT_DATABASE_URL (postgresql://user:password@host:5432/db)",
+        )
     backends: Any = importlib.import_module("pact_bot.jobs.backends")
     queue = backends.open_queue(settings)
-    host = settings.pact_database_url.split("@")[-1].split("?")[0]
     try:
         await asyncio.wait_for(queue.open(), TIMEOUT)
         depth = await queue.depth()
@@ -322,18 +334,38 @@ def check_data_dir(settings: Settings) -> Check:
     return Check(name, True, f"{path.resolve()}")
 
 
+async def _guard(name: str, fn: Any, *args: Any) -> list[Check]:
+    """A check that breaks unexpectedly is a ✗ line, not a traceback that hides the others."""
+    try:
+        result = fn(*args)
+        if asyncio.iscoroutine(result):
+            result = await result
+    except Exception as e:
+        return [
+            Check(
+                name,
+                False,
+                f"the check itself failed ({_first_line(e)})",
+                "report this; the other lines still apply",
+            )
+        ]
+    return result if isinstance(result, list) else [result]
+
+
 async def check_all(settings: Settings) -> list[Check]:
     github, anthropic_check, database = await asyncio.gather(
-        check_github(settings), check_anthropic(settings), check_database(settings)
+        _guard("GitHub App JWT accepted", check_github, settings),
+        _guard("Anthropic key accepted", check_anthropic, settings),
+        _guard("database reachable and migrated", check_database, settings),
     )
     bwrap = await asyncio.to_thread(check_bubblewrap)
     return [
         *github,
         check_webhook_secret(settings),
-        anthropic_check,
+        *anthropic_check,
         bwrap,
-        database,
-        check_data_dir(settings),
+        *database,
+        *await _guard("data dir writable", check_data_dir, settings),
     ]
 
 

@@ -1,0 +1,194 @@
+"""`pact-bot doctor` against the GitHub and Anthropic simulators: one ✓/✗ line per check."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pact_bot.cli import main as cli
+from pact_bot.jobs.sqlite import SqliteQueue
+
+CHECKS = [
+    "GitHub App JWT accepted",
+    "App installed",
+    "webhook secret set",
+    "Anthropic key accepted",
+    "bubblewrap sandbox usable",
+    "database reachable and migrated",
+    "data dir writable",
+]
+
+
+@pytest.fixture
+def env(
+    github_sim: Any, anthropic_sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """A complete, working configuration; tests break one thing at a time."""
+    for key in list(os.environ):
+        if key.startswith(("GITHUB_", "PACT_", "ANTHROPIC_")) and not key.startswith("PACT_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    db = tmp_path / "pact-bot.db"
+    SqliteQueue(db).migrate()
+    values = {
+        **github_sim.env(),
+        **anthropic_sim.env(),
+        "PACT_DATABASE_URL": f"sqlite:///{db}",
+        "PACT_DATA_DIR": str(tmp_path / "data"),
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return values
+
+
+def doctor(monkeypatch: pytest.MonkeyPatch, **changes: str | None) -> tuple[Result, dict]:
+    for key, value in changes.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(cli, ["doctor"])
+    lines = {}
+    for line in result.output.splitlines():
+        for name in CHECKS:
+            if line[2:].startswith(name + ":"):
+                lines[name] = line
+    assert list(lines) == CHECKS, f"{result.output}\n{result.exception!r}"
+    return result, lines
+
+
+def test_everything_configured_passes(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    result, lines = doctor(monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert list(lines) == CHECKS
+    assert all(line.startswith("✓ ") for line in lines.values()), result.output
+    assert "App pact-bot (id " in lines["GitHub App JWT accepted"]
+    assert "1 installation(s): acme" in lines["App installed"]
+    assert "7/7 checks passed" in result.output
+    for secret in (env["GITHUB_WEBHOOK_SECRET"], env["ANTHROPIC_API_KEY"]):
+        assert secret not in result.output
+
+
+def test_wrong_anthropic_key_fails_with_the_fix(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, lines = doctor(monkeypatch, ANTHROPIC_API_KEY="sk-ant-wrong-key-000000")
+    assert result.exit_code == 1
+    line = lines["Anthropic key accepted"]
+    assert line.startswith("✗ ") and "refused ANTHROPIC_API_KEY (401)" in line
+    assert "fix: set ANTHROPIC_API_KEY to a valid key" in line
+    assert "sk-ant-wrong-key" not in result.output
+    assert lines["GitHub App JWT accepted"].startswith("✓ ")  # the others still run
+
+
+def test_unknown_model_and_unreachable_gateway(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, lines = doctor(monkeypatch, PACT_MODEL="claude-nonexistent-1")
+    assert "does not know the model claude-nonexistent-1 (404)" in lines["Anthropic key accepted"]
+    assert "fix: set PACT_MODEL" in lines["Anthropic key accepted"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    result, lines = doctor(monkeypatch, PACT_MODEL=None, ANTHROPIC_BASE_URL=closed)
+    assert result.exit_code == 1
+    assert f"cannot reach {closed}" in lines["Anthropic key accepted"]
+    assert "fix: check ANTHROPIC_BASE_URL" in lines["Anthropic key accepted"]
+
+
+def test_a_key_of_another_app_is_refused(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = other.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    result, lines = doctor(monkeypatch, GITHUB_PRIVATE_KEY=pem)
+    assert result.exit_code == 1
+    assert "answered 401 to GET /app" in lines["GitHub App JWT accepted"]
+    assert "generate a new private key" in lines["GitHub App JWT accepted"]
+    assert lines["App installed"].startswith("✗ App installed: not checked")
+
+
+def test_no_app_points_at_setup(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    result, lines = doctor(
+        monkeypatch, GITHUB_APP_ID=None, GITHUB_PRIVATE_KEY=None, GITHUB_WEBHOOK_SECRET=None
+    )
+    assert result.exit_code == 1
+    assert "fix: run `pact-bot setup`" in lines["GitHub App JWT accepted"]
+    assert "GITHUB_WEBHOOK_SECRET is not set" in lines["webhook secret set"]
+
+
+def test_unreachable_github(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/api/v3"
+    _, lines = doctor(monkeypatch, GITHUB_API_URL=closed)
+    assert f"cannot reach {closed}" in lines["GitHub App JWT accepted"]
+    assert "fix: check GITHUB_API_URL" in lines["GitHub App JWT accepted"]
+
+
+def test_unmigrated_sqlite_and_unwritable_data_dir(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result, lines = doctor(
+        monkeypatch,
+        PACT_DATABASE_URL=f"sqlite:///{empty}",
+        PACT_DATA_DIR=str(blocker / "data"),
+    )
+    assert result.exit_code == 1
+    assert (
+        "no jobs table — fix: run `pact-bot db migrate`" in lines["database reachable and migrated"]
+    )
+    assert lines["data dir writable"].startswith("✗ ")
+    assert "fix: set PACT_DATA_DIR" in lines["data dir writable"]
+
+
+def test_fresh_sqlite_path_is_fine_and_not_created(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fresh = tmp_path / "new.db"
+    _, lines = doctor(monkeypatch, PACT_DATABASE_URL=f"sqlite:///{fresh}")
+    assert lines["database reachable and migrated"].startswith("✓ ")
+    assert not fresh.exists()
+
+
+def test_postgres_unmigrated_then_migrated(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pg_support import new_schema_name, postgres_dsn
+
+    from pact_bot.jobs.postgres import apply_schema, drop_schema
+
+    dsn = postgres_dsn()
+    schema = new_schema_name("doctor")
+    try:
+        _, lines = doctor(monkeypatch, PACT_DATABASE_URL=dsn, PACT_DATABASE_SCHEMA=schema)
+        line = lines["database reachable and migrated"]
+        assert line.startswith("✗ ") and "fix: run `pact-bot db migrate`" in line
+        asyncio.run(apply_schema(dsn, schema))
+        _, lines = doctor(monkeypatch)
+        assert lines["database reachable and migrated"].startswith("✓ ")
+        assert "schema ready" in lines["database reachable and migrated"]
+    finally:
+        asyncio.run(drop_schema(dsn, schema))
+    bad = dsn.rsplit("/", 1)[0] + "/no_such_database_here"
+    _, lines = doctor(monkeypatch, PACT_DATABASE_URL=bad, PACT_DATABASE_SCHEMA=None)
+    line = lines["database reachable and migrated"]
+    assert 'database "no_such_database_here" does not exist' in line
+    assert "fix: check PACT_DATABASE_URL" in line
