@@ -348,9 +348,7 @@ async def run_agent(
                     )
                     for b in tool_uses
                 ]
-                msgs.append(
-                    {"role": "user", "content": [*results, {"type": "text", "text": CONTINUE_TEXT}]}
-                )
+                _append_user(msgs, [*results, {"type": "text", "text": CONTINUE_TEXT}])
                 continue
             continued = False
             if tool_uses:
@@ -366,10 +364,11 @@ async def run_agent(
                         note = "Not run: the time limit of the run was reached."
                         results += [_tool_result(b["id"], note, True) for b in tool_uses[i:]]
                         msgs.append({"role": "user", "content": results})
+                        _log_results(transcript, state.turns, tool_uses, results)
                         raise _StopRun("budget_time") from None
                     results.append(_tool_result(block["id"], r.content, r.is_error))
                 msgs.append({"role": "user", "content": results})
-                transcript.write("tool_results", turn=state.turns, results=results)
+                _log_results(transcript, state.turns, tool_uses, results)
                 continue
             if stop_reason == "refusal":
                 return finish("error", "The model declined to continue (stop_reason: refusal).")
@@ -541,6 +540,28 @@ def _close_dangling(msgs: list[dict[str, Any]], note: str) -> None:
     ids = [b["id"] for b in msgs[-1]["content"] if isinstance(b, dict) and b["type"] == "tool_use"]
     if ids:
         msgs.append({"role": "user", "content": [_tool_result(i, note, True) for i in ids]})
+
+
+def _log_results(
+    transcript: Transcript,
+    turn: int,
+    tool_uses: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+) -> None:
+    """A compact line per tool run; the full results are in the next `request` line."""
+    transcript.write(
+        "tool_results",
+        turn=turn,
+        results=[
+            {
+                "tool_use_id": r["tool_use_id"],
+                "tool": summarize(u["name"], u.get("input") or {}),
+                "is_error": bool(r.get("is_error")),
+                "chars": len(r["content"]),
+            }
+            for u, r in zip(tool_uses, results, strict=False)
+        ],
+    )
 
 
 def _tool_result(tool_use_id: str, content: str, is_error: bool) -> dict[str, Any]:

@@ -4,10 +4,14 @@
     transcript.write("request", turn=1, messages=[...])   # any JSON-able fields
     print(render_transcript(transcript.path))              # `pact-bot jobs show ID --transcript`
 
-Lines are `{"ts", "kind", ...}`; the loop writes `start`, then per turn `request` (the new
-messages only), `response` (content, stop reason, usage, cost) and `tool_results`, then
-`stop`. Redaction runs on every value before serialisation and again on the serialised line:
-the explicit secrets (and their JSON-escaped forms), everything `pact_bot.logs` knows, and
+Lines are `{"ts", "kind", ...}`; the loop writes `start` (model, tools, budget, system
+prompt), then per turn `request` (the new messages only — tool results included — with the
+call's `max_tokens` and worst-case price), `response` (content, stop reason, usage, cost) and
+`tool_results` (one compact entry per tool run), plus `retry` / `charged_failed_call` when
+they happen, then `stop`.
+
+Redaction runs on every value before serialisation and again on the serialised line: the
+explicit secrets (and their JSON-escaped forms), everything `pact_bot.logs` knows, and
 token shapes (GitHub tokens, Anthropic keys, PEM private keys) even when nobody registered them.
 """
 
