@@ -58,8 +58,11 @@ class _Strict(BaseModel):
 
 
 class PRConfig(_Strict):
-    draft: bool = False
-    branch_prefix: str = "pact/code/"
+    draft: bool = Field(default=False, description="Open the pull request as a draft.")
+    branch_prefix: str = Field(
+        default="pact/code/",
+        description="The bot's branches are `<prefix><spec-slug>`.",
+    )
 
     @field_validator("branch_prefix")
     @classmethod
@@ -70,27 +73,66 @@ class PRConfig(_Strict):
 
 
 class Limits(_Strict):
-    max_turns: int | None = Field(default=None, ge=1)
-    max_cost_usd: float | None = Field(default=None, gt=0)
-    max_minutes: float | None = Field(default=None, gt=0)
+    max_turns: int | None = Field(
+        default=None, ge=1, description="Model calls per job (at most PACT_MAX_TURNS)."
+    )
+    max_cost_usd: float | None = Field(
+        default=None, gt=0, description="Dollars per job (at most PACT_MAX_COST_USD)."
+    )
+    max_minutes: float | None = Field(
+        default=None, gt=0, description="Minutes per job (at most PACT_MAX_MINUTES)."
+    )
 
 
 class SandboxConfig(_Strict):
-    enabled: bool = True
-    setup: list[str] = Field(default_factory=list)
+    enabled: bool = Field(
+        default=True, description="Offer the bash tool (when bubblewrap works on the server)."
+    )
+    setup: list[str] = Field(
+        default_factory=list,
+        description="Commands run in the sandbox before the agent starts (e.g. install deps).",
+    )
 
 
 class RepoConfig(_Strict):
-    label: str = Field(default="pact:code", min_length=1)
-    command: str = Field(default="/pact", pattern=r"^/?[A-Za-z0-9_-]+$")
-    spec_glob: str = Field(default="docs/**/*-spec.md", min_length=1)
-    spec_prs: Literal["suggest", "run", "off"] = "suggest"
-    pr: PRConfig = Field(default_factory=PRConfig)
-    model: str | None = None
-    limits: Limits = Field(default_factory=Limits)
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
-    protected_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_PROTECTED))
-    agent: str | None = None
+    label: str = Field(
+        default="pact:code", min_length=1, description="Issue label that starts a code job."
+    )
+    command: str = Field(
+        default="/pact",
+        pattern=r"^/?[A-Za-z0-9_-]+$",
+        description="Comment command word: `/pact code`, `/pact help`, `/pact status`, "
+        "`/pact cancel`.",
+    )
+    spec_glob: str = Field(
+        default="docs/**/*-spec.md", min_length=1, description="Which files are specs."
+    )
+    spec_prs: Literal["suggest", "run", "off"] = Field(
+        default="suggest",
+        description='On a pull request that adds or changes a spec: offer an "Implement" '
+        "check run (suggest), start at once (run), or nothing (off).",
+    )
+    pr: PRConfig = Field(default_factory=PRConfig, description="The pull request the bot opens.")
+    model: str | None = Field(
+        default=None,
+        description="Alias (sonnet, opus, haiku) or full model id; PACT_MODEL on the server "
+        "wins. Default: the agent definition's `model:`.",
+    )
+    limits: Limits = Field(
+        default_factory=Limits, description="Lower the server's PACT_MAX_* budgets for this repo."
+    )
+    sandbox: SandboxConfig = Field(
+        default_factory=SandboxConfig, description="The agent's sandboxed bash tool."
+    )
+    protected_paths: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROTECTED),
+        description="Globs the agent may not change (`.git/` always); a change fails the job.",
+    )
+    agent: str | None = Field(
+        default=None,
+        description="Path of an agent definition in the repository overriding the built-in "
+        "`pact-backend-coder` (`.claude/agents/pact-backend-coder.md` is used when present).",
+    )
 
     @field_validator("command")
     @classmethod
