@@ -1,0 +1,277 @@
+"""At-least-once for real: a SIGKILLed server keeps every 202, workers survive their jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import load_payload
+
+from pact_bot.jobs.model import Job, JobKind, JobState
+from pact_bot.jobs.sqlite import SqliteQueue
+from pact_bot.jobs.worker import JobControl, JobOutcome, run_workers
+
+SECRET = "durability-secret"
+PACT_BOT = Path(sys.executable).parent / "pact-bot"
+
+
+class Server:
+    """`pact-bot serve --port 0` in a subprocess; the port comes from its `listening` line."""
+
+    def __init__(self, tmp_path: Path, workers: int = 0) -> None:
+        self.tmp_path = tmp_path
+        self.log = tmp_path / f"serve-{uuid.uuid4().hex[:6]}.log"
+        env = {
+            **os.environ,
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "PACT_DATABASE_URL": f"sqlite:///{tmp_path}/pact.db",
+            "PACT_WORKERS": str(workers),
+            "PACT_DATA_DIR": str(tmp_path / "data"),
+        }
+        for var in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"):
+            env.pop(var, None)
+        self.proc = subprocess.Popen(
+            [str(PACT_BOT), "serve", "--port", "0"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
+        )
+        self.port = self._wait_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def lines(self) -> list[dict]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def _wait_port(self) -> int:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for line in self.lines():
+                if line.get("event") == "listening":
+                    return int(line["port"])
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited: {self.log.read_text()}")
+            time.sleep(0.05)
+        raise AssertionError("serve did not log `listening`")
+
+    def stop(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
+
+
+def comment_delivery(number: int) -> tuple[bytes, dict[str, str]]:
+    p = copy.deepcopy(load_payload("api.github.com/issue_comment/created.payload.json"))
+    p["issue"]["number"] = number
+    p["comment"]["body"] = "/pact code docs/x-spec.md"
+    body = json.dumps(p).encode()
+    return body, {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "issue_comment",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": "sha256="
+        + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+    }
+
+
+async def test_sigkill_after_accepting_keeps_every_accepted_job(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    server = Server(tmp_path)
+    servers.append(server)
+    deliveries = [comment_delivery(1000 + n) for n in range(60)]
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+        answers = await asyncio.gather(
+            *(c.post("/webhook", content=b, headers=h) for b, h in deliveries)
+        )
+    pairs = zip(answers, deliveries, strict=True)
+    accepted = {a.json()["job_id"]: h["X-GitHub-Delivery"] for a, (_, h) in pairs}
+    assert [a.status_code for a in answers] == [202] * 60
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    again = Server(tmp_path)
+    servers.append(again)
+    async with httpx.AsyncClient(base_url=again.url, timeout=10) as c:
+        health = (await c.get("/healthz")).json()
+        assert health["queue"]["queued"] == 60
+        body, h = deliveries[0]
+        redelivered = await c.post("/webhook", content=body, headers=h)
+        assert redelivered.status_code == 200 and redelivered.json()["duplicate"] is True
+    again.stop(signal.SIGTERM)
+    queue = SqliteQueue(tmp_path / "pact.db")
+    async with queue:
+        jobs = {j.id: j for j in await queue.list(limit=1000)}
+    assert set(jobs) == set(accepted)
+    assert all(jobs[i].delivery_id == d for i, d in accepted.items())
+
+
+async def test_serve_with_workers_runs_jobs_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    server = Server(tmp_path, workers=2)
+    servers.append(server)
+    body, h = comment_delivery(7)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
+        r = await c.post("/webhook", content=body, headers=h)
+        assert r.status_code == 202
+        job_id = r.json()["job_id"]
+        for _ in range(100):
+            depth = (await c.get("/healthz")).json()["queue"]
+            if depth["succeeded"] + depth["failed"] == 1:  # the pipeline decides which
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the job did not run")
+    assert server.stop(signal.SIGTERM) == 0
+    finished = [line for line in server.lines() if line.get("event") == "job finished"]
+    assert finished and finished[0]["job_id"] == job_id and finished[0]["delivery_id"]
+    assert any(line.get("event") == "stopped" for line in server.lines())
+
+
+def make_job(n: int = 1) -> Job:
+    return Job(
+        kind=JobKind.code,
+        key=f"o/r#{n}",
+        repo="o/r",
+        number=n,
+        delivery_id=str(uuid.uuid4()),
+        sender="alice",
+        task={"fingerprint": str(n)},
+    )
+
+
+async def _run_until(queue: SqliteQueue, handler, done, grace: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_workers(queue, handler, 2, stop, poll_interval=0.02, grace_seconds=grace)
+    )
+    for _ in range(300):
+        if await done():
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_worker_records_success_failure_and_progress(tmp_path: Path) -> None:
+    async with SqliteQueue(tmp_path / "q.db") as queue:
+        ok, bad = make_job(1), make_job(2)
+
+        async def handler(job: Job, control: JobControl) -> JobOutcome:
+            await control.progress(turns=4, cost_usd=0.25)
+            if job.id == bad.id:
+                raise RuntimeError("the model said no")
+            return JobOutcome(JobState.succeeded, pr_url="https://gh/o/r/pull/9")
+
+        await queue.enqueue(ok)
+        await queue.enqueue(bad)
+
+        async def both_done() -> bool:
+            return (await queue.depth())["queued"] + (await queue.depth())["running"] == 0
+
+        await _run_until(queue, handler, both_done)
+        good, failed = await queue.get(ok.id), await queue.get(bad.id)
+        assert good and good.state is JobState.succeeded and good.pr_url == "https://gh/o/r/pull/9"
+        assert good.turns == 4 and good.cost_usd == 0.25
+        assert failed and failed.state is JobState.failed
+        assert failed.error == "RuntimeError: the model said no"
+
+
+async def test_worker_sees_cancel_requests(tmp_path: Path) -> None:
+    async with SqliteQueue(tmp_path / "q.db") as queue:
+        j = make_job()
+        started = asyncio.Event()
+
+        async def handler(job: Job, control: JobControl) -> JobOutcome:
+            started.set()
+            while not await control.cancelled():
+                await asyncio.sleep(0.02)
+            return JobOutcome(JobState.cancelled, error="cancelled on request")
+
+        await queue.enqueue(j)
+
+        async def cancel_then_done() -> bool:
+            if started.is_set():
+                await queue.request_cancel(j.key)
+            got = await queue.get(j.id)
+            return got is not None and got.state is JobState.cancelled
+
+        await _run_until(queue, handler, cancel_then_done)
+        got = await queue.get(j.id)
+        assert got and got.state is JobState.cancelled and got.error == "cancelled on request"
+
+
+async def test_heartbeats_keep_a_long_job_from_being_taken(tmp_path: Path) -> None:
+    async with (
+        SqliteQueue(tmp_path / "q.db", lease_seconds=0.3) as queue,
+        SqliteQueue(tmp_path / "q.db", lease_seconds=0.3) as rival,
+    ):
+        j = make_job()
+        seen_by_rival: list[Job | None] = []
+
+        async def handler(job: Job, control: JobControl) -> JobOutcome:
+            for _ in range(8):
+                await asyncio.sleep(0.1)
+                seen_by_rival.append(await rival.claim("rival"))
+            return JobOutcome(JobState.succeeded)
+
+        await queue.enqueue(j)
+
+        async def done() -> bool:
+            got = await queue.get(j.id)
+            return got is not None and got.state is JobState.succeeded
+
+        await _run_until(queue, handler, done)
+        assert seen_by_rival == [None] * 8
+        got = await queue.get(j.id)
+        assert got and got.attempts == 1
+
+
+async def test_shutdown_waits_for_running_jobs_then_hands_back_the_rest(tmp_path: Path) -> None:
+    async with SqliteQueue(tmp_path / "q.db") as queue:
+        quick, slow = make_job(1), make_job(2)
+        started: set[str] = set()
+
+        async def handler(job: Job, control: JobControl) -> JobOutcome:
+            started.add(job.id)
+            await asyncio.sleep(0.2 if job.id == quick.id else 30)
+            return JobOutcome(JobState.succeeded)
+
+        await queue.enqueue(quick)
+        await queue.enqueue(slow)
+
+        async def both_started() -> bool:
+            return len(started) == 2
+
+        await _run_until(queue, handler, both_started, grace=0.6)
+        q, s = await queue.get(quick.id), await queue.get(slow.id)
+        assert q and q.state is JobState.succeeded
+        assert s and s.state is JobState.queued and s.attempts == 0 and s.worker_id is None

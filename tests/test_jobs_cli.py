@@ -1,0 +1,127 @@
+"""`pact-bot jobs` and `pact-bot jobs show` on a real database (sync tests: the CLI runs its own
+event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pact_bot.cli import main
+from pact_bot.jobs.model import Job, JobKind, JobState
+from pact_bot.jobs.sqlite import SqliteQueue
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    return {
+        "PACT_DATABASE_URL": f"sqlite:///{tmp_path}/pact.db",
+        "PACT_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+def seed(tmp_path: Path) -> tuple[Job, Job]:
+    return asyncio.run(_seed(tmp_path))
+
+
+async def _seed(tmp_path: Path) -> tuple[Job, Job]:
+    ok = Job(
+        kind=JobKind.code,
+        key="octo/repo#1",
+        repo="octo/repo",
+        number=1,
+        delivery_id=str(uuid.uuid4()),
+        sender="alice",
+        task={"spec_paths": ["docs/a-spec.md"]},
+    )
+    bad = ok.model_copy(
+        update={"id": "bad0000000000001", "key": "octo/repo#2", "delivery_id": "d-2", "number": 2}
+    )
+    async with SqliteQueue(tmp_path / "pact.db") as q:
+        await q.enqueue(ok)
+        await q.enqueue(bad)
+        await q.claim("w")
+        await q.claim("w")
+        await q.finish(ok.id, "w", JobState.succeeded)
+        await q.finish(bad.id, "w", JobState.failed, error="agent: budget exceeded\nmore")
+    return ok, bad
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, list(args), env=env)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_empty_database(env: dict[str, str]) -> None:
+    code, out, _ = run(env, "jobs")
+    assert code == 0 and out.strip() == "no jobs"
+
+
+def test_list_table_json_and_state_filter(env: dict[str, str], tmp_path: Path) -> None:
+    ok, bad = seed(tmp_path)
+    code, out, _ = run(env, "jobs")
+    assert code == 0
+    header, *rows = out.strip().splitlines()
+    assert header.split()[:5] == ["ID", "KEY", "KIND", "STATE", "ATTEMPTS"]
+    assert len(rows) == 2
+    assert any(ok.id in r and "succeeded" in r for r in rows)
+    assert any(bad.id in r and "failed" in r and "agent: budget exceeded" in r for r in rows)
+    code, out, _ = run(env, "jobs", "--json", "--state", "failed")
+    [line] = out.strip().splitlines()
+    assert json.loads(line)["id"] == bad.id and json.loads(line)["error"].startswith("agent:")
+
+
+def test_unknown_state_is_an_error(env: dict[str, str]) -> None:
+    code, _, err = run(env, "jobs", "--state", "done")
+    assert code == 2 and "unknown state 'done'" in err and "succeeded" in err
+
+
+def test_show_job_and_unknown_id(env: dict[str, str], tmp_path: Path) -> None:
+    ok, _ = seed(tmp_path)
+    code, out, _ = run(env, "jobs", "show", ok.id)
+    assert code == 0
+    assert f"id:           {ok.id}" in out and "succeeded" in out and "docs/a-spec.md" in out
+    code, out, _ = run(env, "jobs", "show", ok.id, "--json")
+    assert json.loads(out)["delivery_id"] == ok.delivery_id
+    code, _, err = run(env, "jobs", "show", "nope")
+    assert code == 1 and "no job with id 'nope'" in err
+
+
+def test_show_transcript(env: dict[str, str], tmp_path: Path) -> None:
+    ok, _ = seed(tmp_path)
+    code, out, _ = run(env, "jobs", "show", ok.id, "--transcript")
+    assert code == 0 and "no transcript for this job" in out
+    path = tmp_path / "data" / "transcripts" / f"{ok.id}.jsonl"
+    path.parent.mkdir(parents=True)
+    entries = [
+        {"role": "user", "content": "Implement docs/a-spec.md"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Reading the spec."},
+                {
+                    "type": "tool_use",
+                    "name": "str_replace_based_edit_tool",
+                    "input": {"command": "view", "path": "/workspace/" + "x" * 500},
+                },
+            ],
+            "usage": {"input_tokens": 1200, "output_tokens": 80},
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "content": "line\n" * 400, "is_error": False}],
+        },
+    ]
+    path.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    code, out, _ = run(env, "jobs", "show", ok.id, "--transcript")
+    assert code == 0
+    assert "[user] Implement docs/a-spec.md" in out
+    assert "[assistant] Reading the spec." in out
+    assert "→ str_replace_based_edit_tool(" in out and "more chars]" in out
+    assert "← result: line" in out
+    assert max(len(line) for line in out.splitlines()) < 600
