@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["sim.anthropic_fixtures"]
+# Simulator plugins (tests/ is on sys.path via rootdir conftest import): append, do not rewrite.
+pytest_plugins = ["sim.fixtures", "sim.anthropic_fixtures"]
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-webhooks"
 
