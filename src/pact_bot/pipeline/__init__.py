@@ -1,0 +1,68 @@
+"""The worker's handler: one function per job kind, behind `build_handler(settings)`.
+
+    handler = build_handler(settings)          # Handler = (Job, JobControl) -> JobOutcome
+    handler = build_handler(settings, runtime=Runtime(settings, workspace=...))  # tests
+
+`HANDLERS` maps each `JobKind` to an `async (runtime, job, control) -> JobOutcome`.
+Code jobs are `pipeline.code`; revise, reply and spec_check are the extension points a
+later module fills in (`register(kind, fn)` or by editing `_default_handlers`); until then
+they raise NotImplementedError, which the worker records as a failed job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from pact_bot.jobs.model import Job, JobKind
+from pact_bot.settings import Settings
+
+if TYPE_CHECKING:
+    from pact_bot.jobs.worker import Handler, JobControl, JobOutcome
+    from pact_bot.pipeline.runtime import Runtime
+
+KindHandler = Callable[["Runtime", Job, "JobControl"], Awaitable["JobOutcome"]]
+
+
+async def _code(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
+    from pact_bot.pipeline.code import handle_code
+
+    return await handle_code(runtime, job, control)
+
+
+async def _not_yet(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
+    # Extension point: revise (pipeline/revise.py), reply (/pact help|status|cancel) and
+    # spec_check (the "Implement" check run on spec PRs) are issue 5's.
+    raise NotImplementedError(f"{job.kind} jobs are not implemented yet")
+
+
+def _default_handlers() -> dict[JobKind, KindHandler]:
+    return {
+        JobKind.code: _code,
+        JobKind.revise: _not_yet,
+        JobKind.reply: _not_yet,
+        JobKind.spec_check: _not_yet,
+    }
+
+
+HANDLERS: dict[JobKind, KindHandler] = _default_handlers()
+
+
+def register(kind: JobKind, fn: KindHandler) -> None:
+    """Install the handler of a job kind (used by the modules that add kinds)."""
+    HANDLERS[kind] = fn
+
+
+def build_handler(settings: Settings, *, runtime: Runtime | None = None) -> Handler:
+    from pact_bot.pipeline.runtime import Runtime
+
+    rt = runtime or Runtime(settings)
+
+    async def handle(job: Job, control: JobControl) -> JobOutcome:
+        fn = HANDLERS.get(job.kind, _not_yet)
+        return await fn(rt, job, control)
+
+    return handle
+
+
+__all__ = ["HANDLERS", "build_handler", "register"]

@@ -1,0 +1,365 @@
+"""Code jobs end to end on the simulators: trigger → PR, or one clear failure comment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sim.anthropic import AnthropicSim, Fault
+from sim.bot import InProcessBot, bot  # noqa: F401
+from sim.github import GitHubSim
+from sim.policies import SpecCoderPolicy
+
+from pact_bot.jobs.model import JobState
+from pact_bot.settings import DEFAULT_PRICES
+
+REPO = "acme/shop"
+SPEC = """# Cart service
+
+## Purpose
+Keep a shopping cart per user.
+
+## API
+- `add(item, qty)` adds an item.
+- `total()` returns the sum.
+"""
+FILES = {
+    "README.md": "# Shop\n",
+    "docs/cart-spec.md": SPEC,
+    "src/__init__.py": "",
+    "CLAUDE.md": "Use type hints everywhere.\n",
+}
+
+
+def setup_repo(github: GitHubSim, files: dict[str, str] | None = None) -> None:
+    owner, name = REPO.split("/")
+    github.add_repo(owner, name, files=files or FILES)
+    github.add_user("alice", "write")
+
+
+def label(github: GitHubSim, body: str = "Please implement docs/cart-spec.md") -> int:
+    number = github.open_issue(REPO, "Cart", body=body, user="alice")
+    github.label_issue(REPO, number, "pact:code", user="alice")
+    return number
+
+
+def bot_comments(github: GitHubSim, number: int) -> list[str]:
+    return [c.body for c in github.issue_comments(REPO, number) if c.author == github.bot_login]
+
+
+def progress_comment(github: GitHubSim, number: int, job_id: str) -> str:
+    found = [b for b in bot_comments(github, number) if f"pact-bot:job:{job_id}" in b]
+    assert len(found) == 1, bot_comments(github, number)
+    return found[0]
+
+
+def attr(obj: Any, name: str) -> Any:
+    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+
+
+async def test_labelled_issue_becomes_a_pr_with_summary_handoff_and_check_run(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    number = label(github_sim)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.succeeded], [j.error for j in jobs]
+    job = jobs[0]
+    pulls = github_sim.pulls(REPO)
+    assert len(pulls) == 1
+    pr = pulls[0]
+    assert pr["title"] == "Implement cart"
+    assert pr["head"]["ref"] == "pact/code/cart"
+    assert pr["base"]["ref"] == "main"
+    assert f"Closes #{number}" in pr["body"]
+    assert "`docs/cart-spec.md`" in pr["body"]
+    assert "| `src/cart.py` | added |" in pr["body"]
+    assert "### Assumptions the agent recorded" in pr["body"]
+    assert job.pr_url == pr["html_url"]
+    # the code and the summary are on the branch
+    assert github_sim.read_file(REPO, "pact/code/cart", "src/cart.py")
+    summary = github_sim.read_file(REPO, "pact/code/cart", "docs/implementation-summary-cart.md")
+    assert summary and "For the Test Engineer" in summary
+    # review requested from the person who triggered
+    assert "alice" in [u["login"] for u in pr.get("requested_reviewers", [])]
+    # commit: bot author, Co-authored-by the trigger's author
+    commit = github_sim.commits(REPO, "pact/code/cart")[0]
+    assert commit.author_name == "pact-bot[bot]"
+    assert "Co-authored-by: alice <" in commit.message
+    # 👀 on the issue
+    assert "eyes" in [r.content for r in github_sim.reactions(REPO, number=number)]
+    # handoff comment on the PR, linking the summary
+    handoff = bot_comments(github_sim, pr["number"])
+    assert len(handoff) == 1
+    assert "## For the Test Engineer" in handoff[0]
+    assert "/blob/pact/code/cart/docs/implementation-summary-cart.md" in handoff[0]
+    # check run on the head commit
+    runs = github_sim.check_runs(REPO)
+    assert [attr(r, "name") for r in runs] == ["PACT Code"]
+    assert attr(runs[0], "head_sha") == pr["head"]["sha"]
+    assert attr(runs[0], "conclusion") == "success"
+    assert "str_replace_based_edit_tool" in str(attr(runs[0], "output"))
+    # the one progress comment's final state links the PR
+    final = progress_comment(github_sim, number, job.id)
+    assert f"opened {pr['html_url']}" in final
+    assert job.cost_usd > 0 and job.turns > 0
+    # the model saw the spec, the repo map and the repository's instructions
+    first = anthropic_sim.requests[0]["messages"][0]["content"]
+    first_text = first if isinstance(first, str) else first[0]["text"]
+    assert "Keep a shopping cart per user." in first_text
+    assert "src/__init__.py" in first_text
+    assert "Use type hints everywhere." in first_text
+    assert bot.worktrees() == []
+
+
+async def test_spec_pr_and_command_opens_pr_targeting_the_spec_branch(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim, {"README.md": "# Shop\n"})
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    pr_number = github_sim.open_pr(
+        REPO, "spec/cart", {"docs/cart-spec.md": SPEC}, "Cart spec", user="alice"
+    )
+    await bot.process()  # the spec check job (another helper's kind) may fail; ignore it
+    github_sim.comment(REPO, pr_number, "/pact code\nKeep it small.", user="alice")
+
+    jobs = [j for j in await bot.process() if j.kind == "code"]
+
+    assert [j.state for j in jobs] == [JobState.succeeded], [j.error for j in jobs]
+    pulls = [p for p in github_sim.pulls(REPO) if p["number"] != pr_number]
+    assert len(pulls) == 1
+    assert pulls[0]["base"]["ref"] == "spec/cart"
+    assert pulls[0]["head"]["ref"] == "pact/code/cart"
+    assert "Closes" not in pulls[0]["body"]
+    first = anthropic_sim.requests[0]["messages"][0]["content"]
+    first_text = first if isinstance(first, str) else first[0]["text"]
+    assert "Keep it small." in first_text
+
+
+async def test_retrigger_updates_the_same_pr(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    number = label(github_sim)
+    first = await bot.process()
+    assert first[0].state == JobState.succeeded
+    sha_before = github_sim.branches(REPO)["pact/code/cart"]
+
+    anthropic_sim.set_policy(SpecCoderPolicy(source_path="src/{module}_v2.py"))
+    github_sim.comment(REPO, number, "/pact code docs/cart-spec.md", user="alice")
+    second = await bot.process()
+
+    assert [j.state for j in second] == [JobState.succeeded], [j.error for j in second]
+    assert len(github_sim.pulls(REPO)) == 1
+    assert second[0].pr_url == first[0].pr_url
+    branch = github_sim.branches(REPO)["pact/code/cart"]
+    assert branch != sha_before
+    commits = github_sim.commits(REPO, "pact/code/cart")
+    assert sha_before in [c.sha for c in commits]  # fast-forward, never force-pushed
+    assert github_sim.read_file(REPO, "pact/code/cart", "src/cart_v2.py")
+    assert "updated" in progress_comment(github_sim, number, second[0].id)
+
+
+# --- failure paths: each ends in a clear comment and a removed worktree ---------------
+
+
+async def _fail(bot: InProcessBot, github: GitHubSim, number: int) -> tuple[str, str]:  # noqa: F811
+    jobs = await bot.process()
+    assert [j.state for j in jobs] == [JobState.failed], [(j.state, j.error) for j in jobs]
+    assert bot.worktrees() == []
+    assert github.pulls(REPO) == []
+    assert "pact/code/cart" not in github.branches(REPO)
+    return progress_comment(github, number, jobs[0].id), jobs[0].error or ""
+
+
+async def test_budget_exhausted_never_spends_past_the_cap(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    bot.configure(pact_max_cost_usd=0.25)
+    anthropic_sim.set_policy(SpecCoderPolicy(max_turns_to_loop=10**9, loop_padding=2000))
+    number = label(github_sim)
+
+    comment, error = await _fail(bot, github_sim, number)
+
+    assert "budget ($0.25" in comment
+    assert "Nothing was pushed" in comment
+    assert "budget" in error
+    assert anthropic_sim.total_cost(DEFAULT_PRICES) <= 0.25
+
+
+async def test_overloaded_model_beyond_retries(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    anthropic_sim.inject_always(Fault.overloaded())
+    number = label(github_sim)
+
+    comment, _ = await _fail(bot, github_sim, number)
+
+    assert "model service failed" in comment
+    assert "529" in comment
+
+
+async def test_agent_writing_a_workflow_is_refused(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy(write_paths=[".github/workflows/x.yml"]))
+    number = label(github_sim)
+
+    comment, _ = await _fail(bot, github_sim, number)
+
+    assert "protected paths (`.github/workflows/x.yml`)" in comment
+
+
+async def test_agent_editing_nothing(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy(no_edits=True))
+    number = label(github_sim)
+
+    comment, _ = await _fail(bot, github_sim, number)
+
+    assert "without changing any file" in comment
+
+
+async def test_forgotten_summary_is_asked_for_once(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy(skip_summary=True))
+    label(github_sim)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.succeeded], [j.error for j in jobs]
+    assert github_sim.read_file(REPO, "pact/code/cart", "docs/implementation-summary-cart.md")
+    last = anthropic_sim.requests[-1]["messages"]
+    texts = [
+        b.get("text", "")
+        for m in last
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+    ]
+    assert any("implementation summary is missing" in t for t in texts)
+
+
+async def test_push_refused(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    hook = github_sim.repo(REPO).path / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new ref; do\n"
+        '  case "$ref" in refs/heads/pact/*) echo "error: GH013: rule violations" >&2; exit 1;;'
+        "\n  esac\ndone\nexit 0\n"
+    )
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    number = label(github_sim)
+
+    comment, error = await _fail(bot, github_sim, number)
+
+    assert "GitHub refused the push" in comment
+    assert "push_refused" in error
+
+
+async def test_sender_without_write_permission_is_refused_before_any_work(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    github_sim.add_user("mallory", "read")
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    number = github_sim.open_issue(REPO, "Cart", body="docs/cart-spec.md", user="mallory")
+    github_sim.comment(REPO, number, "/pact code", user="mallory")
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.failed]
+    comments = bot_comments(github_sim, number)
+    assert len(comments) == 1
+    assert "@mallory" in comments[0] and "write, maintain or admin" in comments[0]
+    assert "(yours: read)" in comments[0]
+    assert anthropic_sim.requests == []
+    assert github_sim.pulls(REPO) == []
+
+
+async def test_issue_without_spec_explains_how_to_name_one(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    number = label(github_sim, body="Make the cart work please.")
+
+    comment, _ = await _fail(bot, github_sim, number)
+
+    assert "found no spec" in comment and "`docs/**/*-spec.md`" in comment
+    assert anthropic_sim.requests == []
+
+
+async def test_invalid_repo_config_is_quoted_with_its_line(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim, {**FILES, ".github/pact.yml": "label: pact:code\nspec_prs: maybe\n"})
+    number = label(github_sim)
+
+    comment, _ = await _fail(bot, github_sim, number)
+
+    assert ".github/pact.yml, line 2: spec_prs" in comment
+    assert anthropic_sim.requests == []
+
+
+async def test_repo_config_label_is_cached_for_ingress(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim, {**FILES, ".github/pact.yml": "label: build-me\n"})
+    anthropic_sim.set_policy(SpecCoderPolicy(no_edits=True))
+    number = github_sim.open_issue(REPO, "Cart", body="docs/cart-spec.md", user="alice")
+    github_sim.comment(REPO, number, "/pact code", user="alice")
+    await bot.process()
+
+    assert (await bot.queue.get_repo_config(REPO) or {}).get("label") == "build-me"
+
+
+@pytest.mark.parametrize("kind", ["revise", "reply", "spec_check"])
+async def test_other_kinds_are_extension_points(
+    bot: InProcessBot,  # noqa: F811
+    kind: str,
+) -> None:
+    from pact_bot.jobs.model import Job, JobKind
+    from pact_bot.jobs.worker import JobControl
+
+    job = Job(kind=JobKind(kind), key="a/b#1", repo="a/b", number=1, delivery_id="d", sender="x")
+    with pytest.raises(NotImplementedError):
+        await bot.handler(job, JobControl(bot.queue, job))
