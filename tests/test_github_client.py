@@ -117,7 +117,7 @@ async def test_calls_are_counted_in_metrics(app: GitHubApp, github_sim: Any, dem
     before = metrics.github_calls.labels(status="200")._value.get()
     async with await app.repo_client("acme/demo") as rc:
         await rc.repository()
-        await rc.gh.rest.issues.async_list_for_repo("acme", "demo")
+        await rc.gh.rest.repos.async_get("acme", "demo")
     assert metrics.github_calls.labels(status="200")._value.get() >= before + 2
 
 
