@@ -54,10 +54,6 @@ def calls(github_sim: Any, method: str, path: str) -> list[Any]:
     return [r for r in github_sim.requests if r.method == method and r.path.endswith(path)]
 
 
-def clone_url(repo: Any) -> str:
-    return repo.clone_url if hasattr(repo, "clone_url") else str(repo)
-
-
 async def test_identity_is_the_apps_slug_and_asked_once(app: GitHubApp, github_sim: Any):
     assert await app.identity() == ("pact-bot", "pact-bot[bot]")
     assert await app.identity() == ("pact-bot", "pact-bot[bot]")
@@ -82,7 +78,7 @@ async def test_repo_token_is_scoped_to_the_one_repository(
     assert (await rc.repository())["full_name"] == "acme/demo"
     with pytest.raises(RequestFailed) as info:
         await rc.gh.rest.repos.async_get("acme", "secret-stuff")
-    assert info.value.response.status_code in (403, 404)
+    assert info.value.response.status_code == 403
 
     path = f"/app/installations/{github_sim.installation_id}/access_tokens"
     mint = calls(github_sim, "POST", path)
@@ -153,7 +149,7 @@ async def _job(
     app: GitHubApp, ws: Workspace, repo: Any, job_id: str, branch: str
 ) -> tuple[RepoClient, Path]:
     rc = await app.repo_client("acme/demo")
-    wt = await ws.prepare("acme/demo", clone_url(repo), await rc.token(), "main", branch, job_id)
+    wt = await ws.prepare("acme/demo", repo.clone_url, await rc.token(), "main", branch, job_id)
     return rc, wt
 
 
@@ -166,18 +162,19 @@ async def test_clone_commit_push_with_the_token_only_in_gits_environment(
     (wt / "src").mkdir()
     (wt / "src" / "w.py").write_text("W = 1\n")
     sha = await ws.commit(wt, "Implement widget", co_authors=[("Ada", "ada@example.com")])
-    await ws.push(wt, clone_url(demo), token, "pact/code/w")
+    await ws.push(wt, demo.clone_url, token, "pact/code/w")
 
-    sim_repo = demo if hasattr(demo, "branches") else None
-    if sim_repo is not None:
-        assert sim_repo.branches()["pact/code/w"] == sha
-    assert await ws.remote_branch_exists("acme/demo", "pact/code/w", clone_url(demo), token)
+    assert demo.branches()["pact/code/w"] == sha
+    assert github_sim.commits(demo, "pact/code/w")[0].author_name == "pact-bot[bot]"
+    assert await ws.remote_branch_exists("acme/demo", "pact/code/w", demo.clone_url, token)
     for config in (ws.mirror_path("acme/demo") / "config", wt / ".git"):
         assert token not in config.read_text()
     for path in ws.data_dir.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
-    assert token not in clone_url(demo)
+    assert token not in demo.clone_url
+    git_calls = [r for r in github_sim.requests if r.path.startswith("/acme/demo.git/")]
+    assert git_calls and all(r.token == token for r in git_calls)  # sent up front, no 401
     await ws.remove(wt)
     assert not wt.exists()
 
@@ -206,7 +203,7 @@ async def test_push_to_the_protected_default_branch_is_rejected(
     token = await rc.token()
 
     with pytest.raises(PushRejected) as info:
-        await ws.push(wt, clone_url(demo), token, "main")
+        await ws.push(wt, demo.clone_url, token, "main")
 
     assert "GH006" in info.value.reason or "protected" in info.value.reason.lower()
     assert not info.value.non_fast_forward
@@ -220,21 +217,21 @@ async def test_bad_token_fails_without_leaking_or_prompting(
     bogus = "ghs_bogus0000000000000000000000000000"
     with pytest.raises(GitError) as info:
         await asyncio.wait_for(
-            ws.prepare("acme/demo", clone_url(demo), bogus, "main", "pact/code/w", "job1"), 30
+            ws.prepare("acme/demo", demo.clone_url, bogus, "main", "pact/code/w", "job1"), 30
         )
     assert bogus not in str(info.value)
     with pytest.raises(GitError):
-        await ws.prepare("acme/demo", clone_url(demo), None, "main", "pact/code/w", "job1")
+        await ws.prepare("acme/demo", demo.clone_url, None, "main", "pact/code/w", "job1")
 
 
-async def test_token_of_another_repository_cannot_push(
+async def test_token_of_another_repository_cannot_fetch(
     app: GitHubApp, github_sim: Any, demo: Any, other: Any, tmp_path: Path
 ):
     ws = Workspace(tmp_path / "data")
     rc = await app.repo_client("acme/secret-stuff")
     with pytest.raises(GitError) as info:
         await ws.prepare(
-            "acme/demo", clone_url(demo), await rc.token(), "main", "pact/code/w", "job1"
+            "acme/demo", demo.clone_url, await rc.token(), "main", "pact/code/w", "job1"
         )
     assert (await rc.token()) not in str(info.value)
 
@@ -245,7 +242,7 @@ async def test_retry_continues_the_pushed_branch_and_rebases_after_a_race(
     # Two workers, no shared disk: each has its own data directory.
     ws_a, ws_b = Workspace(tmp_path / "a"), Workspace(tmp_path / "b")
     rc, wt_a = await _job(app, ws_a, demo, "job1", "pact/code/w")
-    url, token = clone_url(demo), await rc.token()
+    url, token = demo.clone_url, await rc.token()
     (wt_a / "one.txt").write_text("1\n")
     await ws_a.commit(wt_a, "one")
     await ws_a.push(wt_a, url, token, "pact/code/w")
@@ -266,5 +263,4 @@ async def test_retry_continues_the_pushed_branch_and_rebases_after_a_race(
     await ws_b.push(wt_b, url, token, "pact/code/w")
 
     assert {"one.txt", "two.txt", "three.txt"} <= set(ws_b.tracked_files(wt_b))
-    if hasattr(demo, "branches"):
-        assert demo.branches()["pact/code/w"] == head
+    assert demo.branches()["pact/code/w"] == head

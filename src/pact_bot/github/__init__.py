@@ -1,0 +1,1 @@
+"""GitHub access: the App/installation client factory (`client`) and payload models."""
