@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from sim.anthropic import AnthropicSim, Fault
-from sim.bot import InProcessBot, bot  # noqa: F401
+from sim.bot import BotServer, InProcessBot, bot, bot_server  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy
 
@@ -363,3 +363,31 @@ async def test_other_kinds_are_extension_points(
     job = Job(kind=JobKind(kind), key="a/b#1", repo="a/b", number=1, delivery_id="d", sender="x")
     with pytest.raises(NotImplementedError):
         await bot.handler(job, JobControl(bot.queue, job))
+
+
+# --- through the real `pact-bot serve` process ---------------------------------------
+
+
+async def test_serve_smoke_signed_delivery_becomes_a_job_and_a_pr(
+    bot_server: BotServer,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    number = label(github_sim)
+
+    await github_sim.wait_for_deliveries_async(timeout=10)
+    labelled = [d for d in github_sim.deliveries if d.event == "issues" and d.action == "labeled"]
+    assert [d.status for d in labelled] == [202], bot_server.logs()
+    job = await bot_server.wait_for_job(JobState.succeeded, timeout=90)
+
+    assert job.kind == "code" and job.number == number
+    assert job.delivery_id == labelled[0].id
+    pulls = github_sim.pulls(REPO)
+    assert [p["head"]["ref"] for p in pulls] == ["pact/code/cart"]
+    assert job.pr_url == pulls[0]["html_url"]
+    # no secret of ours in what the server logged
+    logs = bot_server.logs()
+    assert github_sim.webhook_secret not in logs
+    assert anthropic_sim.api_key not in logs

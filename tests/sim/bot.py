@@ -31,7 +31,7 @@ from pydantic import SecretStr
 
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
-from pact_bot.jobs.worker import JobControl
+from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import build_handler
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.settings import Settings
@@ -110,7 +110,10 @@ class InProcessBot:
 
     async def run_job(self, job: Job) -> Job:
         control = JobControl(self.queue, job)
-        outcome = await self.handler(job, control)
+        try:
+            outcome = await self.handler(job, control)
+        except Exception as e:  # as the worker does: the job fails with the error's text
+            outcome = JobOutcome(JobState.failed, error=f"{type(e).__name__}: {e}")
         if outcome.pr_url:
             await self.queue.update(job.id, pr_url=outcome.pr_url)
         await self.queue.finish(job.id, "test-worker", outcome.state, outcome.error)

@@ -33,6 +33,7 @@ from githubkit.exception import GitHubException, RequestFailed
 
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.worker import JobControl, JobOutcome
+from pact_bot.logs import redact
 from pact_bot.pipeline import report
 from pact_bot.pipeline.checks import CheckResult, run_checks, summary_files
 from pact_bot.pipeline.progress import ProgressComment
@@ -411,6 +412,11 @@ class CodeJob:
             return await self._fail(Failure.api_error, detail)
         except GitHubException as e:
             return await self._fail(Failure.api_error, type(e).__name__)
+        except Exception as e:
+            log.exception("code job failed")
+            first = redact(str(e)).strip().splitlines()[0][:300] if str(e).strip() else ""
+            detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
+            return await self._fail(Failure.internal, detail)
         finally:
             if self.worktree is not None:
                 try:
@@ -688,7 +694,9 @@ class CodeJob:
                 json={"body": report.handoff_comment(summary, sfile, summary_url)},
             )
             await self.control.progress(handoff_sha=sha)
-        await self._check_run(sha, specs, stats, rows, cfg_model, sfile)
+        if self.saved.get("check_sha") != sha:
+            await self._check_run(sha, specs, stats, rows, cfg_model, sfile)
+            await self.control.progress(check_sha=sha)
         await self._show(
             Progress(
                 job.id,
