@@ -209,6 +209,19 @@ async def test_base_can_be_a_full_ref_or_a_sha(ws: Workspace, upstream: Upstream
     assert await ws.head(wt2) == main_tip
 
 
+async def test_base_can_be_a_pull_request_ref_not_on_any_branch(ws: Workspace, upstream: Upstream):
+    tip = upstream.commit({"docs/fork-spec.md": "# from a fork\n"}, branch="tmp")
+    git("update-ref", "refs/pull/7/head", tip, cwd=upstream.bare)
+    git("update-ref", "-d", "refs/heads/tmp", cwd=upstream.bare)
+
+    wt = await ws.prepare("acme/demo", upstream.url, TOKEN, "refs/pull/7/head", BRANCH, "job1")
+    assert await ws.head(wt) == tip
+    wt2 = await ws.prepare("acme/demo", upstream.url, TOKEN, tip, "pact/code/b", "job2")
+    assert await ws.head(wt2) == tip
+    with pytest.raises(WorkspaceError):
+        await ws.prepare("acme/demo", upstream.url, TOKEN, "f" * 40, "pact/code/c", "job3")
+
+
 async def test_changes_lists_files_and_a_diff_unidiff_reads(ws: Workspace, upstream: Upstream):
     wt = await prepare(ws, upstream)
     assert (await ws.changes(wt)).empty

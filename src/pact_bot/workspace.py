@@ -366,8 +366,18 @@ class Workspace:
         self, mirror: Path, base_ref: str, clone_url: str, token: str | None
     ) -> str:
         """A branch name, a full ref (e.g. refs/pull/7/head, fetched on demand) or a sha."""
-        if _SHA.match(base_ref) and (sha := await self._rev(mirror, base_ref)):
-            return sha
+        if _SHA.match(base_ref):
+            if sha := await self._rev(mirror, base_ref):
+                return sha
+            await self._git(
+                ["fetch", "--quiet", "--no-tags", "origin", base_ref],
+                mirror,
+                clone_url=clone_url,
+                token=token,
+            )
+            if sha := await self._rev(mirror, base_ref):
+                return sha
+            raise WorkspaceError(f"base commit {base_ref} is not on the remote")
         if base_ref.startswith("refs/heads/"):
             base_ref = base_ref.removeprefix("refs/heads/")
         if not base_ref.startswith("refs/"):
@@ -429,10 +439,11 @@ class Workspace:
         """
         path = self.worktree_path(job_id)
         self._hold_job(job_id)
+        self._checkouts.pop(path, None)
         try:
             async with self._repo_lock(repo):
                 mirror = await self._sync_mirror(repo, clone_url, token)
-                if path.exists() or path in self._checkouts:
+                if path.exists():
                     await self._drop_worktree(mirror, path)
                 await self._git(["worktree", "prune"], mirror)
                 await self._free_branch(mirror, branch, path)
@@ -446,8 +457,7 @@ class Workspace:
                     mirror,
                 )
         except BaseException:
-            if path not in self._checkouts:
-                self._release_job(job_id)
+            self._release_job(job_id)  # the caller gets no path to remove; free the job
             raise
         self._checkouts[path] = _Checkout(repo, mirror, branch, job_id, clone_url, token or "")
         log.info(
