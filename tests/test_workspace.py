@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -362,6 +363,37 @@ async def test_concurrent_jobs_on_one_repository(ws: Workspace, upstream: Upstre
     )
     for i in range(4):
         assert upstream.show(f"pact/code/w{i}", f"f{i}.txt") == f"{i}\n"
+
+
+async def test_mirror_update_waits_for_another_process_holding_the_lock(
+    ws: Workspace, upstream: Upstream
+):
+    await prepare(ws, upstream, "job1")
+    lock = ws.mirror_path("acme/demo").with_suffix(".lock")
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(lock)!r}, os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.readline()\n",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    assert await holder.stdout.readline() == b"locked\n"
+
+    task = asyncio.create_task(
+        ws.prepare("acme/demo", upstream.url, TOKEN, "main", "pact/code/b", "job2")
+    )
+    await asyncio.sleep(0.5)
+    assert not task.done(), "the mirror was updated while another process held its lock"
+    holder.stdin.write(b"go\n")
+    await holder.stdin.drain()
+    await holder.wait()
+    wt = await asyncio.wait_for(task, 10)
+    assert (wt / "README.md").exists()
 
 
 async def test_fetch_failure_raises_git_error_without_the_token(ws: Workspace, tmp_path: Path):
