@@ -115,6 +115,47 @@ async def test_labelled_issue_becomes_a_pr_with_summary_handoff_and_check_run(
     assert "src/__init__.py" in first_text
     assert "Use type hints everywhere." in first_text
     assert bot.worktrees() == []
+    # no token in anything we wrote: comments, PR, check run, commit, transcript
+    tokens = {r.token for r in github_sim.requests if r.token}
+    assert tokens
+    written = [
+        *(c.body for c in github_sim.issue_comments(REPO, number)),
+        *handoff,
+        pr["body"],
+        str(attr(runs[0], "output")),
+        commit.message,
+        *(p.read_text() for p in (bot.data_dir / "transcripts").glob("*.jsonl")),
+    ]
+    assert len(written) >= 6
+    for token in tokens:
+        assert not any(token in w for w in written)
+
+
+async def test_retried_job_finishes_without_pushing_or_posting_twice(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    number = label(github_sim)
+    [job] = await bot.process()
+    assert job.state == JobState.succeeded
+    sha = github_sim.branches(REPO)["pact/code/cart"]
+    model_calls = len(anthropic_sim.requests)
+
+    again = await bot.run_job(job.model_copy(update={"attempts": 2}))  # e.g. lease lapsed
+
+    assert again.state == JobState.succeeded, again.error
+    assert again.pr_url == job.pr_url
+    assert github_sim.branches(REPO)["pact/code/cart"] == sha  # nothing pushed twice
+    assert len(anthropic_sim.requests) == model_calls  # the agent did not run again
+    assert len(github_sim.pulls(REPO)) == 1
+    pr_number = github_sim.pulls(REPO)[0]["number"]
+    assert len(bot_comments(github_sim, pr_number)) == 1  # one handoff
+    assert len(github_sim.check_runs(REPO)) == 1
+    progress_comment(github_sim, number, job.id)  # still exactly one progress comment
+    assert bot.worktrees() == []
 
 
 async def test_spec_pr_and_command_opens_pr_targeting_the_spec_branch(
