@@ -78,7 +78,7 @@ class PgSchema:
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to the end from sync or async code (its own loop, its own thread)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(asyncio.run, coro).result(timeout=120)
 
 
 def make_schema(prefix: str = "t", migrate: bool = True) -> PgSchema:

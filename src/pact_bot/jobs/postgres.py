@@ -80,6 +80,7 @@ T = TypeVar("T")
 QUEUE_NAME = "pact"
 TASK_NAME = "pact_bot.job"
 SCHEMA_VERSION = "1"
+CONNECT_TIMEOUT = 10
 NOT_MIGRATED = "database not migrated: run `pact-bot db migrate`"
 
 PACT_SCHEMA = """
@@ -135,6 +136,27 @@ _COLUMNS = (
 _SELECT_JOBS = f"SELECT {_COLUMNS} FROM pact_jobs"  # noqa: S608
 _CLAIM_SET = "state='running', attempts=attempts+1, started_at=%s, finished_at=NULL, worker_id=%s"
 _CLAIM_SQL = f"UPDATE pact_jobs SET {_CLAIM_SET} WHERE id=%s AND pj_id=%s RETURNING {_COLUMNS}"  # noqa: S608
+# Delivery, procrastinate job (its own defer function) and our record in one statement. When
+# the queueing lock refuses the job, the statement fails whole and `enqueue` takes its careful
+# path (savepoint, `JobManager.defer_job_async`, AlreadyEnqueued -> coalesced).
+_ENQUEUE_SQL = """
+WITH d AS (
+    INSERT INTO pact_deliveries(delivery_id, received_at, job_id)
+    VALUES (%(delivery_id)s, %(received_at)s, %(id)s)
+    ON CONFLICT DO NOTHING RETURNING delivery_id
+), p AS (
+    SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(
+        %(queue)s, %(task_name)s, 0, %(lock)s, %(qlock)s, %(args)s, NULL
+    )::procrastinate_job_to_defer_v1])) AS pj_id
+    FROM d
+)
+INSERT INTO pact_jobs(id, pj_id, kind, key, repo, number, installation_id, delivery_id,
+    sender, task, fingerprint, state, attempts, created_at)
+SELECT %(id)s, p.pj_id, %(kind)s, %(lock)s, %(repo)s, %(number)s, %(installation_id)s,
+    %(delivery_id)s, %(sender)s, %(task)s, %(fingerprint)s, 'queued', 0, %(created_at)s
+FROM p
+RETURNING id
+"""
 _UPDATABLE = {"cost_usd", "turns", "pr_url", "error"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
@@ -225,7 +247,12 @@ class PostgresQueue:
         self.schema = schema
         self._pool_args: dict[str, Any] = {
             "conninfo": self.dsn,
-            "kwargs": _conn_kwargs(schema),
+            # autocommit: every transaction is an explicit `_tx()` block
+            "kwargs": {
+                **_conn_kwargs(schema),
+                "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT,
+            },
             "min_size": min_connections,
             "max_size": max_connections,
             "timeout": 15.0,
@@ -333,8 +360,37 @@ class PostgresQueue:
     async def enqueue(self, job: Job) -> Enqueued:
         fp = fingerprint(job)
         qlock = f"{job.key}|{fp}"
+        params = {
+            "delivery_id": job.delivery_id,
+            "received_at": time.time(),
+            "id": job.id,
+            "queue": QUEUE_NAME,
+            "task_name": TASK_NAME,
+            "lock": job.key,
+            "qlock": qlock,
+            "args": Jsonb({"job_id": job.id}),
+            "kind": str(job.kind),
+            "repo": job.repo,
+            "number": job.number,
+            "installation_id": job.installation_id,
+            "sender": job.sender,
+            "task": Jsonb(job.task),
+            "fingerprint": fp,
+            "created_at": job.created_at,
+        }
+
+        async def fast() -> Enqueued | None:
+            """One statement, one round trip: the common case (no identical job waiting)."""
+            try:
+                async with self.connector.pool.connection() as conn:
+                    cur = await conn.execute(_ENQUEUE_SQL, params)
+                    return Enqueued.created if await cur.fetchone() else Enqueued.duplicate_delivery
+            except psycopg.errors.UniqueViolation:
+                return None  # an identical job is queued (or a race): the careful path decides
 
         async def op() -> Enqueued:
+            if (done := await fast()) is not None:
+                return done
             async with self._tx() as conn:
                 seen = await self._fetchone(
                     conn,
@@ -779,7 +835,7 @@ async def apply_schema(dsn: str, schema: str | None = None) -> str:
     """
     kwargs = _conn_kwargs(schema)
     async with await psycopg.AsyncConnection.connect(
-        _libpq_dsn(dsn), autocommit=True, **kwargs
+        _libpq_dsn(dsn), autocommit=True, connect_timeout=CONNECT_TIMEOUT, **kwargs
     ) as conn:
         target = schema
         if target is None:
@@ -834,5 +890,7 @@ async def drop_schema(dsn: str, schema: str) -> None:
     """Remove a schema and everything in it (tests and benchmarks clean up with this)."""
     if not _IDENT.match(schema):
         raise ValueError(f"not a plain identifier: {schema!r}")
-    async with await psycopg.AsyncConnection.connect(_libpq_dsn(dsn), autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(
+        _libpq_dsn(dsn), autocommit=True, connect_timeout=CONNECT_TIMEOUT
+    ) as conn:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
