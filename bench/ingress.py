@@ -9,7 +9,8 @@ each, signed in advance) from wrk (1 thread, 32 connections by default, loopback
 - probot: bench/peers/probot (npm `probot`): verify + dispatch to an empty handler.
 - floor: bench/peers/floor/app.py, bare starlette + uvicorn: verify the HMAC, parse JSON.
 
-Run: `.venv/bin/python bench/ingress.py [--requests 25000] [--skip-probot]`.
+Run: `.venv/bin/python bench/ingress.py [--requests 25000] [--skip-probot]`; add
+`--postgres postgresql://…` to measure pact-bot on the Postgres backend instead of SQLite.
 Prints accepted/s, p50/p99 per server, and pact-bot's ratios to each peer.
 """
 
@@ -139,6 +140,15 @@ def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Nam
         "PACT_WORKERS": "0",
         "PACT_DATA_DIR": str(work / "data"),
     }
+    schema = None
+    if args.postgres:  # a fresh schema in the given database; dropped after counting
+        import asyncio
+
+        from pact_bot.jobs.postgres import apply_schema
+
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        asyncio.run(apply_schema(args.postgres, schema))
+        env.update(PACT_DATABASE_URL=args.postgres, PACT_DATABASE_SCHEMA=schema)
     log = (work / "pact-bot.log").open("w")
     cmd = [str(VENV_BIN / "pact-bot"), "serve", "--port", str(port)]
     proc = subprocess.Popen(server_cmd(cmd, args), env=env, stdout=log, stderr=log, cwd=work)
@@ -149,6 +159,8 @@ def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Nam
     finally:
         proc.send_signal(signal.SIGKILL)  # durability: nothing gets a chance to flush
         proc.wait()
+    if schema is not None:
+        return _count_postgres_jobs(args.postgres, schema, ids, res)
     conn = sqlite3.connect(db)
     conn.execute("CREATE TEMP TABLE sent(id TEXT PRIMARY KEY)")
     conn.executemany("INSERT INTO sent VALUES (?)", [(i,) for i in ids])
@@ -159,6 +171,26 @@ def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Nam
     conn.close()
     res["jobs_in_db"] = jobs[0]
     res["durable"] = jobs[0] >= res["created"] and jobs[0] == jobs[1]
+    return res
+
+
+def _count_postgres_jobs(dsn: str, schema: str, ids: list[str], res: dict) -> dict:
+    import asyncio
+
+    import psycopg
+
+    from pact_bot.jobs.postgres import drop_schema
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        n, distinct = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT delivery_id) FROM pact_jobs "
+            "WHERE delivery_id = ANY(%s)",
+            (ids,),
+        ).fetchone()
+    asyncio.run(drop_schema(dsn, schema))
+    res["jobs_in_db"] = n
+    res["durable"] = n >= res["created"] and n == distinct
     return res
 
 
@@ -247,6 +279,13 @@ def main() -> int:
     ap.add_argument("--skip-probot", action="store_true")
     ap.add_argument("--skip-floor", action="store_true")
     ap.add_argument("--pin", action="store_true", help="wrk on CPU 0, the server on CPU 1")
+    ap.add_argument(
+        "--postgres",
+        metavar="DSN",
+        default=None,
+        help="run pact-bot on the Postgres backend (postgresql://…; a fresh schema) "
+        "instead of SQLite",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
