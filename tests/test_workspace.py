@@ -165,6 +165,25 @@ async def test_retry_after_a_crash_reclaims_the_dead_jobs_worktree(
     assert (wt3 / "README.md").exists()
 
 
+async def test_locks_left_by_a_killed_git_do_not_wedge_the_mirror(
+    ws: Workspace, upstream: Upstream
+):
+    wt = await prepare(ws, upstream, "job1")
+    ws._release_job("job1")  # the worker was killed mid-job ...
+    mirror = ws.mirror_path("acme/demo")
+    for stale in (
+        mirror / "packed-refs.lock",  # ... during a fetch
+        mirror / "refs" / "remotes" / "origin" / "main.lock",
+        mirror / "refs" / "heads" / f"{BRANCH}.lock",  # ... during a commit
+    ):
+        stale.write_text("")
+    new = upstream.commit({"NEWS.md": "news\n"})
+
+    again = await prepare(ws, upstream, "job1")
+
+    assert again == wt and await ws.head(again) == new
+
+
 async def test_a_live_job_on_the_same_branch_is_refused(tmp_path: Path, upstream: Upstream):
     one = Workspace(tmp_path / "data")
     await prepare(one, upstream, "job1")

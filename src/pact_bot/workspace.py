@@ -80,6 +80,23 @@ _PASS_ENV = (
 )
 
 
+# No credential helper, no hooks, and no automatic gc behind our back: gc runs only in the
+# foreground, under the mirror lock, after a fetch (see `_sync_mirror`).
+_BASE_CONFIG = (
+    "-c",
+    "credential.helper=",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+)
+# Lock files only git processes under the mirror lock create; after a kill -9 they stay
+# behind and would fail every later fetch on this worker.
+_MIRROR_LOCKS = ("packed-refs.lock", "shallow.lock", "config.lock", "HEAD.lock", "FETCH_HEAD.lock")
+
+
 class WorkspaceError(Exception):
     """A workspace operation failed; the message is safe to show to users."""
 
@@ -296,7 +313,7 @@ class Workspace:
         check: bool = True,
     ) -> tuple[int, str, str]:
         """Run git; return (code, stdout, stderr). Only this process sees the token."""
-        cmd = ["git", "-c", "credential.helper=", "-c", "core.hooksPath=/dev/null", *args]
+        cmd = ["git", *_BASE_CONFIG, *args]
         proc = await asyncio.create_subprocess_exec(
             *cmd,
             cwd=cwd,
@@ -346,12 +363,18 @@ class Workspace:
             tmp.rename(mirror)
             log.info("mirror created", extra={"repo": repo})
             return mirror
+        _clear_stale_locks(mirror)
         await self._git(["remote", "set-url", "origin", clone_url], mirror)
         await self._git(
             ["fetch", "--quiet", "--no-tags", "--prune", "origin"],
             mirror,
             clone_url=clone_url,
             token=token,
+        )
+        await self._git(
+            ["-c", "gc.auto=6700", "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
+            mirror,
+            check=False,
         )
         log.info("mirror fetched", extra={"repo": repo})
         return mirror
@@ -447,6 +470,9 @@ class Workspace:
                     await self._drop_worktree(mirror, path)
                 await self._git(["worktree", "prune"], mirror)
                 await self._free_branch(mirror, branch, path)
+                # No live job holds the branch now; a lock left by a killed commit would
+                # make `worktree add -B` fail forever.
+                (mirror / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
                 remote_sha = await self._rev(mirror, f"refs/remotes/origin/{branch}")
                 if reuse_branch and remote_sha is None:
                     raise WorkspaceError(f"branch {branch!r} does not exist on the remote")
@@ -690,6 +716,16 @@ class Workspace:
         if result.returncode != 0:
             raise GitError(["git", "ls-files"], result.stderr.decode(errors="replace"))
         return sorted(p for p in result.stdout.decode(errors="replace").split("\0") if p)
+
+
+def _clear_stale_locks(mirror: Path) -> None:
+    """Remove lock files a killed git left in the mirror. Caller holds the mirror lock."""
+    for name in _MIRROR_LOCKS:
+        (mirror / name).unlink(missing_ok=True)
+    remotes = mirror / "refs" / "remotes"
+    if remotes.is_dir():
+        for stale in remotes.rglob("*.lock"):
+            stale.unlink(missing_ok=True)
 
 
 def _rejection(stderr: str) -> str:
