@@ -4,12 +4,13 @@ Public API: `SqliteQueue(path, lease_seconds=60, max_attempts=3)` implements
 `pact_bot.jobs.model.Queue`, plus `release(job_id, worker_id)` (hand a job back on shutdown)
 and `migrate()` (create the schema; `open()` does it too).
 
-Why a writer thread: every write (enqueue, claim, heartbeat, finish…) goes through one
-thread holding one connection. It takes whatever requests are waiting, runs them in a single
-transaction with `synchronous=FULL`, and resolves their futures only after COMMIT — one fsync
-for a whole batch of concurrent webhooks (group commit). Each request runs in its own
-SAVEPOINT, so one failing request does not undo the others. Reads use per-thread connections
-and never wait for the writer. Several processes (serve + `pact-bot worker`) may share the
+Why group commit: every write (enqueue, claim, heartbeat, finish…) goes through one
+connection. Requests that arrive while a COMMIT is on its way to disk wait, then all run in
+the next transaction (`synchronous=FULL`); their futures resolve only after COMMIT — one fsync
+for a whole batch of concurrent webhooks. Each request runs in its own SAVEPOINT, so one
+failing request does not undo the others (`_Committer` says what runs on the loop). Reads
+use per-thread connections and never wait for writes. A queue belongs to the event loop that
+opened it. Several processes (serve + `pact-bot worker`) may share the
 file: transactions are `BEGIN IMMEDIATE` with a busy timeout.
 
 Semantics (shared with the Postgres backend):
@@ -26,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import queue as thread_queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -84,7 +85,6 @@ _COLUMNS = (
     "worker_id"
 )
 _UPDATABLE = {"cost_usd", "turns", "pr_url", "error"}
-_BATCH_MAX = 512
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -142,82 +142,105 @@ def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
     )
 
 
-class _Writer(threading.Thread):
-    """Runs write requests in batches: one transaction and one fsync per batch."""
+class _Committer:
+    """Group commit on the event loop: write requests collect while the loop is busy or the
+    previous COMMIT is on disk, then run back to back in one transaction.
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(name=f"sqlite-writer:{path.name}", daemon=True)
-        self._path = path
-        self._requests: thread_queue.SimpleQueue[Any] = thread_queue.SimpleQueue()
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
+    The requests run on the loop thread (page-cache work, microseconds). BEGIN and COMMIT
+    run inline too while they are fast (no other process holds the lock; fsync well under
+    `INLINE_LIMIT`): a worker thread would have to win the GIL back from a busy loop for
+    every hop, which costs more than the fsync. On a slow disk, or when another process
+    holds the write lock, they move to a dedicated thread so the loop keeps answering.
+    """
+
+    INLINE_LIMIT = 0.002  # seconds; moving average of COMMIT time above this → thread
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._drain_task: asyncio.Task[None] | None = None
+        self._commit_avg = 0.0
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._requests.put((fn, fut, loop))
+        fut: asyncio.Future[T] = self._loop.create_future()
+        self._pending.append((fn, fut))
+        if self._drain_task is None:
+            self._drain_task = self._loop.create_task(self._drain())
         return fut
 
-    def stop(self) -> None:
-        self._requests.put(None)
+    async def _off_loop(self, sql: str) -> None:
+        await self._loop.run_in_executor(self._executor, self._conn.execute, sql)
 
-    def run(self) -> None:
-        try:
-            conn = _connect(self._path)
-            conn.executescript(SCHEMA)
-        except BaseException as e:  # reported by open()
-            self.error = e
-            self.ready.set()
-            return
-        self.ready.set()
-        try:
-            while True:
-                first = self._requests.get()
-                if first is None:
-                    return
-                batch = [first]
-                stopping = False
-                while len(batch) < _BATCH_MAX:
-                    try:
-                        nxt = self._requests.get_nowait()
-                    except thread_queue.Empty:
-                        break
-                    if nxt is None:
-                        stopping = True
-                        break
-                    batch.append(nxt)
-                self._run_batch(conn, batch)
-                if stopping:
-                    return
-        finally:
-            conn.close()
+    async def _begin(self) -> None:
+        conn = self._conn
+        if self._commit_avg < self.INLINE_LIMIT:
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError:
+                pass  # another process is writing: wait for it off the loop
+            finally:
+                conn.execute("PRAGMA busy_timeout=30000")
+        await self._off_loop("BEGIN IMMEDIATE")
 
-    @staticmethod
-    def _run_batch(conn: sqlite3.Connection, batch: list[Any]) -> None:
-        results: list[tuple[bool, Any]] = []
+    async def _commit(self) -> None:
+        started = time.perf_counter()
+        if self._commit_avg < self.INLINE_LIMIT:
+            self._conn.execute("COMMIT")
+        else:
+            await self._off_loop("COMMIT")
+        took = time.perf_counter() - started
+        self._commit_avg = 0.8 * self._commit_avg + 0.2 * took
+
+    async def _drain(self) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, _fut, _loop in batch:
-                conn.execute("SAVEPOINT op")
+            await asyncio.sleep(0)  # let this loop iteration's other requests join
+            while self._pending:
                 try:
-                    results.append((True, fn(conn)))
-                    conn.execute("RELEASE op")
+                    await self._begin()
                 except Exception as e:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((False, e))
-            conn.execute("COMMIT")
-        except Exception as e:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            results = [(False, e)] * len(batch)
-        for (_fn, fut, loop), (ok, value) in zip(batch, results, strict=True):
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(_resolve, fut, ok, value)
+                    batch, self._pending = self._pending, []
+                    for _fn, fut in batch:
+                        _resolve(fut, False, e)
+                    continue
+                batch, self._pending = self._pending, []
+                results = self._run(batch)
+                try:
+                    await self._commit()
+                except Exception as e:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    results = [(False, e)] * len(batch)
+                for (_fn, fut), (ok, value) in zip(batch, results, strict=True):
+                    _resolve(fut, ok, value)
+                await asyncio.sleep(0)
+        finally:
+            self._drain_task = None
+
+    def _run(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> list[Any]:
+        conn = self._conn
+        results: list[tuple[bool, Any]] = []
+        for fn, _fut in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                results.append((True, fn(conn)))
+                conn.execute("RELEASE op")
+            except Exception as e:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                results.append((False, e))
+        return results
+
+    async def close(self) -> None:
+        while self._drain_task is not None:
+            await asyncio.shield(self._drain_task)
 
 
 def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.done():
+    if fut.done():  # the caller gave up (cancelled); the write stands
         return
     if ok:
         fut.set_result(value)
@@ -234,7 +257,9 @@ class SqliteQueue:
         self.path = Path(path)
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
-        self._writer: _Writer | None = None
+        self._writer: _Committer | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -246,18 +271,32 @@ class SqliteQueue:
             return
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(self.path)
-        writer.start()
-        await asyncio.to_thread(writer.ready.wait)
-        if writer.error is not None:
-            raise writer.error
-        self._writer = writer
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-commit:{self.path.name}")
+        loop = asyncio.get_running_loop()
+
+        def connect() -> sqlite3.Connection:
+            conn = _connect(self.path)
+            conn.executescript(SCHEMA)
+            return conn
+
+        try:
+            self._conn = await loop.run_in_executor(executor, connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        self._executor = executor
+        self._writer = _Committer(self._conn, executor)
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.stop()
-            await asyncio.to_thread(writer.join)
+            await writer.close()
+        conn, self._conn = self._conn, None
+        executor, self._executor = self._executor, None
+        if conn is not None and executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        if executor is not None:
+            executor.shutdown(wait=False)
         with self._readers_lock:
             for conn in self._readers:
                 with contextlib.suppress(sqlite3.Error):

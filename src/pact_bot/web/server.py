@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import signal
 from collections.abc import Iterator
@@ -72,6 +73,7 @@ async def _serve(settings: Settings, host: str, port: int, grace_seconds: float)
         log_config=None,
         access_log=False,
         lifespan="on",
+        http="httptools" if _has("httptools") else "h11",
         server_header=False,
         timeout_graceful_shutdown=grace_seconds,
     )
@@ -102,5 +104,16 @@ async def _serve(settings: Settings, host: str, port: int, grace_seconds: float)
         log.info("stopped")
 
 
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def serve(settings: Settings, host: str, port: int, grace_seconds: float = 30.0) -> None:
-    asyncio.run(_serve(settings, host, port, grace_seconds))
+    """uvloop + httptools when installed (they are dependencies; plain asyncio/h11 otherwise)."""
+    loop_factory = None
+    if _has("uvloop"):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(settings, host, port, grace_seconds))
