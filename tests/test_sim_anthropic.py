@@ -191,6 +191,22 @@ INVALID: dict[str, dict[str, Any]] = {
         "system": [_cc(1), _cc(2), _cc(3), _cc(4)],
         "cache_control": {"type": "ephemeral"},
     },
+    "tool blocks without tools": {
+        "messages": [*USER, _tool_turn(), {"role": "user", "content": [_result("toolu_a")]}],
+    },
+    "duplicate tool_use ids": {
+        "tools": [GREP],
+        "messages": [
+            *USER,
+            _tool_turn(),
+            {"role": "user", "content": [_result("toolu_a")]},
+            _tool_turn(),
+            {"role": "user", "content": [_result("toolu_a")]},
+        ],
+    },
+    "prefill ending in whitespace": {
+        "messages": [*USER, {"role": "assistant", "content": "The answer is "}],
+    },
     "1h breakpoint after a 5m one": {
         "system": [
             _cc(1),
@@ -803,3 +819,11 @@ def test_spec_coder_repeats_a_call_cut_at_max_tokens(
         ],
     )
     assert again.content[-1].input == call.input
+
+
+def test_models_endpoints(anthropic_sim: AnthropicSim) -> None:
+    client = sdk(anthropic_sim)
+    assert client.models.retrieve(MODEL).id == MODEL
+    assert MODEL in [m.id for m in client.models.list()]
+    with pytest.raises(anthropic.NotFoundError):
+        client.models.retrieve("claude-nope-9")

@@ -5,6 +5,11 @@ thread), so the official `anthropic` SDK, sync or async, talks to it unchanged t
 `base_url`, and so can a subprocess through `ANTHROPIC_BASE_URL`. What the model says is
 decided by a *policy* that the test sets; see `tests/sim/policies.py`.
 
+Endpoints: `POST /v1/messages` (JSON or SSE with `stream: true`), `POST
+/v1/messages/count_tokens` (`{"input_tokens": n}`), `GET /v1/models` and
+`GET /v1/models/{id}`. Every answer carries a `request-id` header; errors have the API's shape
+`{"type": "error", "error": {"type", "message"}, "request_id"}`.
+
 Public API (the pytest fixture `anthropic_sim` yields an `AnthropicSim`, reset per test):
 
 - `sim.base_url`, `sim.api_key`, `sim.env()` (the two env vars for a subprocess),
@@ -27,7 +32,7 @@ Public API (the pytest fixture `anthropic_sim` yields an `AnthropicSim`, reset p
   SSE `error` event, as the API sends when it overloads mid-stream), `Fault.max_tokens()`
   (content truncated to half, `stop_reason: "max_tokens"`), `Fault.slow_first_byte(s)`.
   Error faults are answered after the key check and before validation, as the real API
-  rate-limits before it parses.
+  rate-limits before it parses. Faults only apply to `POST /v1/messages`.
 - Records: `sim.requests` (every JSON body posted to `/v1/messages`, rejected ones too),
   `sim.calls` (`RecordedCall`: path, status, headers without the key, body, error type),
   `sim.responses` (messages produced), `sim.usage_log` (`UsageRecord` per answered call),
@@ -347,6 +352,8 @@ class AnthropicSim:
             routes=[
                 Route("/v1/messages", self._messages, methods=["POST"]),
                 Route("/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/models/{model_id:path}", self._model, methods=["GET"]),
             ]
         )
         self._server: uvicorn.Server | None = None
@@ -482,7 +489,9 @@ class AnthropicSim:
             body, status_code=err.status, headers={"request-id": request_id, **err.headers}
         )
 
-    async def _preamble(self, request: Request, rid: str) -> tuple[dict[str, Any] | None, Any]:
+    async def _preamble(
+        self, request: Request, rid: str, needs_body: bool = True
+    ) -> tuple[dict[str, Any] | None, Any]:
         """Parse the body and check the key and version; returns (body, raw-or-None)."""
         raw = await request.body()
         try:
@@ -507,7 +516,7 @@ class AnthropicSim:
             raise SimError(401, "authentication_error", "invalid x-api-key")
         if not request.headers.get("anthropic-version"):
             raise _bad("anthropic-version: header is required")
-        if not isinstance(body, dict):
+        if needs_body and not isinstance(body, dict):
             raise _bad("The request body is not valid JSON.")
         return body, call
 
@@ -532,6 +541,36 @@ class AnthropicSim:
             return self._error(err, rid)
         self._record_status(rid, 200, None)
         return JSONResponse(answer, headers={"request-id": rid})
+
+    async def _models(self, request: Request) -> Response:
+        rid = "req_" + secrets.token_hex(12)
+        try:
+            await self._preamble(request, rid, needs_body=False)
+        except SimError as err:
+            self._record_status(rid, err.status, err.type)
+            return self._error(err, rid)
+        self._record_status(rid, 200, None)
+        data = [_model_info(m) for m in sorted(KNOWN_MODELS)]
+        page = {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"],
+            "last_id": data[-1]["id"],
+        }
+        return JSONResponse(page, headers={"request-id": rid})
+
+    async def _model(self, request: Request) -> Response:
+        rid = "req_" + secrets.token_hex(12)
+        model = request.path_params["model_id"]
+        try:
+            await self._preamble(request, rid, needs_body=False)
+            if model not in KNOWN_MODELS:
+                raise SimError(404, "not_found_error", f"model: {model}")
+        except SimError as err:
+            self._record_status(rid, err.status, err.type)
+            return self._error(err, rid)
+        self._record_status(rid, 200, None)
+        return JSONResponse(_model_info(model), headers={"request-id": rid})
 
     def _take_fault(self) -> Fault | None:
         with self._lock:
@@ -800,7 +839,7 @@ class AnthropicSim:
         self._validate_sampling(body, five)
         self._validate_tools(body, five)
         self._validate_system(body.get("system"))
-        self._validate_messages(messages)
+        self._validate_messages(messages, body.get("tools"))
         self._validate_cache_control(body)
         self._validate_thinking(body, messages, count_only)
 
@@ -877,7 +916,7 @@ class AnthropicSim:
             if not block.get("text"):
                 raise _bad("system: text content blocks must be non-empty")
 
-    def _validate_messages(self, messages: list[Any]) -> None:
+    def _validate_messages(self, messages: list[Any], tools: Any) -> None:
         if not messages:
             raise _bad("messages: at least one message is required")
         for i, msg in enumerate(messages):
@@ -917,6 +956,34 @@ class AnthropicSim:
                     )
         if messages[0]["role"] != "user":
             raise _bad('messages: first message must use the "user" role')
+        last = messages[-1]
+        if last["role"] == "assistant":
+            blocks = _as_blocks(last["content"])
+            if (
+                blocks
+                and blocks[-1].get("type") == "text"
+                and blocks[-1]["text"] != (blocks[-1]["text"].rstrip())
+            ):
+                raise _bad("messages: final assistant content cannot end with trailing whitespace")
+        seen_ids: set[str] = set()
+        uses_tools = False
+        for i, msg in enumerate(messages):
+            for j, b in enumerate(_as_blocks(msg["content"])):
+                if b["type"] in ("tool_use", "tool_result"):
+                    uses_tools = True
+                if b["type"] != "tool_use":
+                    continue
+                if not isinstance(b.get("input"), dict):
+                    raise _bad(
+                        f"messages.{i}.content.{j}.tool_use.input: Input should be an object"
+                    )
+                if b.get("id") in seen_ids:
+                    raise _bad(f"messages.{i}.content.{j}: `tool_use` ids must be unique")
+                seen_ids.add(b.get("id"))
+        if uses_tools and not tools:
+            raise _bad(
+                "Requests which include `tool_use` or `tool_result` blocks must define tools."
+            )
         for i, msg in enumerate(messages):
             content = msg["content"] if isinstance(msg["content"], list) else []
             if msg["role"] == "assistant":
@@ -1038,8 +1105,22 @@ class AnthropicSim:
                 )
 
 
+def _model_info(model: str) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": model,
+        "display_name": " ".join(w.capitalize() for w in model.split("-")),
+        "created_at": "2026-01-01T00:00:00Z",
+        "lifecycle": "active",
+    }
+
+
 def _strip_cc(block: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in block.items() if k != "cache_control"}
+
+
+def _as_blocks(content: Any) -> list[dict[str, Any]]:
+    return content if isinstance(content, list) else [{"type": "text", "text": content}]
 
 
 def _as_turn(answer: Any) -> Turn:
