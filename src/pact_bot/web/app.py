@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from pact_bot import __version__, metrics
 from pact_bot.jobs.model import Queue
@@ -104,7 +105,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/", home, methods=["GET"]),
-            Route("/webhook", _current_webhook, methods=["POST"]),
+            Route("/webhook", _CurrentWebhook(), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
@@ -126,6 +127,10 @@ def create_app(
     return app
 
 
-async def _current_webhook(request: Request) -> Response:
-    """`/webhook` via `app.state.webhook`, which the setup flow replaces without a restart."""
-    return await request.app.state.webhook(request)
+class _CurrentWebhook:
+    """`/webhook` via `app.state.webhook`, which the setup flow replaces without a restart.
+
+    An ASGI app (a class instance, so starlette does not wrap it in Request/Response)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await scope["app"].state.webhook.asgi(scope, receive, send)

@@ -7,8 +7,10 @@ missing `X-GitHub-Event`/`X-GitHub-Delivery` or a body that is not a JSON object
 `ping`, for redeliveries and for events that start nothing; 202 once the job is committed.
 Nothing here calls GitHub or the model.
 
-Public API: `WebhookEndpoint(settings, queue, bot, config_ttl)` — an ASGI-free callable
-`(Request) -> Response` mounted by `web.app.create_app`; `verify_signature(secret, body,
+Public API: `WebhookEndpoint(settings, queue, bot, config_ttl)` with `.asgi(scope, receive,
+send)` (what `web.app.create_app` mounts: no Request/Response objects on the hot path),
+`await endpoint(request) -> Response` (the same as a starlette handler) and
+`await endpoint.handle(headers, receive) -> (status, body)`; `verify_signature(secret, body,
 header) -> bool`.
 """
 
@@ -16,14 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from pact_bot import metrics
 from pact_bot.jobs.model import Enqueued, Queue
@@ -48,6 +51,36 @@ class _TooLarge(Exception):
     pass
 
 
+class _Headers:
+    """The five request headers we read, picked out of the ASGI scope in one pass."""
+
+    __slots__ = ("content_length", "delivery", "event", "sha1", "sha256")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.content_length: str | None = None
+        self.delivery: str | None = None
+        self.event: str | None = None
+        self.sha256: str | None = None
+        self.sha1: str | None = None
+        for name, value in raw:
+            attr = _WANTED.get(name.lower())
+            if attr is not None:
+                setattr(self, attr, value.decode("latin-1"))
+
+
+_WANTED = {
+    b"content-length": "content_length",
+    b"x-github-delivery": "delivery",
+    b"x-github-event": "event",
+    b"x-hub-signature-256": "sha256",
+    b"x-hub-signature": "sha1",
+}
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
 class WebhookEndpoint:
     def __init__(
         self,
@@ -65,15 +98,25 @@ class WebhookEndpoint:
         self.config_ttl = config_ttl
         self._configs: dict[str, tuple[float, TriggerConfig]] = {}
 
+    async def asgi(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """The endpoint as a bare ASGI app: no Request/Response objects on the hot path."""
+        status, body = await self.handle(_Headers(scope["headers"]), receive)
+        payload = orjson.dumps(body)
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
     async def __call__(self, request: Request) -> Response:
+        """The same endpoint as a starlette request handler."""
+        status, body = await self.handle(_Headers(request.scope["headers"]), request.receive)
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+    async def handle(self, headers: _Headers, receive: Receive) -> tuple[int, dict[str, Any]]:
+        """Answer one delivery: (status, JSON body). Logs one line and updates the metrics."""
         started = time.perf_counter()
-        headers = request.headers
-        event = headers.get("x-github-event") or ""
-        fields: dict[str, Any] = {
-            "delivery_id": headers.get("x-github-delivery"),
-            "event": event or None,
-        }
-        status, outcome, body = await self._handle(request, fields)
+        event = headers.event or ""
+        fields: dict[str, Any] = {"delivery_id": headers.delivery, "event": event or None}
+        status, outcome, body = await self._handle(headers, receive, fields)
         latency = time.perf_counter() - started
         metrics.webhook_latency.observe(latency)
         metrics.deliveries.labels(event=event or "none", outcome=outcome).inc()
@@ -81,10 +124,10 @@ class WebhookEndpoint:
         fields["status"] = status
         fields["latency_ms"] = round(latency * 1000, 2)
         log.log(logging.WARNING if status >= 500 else logging.INFO, "delivery", extra=fields)
-        return JSONResponse(body, status_code=status)
+        return status, body
 
     async def _handle(
-        self, request: Request, fields: dict[str, Any]
+        self, headers: _Headers, receive: Receive, fields: dict[str, Any]
     ) -> tuple[int, str, dict[str, Any]]:
         if self.secret is None:
             return (
@@ -96,14 +139,13 @@ class WebhookEndpoint:
                 },
             )
         try:
-            raw = await self._read_body(request)
+            raw = await self._read_body(headers, receive)
         except _TooLarge:
             return 413, "rejected", {"error": f"body over {self.max_body} bytes"}
-        headers = request.headers
-        if not verify_signature(self.secret, raw, headers.get("x-hub-signature-256")):
+        if not verify_signature(self.secret, raw, headers.sha256):
             reason = (
                 "X-Hub-Signature-256 is required (sha1 signatures are not accepted)"
-                if "x-hub-signature-256" not in headers
+                if headers.sha256 is None
                 else "signature does not match"
             )
             return 401, "rejected", {"error": reason}
@@ -111,8 +153,8 @@ class WebhookEndpoint:
         if not event or not delivery_id:
             return 400, "rejected", {"error": "X-GitHub-Event and X-GitHub-Delivery are required"}
         try:
-            payload = json.loads(raw)
-        except ValueError:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             return 400, "rejected", {"error": "body is not JSON"}
         if not isinstance(payload, dict):
             return 400, "rejected", {"error": "body is not a JSON object"}
@@ -148,22 +190,28 @@ class WebhookEndpoint:
             fields["cancelled"] = cancelled
         return 202, "accepted", {"ok": True, "job_id": job.id, "kind": str(job.kind)}
 
-    async def _read_body(self, request: Request) -> bytes:
-        length = request.headers.get("content-length")
-        if length is not None:
+    async def _read_body(self, headers: _Headers, receive: Receive) -> bytes:
+        """The raw body; stops reading (413) as soon as it is over the limit."""
+        if headers.content_length is not None:
             try:
-                if int(length) > self.max_body:
+                if int(headers.content_length) > self.max_body:
                     raise _TooLarge
             except ValueError:
                 pass
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # client went away; verification of a partial body fails
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
                 raise _TooLarge
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _trigger_config(self, event: str, repo: str | None) -> TriggerConfig:
         if event not in _CONFIGURABLE or not repo:
