@@ -324,3 +324,22 @@ async def test_home_page_takes_extra_sections(client: Client) -> None:
 
 def test_job_key_helper() -> None:
     assert Job.key_for("o/r", 3) == "o/r#3"
+
+
+async def test_queue_opened_on_one_loop_serves_a_testclient_on_another(tmp_path: Path) -> None:
+    """TestClient runs the app on its own loop and thread; writes must still land."""
+    from starlette.testclient import TestClient
+
+    settings = make_settings(tmp_path, github_webhook_secret=SECRET)
+    async with SqliteQueue(tmp_path / "q.db") as queue:
+        app = create_app(settings, queue)
+        p = copy.deepcopy(load_payload("api.github.com/issues/labeled.payload.json"))
+        p["label"]["name"] = "pact:code"
+        body = json.dumps(p).encode()
+        with TestClient(app) as c:
+            r = await asyncio.to_thread(
+                c.post, "/webhook", content=body, headers=headers("issues", body)
+            )
+        assert r.status_code == 202
+        [job] = await queue.list()
+        assert job.id == r.json()["job_id"]

@@ -30,7 +30,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -158,20 +158,20 @@ class _Committer:
     def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
         self._conn = conn
         self._executor = executor
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._drain_task: asyncio.Task[None] | None = None
         self._commit_avg = 0.0
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        fut: asyncio.Future[T] = self._loop.create_future()
+        fut: asyncio.Future[T] = self.loop.create_future()
         self._pending.append((fn, fut))
         if self._drain_task is None:
-            self._drain_task = self._loop.create_task(self._drain())
+            self._drain_task = self.loop.create_task(self._drain())
         return fut
 
     async def _off_loop(self, sql: str) -> None:
-        await self._loop.run_in_executor(self._executor, self._conn.execute, sql)
+        await self.loop.run_in_executor(self._executor, self._conn.execute, sql)
 
     async def _begin(self) -> None:
         conn = self._conn
@@ -320,10 +320,25 @@ class SqliteQueue:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
         if self._writer is None:
             raise RuntimeError("SqliteQueue is not open")
+        if asyncio.get_running_loop() is not self._writer.loop:
+            return asyncio.to_thread(self._write_alone, fn)
         return self._writer.submit(fn)
+
+    def _write_alone(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write from another event loop (a TestClient thread, say): its own transaction on
+        this thread's connection; SQLite's lock orders it with the batches."""
+        conn = self._reader()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
