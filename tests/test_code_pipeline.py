@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -391,6 +392,47 @@ async def test_repo_config_label_is_cached_for_ingress(
     await bot.process()
 
     assert (await bot.queue.get_repo_config(REPO) or {}).get("label") == "build-me"
+
+
+async def test_cancel_while_running_pushes_nothing(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.3))
+    number = label(github_sim)
+
+    running = asyncio.create_task(bot.process())
+    for _ in range(200):
+        if anthropic_sim.requests:
+            break
+        await asyncio.sleep(0.05)
+    assert await bot.queue.request_cancel(f"{REPO}#{number}")
+    [job] = await running
+
+    assert job.state == JobState.cancelled
+    assert "cancelled. Nothing was pushed." in progress_comment(github_sim, number, job.id)
+    assert "pact/code/cart" not in github_sim.branches(REPO)
+    assert github_sim.pulls(REPO) == []
+    assert bot.worktrees() == []
+
+
+async def test_secondary_rate_limit_is_waited_out(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    label(github_sim)
+    github_sim.rate_limit(after=6, retry_after=1, count=1)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.succeeded], [j.error for j in jobs]
+    assert any(r.status == 403 for r in github_sim.requests)
+    assert len(github_sim.pulls(REPO)) == 1
 
 
 @pytest.mark.parametrize("kind", ["revise", "reply", "spec_check"])

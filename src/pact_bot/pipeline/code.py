@@ -815,9 +815,10 @@ class CodeJob:
             "full_name", self.job.repo
         ):
             raise JobFailed(
-                Failure.api_error,
-                "this pull request comes from a fork; pact-bot implements specs from branches "
-                "of this repository only",
+                Failure.unsupported,
+                "This pull request comes from a fork: pact-bot implements specs from branches "
+                "of this repository only. Push the spec branch here, or merge the spec and "
+                "label an issue that names it.",
             )
         files: list[dict[str, Any]] = []
         page = 1

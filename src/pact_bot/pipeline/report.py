@@ -62,6 +62,7 @@ class Failure(enum.StrEnum):
     model_error = "model_error"
     invalid_config = "invalid_config"
     no_specs = "no_specs"
+    unsupported = "unsupported"
     cancelled = "cancelled"
     internal = "internal"
 
@@ -222,6 +223,7 @@ def failure_text(kind: Failure | str, detail: str = "", *, files: Sequence[str] 
         ),
         Failure.invalid_config: f"`.github/pact.yml` is not valid:\n\n> {detail}",
         Failure.no_specs: detail or "No spec was found for this job.",
+        Failure.unsupported: detail or "pact-bot cannot do this job.",
         Failure.cancelled: "The job was cancelled. Nothing was pushed.",
         Failure.internal: (
             f"pact-bot hit an internal error ({detail or 'unexpected'}). Nothing was pushed; "
