@@ -367,6 +367,21 @@ async def test_remove_of_a_half_deleted_worktree_is_safe(ws: Workspace, upstream
     await ws.remove(ws.data_dir / "worktrees" / "never-existed")
 
 
+async def test_sweep_removes_only_dead_jobs_worktrees(tmp_path: Path, upstream: Upstream):
+    crashed = Workspace(tmp_path / "data")
+    dead = await crashed.prepare("acme/demo", upstream.url, TOKEN, "main", "pact/code/a", "dead")
+    (dead / "junk.txt").write_text("left behind\n")
+    crashed._release_job("dead")  # its process died
+    live_ws = Workspace(tmp_path / "data")
+    live = await live_ws.prepare("acme/demo", upstream.url, TOKEN, "main", "pact/code/b", "live")
+
+    assert await Workspace(tmp_path / "data").sweep() == ["dead"]
+
+    assert not dead.exists() and live.exists()
+    listed = git("worktree", "list", "--porcelain", cwd=live_ws.mirror_path("acme/demo"))
+    assert str(dead) not in listed and str(live) in listed
+
+
 async def test_concurrent_jobs_on_one_repository(ws: Workspace, upstream: Upstream):
     paths = await asyncio.gather(
         *(

@@ -29,6 +29,7 @@ Public API::
     await ws.push(path, clone_url, token, branch)                 # PushRejected on refusal
     await ws.rebase_onto_remote(path, branch, clone_url=..., token=...)  # RebaseConflict
     await ws.remove(path)                      # always safe, whatever state the worktree is in
+    await ws.sweep()                           # drop dead jobs' worktrees (worker start-up)
     await ws.remote_branch_exists(repo, branch, clone_url=None, token=None)  # -> bool
     ws.tracked_files(path)                     # -> list[str]
     await ws.head(path)                        # -> sha
@@ -543,6 +544,22 @@ class Workspace:
             job_id = checkout.job_id if checkout else worktree.name
             self._release_job(job_id)
         log.info("worktree removed", extra={"worktree": str(worktree)})
+
+    async def sweep(self) -> list[str]:
+        """Remove worktrees of jobs no process on this machine runs (a killed worker's);
+        returns their job ids. Safe at any time, e.g. when a worker starts."""
+        removed: list[str] = []
+        if not self.worktrees_dir.is_dir():
+            return removed
+        for path in sorted(self.worktrees_dir.iterdir()):
+            if not path.is_dir() or self._job_is_live(path.name):
+                continue
+            await self.remove(path)
+            removed.append(path.name)
+        for mirror in self.mirrors_dir.glob("*/*.git"):
+            async with self._repo_lock(self._repo_of(mirror)):
+                await self._git(["worktree", "prune"], mirror, check=False)
+        return removed
 
     # --- working in a worktree --------------------------------------------------------
 
