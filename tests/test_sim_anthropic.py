@@ -827,3 +827,18 @@ def test_models_endpoints(anthropic_sim: AnthropicSim) -> None:
     assert MODEL in [m.id for m in client.models.list()]
     with pytest.raises(anthropic.NotFoundError):
         client.models.retrieve("claude-nope-9")
+
+
+def test_revise_policy_follows_plain_instructions(
+    anthropic_sim: AnthropicSim, tmp_path: Path
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/app.py").write_text("def run() -> None:\n    pass\n")
+    task = (
+        "Revise the pull request. Files: `src/app.py`, `docs/implementation-summary-app.md`.\n"
+        "<instructions>\nlog every run\n</instructions>"
+    )
+    anthropic_sim.set_policy(RevisePolicy())
+    _, final = drive(anthropic_sim, Workspace(tmp_path), task)
+    assert (tmp_path / "src/app.py").read_text().endswith("# Review: log every run")
+    assert "REPLY" not in final_text(final)

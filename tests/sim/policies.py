@@ -65,15 +65,20 @@ and the next thing it yields is the answer. Retries of a call therefore get the 
     a comment starting with "question:" or containing "no change" gets no edit and a reply
     saying why; anything else gets a comment line noting the request inserted after the
     commented line (`# Review: ...`, in the file's comment syntax).
+    A comment without a path (e.g. the review body given an id) gets "No change: a general
+    remark". With no comments at all (`/pact code <instructions>` on the PR), it appends a
+    note with the `<instructions>` text (else the task's text) to the first source file the
+    task names (else the first Markdown file) and ends without REPLY lines.
     Options: `root`, `turn_latency`, `summary_note` (also append a line to the implementation
-    summary named in the message, when one is).
+    summary named in the message, when one is), `bash_commands` (run before the final
+    message when the request offers bash).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -612,7 +617,7 @@ def parse_review_comments(task: str) -> list[ReviewComment]:
                 continue
             body.append(raw)
     close()
-    return [c for c in comments if c.path]
+    return [c for c in comments if c.path or c.body]
 
 
 _SUGGESTION = re.compile(r"```suggestion[^\n]*\n(.*?)```", re.DOTALL)
@@ -642,30 +647,43 @@ class RevisePolicy(ScriptPolicy):
     """The coder answering a review; the REPLY contract is in the module docstring."""
 
     def __init__(
-        self, *, root: str = "/workspace", turn_latency: float = 0.0, summary_note: bool = False
+        self,
+        *,
+        root: str = "/workspace",
+        turn_latency: float = 0.0,
+        summary_note: bool = False,
+        bash_commands: Sequence[str] = (),
     ) -> None:
         self.root = root.rstrip("/")
         self.turn_latency = turn_latency
         self.summary_note = summary_note
+        self.bash_commands = list(bash_commands)
 
     def abs(self, path: str) -> str:
         return f"{self.root}/{path.lstrip('/')}"
 
     def script(self, convo: Conversation) -> Script:
         ed = convo.editor
-        comments = parse_review_comments(convo.first_user_text)
-        if ed is None or not comments:
-            why = "no text editor tool was offered" if ed is None else "I found no comments"
-            yield Turn([text(f"I could not address the review: {why}.")])
+        task = convo.first_user_text
+        comments = parse_review_comments(task)
+        if ed is None:
+            yield Turn([text("I could not address the review: no text editor tool was offered.")])
             return
 
         def edit(say: str, **args: Any) -> Turn:
             return Turn([text(say), tool_use(ed, args)])
 
+        if not comments:
+            yield from self._instructions_only(task, edit)
+            return
+
         replies: list[tuple[str, str]] = []
         for c in comments:
             prose = _prose(c.body)
             lowered = prose.lower()
+            if not c.path:
+                replies.append((c.id, "No change: a general remark; the line comments say what."))
+                continue
             if lowered.startswith("question:") or "no change" in lowered:
                 replies.append((c.id, "No change: this asks a question; answered here, no edit."))
                 continue
@@ -710,10 +728,42 @@ class RevisePolicy(ScriptPolicy):
                     insert_line=last,
                     insert_text="\n## Revisions\n\n- Addressed review comments.",
                 )
+        for cmd in self.bash_commands:
+            if convo.bash is not None:
+                yield Turn([text(f"Running `{cmd}`."), tool_use(convo.bash, {"command": cmd})])
         lines_out = "\n".join(f"REPLY {cid}: {msg}" for cid, msg in replies)
         final = Turn([text(f"I addressed the review.\n\n{lines_out}")])
         while True:
             yield final
+
+    def _instructions_only(self, task: str, edit: Callable[..., Turn]) -> Script:
+        """No line comments (e.g. `/pact code <instructions>` on the PR): note the request
+        at the end of the first source file the task names, else of the summary."""
+        wanted = _INSTRUCTIONS.search(task)
+        request = " ".join((wanted.group(1) if wanted else task).split())[:120]
+        paths = [p for p in _PATH.findall(task) if not p.endswith("-spec.md")]
+        paths.sort(key=lambda p: p.startswith("docs/"))
+        for path in paths[:3]:
+            fb = yield edit(f"Viewing {path}.", command="view", path=self.abs(path))
+            if fb.failed:
+                continue
+            lines = cat_n_lines(fb.result.text)
+            fb = yield edit(
+                "Recording the requested change.",
+                command="insert",
+                path=self.abs(path),
+                insert_line=max(lines, default=0),
+                insert_text=_note(path, request, ""),
+            )
+            if not fb.failed:
+                while True:
+                    yield Turn([text(f"I updated `{path}` as requested: {request}")])
+        while True:
+            yield Turn([text("I found no review comments and no file to change.")])
+
+
+_INSTRUCTIONS = re.compile(r"<instructions>\s*(.*?)\s*</instructions>", re.DOTALL)
+_PATH = re.compile(r"(?<![\w/.-])(?:/workspace/)?((?:[\w.-]+/)*[\w-]+\.(?:py|md|js|ts|go|rs|rb))\b")
 
 
 def _note(path: str, prose: str, line: str) -> str:
