@@ -29,6 +29,9 @@ from pathlib import Path
 import httpx
 import pytest
 from pg_support import PgSchema, make_schema, read_records, remove_schema
+from sim.anthropic import AnthropicSim
+from sim.github import GitHubSim
+from sim.policies import SpecCoderPolicy
 
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.postgres import PostgresQueue
@@ -100,8 +103,8 @@ class Procs:
             time.sleep(0.05)
         raise AssertionError(f"no {message!r} from {proc.args}: {self.logs[proc.pid].read_text()}")
 
-    def serve(self) -> str:
-        proc = self.start("serve", "--port", "0", PACT_WORKERS="0")
+    def serve(self, **env: str) -> str:
+        proc = self.start("serve", "--port", "0", PACT_WORKERS="0", **env)
         entry = self.wait_log(proc, "listening")
         return f"http://127.0.0.1:{entry['port']}"
 
@@ -390,3 +393,82 @@ async def test_shutdown_hands_back_a_job_that_outlives_the_grace_period(pg: PgSc
         assert pg.query("SELECT status::text FROM procrastinate_jobs") == [("todo",)]
         again = await q.claim("next")
         assert again is not None and again.id == job.id
+
+
+SPEC = """# Part {i}
+
+## Purpose
+Part {i} of the shop.
+
+## API
+- `part{i}()` returns {i}.
+"""
+
+
+def test_kill_9_mid_pipeline_each_issue_gets_exactly_one_pr(
+    procs: Procs, pg: PgSchema, github_sim: GitHubSim, anthropic_sim: AnthropicSim
+) -> None:
+    """The real pipeline on the simulators: workers die mid-job, retries find their branch,
+    PR and progress comment again instead of making new ones."""
+    n = 6
+    files = {"README.md": "# Shop\n", "src/__init__.py": ""}
+    files.update({f"docs/part{i}-spec.md": SPEC.format(i=i) for i in range(n)})
+    github_sim.add_repo("acme", "shop", files=files)
+    github_sim.add_user("alice", "write")
+    anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.3))
+    env = {
+        "GITHUB_APP_ID": str(github_sim.app_id),
+        "GITHUB_PRIVATE_KEY": github_sim.private_key_pem,
+        "GITHUB_WEBHOOK_SECRET": github_sim.webhook_secret,
+        "GITHUB_API_URL": github_sim.base_url,
+        "GITHUB_WEB_URL": github_sim.web_url,
+        "ANTHROPIC_BASE_URL": anthropic_sim.base_url,
+        "ANTHROPIC_API_KEY": anthropic_sim.api_key,
+        "PACT_TEST_HANDLER": "",  # the pipeline itself
+        "PACT_LEASE_SECONDS": "2",
+    }
+    github_sim.set_webhook_url(procs.serve(**env) + "/webhook")
+    workers = [
+        procs.worker(concurrency=2, PACT_DATA_DIR=str(procs.tmp / f"data-{i}"), **env)
+        for i in range(3)
+    ]
+    numbers = []
+    for i in range(n):
+        number = github_sim.open_issue(
+            "acme/shop", f"Part {i}", body=f"Please implement docs/part{i}-spec.md", user="alice"
+        )
+        github_sim.label_issue("acme/shop", number, "pact:code", user="alice")
+        numbers.append(number)
+
+    rng = random.Random(4)
+    killed = 0
+    deadline = time.monotonic() + 60
+    while killed < 2 and time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.5, 1.5))
+        holders = {
+            int(str(w).split(":")[1])
+            for (w,) in pg.query("SELECT worker_id FROM pact_jobs WHERE state = 'running'")
+        }
+        victims = [w for w in workers if w.pid in holders and w.poll() is None]
+        if not victims:
+            continue
+        victim = rng.choice(victims)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        killed += 1
+        workers.remove(victim)
+        workers.append(
+            procs.worker(concurrency=2, PACT_DATA_DIR=str(procs.tmp / f"data-r{killed}"), **env)
+        )
+    assert killed >= 1
+
+    wait_all_done(pg, n, timeout=150)
+    jobs = pg.query("SELECT id, number, state, attempts, error FROM pact_jobs")
+    assert len(jobs) == n
+    assert {j[2] for j in jobs} == {"succeeded"}, jobs
+    assert succeeded_events(pg) == Counter({str(j[0]): 1 for j in jobs})
+    assert any(int(str(j[3])) > 1 for j in jobs)  # some job was retried after a crash
+    pulls = github_sim.pulls("acme/shop")
+    heads = sorted(p["head"]["ref"] for p in pulls)
+    assert heads == sorted(f"pact/code/part{i}" for i in range(n)), heads  # one PR each
+    assert sorted(github_sim.branches("acme/shop")) == sorted(["main", *heads])  # no orphans

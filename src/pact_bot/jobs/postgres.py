@@ -29,7 +29,9 @@ Where the protocol and procrastinate differ, and what this module does:
   empty claim unregisters it again), `heartbeat(job)` beats that worker, and `finish`/`release`
   unregister it. So "the worker's heartbeat is older than `lease_seconds`" is exactly "this
   job's lease lapsed", and a dead process's jobs are found by procrastinate's stalled-jobs
-  query.
+  query. A claim stamps its worker's heartbeat with `clock_timestamp()` at its end
+  (procrastinate's functions use `NOW()`, the transaction's start, which a slow claim would
+  hand out already stale).
 - procrastinate's own `Worker` only prunes stalled workers at start-up and leaves retrying
   stalled jobs to the application; here every `claim` first recovers lapsed jobs (retry via
   `procrastinate_retry_job_v2`, or fail via `procrastinate_finish_job_v1` after
@@ -543,6 +545,7 @@ class PostgresQueue:
         async def op() -> Job | None:
             async with self._tx() as conn:
                 await self._recover_stalled(conn)
+            async with self._tx() as conn:
                 pw = (await self._p_one(conn, "register_worker"))["worker_id"]
                 try:
                     async with conn.transaction():
@@ -558,6 +561,14 @@ class PostgresQueue:
                         (time.time(), worker_id, row["args"].get("job_id"), row["id"]),
                     )
                     if got is not None:
+                        # procrastinate stamps a new worker with NOW(), the transaction's start;
+                        # under load that can already look stale to the next claimer. Stamp
+                        # the lease from the clock, at the end of the claim.
+                        await conn.execute(
+                            "UPDATE procrastinate_workers SET last_heartbeat = clock_timestamp() "
+                            "WHERE id = %s",
+                            (pw,),
+                        )
                         return _row_to_job(got)
                     # A procrastinate job without our record: never run it.
                     await self._p_one(
