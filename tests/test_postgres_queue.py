@@ -256,3 +256,16 @@ async def test_many_workers_on_two_replicas_run_each_job_once_in_key_order(pg: P
         assert [r[1] for r in mine] == ids  # arrival order per key
         for prev, nxt in itertools.pairwise(mine):
             assert prev[3] <= nxt[2]  # never two at once
+
+
+async def test_replicas_migrating_at_once_all_succeed() -> None:
+    schema = make_schema("race", migrate=False)
+    try:
+        names = await asyncio.gather(
+            *(apply_schema(schema.base_dsn, schema.name) for _ in range(4))
+        )
+        assert names == [schema.name] * 4
+        async with PostgresQueue(schema.dsn, schema=schema.name) as q:
+            assert await q.enqueue(make_job("d-race")) is Enqueued.created
+    finally:
+        remove_schema(schema)
