@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 from pact_bot.jobs.model import TERMINAL, Enqueued, Job, JobKind, JobState, fingerprint
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -155,8 +157,18 @@ class _Committer:
 
     INLINE_LIMIT = 0.002  # seconds; moving average of COMMIT time above this → thread
 
-    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    CHECKPOINT_EVERY = 0.5  # seconds between WAL checkpoints (off the loop)
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        checkpoint: Callable[[], Any],
+    ) -> None:
         self._conn = conn
+        self._checkpoint = checkpoint
+        self._checkpointing: asyncio.Future[Any] | None = None
+        self._last_checkpoint = time.monotonic()
         self._executor = executor
         self.loop = asyncio.get_running_loop()
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
@@ -194,6 +206,16 @@ class _Committer:
             await self._off_loop("COMMIT")
         took = time.perf_counter() - started
         self._commit_avg = 0.8 * self._commit_avg + 0.2 * took
+        now = time.monotonic()
+        if self._checkpointing is None and now - self._last_checkpoint > self.CHECKPOINT_EVERY:
+            self._last_checkpoint = now
+            self._checkpointing = self.loop.run_in_executor(None, self._checkpoint)
+            self._checkpointing.add_done_callback(self._checkpoint_done)
+
+    def _checkpoint_done(self, fut: asyncio.Future[Any]) -> None:
+        self._checkpointing = None
+        if not fut.cancelled() and fut.exception() is not None:
+            log.warning("WAL checkpoint failed: %s", fut.exception())
 
     async def _drain(self) -> None:
         try:
@@ -237,6 +259,9 @@ class _Committer:
     async def close(self) -> None:
         while self._drain_task is not None:
             await asyncio.shield(self._drain_task)
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpointing
 
 
 def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -277,6 +302,8 @@ class SqliteQueue:
         def connect() -> sqlite3.Connection:
             conn = _connect(self.path)
             conn.executescript(SCHEMA)
+            # checkpoints run in a thread (`_Committer`), not inside an inline COMMIT
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             return conn
 
         try:
@@ -285,7 +312,7 @@ class SqliteQueue:
             executor.shutdown(wait=False)
             raise
         self._executor = executor
-        self._writer = _Committer(self._conn, executor)
+        self._writer = _Committer(self._conn, executor, self._checkpoint)
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
@@ -326,6 +353,9 @@ class SqliteQueue:
         if asyncio.get_running_loop() is not self._writer.loop:
             return asyncio.to_thread(self._write_alone, fn)
         return self._writer.submit(fn)
+
+    def _checkpoint(self) -> None:
+        self._reader().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _write_alone(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A write from another event loop (a TestClient thread, say): its own transaction on
