@@ -207,6 +207,33 @@ INVALID: dict[str, dict[str, Any]] = {
     "prefill ending in whitespace": {
         "messages": [*USER, {"role": "assistant", "content": "The answer is "}],
     },
+    "five breakpoints counting those inside tool results": {
+        "tools": [GREP],
+        "system": [_cc(1), _cc(2), _cc(3)],
+        "messages": [
+            *USER,
+            _tool_turn(),
+            {"role": "user", "content": [{**_result("toolu_a"), "content": [_cc(4), _cc(5)]}]},
+        ],
+    },
+    "cache_control on a thinking block": {
+        "messages": [
+            *USER,
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "thinking",
+                        "thinking": "x",
+                        "signature": "c2ln",
+                        "cache_control": {"type": "ephemeral"},
+                    },
+                    {"type": "text", "text": "ok"},
+                ],
+            },
+            *USER,
+        ],
+    },
     "1h breakpoint after a 5m one": {
         "system": [
             _cc(1),
@@ -842,3 +869,11 @@ def test_revise_policy_follows_plain_instructions(
     _, final = drive(anthropic_sim, Workspace(tmp_path), task)
     assert (tmp_path / "src/app.py").read_text().endswith("# Review: log every run")
     assert "REPLY" not in final_text(final)
+
+
+def test_request_level_cache_control_marks_the_last_block(anthropic_sim: AnthropicSim) -> None:
+    messages = [{"role": "user", "content": BIG_SYSTEM}]
+    auto = {"type": "ephemeral"}
+    first = create(anthropic_sim, messages=messages, cache_control=auto).usage
+    second = create(anthropic_sim, messages=messages, cache_control=auto).usage
+    assert first.cache_creation_input_tokens == second.cache_read_input_tokens > 1024

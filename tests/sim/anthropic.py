@@ -736,11 +736,12 @@ class AnthropicSim:
 
         def add(section: str, block: Any) -> None:
             cc = block.get("cache_control") if isinstance(block, dict) else None
-            clean = (
-                {k: v for k, v in block.items() if k != "cache_control"}
-                if isinstance(block, dict)
-                else block
-            )
+            clean = _strip_cc(block) if isinstance(block, dict) else block
+            if isinstance(clean, dict) and isinstance(clean.get("content"), list):
+                # a breakpoint inside a tool_result's content marks the tool_result
+                inner = [b for b in clean["content"] if isinstance(b, dict)]
+                cc = cc or next((b["cache_control"] for b in inner if "cache_control" in b), None)
+                clean["content"] = [_strip_cc(b) if isinstance(b, dict) else b for b in inner]
             raw = _canon(clean)
             out.append(_Segment(section + raw, estimate_tokens(raw), cc))
 
@@ -1024,8 +1025,15 @@ class AnthropicSim:
         marks: list[dict[str, Any]] = []
 
         def visit(block: Any) -> None:
-            if isinstance(block, dict) and "cache_control" in block:
+            if not isinstance(block, dict):
+                return
+            if "cache_control" in block:
+                if block.get("type") in ("thinking", "redacted_thinking"):
+                    raise _bad(f"{block['type']}.cache_control: Extra inputs are not permitted")
                 marks.append(block["cache_control"])
+            if block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                for inner in block["content"]:
+                    visit(inner)
 
         for tool in body.get("tools") or []:
             visit(tool)
