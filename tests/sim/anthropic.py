@@ -45,24 +45,30 @@ Public API (the pytest fixture `anthropic_sim` yields an `AnthropicSim`, reset p
 - `sim.min_cache_tokens` (default 1024, like Sonnet): a cache breakpoint whose prefix is
   shorter is neither written nor read, as with the real API.
 
-Validation (400 `invalid_request_error` unless said otherwise), like the real API: no key or
-a wrong one -> 401 `authentication_error` (the key is read from `x-api-key`, or from
-`Authorization: Bearer`, which is how the 2.x SDK sends an API key); missing `anthropic-version`;
-missing `model`/`max_tokens`/`messages`; unknown model -> 404 `not_found_error`
-("model: xyz"); first message not from the user; empty content or empty text blocks; a
-`tool_use` not answered by `tool_result` blocks at the start of the next user turn; a
-`tool_result` whose id matches no `tool_use` of the previous assistant turn; more than 4
-`cache_control` breakpoints (tools, system, messages; the request-level `cache_control`, which
-marks the last block, counts too), a bad `ttl`, or a 1h breakpoint after
-a 5m one; tools that are neither custom (`name` + `input_schema`) nor a known server type
-with its fixed name (`text_editor_20250728`/`str_replace_based_edit_tool`,
-`bash_20250124`/`bash`, ...); duplicate tool names; for 5.x models (`claude-<family>-5` and
-`claude-<family>-5-N`) a non-default `temperature`/`top_p` (anything but 1), any `top_k`, or a
-forced `tool_choice` (`any`/`tool`); thinking budgets below 1024 or not below `max_tokens`;
-a thinking block whose signature is not the one issued for its text, or an assistant turn
-that carries `tool_use` blocks the simulator issued together with thinking blocks but does
-not carry those thinking blocks unchanged (stricter than the API, which only needs them in
-the current tool-use loop).
+Validation (400 `invalid_request_error` unless said otherwise), like the real API:
+- no key or a wrong one -> 401 `authentication_error` (the key is read from `x-api-key`, or
+  from `Authorization: Bearer`, which is how the 2.x SDK sends an API key); a missing
+  `anthropic-version` header;
+- missing `model`/`max_tokens`/`messages`; unknown model -> 404 `not_found_error`
+  ("model: xyz"; known: `KNOWN_MODELS`, the SDK's model list);
+- first message not from the user; empty content or empty text blocks; a final assistant
+  (prefill) text ending in whitespace;
+- a `tool_use` not answered by `tool_result` blocks at the start of the next user turn; a
+  `tool_result` whose id matches no `tool_use` of the previous assistant turn; duplicate
+  `tool_use` ids or a non-object `input`; tool blocks in a request without `tools`;
+- more than 4 `cache_control` breakpoints (tools, system, message blocks, blocks inside a
+  `tool_result`, and the request-level `cache_control`, which marks the last block); a bad
+  `ttl`; a 1h breakpoint after a 5m one; `cache_control` on a thinking block;
+- tools that are neither custom (`name` + `input_schema` of type object) nor a known server
+  type with its fixed name (`text_editor_20250728`/`str_replace_based_edit_tool`,
+  `bash_20250124`/`bash`, ...) and no extra keys; duplicate tool names;
+- for 5.x models (`claude-<family>-5`, `claude-<family>-5-N`): `temperature`/`top_p` other
+  than 1, any `top_k` (SDK 2.14 has no such arguments; they can only arrive through
+  `extra_body`), a forced `tool_choice` (`any`/`tool`);
+- `thinking.budget_tokens` below 1024 or not below `max_tokens`; a thinking block whose
+  signature is not the one issued for its text; an assistant turn holding `tool_use` blocks
+  that the simulator issued together with thinking blocks, without those thinking blocks
+  unchanged (stricter than the API, which needs them only in the current tool-use loop).
 
 Token accounting is a deterministic estimate: each tool definition, system block and message
 content block (a string content counts as one block) is serialised as compact sorted JSON
@@ -346,7 +352,6 @@ class AnthropicSim:
         self.api_key = api_key or "sk-ant-sim-" + secrets.token_urlsafe(24)
         self._secret = secrets.token_bytes(32)
         self._lock = threading.RLock()
-        self.min_cache_tokens = 1024
         self.reset()
         self.app = Starlette(
             routes=[
@@ -421,8 +426,9 @@ class AnthropicSim:
 
     # ---- steering ------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget policy, faults, records, cache and issued thinking blocks."""
+        """Forget policy, faults, records, cache, clock offset and issued thinking blocks."""
         with self._lock:
+            self.min_cache_tokens = 1024
             self.policy: Policy = default_policy
             self._faults: deque[Fault] = deque()
             self._always: Fault | None = None
