@@ -394,6 +394,31 @@ async def test_repo_config_label_is_cached_for_ingress(
     assert (await bot.queue.get_repo_config(REPO) or {}).get("label") == "build-me"
 
 
+async def test_setup_commands_run_in_the_sandbox_and_leave_nothing_behind(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    from pact_bot.agent.tools.bash import sandbox_available
+
+    if not sandbox_available()[0]:
+        pytest.skip(sandbox_available()[1])
+    config = "sandbox:\n  setup:\n    - echo built > build.txt\n    - exit 3\n"
+    setup_repo(github_sim, {**FILES, ".github/pact.yml": config})
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    label(github_sim)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.succeeded], [j.error for j in jobs]
+    first = anthropic_sim.requests[0]["messages"][0]["content"]
+    first_text = first if isinstance(first, str) else first[0]["text"]
+    assert "Setup command `echo built > build.txt` succeeded." in first_text
+    assert "Setup command `exit 3` failed" in first_text
+    assert github_sim.read_file(REPO, "pact/code/cart", "src/cart.py")
+    assert github_sim.read_file(REPO, "pact/code/cart", "build.txt") is None
+
+
 async def test_cancel_while_running_pushes_nothing(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,

@@ -20,8 +20,10 @@ PR instead of pushing a second commit.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -150,6 +152,8 @@ class Implementation:
     error: str | None = None
     asked_again: bool = False
     budget_detail: str = ""
+    model: str = ""
+    setup_notes: list[str] = field(default_factory=list)
 
     @property
     def over_budget(self) -> bool:
@@ -193,6 +197,9 @@ async def implement(
     system = system_prompt(definition, component=component, bash_available=tools.bash is not None)
     total_seconds = effective.max_minutes * 60
     started = time.monotonic()
+    notes, setup_paths = await run_setup(worktree, effective.setup, tools)
+    if notes:
+        user_message += "\n\n<setup>\n" + "\n".join(notes) + "\n</setup>"
 
     async def run(message: str, messages: Any, turns_used: int, cost_used: float) -> Any:
         from pact_bot.agent.loop import Budget, run_agent
@@ -224,6 +231,7 @@ async def implement(
     ws = runtime.workspace
     result = await run(user_message, None, 0, 0.0)
     results = [result]
+    await undo_setup(worktree, setup_paths, tools)
     changes = await ws.changes(worktree)
     deleted = [f.path for f in changes.files if f.status == "D"]
     checks = run_checks(
@@ -251,6 +259,7 @@ async def implement(
         )
         results.append(result)
         stop = _stop(result)
+        await undo_setup(worktree, setup_paths, tools)
         changes = await ws.changes(worktree)
         deleted = [f.path for f in changes.files if f.status == "D"]
         checks = run_checks(
@@ -273,7 +282,72 @@ async def implement(
         error=_error(result),
         asked_again=asked,
         budget_detail=_budget_detail(stop, stats, effective),
+        model=model,
+        setup_notes=notes,
     )
+
+
+async def run_setup(
+    worktree: Path, commands: Sequence[str], tools: Any
+) -> tuple[list[str], set[str]]:
+    """Run `sandbox.setup` commands in the sandbox before the agent starts.
+
+    Returns notes for the agent (what ran, what failed) and the paths the commands
+    changed, which are put back after the run unless the agent edited them itself:
+    build artefacts of a setup step never end up in the PR.
+    """
+    if not commands:
+        return [], set()
+    if tools.bash is None:
+        return ["The repository's setup commands were not run: there is no sandbox here."], set()
+    notes = []
+    for cmd in commands:
+        output, is_error = await tools.bash.run({"command": cmd})
+        tail = output.strip()[-2000:]
+        if is_error:
+            notes.append(f"Setup command `{cmd}` failed:\n{tail}")
+        else:
+            notes.append(f"Setup command `{cmd}` succeeded.")
+    return notes, await asyncio.to_thread(_dirty_paths, worktree)
+
+
+def _dirty_paths(worktree: Path) -> set[str]:
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "-z", "--untracked-files=all"],
+        cwd=worktree,
+        capture_output=True,
+        check=False,
+    ).stdout.decode("utf-8", "surrogateescape")
+    return {e[3:] for e in out.split("\0") if len(e) > 3}
+
+
+async def undo_setup(worktree: Path, paths: set[str], tools: Any) -> None:
+    """Put back what setup commands changed and the agent's editor did not touch."""
+    if not paths:
+        return
+    root = worktree.resolve()
+    editor = {
+        p.relative_to(root).as_posix()
+        for p in getattr(getattr(tools, "editor", None), "touched", ())
+    }
+    await asyncio.to_thread(_restore, worktree, sorted(paths - editor))
+
+
+def _restore(worktree: Path, paths: list[str]) -> None:
+    for rel in paths:
+        target = worktree / rel
+        tracked = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", "--", rel],
+            cwd=worktree,
+            capture_output=True,
+            check=False,
+        )
+        if tracked.returncode == 0:
+            subprocess.run(
+                ["git", "checkout", "--", rel], cwd=worktree, capture_output=True, check=False
+            )
+        elif target.is_file() or target.is_symlink():
+            target.unlink(missing_ok=True)
 
 
 def _stop(result: Any) -> str:
@@ -534,7 +608,7 @@ class CodeJob:
                 stats or RunStats(),
                 rows,
                 sfile,
-                cfg_model=eff.model,
+                cfg_model=str(self.saved.get("model") or eff.model),
             )
 
         files = self.rt.workspace.tracked_files(wt)
@@ -612,9 +686,14 @@ class CodeJob:
         except PushRejected as e:
             raise JobFailed(Failure.push_refused, str(e).splitlines()[0][:300]) from None
         rows = report.file_rows(impl.diff)
-        self.saved.update(pushed_sha=sha, diff=impl.diff[:200_000], stats=_stats_dict(impl.stats))
+        self.saved.update(
+            pushed_sha=sha,
+            diff=impl.diff[:200_000],
+            stats=_stats_dict(impl.stats),
+            model=impl.model,
+        )
         await self.control.progress(
-            pushed_sha=sha, diff=self.saved["diff"], stats=self.saved["stats"]
+            pushed_sha=sha, diff=self.saved["diff"], stats=self.saved["stats"], model=impl.model
         )
         return await self._publish(
             eff,
@@ -627,7 +706,7 @@ class CodeJob:
             impl.stats,
             rows,
             sfile,
-            cfg_model=self.rt.settings.resolve_model(cfg.model),
+            cfg_model=impl.model,
         )
 
     async def _publish(

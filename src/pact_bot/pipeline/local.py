@@ -199,7 +199,7 @@ async def _run(
     sha = await workspace.commit(
         root,
         report.commit_message(components, rel_specs, None).rstrip()
-        + f"\n\nWritten by pact-bot ({runtime.settings.resolve_model(cfg.model)}); "
+        + f"\n\nWritten by pact-bot ({impl.model}); "
         f"{impl.stats.line()}",
         author=(name, email),
     )
