@@ -683,3 +683,122 @@ def test_manifest_flow_registers_an_app_whose_credentials_work(github_sim: GitHu
     with pytest.raises(RequestFailed) as err:
         gh.rest.apps.create_from_manifest(code)
     assert err.value.response.status_code == 404
+
+
+def test_every_webhook_body_parses_with_githubkit_models(
+    github_sim: GitHubSim, receiver: Receiver, tmp_path: Path
+) -> None:
+    from githubkit.webhooks import parse
+
+    repo = github_sim.add_repo("acme", "widgets", {"src/w.py": "a = 1\n"})
+    number = github_sim.open_issue(repo, "Widget", "Implement it", "alice")
+    github_sim.label_issue(repo, number, "pact:code", "alice")
+    github_sim.comment(repo, number, "/pact code", "alice")
+    gh = installation_client(github_sim)
+    bot_comment = gh.rest.issues.create_comment("acme", "widgets", number, body="👀").parsed_data
+    gh.rest.issues.update_comment("acme", "widgets", bot_comment.id, body="done")
+    pr = github_sim.open_pr(repo, "spec/w", {"src/w.py": "a = 1\nb = 2\n"}, "W", user="alice")
+    github_sim.push_to_pr(repo, pr, {"docs/w-spec.md": SPEC}, user="alice")
+    github_sim.label_issue(repo, pr, "pact:code", "alice")
+    github_sim.submit_review(
+        repo, pr, "alice", "COMMENTED", "", comments=[{"path": "src/w.py", "line": 2, "body": "b?"}]
+    )
+    root = github_sim.review_comments(repo, pr)[0]
+    gh.rest.pulls.create_reply_for_review_comment("acme", "widgets", pr, root.id, body="ok")
+    head = github_sim.pull(repo, pr)["head"]["sha"]
+    run = gh.rest.checks.create(
+        "acme",
+        "widgets",
+        name="pact-bot",
+        head_sha=head,
+        status="in_progress",
+        actions=[{"label": "Implement", "description": "Run it", "identifier": "implement"}],
+    ).parsed_data
+    gh.rest.checks.update("acme", "widgets", run.id, conclusion="success")
+    github_sim.press_check_run_action(repo, run.id, "implement", "alice")
+    log = github_sim.wait_for_deliveries()
+    kinds = {(d.event, d.action) for d in log}
+    assert kinds == {
+        ("issues", "opened"),
+        ("issues", "labeled"),
+        ("issue_comment", "created"),
+        ("issue_comment", "edited"),
+        ("pull_request", "opened"),
+        ("pull_request", "synchronize"),
+        ("pull_request", "labeled"),
+        ("pull_request_review", "submitted"),
+        ("pull_request_review_comment", "created"),
+        ("check_run", "created"),
+        ("check_run", "completed"),
+        ("check_run", "requested_action"),
+    }
+    for delivery in log:
+        event = parse(delivery.event, delivery.body)
+        assert event.action == delivery.action  # type: ignore[union-attr]
+    assert all(d.status == 202 for d in log)
+
+
+def test_gzipped_upload_pack_request_is_served(github_sim: GitHubSim) -> None:
+    import gzip
+
+    repo = github_sim.add_repo("acme", "widgets", {"README.md": "hello\n"})
+    head = github_sim.branches(repo)["main"]
+    token = github_sim.create_token(permissions={"contents": "read"})
+    want = f"want {head} no-progress\n"
+    request = f"{len(want) + 4:04x}{want}0000" + "0009done\n"
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    resp = httpx.post(
+        f"{repo.clone_url}/git-upload-pack",
+        content=gzip.compress(request.encode()),
+        headers={
+            "Authorization": f"Basic {basic}",
+            "Content-Type": "application/x-git-upload-pack-request",
+            "Content-Encoding": "gzip",
+        },
+    )
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/x-git-upload-pack-result"
+    assert b"PACK" in resp.content
+
+
+async def test_async_clients_and_async_delivery_wait(
+    github_sim: GitHubSim, receiver: Receiver
+) -> None:
+    github_sim.add_repo("acme", "widgets")
+    gh = installation_client(github_sim, repositories=["widgets"])
+    repo = (await gh.rest.repos.async_get("acme", "widgets")).parsed_data
+    assert repo.full_name == "acme/widgets"
+    issue = github_sim.open_issue("acme/widgets", "Async", "", "alice")
+    await gh.rest.issues.async_create_comment("acme", "widgets", issue, body="hi")
+    log = await github_sim.wait_for_deliveries_async()
+    assert [d.event for d in log] == ["issues", "issue_comment"]
+
+
+def test_installation_endpoints_and_scoped_token_parse(github_sim: GitHubSim) -> None:
+    repo = github_sim.add_repo("acme", "widgets")
+    gh = app_client(github_sim)
+    inst = gh.rest.apps.get_installation(github_sim.installation_id).parsed_data
+    assert inst.app_slug == "pact-bot" and inst.permissions.contents == "write"
+    token = gh.rest.apps.create_installation_access_token(
+        github_sim.installation_id,
+        repositories=["widgets"],
+        permissions={"contents": "read", "issues": "write"},
+    )
+    assert token.status_code == 201
+    data = token.parsed_data
+    assert data.token.startswith("ghs_") and data.repository_selection == "selected"
+    assert [r.full_name for r in data.repositories or []] == [repo.full_name]
+    assert data.permissions.contents == "read"
+    app_jwt = jwt.encode(
+        {
+            "iss": str(github_sim.app_id),
+            "iat": int(time.time()) - 30,
+            "exp": int(time.time()) + 500,
+        },
+        github_sim.private_key_pem,
+        algorithm="RS256",
+    )
+    as_app = httpx.get(
+        f"{github_sim.base_url}/repos/acme/widgets", headers={"Authorization": f"Bearer {app_jwt}"}
+    )
+    assert as_app.status_code == 401  # a JWT is not an installation token

@@ -259,12 +259,12 @@ class GitHubSim:
         if names:
             full = []
             for name in names:
-                matches = [
-                    r
-                    for r in self.world.repos.values()
-                    if r.name.lower() == name.lower()
-                    and r.owner.lower() == inst.account_login.lower()
-                ]
+                # the installation covers every simulated repository; names are matched
+                # first under the installation's account
+                matches = sorted(
+                    (r for r in self.world.repos.values() if r.name.lower() == name.lower()),
+                    key=lambda r: r.owner.lower() != inst.account_login.lower(),
+                )
                 if not matches:
                     raise SimError(
                         422,

@@ -76,6 +76,7 @@ class BareRepo:
     def __init__(self, path: Path, default_branch: str = "main") -> None:
         self.path = path
         self.default_branch = default_branch
+        self._diffs: dict[tuple[str, str], list[FileChange]] = {}  # commits never change
         path.mkdir(parents=True, exist_ok=True)
         self.git("init", "--quiet", "--bare", f"--initial-branch={default_branch}")
         self.git("config", "http.receivepack", "true")
@@ -212,6 +213,14 @@ class BareRepo:
     def diff(self, base: str, head: str) -> list[FileChange]:
         """Files changed from the merge base of ``base`` and ``head`` to ``head``, as GitHub's
         pull request file list reports them."""
+        key = (self.rev(base) or base, self.rev(head) or head)
+        if key in self._diffs:
+            return self._diffs[key]
+        changes = self._diff(*key)
+        self._diffs[key] = changes
+        return changes
+
+    def _diff(self, base: str, head: str) -> list[FileChange]:
         start = self.merge_base(base, head) or base
         raw = self.git("diff", "--no-renames", "--numstat", "-z", start, head)
         counts: dict[str, tuple[int, int]] = {}
@@ -223,23 +232,56 @@ class BareRepo:
         status_raw = self.git("diff", "--no-renames", "--name-status", "-z", start, head)
         parts = [p for p in status_raw.split("\x00") if p]
         statuses = dict(zip(parts[1::2], parts[0::2], strict=False))
+        patches = self._patches(start, head)
+        blobs = self._blobs(head, start)
         changes = []
         for name, code in statuses.items():
             status = {"A": "added", "D": "removed", "M": "modified"}.get(code[0], "changed")
-            patch = self._patch(start, head, name)
-            entry = self.entry(head if status != "removed" else start, name)
             add, dele = counts.get(name, (0, 0))
             changes.append(
-                FileChange(name, status, add, dele, patch, entry[1] if entry else ZERO_SHA)
+                FileChange(name, status, add, dele, patches.get(name), blobs.get(name, ZERO_SHA))
             )
         return changes
 
-    def _patch(self, start: str, head: str, path: str) -> str | None:
-        out = self.git("diff", "--no-renames", "--no-color", start, head, "--", path)
-        idx = out.find("\n@@")
-        if idx < 0:
-            return None  # binary or empty
-        return out[idx + 1 :].rstrip("\n")
+    def _blobs(self, head: str, start: str) -> dict[str, str]:
+        """Blob sha per path: at ``head``, else (removed files) at ``start``."""
+        out: dict[str, str] = {}
+        for ref in (start, head):
+            for line in self.git("ls-tree", "-r", "-z", ref).split("\x00"):
+                if line:
+                    meta, name = line.split("\t", 1)
+                    out[name] = meta.split()[2]
+        return out
+
+    def _patches(self, start: str, head: str) -> dict[str, str]:
+        """Each file's hunks (GitHub's ``patch``: the diff without its header lines)."""
+        out = self.git("diff", "--no-renames", "--no-color", start, head)
+        patches: dict[str, str] = {}
+        for block in re.split(r"^diff --git ", out, flags=re.M):
+            if not block:
+                continue
+            header, sep, body = block.partition("\n@@")
+            if not sep:
+                continue  # binary or mode-only change: GitHub omits the patch
+            name = _path_of(header)
+            if name:
+                patches[name] = ("@@" + body).rstrip("\n")
+        return patches
+
+
+def _path_of(header: str) -> str | None:
+    """The new (or, when deleted, old) path named by a diff block's ---/+++ lines."""
+    old = new = None
+    for line in header.splitlines():
+        if line.startswith("--- "):
+            old = line[4:]
+        elif line.startswith("+++ "):
+            new = line[4:]
+    for name, prefix in ((new, "b/"), (old, "a/")):
+        if name and name != "/dev/null":
+            name = name.strip('"')
+            return name[len(prefix) :] if name.startswith(prefix) else name
+    return None
 
 
 HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")

@@ -170,8 +170,6 @@ def repository(
         "subscribers_count": 0,
         "custom_properties": {},
     }
-    if owner.get("type") == "Organization":
-        repo["organization"] = owner
     if permissions is not None:
         repo["permissions"] = permissions
     return repo
