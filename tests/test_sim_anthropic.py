@@ -768,6 +768,17 @@ def test_review_comments_are_parsed() -> None:
         ("8", "b.md", 1, "typo"),
     ]
     as_json = '```json\n[{"id": 9, "path": "c.py", "line": 5, "body": "hm"}]\n```'
+    tagged = (
+        '<review author="alice">Fix these.</review>\n<comment id="11" path="src/x.py" '
+        'line="4">\n<diff_hunk>\n@@ -1 +1 @@\n-a\n</diff_hunk>\nrename `a` to `b`\n</comment>\n'
+        '<comment id="12" path="src/y.py" start_line="2" line="3">tidy</comment>'
+    )
+    assert [
+        (c.id, c.path, c.start_line, c.line, c.body) for c in parse_review_comments(tagged)
+    ] == [
+        ("11", "src/x.py", None, 4, "rename `a` to `b`"),
+        ("12", "src/y.py", 2, 3, "tidy"),
+    ]
     assert [(c.id, c.line) for c in parse_review_comments(as_json)] == [("9", 5)]
 
 

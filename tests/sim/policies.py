@@ -57,7 +57,10 @@ and the next thing it yields is the answer. Retries of a call therefore get the 
       - one line per comment: `- Comment 123 on `src/x.py` line 12: text` (`lines 10-12`
         and `src/x.py:12` work too; text may continue on the following lines);
       - blocks of `id: 123` / `path: src/x.py` / `line: 12` / `body: text` lines;
-      - a JSON list of objects with `id`, `path`, `line` and `body` (or `text`).
+      - a JSON list of objects with `id`, `path`, `line` and `body` (or `text`);
+      - tags like the code pipeline's: `<comment id="123" path="src/x.py" line="12">text
+        </comment>` (also `start_line="10"`, `line="10-12"`, `<review_comment>`; nested
+        `<diff_hunk>...</diff_hunk>` is ignored).
     Fenced code in a comment (e.g. the `diff_hunk`) is ignored, except a ```suggestion
     block, whose text replaces the commented line(s).
     What it changes: a suggestion replaces the line(s); "rename `a` to `b`", "replace `a`
@@ -531,8 +534,39 @@ _KV = re.compile(
 _FENCE = re.compile(r"```(\w*)\n(.*?)```", re.DOTALL)
 
 
+_TAG = re.compile(r"<(review_comment|comment)\b([^>]*)>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
+_ATTR = re.compile(r"([\w-]+)\s*=\s*\"([^\"]*)\"")
+_INNER_TAG = re.compile(r"<(diff_hunk|hunk|code|context)\b[^>]*>.*?</\1>", re.DOTALL)
+
+
+def _tagged_comments(task: str) -> list[ReviewComment]:
+    out: list[ReviewComment] = []
+    for _, attrs, inner in _TAG.findall(task):
+        a = {k.lower().replace("-", "_"): v for k, v in _ATTR.findall(attrs)}
+        cid = a.get("id") or a.get("comment_id")
+        if not cid:
+            continue
+        line = re.findall(r"\d+", a.get("line", ""))
+        start = a.get("start_line") or (line[0] if len(line) > 1 else None)
+        body = _INNER_TAG.sub("", inner)
+        body = re.sub(r"</?(body|text)>", "", body).strip()
+        out.append(
+            ReviewComment(
+                cid,
+                a.get("path", ""),
+                int(line[-1]) if line else None,
+                body,
+                int(start) if start else None,
+            )
+        )
+    return out
+
+
 def parse_review_comments(task: str) -> list[ReviewComment]:
     """Review comments named in a task, in order (formats in the module docstring)."""
+    tagged = _tagged_comments(task)
+    if tagged:
+        return tagged
     found: dict[str, ReviewComment] = {}
     for lang, inner in _FENCE.findall(task):
         if lang.lower() not in ("json", ""):
