@@ -499,3 +499,62 @@ async def test_serve_smoke_signed_delivery_becomes_a_job_and_a_pr(
     logs = bot_server.logs()
     assert github_sim.webhook_secret not in logs
     assert anthropic_sim.api_key not in logs
+
+
+async def test_progress_edits_are_throttled(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    bot.runtime.progress_interval = 1.0
+    anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.25))
+    number = label(github_sim)
+
+    [job] = await bot.process()
+
+    assert job.state == JobState.succeeded and job.turns >= 6
+    edits = [
+        r
+        for r in github_sim.requests
+        if r.method == "PATCH" and "/issues/comments/" in r.path and r.status == 200
+    ]
+    turn_edits = [r for r in edits if "so far" in str(r.body)]
+    assert 1 <= len(turn_edits) <= 3, len(turn_edits)  # not one per turn
+    assert "opened" in progress_comment(github_sim, number, job.id)
+
+
+# --- the first message (pure) ---------------------------------------------------------
+
+
+def test_repo_map_is_bounded_for_large_repositories() -> None:
+    from pact_bot.pipeline.code import repo_map
+
+    small = ["a.py", "src/b.py"]
+    assert repo_map(small) == "a.py\nsrc/b.py"
+    big = [f"src/pkg{i}/mod{j}.py" for i in range(50) for j in range(40)] + ["README.md"]
+    text = repo_map(big, limit=100)
+    lines = text.splitlines()
+    assert len(lines) <= 102
+    assert "src/pkg0/ (40 files)" in text
+    assert "README.md" in text
+    assert "(2001 tracked files in total)" in text
+
+
+def test_first_message_holds_specs_context_map_and_repo_instructions() -> None:
+    from pact_bot.pipeline.code import first_message
+
+    text = first_message(
+        specs=[("docs/cart-spec.md", SPEC)],
+        context="Requested by @alice on issue #1: Cart",
+        instructions="Keep it small.",
+        files=["README.md", "docs/cart-spec.md"],
+        agent_docs=[("AGENTS.md", "Run make test.")],
+        summary_file="docs/implementation-summary-cart.md",
+        sections={"docs/cart-spec.md": ["API"]},
+    )
+    assert '<spec path="/workspace/docs/cart-spec.md" changed_sections="API">' in text
+    assert "Keep a shopping cart per user." in text
+    assert "<instructions>\nKeep it small.\n</instructions>" in text
+    assert '<repository_instructions path="AGENTS.md">\nRun make test.' in text
+    assert "/workspace/docs/implementation-summary-cart.md" in text

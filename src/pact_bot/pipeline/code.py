@@ -110,7 +110,7 @@ def first_message(
     parts = ["Implement the following specification" + ("s" if len(specs) != 1 else "") + "."]
     for path, text in specs:
         changed = (sections or {}).get(path)
-        note = f" (sections changed in this PR: {', '.join(changed)})" if changed else ""
+        note = f' changed_sections="{"; ".join(changed)}"' if changed else ""
         clipped = text if len(text) <= SPEC_LIMIT else text[:SPEC_LIMIT] + "\n… (clipped)"
         parts.append(f'<spec path="/workspace/{path}"{note}>\n{clipped}\n</spec>')
     if context.strip():
