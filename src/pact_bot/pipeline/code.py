@@ -16,6 +16,13 @@ that already pushed (`pushed_sha` in its progress) skips the agent and finishes 
 PR instead of pushing a second commit.
 
 `implement(...)` and `first_message(...)` are shared with local mode.
+
+Job fields read (set by `pact_bot.triggers`): `repo`, `number`, `installation_id` (else
+looked up), `sender`; `task`: `trigger` (label | command | check_run), `is_pr`,
+`comment_id` (👀 target), `spec_paths`, `instructions`, `title`, `body`,
+`default_branch`. What a job keeps in its progress (`JobControl.progress`, for retries
+and `pact-bot jobs show`): `comment_id`, `turns`, `cost_usd`, `pushed_sha`, `diff`,
+`stats`, `model`, `pr_url`, `pr_number`, `handoff_sha`, `check_sha`.
 """
 
 from __future__ import annotations
