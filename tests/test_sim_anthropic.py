@@ -888,3 +888,14 @@ def test_request_level_cache_control_marks_the_last_block(anthropic_sim: Anthrop
     first = create(anthropic_sim, messages=messages, cache_control=auto).usage
     second = create(anthropic_sim, messages=messages, cache_control=auto).usage
     assert first.cache_creation_input_tokens == second.cache_read_input_tokens > 1024
+
+
+def test_big_tool_input_streams_intact(anthropic_sim: AnthropicSim) -> None:
+    content = "".join(f'line {i}: "quoted" \\ and ünïcode\n' for i in range(3000))
+    call = {"command": "create", "path": "/workspace/big.txt", "file_text": content}
+    anthropic_sim.set_policy(lambda r: Turn([tool_use("str_replace_based_edit_tool", call)]))
+    with sdk(anthropic_sim).messages.stream(
+        model=MODEL, max_tokens=64000, messages=USER, tools=[EDITOR]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].input == call

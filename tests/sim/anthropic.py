@@ -1178,7 +1178,10 @@ def _truncate(content: list[dict[str, Any]], budget: int) -> list[dict[str, Any]
     return kept
 
 
-def _chunks(value: str, size: int = _DELTA_CHARS) -> list[str]:
+def _chunks(value: str) -> list[str]:
+    """Small deltas like the API's, but at most ~64 per block: the SDK re-parses a tool's
+    whole partial JSON on every delta, which would make big file contents quadratic."""
+    size = max(_DELTA_CHARS, -(-len(value) // 64))
     return [value[i : i + size] for i in range(0, len(value), size)] or [""]
 
 
