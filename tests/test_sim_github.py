@@ -403,6 +403,9 @@ def test_every_endpoint_parses_with_githubkit(github_sim: GitHubSim) -> None:
         ).parsed_data.permission
         == "read"
     )
+    alice = rest.users.get_by_username("alice").parsed_data
+    assert alice.login == "alice" and alice.id
+    assert rest.users.get_by_username("pact-bot[bot]").parsed_data.type == "Bot"
 
     assert [c.body for c in github_sim.issue_comments(repo, issue_no)] == ["Done"]
     assert [r.content for r in github_sim.reactions(repo, issue_no)] == ["eyes"]
@@ -450,7 +453,7 @@ def test_pagination_follows_link_headers(github_sim: GitHubSim) -> None:
     assert len(page.parsed_data) == 10
     assert 'rel="next"' in page.headers["link"] and "page=3" in page.headers["link"]
     everything = list(
-        gh.paginate(
+        gh.rest.paginate(
             gh.rest.issues.list_comments,
             owner="acme",
             repo="widgets",
@@ -802,3 +805,17 @@ def test_installation_endpoints_and_scoped_token_parse(github_sim: GitHubSim) ->
         f"{github_sim.base_url}/repos/acme/widgets", headers={"Authorization": f"Bearer {app_jwt}"}
     )
     assert as_app.status_code == 401  # a JWT is not an installation token
+
+
+def test_review_comment_outside_the_diff_is_refused(github_sim: GitHubSim) -> None:
+    repo = github_sim.add_repo("acme", "widgets", {"src/w.py": "a = 1\n"})
+    pr = github_sim.open_pr(repo, "x", {"src/w.py": "a = 1\nb = 2\n"}, "X", user="alice")
+    with pytest.raises(ValueError, match="not part of the diff"):
+        github_sim.submit_review(
+            repo,
+            pr,
+            "alice",
+            "COMMENTED",
+            "",
+            comments=[{"path": "src/w.py", "line": 40, "body": "?"}],
+        )

@@ -717,6 +717,10 @@ class GitHubSim:
             pull.reviews.append(review.id)
             for spec in comments or []:
                 hunk, position = self.world.hunk_for(r, pull, spec["path"], int(spec["line"]))
+                if position is None:
+                    raise ValueError(
+                        f"line {spec['line']} of {spec['path']} is not part of the diff of #{pr}"
+                    )
                 rc = ReviewComment(
                     id=self.world.next_id(),
                     repo=r.full_name,

@@ -278,6 +278,34 @@ def collaborator_permission(ctx: Ctx) -> Reply:
     return Reply(200, {"permission": permission, "role_name": role, "user": user})
 
 
+@route("GET", "/users/{username}")
+def get_user(ctx: Ctx) -> Reply:
+    user = ctx.sim.world.users.get(ctx.params["username"])
+    if user is None:
+        raise _error(404, "Not Found")
+    body = ctx.sim.world.render_user(user.login)
+    created = ctx.sim.world.app_json[ctx.sim.app_id]["created_at"]
+    body.update(
+        {
+            "name": None if user.type == "Bot" else user.login.title(),
+            "company": None,
+            "blog": "",
+            "location": None,
+            "email": None,
+            "hireable": None,
+            "bio": None,
+            "twitter_username": None,
+            "public_repos": 0,
+            "public_gists": 0,
+            "followers": 0,
+            "following": 0,
+            "created_at": created,
+            "updated_at": created,
+        }
+    )
+    return Reply(200, body)
+
+
 # --- issues, comments, reactions, labels --------------------------------------------------
 
 ISSUES = "issues|pull_requests"
