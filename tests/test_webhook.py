@@ -296,6 +296,15 @@ async def test_healthz_and_metrics(client: Client) -> None:
     assert m.status_code == 200
     assert 'pact_webhook_deliveries_total{event="issues",outcome="accepted"}' in m.text
     assert 'pact_queue_jobs{state="queued"} 1.0' in m.text
+    # unsigned requests choose their own headers: they never become a label value
+    body = b"{}"
+    await client.post(
+        "/webhook",
+        content=body,
+        headers={**headers("x" * 40, body), "X-Hub-Signature-256": "sha256=0"},
+    )
+    m = await client.get("/metrics")
+    assert 'event="unverified",outcome="rejected"' in m.text and "x" * 40 not in m.text
 
 
 async def test_unconfigured_app_answers_503_and_says_what_is_missing(tmp_path: Path) -> None:

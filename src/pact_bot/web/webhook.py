@@ -16,6 +16,7 @@ header) -> bool`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -45,6 +46,12 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
         return False
     expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), header.encode())
+
+
+@functools.lru_cache(maxsize=512)
+def _delivery_counter(event: str, outcome: str) -> Any:
+    """The labelled child, looked up once per (event, outcome) rather than per delivery."""
+    return metrics.deliveries.labels(event=event, outcome=outcome)
 
 
 class _TooLarge(Exception):
@@ -119,7 +126,10 @@ class WebhookEndpoint:
         status, outcome, body = await self._handle(headers, receive, fields)
         latency = time.perf_counter() - started
         metrics.webhook_latency.observe(latency)
-        metrics.deliveries.labels(event=event or "none", outcome=outcome).inc()
+        # only a signed delivery names its event: anyone can send headers, and every label
+        # value is a new time series
+        verified = status not in (401, 413, 503)
+        _delivery_counter((event or "none") if verified else "unverified", outcome).inc()
         fields["outcome"] = outcome
         fields["status"] = status
         fields["latency_ms"] = round(latency * 1000, 2)
