@@ -425,7 +425,8 @@ def test_kill_9_mid_pipeline_each_issue_gets_exactly_one_pr(
         "ANTHROPIC_BASE_URL": anthropic_sim.base_url,
         "ANTHROPIC_API_KEY": anthropic_sim.api_key,
         "PACT_TEST_HANDLER": "",  # the pipeline itself
-        "PACT_LEASE_SECONDS": "2",
+        "PACT_LEASE_SECONDS": "6",  # heartbeats every 2 s, even on a loaded CI machine
+        "PACT_MAX_ATTEMPTS": "5",
     }
     github_sim.set_webhook_url(procs.serve(**env) + "/webhook")
     workers = [
@@ -472,3 +473,10 @@ def test_kill_9_mid_pipeline_each_issue_gets_exactly_one_pr(
     heads = sorted(p["head"]["ref"] for p in pulls)
     assert heads == sorted(f"pact/code/part{i}" for i in range(n)), heads  # one PR each
     assert sorted(github_sim.branches("acme/shop")) == sorted(["main", *heads])  # no orphans
+    for job_id, number, *_ in jobs:  # one progress comment per job, updated, never re-posted
+        marked = [
+            c
+            for c in github_sim.issue_comments("acme/shop", int(str(number)))
+            if c.author == github_sim.bot_login and f"pact-bot:job:{job_id}" in c.body
+        ]
+        assert len(marked) == 1, [c.body[:80] for c in marked]
