@@ -36,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from pact_bot.jobs.model import TERMINAL, Enqueued, Job, JobKind, JobState, fingerprint
 
 T = TypeVar("T")
@@ -129,7 +131,7 @@ def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         installation_id=installation_id,
         delivery_id=delivery_id,
         sender=sender,
-        task=json.loads(task),
+        task=orjson.loads(task),
         state=JobState(state),
         attempts=attempts,
         created_at=created_at,
@@ -396,7 +398,7 @@ class SqliteQueue:
 
     async def enqueue(self, job: Job) -> Enqueued:
         fp = fingerprint(job)
-        task = json.dumps(job.task, separators=(",", ":"), default=str)
+        task = orjson.dumps(job.task, default=str).decode()
 
         def op(c: sqlite3.Connection) -> Enqueued:
             now = time.time()
