@@ -819,3 +819,29 @@ def test_review_comment_outside_the_diff_is_refused(github_sim: GitHubSim) -> No
             "",
             comments=[{"path": "src/w.py", "line": 40, "body": "?"}],
         )
+
+
+def test_pull_request_edits_and_closing_are_announced(
+    github_sim: GitHubSim, receiver: Receiver
+) -> None:
+    repo = github_sim.add_repo("acme", "widgets")
+    pr = github_sim.open_pr(repo, "x", {"x.txt": "x\n"}, "Old title", user="alice")
+    gh = installation_client(github_sim)
+    gh.rest.pulls.update("acme", "widgets", pr, title="New title")
+    closed = gh.rest.pulls.update("acme", "widgets", pr, state="closed").parsed_data
+    assert closed.state == "closed"
+    assert gh.rest.pulls.list("acme", "widgets", state="open").parsed_data == []
+    log = github_sim.wait_for_deliveries()
+    assert [d.action for d in log] == ["opened", "edited", "closed"]
+    assert log[1].payload["changes"] == {"title": {"from": "Old title"}}
+
+
+def test_revoked_tokens_are_refused(
+    github_sim: GitHubSim,
+) -> None:
+    github_sim.add_repo("acme", "widgets")
+    token = github_sim.create_token()
+    url = f"{github_sim.base_url}/repos/acme/widgets"
+    assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    github_sim.revoke_tokens()
+    assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 401

@@ -17,7 +17,9 @@ Identity and configuration
     write, triage, read, none), ``create_token(repositories=None, permissions=None) -> str``
     (an installation token without the JWT dance), ``rate_limit(after=0, retry_after=1,
     status=403, count=1)`` (secondary rate limit: after ``after`` more API calls the next
-    ``count`` are refused with ``retry-after``).
+    ``count`` are refused with ``retry-after``), ``revoke_tokens()``.
+    One installation (``installation_id``, account ``org``) covers every simulated repo;
+    ids are fresh per simulator because githubkit caches tokens per app/installation id.
 
 Repositories (real bare git repos; clone_url = ``{web_url}/{owner}/{name}.git``, auth
 basic ``x-access-token:<token>``; the default branch refuses pushes like a protected branch)
@@ -41,8 +43,9 @@ Helpers that change state and deliver the webhook GitHub would (``repo`` is a ``
     ``press_check_run_action(repo, check_run_id, identifier, user)``
     (check_run.requested_action).
     API calls GitHub would announce are announced too, with the bot as sender: comments,
-    comment edits, labels, pull requests opened, check runs created/completed, review
-    comment replies, and git pushes to a PR's head branch (pull_request.synchronize).
+    comment edits, labels, pull requests opened/edited/closed/reopened, check runs
+    created/completed, review comment replies, and git pushes to a PR's head branch
+    (pull_request.synchronize). Every body parses with githubkit's webhook models.
 
 Queries
     ``requests`` (list of ``Recorded(method, path, query, token, body, status)``, git calls
@@ -274,6 +277,11 @@ class GitHubSim:
                 full.append(matches[0].full_name)
         app = self.auth.apps[inst.app_id]
         return self.auth.issue_token(inst, app.bot_login, full, permissions)
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every installation token issued so far (as expiry would)."""
+        for value in list(self.auth.tokens):
+            self.auth.revoke(value)
 
     def rate_limit(
         self, after: int = 0, retry_after: int = 1, status: int = 403, count: int = 1
@@ -651,15 +659,38 @@ class GitHubSim:
             )
 
     def update_pull(self, repo: Repo, number: int, changes: dict[str, Any], sender: str) -> Issue:
+        """PATCH a pull request; GitHub announces edits, closing and reopening."""
         issue = self.pull_issue(repo, number)
         with self.world.lock:
-            if "title" in changes:
+            before = {"title": issue.title, "body": issue.body, "state": issue.state}
+            if isinstance(changes.get("title"), str):
                 issue.title = changes["title"]
             if "body" in changes:
                 issue.body = changes["body"]
             if changes.get("state") in ("open", "closed"):
                 issue.state = changes["state"]
             issue.updated_at = shapes.now_iso()
+            rendered = self.world.render_pull(repo, issue)
+        edits = {
+            key: {"from": before[key]}
+            for key in ("title", "body")
+            if before[key] != getattr(issue, key)
+        }
+        if edits:
+            self.announce(
+                "pull_request",
+                "edited",
+                repo,
+                sender,
+                number=number,
+                pull_request=rendered,
+                changes=edits,
+            )
+        if before["state"] != issue.state:
+            action = "closed" if issue.state == "closed" else "reopened"
+            self.announce(
+                "pull_request", action, repo, sender, number=number, pull_request=rendered
+            )
         return issue
 
     def request_reviewers(self, repo: Repo, number: int, reviewers: list[str]) -> Issue:

@@ -37,7 +37,12 @@ def fixtures_dir() -> Path:
 
 @cache
 def _template(event: str, action: str) -> str:
-    path = fixtures_dir() / event / f"{action}.payload.json"
+    """The example payload for ``event.action``; for an action without an example (e.g.
+    pull_request.edited) the event's first example, whose action ``payload`` replaces."""
+    folder = fixtures_dir() / event
+    path = folder / f"{action}.payload.json"
+    if not path.exists():
+        path = sorted(folder.glob("*.payload.json"))[0]
     return path.read_text()
 
 
