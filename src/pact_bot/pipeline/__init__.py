@@ -4,9 +4,9 @@
     handler = build_handler(settings, runtime=Runtime(settings, workspace=...))  # tests
 
 `HANDLERS` maps each `JobKind` to an `async (runtime, job, control) -> JobOutcome`.
-Code jobs are `pipeline.code`; revise, reply and spec_check are the extension points a
-later module fills in (`register(kind, fn)` or by editing `_default_handlers`); until then
-they raise NotImplementedError, which the worker records as a failed job.
+Code jobs are `pipeline.code`; revise jobs `pipeline.revise`; reply jobs (/pact help,
+status, cancel) `pipeline.commands`; spec checks `pipeline.spec_check`. `register(kind,
+fn)` replaces one; an unknown kind raises NotImplementedError (a failed job).
 """
 
 from __future__ import annotations
@@ -30,6 +30,24 @@ async def _code(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
     return await handle_code(runtime, job, control)
 
 
+async def _revise(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
+    from pact_bot.pipeline.revise import handle_revise
+
+    return await handle_revise(runtime, job, control)
+
+
+async def _reply(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
+    from pact_bot.pipeline.commands import handle_reply
+
+    return await handle_reply(runtime, job, control)
+
+
+async def _spec_check(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
+    from pact_bot.pipeline.spec_check import handle_spec_check
+
+    return await handle_spec_check(runtime, job, control)
+
+
 async def _not_yet(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
     # Extension point: revise (pipeline/revise.py), reply (/pact help|status|cancel) and
     # spec_check (the "Implement" check run on spec PRs) are issue 5's.
@@ -39,9 +57,9 @@ async def _not_yet(runtime: Runtime, job: Job, control: JobControl) -> JobOutcom
 def _default_handlers() -> dict[JobKind, KindHandler]:
     return {
         JobKind.code: _code,
-        JobKind.revise: _not_yet,
-        JobKind.reply: _not_yet,
-        JobKind.spec_check: _not_yet,
+        JobKind.revise: _revise,
+        JobKind.reply: _reply,
+        JobKind.spec_check: _spec_check,
     }
 
 
