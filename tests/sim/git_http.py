@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -73,8 +74,6 @@ def basic_password(header: str | None) -> str | None:
 
 
 def _refs(path: Path) -> dict[str, str]:
-    import subprocess
-
     out = subprocess.run(
         ["git", "--git-dir", str(path), "for-each-ref", "--format=%(refname) %(objectname)"],
         capture_output=True,

@@ -82,7 +82,15 @@ from types import TracebackType
 from typing import Any
 
 from . import shapes
-from .auth import App, AuthError, Authority, Token, random_token, shared_private_key_pem
+from .auth import (
+    App,
+    AuthError,
+    Authority,
+    Installation,
+    Token,
+    random_token,
+    shared_private_key_pem,
+)
 from .git_http import GitCall
 from .gitrepo import BareRepo, Commit
 from .server import BackgroundServer
@@ -218,8 +226,7 @@ class GitHubSim:
     # --- configuration -------------------------------------------------------------------
 
     def _register(self, app: App, installation_id: int) -> None:
-        bot = self.world.user(app.bot_login, "Bot")
-        del bot
+        self.world.user(app.bot_login, "Bot")
         self.auth.add_app(app, installation_id)
         self.world.app_json[app.id] = shapes.app(
             self.urls,
@@ -256,7 +263,7 @@ class GitHubSim:
         return self.issue_token(inst, names, permissions).value
 
     def issue_token(
-        self, inst: Any, names: list[str] | None, permissions: dict[str, str] | None
+        self, inst: Installation, names: list[str] | None, permissions: dict[str, str] | None
     ) -> Token:
         full = None
         if names:

@@ -26,6 +26,7 @@ from . import shapes
 from .auth import App, AuthError, Token
 from .git_http import GitEndpoint
 from .manifest import manifest_routes
+from .state import ROLE_PERMISSION
 
 if TYPE_CHECKING:
     from .github import GitHubSim
@@ -90,7 +91,9 @@ class RouteSpec:
 ROUTES: list[RouteSpec] = []
 
 
-def route(method: str, path: str, auth: str = "token", permission: str | None = None):
+def route(
+    method: str, path: str, auth: str = "token", permission: str | None = None
+) -> Callable[[Handler], Handler]:
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
     regex = regex.replace("(?P<path>[^/]+)", "(?P<path>.*)")
 
@@ -263,8 +266,6 @@ def collaborator_permission(ctx: Ctx) -> Reply:
     if login not in ctx.sim.world.users:
         raise _error(404, "Not Found")
     role = ctx.sim.world.role(repo, login)
-    from .state import ROLE_PERMISSION
-
     user = ctx.sim.world.render_user(login)
     permission = ROLE_PERMISSION[role]
     user["permissions"] = {
