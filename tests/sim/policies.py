@@ -5,6 +5,11 @@ server keeps no conversation state, so every policy here derives what to do next
 conversation in the request: a script (a generator) is replayed over the request's assistant
 turns, receiving each following user turn (tool results, text) as the answer to its yield,
 and the next thing it yields is the answer. Retries of a call therefore get the same answer.
+Write a new one by subclassing `ScriptPolicy` and its generator `script(convo)`: each
+`fb = yield Turn(...)` gets a `Feedback` (`results` in call order, `result`, `failed`,
+`text`); `Conversation` offers `first_user_text`, `editor`/`bash` (the tool names the
+request offers, or None) and `thinking`. Helpers: `find_spec_paths`, `parse_review_comments`,
+`cat_n_lines` (an editor `view` result as {line number: text}), `CLOSING`.
 
 `ReplayPolicy(turns, by="conversation")`
     Plays recorded turns (each a `Turn`, a list of content blocks, a string, or a dict with
