@@ -129,7 +129,7 @@ def unregistered_server(github_sim: Any, tmp_path: Path) -> Iterator[Served]:
     env = _clean_env() | {
         "GITHUB_API_URL": github_sim.base_url,
         "GITHUB_WEB_URL": github_sim.web_url,
-        "PACT_WORKERS": "0",
+        "PACT_WORKERS": "1",  # in-process workers switch to the new App too
         "PACT_DATABASE_URL": f"sqlite:///{tmp_path / 'pact-bot.db'}",
         "PACT_DATA_DIR": str(tmp_path / "data"),
         "PYTHONUNBUFFERED": "1",

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 import uvicorn
 
 from pact_bot.jobs.backends import open_queue
-from pact_bot.jobs.worker import load_handler, run_workers
+from pact_bot.jobs.model import Job
+from pact_bot.jobs.worker import JobControl, JobOutcome, load_handler, run_workers
 from pact_bot.logs import register_secrets
 from pact_bot.settings import Settings
 from pact_bot.web.app import create_app
@@ -80,7 +81,19 @@ async def _serve(settings: Settings, host: str, port: int, grace_seconds: float)
     server = _Server(config, stop)
     workers: asyncio.Task[None] | None = None
     if settings.pact_workers > 0:
-        handler = load_handler(settings)
+        current = {"handler": load_handler(settings)}
+
+        async def handler(job: Job, control: JobControl) -> JobOutcome:
+            return await current["handler"](job, control)
+
+        web_changed = app.state.on_settings_changed
+
+        def on_settings_changed(new: Settings) -> None:
+            """The setup flow registered the App: jobs claimed from now on use it too."""
+            web_changed(new)
+            current["handler"] = load_handler(new)
+
+        app.state.on_settings_changed = on_settings_changed
         workers = asyncio.create_task(
             run_workers(queue, handler, settings.pact_workers, stop, grace_seconds=grace_seconds)
         )
