@@ -34,9 +34,16 @@ USER = [{"role": "user", "content": "hi"}]
 PRICES = {"input": 2.0, "output": 10.0, "cache_write": 2.5, "cache_read": 0.2}
 
 
+_CLIENTS: dict[tuple[Any, ...], anthropic.Anthropic] = {}
+
+
 def sdk(sim: AnthropicSim, **kw: Any) -> anthropic.Anthropic:
+    """An SDK client on the simulator (reused: building one costs an SSL context)."""
     kw.setdefault("max_retries", 0)
-    return sim.client(**kw)
+    key = (sim.base_url, *sorted(kw.items()))
+    if key not in _CLIENTS:
+        _CLIENTS[key] = sim.client(**kw)
+    return _CLIENTS[key]
 
 
 def create(sim: AnthropicSim, **body: Any) -> anthropic.types.Message:
@@ -574,12 +581,9 @@ def test_overloaded_and_server_error(anthropic_sim: AnthropicSim) -> None:
 
 def test_overload_storm_outlasts_retries(anthropic_sim: AnthropicSim) -> None:
     anthropic_sim.inject_always(Fault.overloaded())
-    client = anthropic_sim.client(max_retries=2)
-    client = client.with_options(max_retries=2)
-    client._calculate_retry_timeout = lambda *a, **k: 0.01  # type: ignore[method-assign]
-    with pytest.raises(anthropic.OverloadedError):
-        client.messages.create(model=MODEL, max_tokens=10, messages=USER)
-    assert [c.status for c in anthropic_sim.calls] == [529, 529, 529]
+    with pytest.raises(anthropic.OverloadedError):  # one retry after the SDK's ~0.5 s backoff
+        sdk(anthropic_sim, max_retries=1).messages.create(model=MODEL, max_tokens=10, messages=USER)
+    assert [c.status for c in anthropic_sim.calls] == [529, 529]
     anthropic_sim.clear_faults()
     assert create(anthropic_sim).content
 
