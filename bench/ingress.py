@@ -96,7 +96,13 @@ def warm_up(port: int, count: int = 300) -> None:
             r.read()
 
 
-def run_wrk(port: int, reqfile: Path, args: argparse.Namespace) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the server process has used (immune to other load on the box)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(port: int, reqfile: Path, args: argparse.Namespace, pid: int) -> dict:
     cmd = [
         "wrk",
         f"-t{args.threads}",
@@ -112,11 +118,14 @@ def run_wrk(port: int, reqfile: Path, args: argparse.Namespace) -> dict:
     ]
     if args.pin:
         cmd = ["taskset", "-c", "0", *cmd]
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before
     for line in out.splitlines():
         if line.startswith("WRK_RESULT "):
             res = json.loads(line.removeprefix("WRK_RESULT "))
             res["rate"] = res["accepted"] / (res["duration_us"] / 1e6)
+            res["cpu_us"] = cpu * 1e6 / max(res["answered"], 1)
             if res["wrapped"]:
                 print(
                     f"warning: all {args.requests} deliveries were sent before the end; "
@@ -155,7 +164,7 @@ def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Nam
     try:
         wait_ready(port, proc)
         warm_up(port)
-        res = run_wrk(port, reqfile, args)
+        res = run_wrk(port, reqfile, args, proc.pid)
     finally:
         proc.send_signal(signal.SIGKILL)  # durability: nothing gets a chance to flush
         proc.wait()
@@ -202,7 +211,7 @@ def bench_floor(reqfile: Path, args: argparse.Namespace) -> dict:
     try:
         wait_ready(port, proc)
         warm_up(port)
-        return run_wrk(port, reqfile, args)
+        return run_wrk(port, reqfile, args, proc.pid)
     finally:
         proc.terminate()
         proc.wait()
@@ -240,7 +249,7 @@ def bench_probot(work: Path, reqfile: Path, args: argparse.Namespace) -> dict | 
     try:
         wait_ready(port, proc)
         warm_up(port)
-        return run_wrk(port, reqfile, args)
+        return run_wrk(port, reqfile, args, proc.pid)
     finally:
         proc.terminate()
         proc.wait()
@@ -265,7 +274,8 @@ def machine() -> str:
 def line(name: str, r: dict) -> str:
     return (
         f"{name:<9} {r['rate']:>8.0f} accepted/s   p50 {r['p50_us'] / 1000:6.2f} ms   "
-        f"p99 {r['p99_us'] / 1000:6.2f} ms   ({r['accepted']} of {r['answered']} answered 2xx, "
+        f"p99 {r['p99_us'] / 1000:6.2f} ms   server CPU {r['cpu_us']:5.0f} us/delivery   "
+        f"({r['accepted']} of {r['answered']} answered 2xx, "
         f"errors: status {r['errors_status']}, timeout {r['errors_timeout']})"
     )
 
@@ -315,10 +325,16 @@ def main() -> int:
         if not args.skip_floor:
             results["floor"] = bench_floor(reqfile, args)
             print(line("floor", results["floor"]))
+    load = os.getloadavg()[0]
+    print(f"load average during the run: {load:.2f} on {os.cpu_count()} CPUs")
     for peer in ("probot", "floor"):
         if peer in results:
             ratio = results["pact-bot"]["rate"] / results[peer]["rate"]
-            print(f"pact-bot / {peer}: {ratio:.2f}x")
+            cpu_ratio = results[peer]["cpu_us"] / results["pact-bot"]["cpu_us"]
+            print(
+                f"pact-bot / {peer}: {ratio:.2f}x accepted/s, "
+                f"{cpu_ratio:.2f}x by server CPU per delivery"
+            )
     print("RESULTS " + json.dumps(results))
     return 0 if results["pact-bot"]["durable"] else 1
 

@@ -244,3 +244,13 @@ async def test_progress_fields_beyond_columns_are_kept(queue: Queue) -> None:
     await queue.update(j.id, comment_id=77, turns=2)
     got = await queue.get(j.id)
     assert got is not None and got.turns == 2 and got.task["progress"]["comment_id"] == 77
+
+
+async def test_a_failed_enqueue_records_nothing(queue: Queue) -> None:
+    first = job(1)
+    await queue.enqueue(first)
+    clash = job(2).model_copy(update={"id": first.id})  # same job id: the insert fails
+    with pytest.raises(Exception):  # noqa: B017 - each backend raises its driver's error
+        await queue.enqueue(clash)
+    retry = clash.model_copy(update={"id": "fresh000000000002"})
+    assert await queue.enqueue(retry) is Enqueued.created  # the delivery was not kept

@@ -173,13 +173,16 @@ class _Committer:
         self._last_checkpoint = time.monotonic()
         self._executor = executor
         self.loop = asyncio.get_running_loop()
-        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], bool]]
+        self._pending = []
         self._drain_task: asyncio.Task[None] | None = None
         self._commit_avg = 0.0
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def submit(
+        self, fn: Callable[[sqlite3.Connection], T], isolated: bool = True
+    ) -> asyncio.Future[T]:
         fut: asyncio.Future[T] = self.loop.create_future()
-        self._pending.append((fn, fut))
+        self._pending.append((fn, fut, isolated))
         if self._drain_task is None:
             self._drain_task = self.loop.create_task(self._drain())
         return fut
@@ -227,7 +230,7 @@ class _Committer:
                     await self._begin()
                 except Exception as e:
                     batch, self._pending = self._pending, []
-                    for _fn, fut in batch:
+                    for _fn, fut, _iso in batch:
                         _resolve(fut, False, e)
                     continue
                 batch, self._pending = self._pending, []
@@ -238,16 +241,22 @@ class _Committer:
                     with contextlib.suppress(sqlite3.Error):
                         self._conn.execute("ROLLBACK")
                     results = [(False, e)] * len(batch)
-                for (_fn, fut), (ok, value) in zip(batch, results, strict=True):
+                for (_fn, fut, _iso), (ok, value) in zip(batch, results, strict=True):
                     _resolve(fut, ok, value)
                 await asyncio.sleep(0)
         finally:
             self._drain_task = None
 
-    def _run(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> list[Any]:
+    def _run(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any, bool]]) -> list[Any]:
         conn = self._conn
         results: list[tuple[bool, Any]] = []
-        for fn, _fut in batch:
+        for fn, _fut, isolated in batch:
+            if not isolated:
+                try:
+                    results.append((True, fn(conn)))
+                except Exception as e:
+                    results.append((False, e))
+                continue
             conn.execute("SAVEPOINT op")
             try:
                 results.append((True, fn(conn)))
@@ -349,12 +358,13 @@ class SqliteQueue:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
+    def _write(self, fn: Callable[[sqlite3.Connection], T], isolated: bool = True) -> Awaitable[T]:
+        """`isolated=False` for requests that leave nothing behind when they raise."""
         if self._writer is None:
             raise RuntimeError("SqliteQueue is not open")
         if asyncio.get_running_loop() is not self._writer.loop:
             return asyncio.to_thread(self._write_alone, fn)
-        return self._writer.submit(fn)
+        return self._writer.submit(fn, isolated)
 
     def _checkpoint(self) -> None:
         self._reader().execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -394,52 +404,58 @@ class SqliteQueue:
             )
             return cur.rowcount == 1
 
-        return await self._write(op)
+        return await self._write(op, isolated=False)
 
     async def enqueue(self, job: Job) -> Enqueued:
         fp = fingerprint(job)
         task = orjson.dumps(job.task, default=str).decode()
 
+        row = (
+            job.id,
+            str(job.kind),
+            job.key,
+            job.repo,
+            job.number,
+            job.installation_id,
+            job.delivery_id,
+            job.sender,
+            task,
+            fp,
+            job.created_at,
+            job.key,
+            fp,
+        )
+
         def op(c: sqlite3.Connection) -> Enqueued:
-            now = time.time()
+            # Two statements on the common path; self-contained (no savepoint): the only
+            # write before a possible failure is undone by hand.
             cur = c.execute(
                 "INSERT OR IGNORE INTO deliveries(delivery_id, received_at, job_id) VALUES (?,?,?)",
-                (job.delivery_id, now, job.id),
+                (job.delivery_id, time.time(), job.id),
             )
             if cur.rowcount != 1:
                 return Enqueued.duplicate_delivery
-            same = c.execute(
-                "SELECT id FROM jobs WHERE key = ? AND state = 'queued' AND fingerprint = ? "
-                "LIMIT 1",
-                (job.key, fp),
-            ).fetchone()
-            if same is not None:
+            try:
+                cur = c.execute(
+                    "INSERT INTO jobs(id, kind, key, repo, number, installation_id, delivery_id, "
+                    "sender, task, fingerprint, state, attempts, created_at) "
+                    "SELECT ?,?,?,?,?,?,?,?,?,?,'queued',0,? WHERE NOT EXISTS (SELECT 1 FROM jobs "
+                    "WHERE key = ? AND state = 'queued' AND fingerprint = ?)",
+                    row,
+                )
+                if cur.rowcount == 1:
+                    return Enqueued.created
                 c.execute(
-                    "UPDATE deliveries SET job_id = ? WHERE delivery_id = ?",
-                    (same[0], job.delivery_id),
+                    "UPDATE deliveries SET job_id = (SELECT id FROM jobs WHERE key = ? AND "
+                    "state = 'queued' AND fingerprint = ? LIMIT 1) WHERE delivery_id = ?",
+                    (job.key, fp, job.delivery_id),
                 )
                 return Enqueued.coalesced
-            c.execute(
-                "INSERT INTO jobs(id, kind, key, repo, number, installation_id, delivery_id, "
-                "sender, task, fingerprint, state, attempts, created_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,'queued',0,?)",
-                (
-                    job.id,
-                    str(job.kind),
-                    job.key,
-                    job.repo,
-                    job.number,
-                    job.installation_id,
-                    job.delivery_id,
-                    job.sender,
-                    task,
-                    fp,
-                    job.created_at,
-                ),
-            )
-            return Enqueued.created
+            except BaseException:
+                c.execute("DELETE FROM deliveries WHERE delivery_id = ?", (job.delivery_id,))
+                raise
 
-        return await self._write(op)
+        return await self._write(op, isolated=False)
 
     # -- workers -----------------------------------------------------------------------------
 

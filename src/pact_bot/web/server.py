@@ -55,7 +55,17 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
+def _lean_log_records() -> None:
+    """Skip what our formatters never print (caller frame, thread, process): the logging
+    docs' own optimisation, a few percent of each webhook's CPU."""
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 async def _serve(settings: Settings, host: str, port: int, grace_seconds: float) -> None:
+    _lean_log_records()
     register_secrets(settings.secrets())
     missing = settings.missing_app_vars()
     if missing:
