@@ -463,19 +463,6 @@ async def test_secondary_rate_limit_is_waited_out(
     assert len(github_sim.pulls(REPO)) == 1
 
 
-@pytest.mark.parametrize("kind", ["revise", "reply", "spec_check"])
-async def test_other_kinds_are_extension_points(
-    bot: InProcessBot,  # noqa: F811
-    kind: str,
-) -> None:
-    from pact_bot.jobs.model import Job, JobKind
-    from pact_bot.jobs.worker import JobControl
-
-    job = Job(kind=JobKind(kind), key="a/b#1", repo="a/b", number=1, delivery_id="d", sender="x")
-    with pytest.raises(NotImplementedError):
-        await bot.handler(job, JobControl(bot.queue, job))
-
-
 # --- through the real `pact-bot serve` process ---------------------------------------
 
 
