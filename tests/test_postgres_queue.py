@@ -73,10 +73,11 @@ async def test_open_refuses_an_unmigrated_database_with_one_line() -> None:
 def test_cli_refuses_then_migrates_idempotently_then_lists_jobs(tmp_path: Path) -> None:
     schema = make_schema("cli", migrate=False)
     try:
-        refused = run_cli("worker", env=schema.env(), cwd=tmp_path)
-        assert refused.returncode == 2
-        assert refused.stderr.strip().splitlines()[-1] == f"pact-bot: {NOT_MIGRATED}"
-        assert "Traceback" not in refused.stderr
+        for command in (["worker"], ["serve", "--port", "0"]):
+            refused = run_cli(*command, env=schema.env(), cwd=tmp_path)
+            assert refused.returncode == 2
+            assert refused.stderr.strip().splitlines()[-1] == f"pact-bot: {NOT_MIGRATED}"
+            assert "Traceback" not in refused.stderr
 
         for _ in range(2):  # idempotent
             done = run_cli("db", "migrate", env=schema.env(), cwd=tmp_path)
