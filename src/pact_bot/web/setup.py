@@ -296,7 +296,7 @@ def write_app_credentials(path: Path, values: dict[str, str], note: str) -> None
             keep.append(line)
     while keep and not keep[-1].strip():
         keep.pop()
-    block = [f"# {note}"] + [f"{k}={_quote_env(v)}" for k, v in values.items()]
+    block = [f"# {' '.join(note.split())}"] + [f"{k}={_quote_env(v)}" for k, v in values.items()]
     text = "\n".join([*keep, "", *block] if keep else block) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -396,10 +396,18 @@ async def setup_callback(request: Request) -> HTMLResponse:
             )
         request.app.state.settings = fresh
         hook = getattr(request.app.state, "on_settings_changed", None)
+        restart = ""
         if hook is not None:
-            result = hook(fresh)
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = hook(fresh)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("applying the new App's settings failed; restart to apply")
+                restart = (
+                    "<p class=warn>Part of the server could not switch to the new App; "
+                    "restart pact-bot to finish (the credentials are saved).</p>"
+                )
     install = f"{app.get('html_url') or f'{settings.web_url}/apps/{slug}'}/installations/new"
     body = (
         f"<p>GitHub App <strong>{html.escape(str(app.get('name') or slug))}</strong> "
@@ -410,7 +418,7 @@ async def setup_callback(request: Request) -> HTMLResponse:
         "repositories</a>, then label an issue <code>pact:code</code> or comment "
         "<code>/pact code</code>.</p>"
         "<p>Next: set <code>ANTHROPIC_API_KEY</code> if you have not, and run "
-        "<code>pact-bot doctor</code>.</p>"
+        "<code>pact-bot doctor</code>.</p>" + restart
     )
     return _page("pact-bot is registered", body)
 
