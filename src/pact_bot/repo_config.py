@@ -134,6 +134,12 @@ class RepoConfig(_Strict):
         "`pact-backend-coder` (`.claude/agents/pact-backend-coder.md` is used when present).",
     )
 
+    @field_validator("spec_prs", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false: `spec_prs: off` must mean "off".
+        return "off" if v is False else v
+
     @field_validator("command")
     @classmethod
     def _slash(cls, v: str) -> str:
