@@ -42,6 +42,9 @@ Where the protocol and procrastinate differ, and what this module does:
   with `finish(..., cancelled)`, stored by procrastinate as `aborted` (it has no other terminal
   state reachable from `doing`).
 - The tasks are never run by `procrastinate worker`: pact-bot's own worker loop claims them.
+- `enqueue` normally is one statement (delivery, `procrastinate_defer_jobs_v1`, our record)
+  and one commit; only when the queueing lock refuses it does it take the careful path
+  (savepoint, `JobManager.defer_job_async`, `AlreadyEnqueued`).
 - A dropped connection (Postgres restart, `pg_terminate_backend`) fails the statement in
   flight; every method retries on a fresh pooled connection with backoff. If the connection
   drops while COMMIT is in flight, `enqueue` may answer `duplicate_delivery` for a job it did
@@ -243,7 +246,7 @@ class PostgresQueue:
         min_connections: int = 1,
         max_connections: int = 10,
     ) -> None:
-        self.dsn = _libpq_dsn(dsn)
+        self.dsn = dsn
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.schema = schema
@@ -823,11 +826,6 @@ class PostgresQueue:
 # -- schema ------------------------------------------------------------------------------------
 
 
-def _libpq_dsn(dsn: str) -> str:
-    """libpq knows postgresql:// and postgres://; nothing else to translate."""
-    return dsn
-
-
 async def _is_migrated(connector: PsycopgConnector) -> bool:
     row = await connector.execute_query_one_async(
         query="SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS p, "  # type: ignore[arg-type]
@@ -846,7 +844,7 @@ async def apply_schema(dsn: str, schema: str | None = None) -> str:
     """
     kwargs = _conn_kwargs(schema)
     async with await psycopg.AsyncConnection.connect(
-        _libpq_dsn(dsn), autocommit=True, connect_timeout=CONNECT_TIMEOUT, **kwargs
+        dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **kwargs
     ) as conn:
         target = schema
         if target is None:
@@ -902,6 +900,6 @@ async def drop_schema(dsn: str, schema: str) -> None:
     if not _IDENT.match(schema):
         raise ValueError(f"not a plain identifier: {schema!r}")
     async with await psycopg.AsyncConnection.connect(
-        _libpq_dsn(dsn), autocommit=True, connect_timeout=CONNECT_TIMEOUT
+        dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT
     ) as conn:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
