@@ -173,7 +173,7 @@ async def test_spec_pr_and_command_opens_pr_targeting_the_spec_branch(
         REPO, "spec/cart", {"docs/cart-spec.md": SPEC}, "Cart spec", user="alice"
     )
     await bot.process()  # the spec check job (another helper's kind) may fail; ignore it
-    github_sim.comment(REPO, pr_number, "/pact code\nKeep it small.", user="alice")
+    cid = github_sim.comment(REPO, pr_number, "/pact code\nKeep it small.", user="alice")
 
     jobs = [j for j in await bot.process() if j.kind == "code"]
 
@@ -186,6 +186,8 @@ async def test_spec_pr_and_command_opens_pr_targeting_the_spec_branch(
     first = anthropic_sim.requests[0]["messages"][0]["content"]
     first_text = first if isinstance(first, str) else first[0]["text"]
     assert "Keep it small." in first_text
+    assert 'changed_sections="Cart service; Purpose; API"' in first_text
+    assert "eyes" in [r.content for r in github_sim.reactions(REPO, comment_id=cid)]
 
 
 async def test_retrigger_updates_the_same_pr(
