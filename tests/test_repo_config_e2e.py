@@ -1,0 +1,102 @@
+"""`.github/pact.yml` end to end: an invalid file stops the job with the error quoted, and
+its values (command word, limits, protected paths) reach revise and reply jobs."""
+
+from __future__ import annotations
+
+from sim.anthropic import AnthropicSim
+from sim.bot import InProcessBot, bot  # noqa: F401
+from sim.github import GitHubSim
+from sim.policies import RevisePolicy
+from test_revise import BRANCH, REPO, SPEC, THREE, bot_comments, open_bot_pr
+
+from pact_bot.jobs.model import JobState
+from pact_bot.repo_config import parse_repo_config
+
+
+def with_config(text: str) -> dict[str, str]:
+    return {"README.md": "# Shop\n", "docs/cart-spec.md": SPEC, ".github/pact.yml": text}
+
+
+async def test_invalid_config_stops_a_review_job_and_quotes_the_error(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    number = open_bot_pr(github_sim, with_config("model: sonnet\npr:\n  draft: maybe\n"))
+    before = github_sim.branches(REPO)[BRANCH]
+    anthropic_sim.set_policy(RevisePolicy())
+    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", comments=[THREE[0]])
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.failed]
+    [comment] = bot_comments(github_sim, number)
+    assert "`.github/pact.yml` is not valid" in comment
+    assert "> .github/pact.yml, line 3: pr.draft: Input should be a valid boolean" in comment
+    assert anthropic_sim.requests == []
+    assert github_sim.branches(REPO)[BRANCH] == before
+    assert bot.worktrees() == []
+
+
+async def test_command_word_from_the_config_is_used_once_known(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+) -> None:
+    github_sim.add_repo(
+        "acme", "shop", files={"README.md": "x\n", ".github/pact.yml": "command: bot\n"}
+    )
+    github_sim.add_user("alice", "write")
+    number = github_sim.open_issue(REPO, "Q", user="alice")
+    github_sim.comment(REPO, number, "/pact help", user="alice")  # before the cache: default
+    await bot.process()
+    github_sim.comment(REPO, number, "/pact help", user="alice")  # now not a command here
+    github_sim.comment(REPO, number, "/bot status", user="alice")
+
+    jobs = await bot.process()
+
+    assert [(j.kind, j.task.get("command")) for j in jobs] == [("reply", "status")]
+    first, second = bot_comments(github_sim, number)
+    assert "`/bot code [spec paths]`" in first and "command: /bot" in first
+    assert second == "No pact-bot job is queued or running for #1."
+
+
+async def test_limits_from_the_config_bound_a_revise_job(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    number = open_bot_pr(github_sim, with_config("limits:\n  max_turns: 2\n"))
+    before = github_sim.branches(REPO)[BRANCH]
+    anthropic_sim.set_policy(RevisePolicy())
+    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", comments=THREE)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.failed]
+    assert len(anthropic_sim.requests) == 2
+    [comment] = bot_comments(github_sim, number)
+    assert "reached its budget (2 turns)" in comment and "Nothing was pushed" in comment
+    assert github_sim.branches(REPO)[BRANCH] == before
+
+
+async def test_protected_paths_from_the_config_apply_to_revisions(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    number = open_bot_pr(github_sim, with_config("protected_paths:\n  - src/**\n"))
+    before = github_sim.branches(REPO)[BRANCH]
+    anthropic_sim.set_policy(RevisePolicy())
+    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", comments=[THREE[0]])
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.failed]
+    [comment] = bot_comments(github_sim, number)
+    assert "protected paths (`src/cart.py`)" in comment
+    assert github_sim.branches(REPO)[BRANCH] == before
+    assert github_sim.review_replies(REPO, number) == []
+
+
+def test_bare_off_in_yaml_means_off() -> None:
+    assert parse_repo_config("spec_prs: off\n").spec_prs == "off"
