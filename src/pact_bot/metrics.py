@@ -18,9 +18,7 @@ webhook_latency = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
-queue_depth = Gauge(
-    "pact_queue_jobs", "Jobs in the queue by state.", ["state"], registry=REGISTRY
-)
+queue_depth = Gauge("pact_queue_jobs", "Jobs in the queue by state.", ["state"], registry=REGISTRY)
 jobs = Counter(
     "pact_jobs_total", "Finished jobs by kind and outcome.", ["kind", "outcome"], registry=REGISTRY
 )
