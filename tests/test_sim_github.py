@@ -665,6 +665,8 @@ def test_manifest_flow_registers_an_app_whose_credentials_work(github_sim: GitHu
         "default_permissions": {"contents": "write", "issues": "write"},
         "default_events": ["issues"],
     }
+    form = httpx.get(f"{github_sim.web_url}/settings/apps/new")
+    assert form.status_code == 200 and 'name="manifest"' in form.text
     resp = httpx.post(
         f"{github_sim.web_url}/organizations/acme/settings/apps/new?state=s3",
         data={"manifest": json.dumps(manifest)},
@@ -848,3 +850,17 @@ def test_revoked_tokens_are_refused(
     assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
     github_sim.revoke_tokens()
     assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_malformed_json_is_answered_400(github_sim: GitHubSim) -> None:
+    repo = github_sim.add_repo("acme", "widgets")
+    number = github_sim.open_issue(repo, "Widget", "", "alice")
+    token = github_sim.create_token()
+    resp = httpx.post(
+        f"{github_sim.base_url}/repos/acme/widgets/issues/{number}/comments",
+        content=b"{not json",
+        headers={"Authorization": f"token {token}"},
+    )
+    assert resp.status_code == 400 and resp.json()["message"] == "Problems parsing JSON"
+    assert github_sim.issue_comments(repo, number) == []
+    assert github_sim.errors == []

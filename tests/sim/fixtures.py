@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,3 +17,5 @@ def github_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHubSim]:
     root: Path = tmp_path_factory.mktemp("github-sim")
     with GitHubSim(root) as sim:
         yield sim
+    if sim.errors:
+        warnings.warn(f"GitHub simulator answered 500: {sim.errors}", stacklevel=1)

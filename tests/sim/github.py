@@ -54,7 +54,7 @@ Queries
     ``check_runs(repo) -> [CheckRun]``, ``reactions(repo, number=None, comment_id=None,
     review_comment_id=None) -> [Reaction]``, ``review_comments(repo, pr)``,
     ``review_replies(repo, pr)`` (alias ``review_comment_replies``) -> replies only,
-    ``reviews(repo, pr)``.
+    ``reviews(repo, pr)``, ``errors`` (simulator bugs answered 500; should stay empty).
 
 Webhooks
     ``deliveries`` (log of ``Delivery(id, event, action, status, duration, error, body,
@@ -156,6 +156,7 @@ class GitHubSim:
         self.repos_root = self.root / "repos"
         self.repos_root.mkdir(parents=True, exist_ok=True)
         self.requests: list[Recorded] = []
+        self.errors: list[str] = []  # simulator bugs answered as 500 (should stay empty)
         self.registered_apps: list[App] = []
         self.manifest_codes: dict[str, dict[str, Any]] = {}
         self._rate_limit: RateLimit | None = None

@@ -9,6 +9,7 @@ lock. Errors use GitHub's JSON shape (``message``, ``documentation_url``).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .state import Repo
 
 DOCS = "https://docs.github.com/rest"
+log = logging.getLogger(__name__)
 SECONDARY = (
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
     "If you reach out to GitHub Support for help, please include the request ID {rid}."
@@ -631,6 +633,8 @@ def api_endpoint(sim: GitHubSim) -> Callable[[Request], Any]:
                 return Response(status_code=204, headers=headers)
             return out
 
+        if isinstance(body, str):
+            return finish(400, shapes.error("Problems parsing JSON", DOCS, status="400"))
         limit = sim.take_rate_limit()
         if limit is not None:
             return finish(
@@ -663,6 +667,10 @@ def api_endpoint(sim: GitHubSim) -> Callable[[Request], Any]:
                 return finish(
                     exc.status, shapes.error(exc.message, DOCS, status=str(exc.status), **exc.extra)
                 )
+            except Exception as exc:  # a simulator bug: answer 500 and keep it for the test
+                log.exception("simulator error on %s %s", request.method, path)
+                sim.errors.append(f"{request.method} {path}: {type(exc).__name__}: {exc}")
+                return finish(500, shapes.error(f"simulator error: {exc}", DOCS, status="500"))
             return finish(reply.status, reply.body, reply.headers)
         return finish(404, shapes.error("Not Found", DOCS, status="404"))
 
