@@ -204,8 +204,12 @@ class ReplyJob:
     async def _run(self) -> JobOutcome:
         job = self.job
         inst = job.installation_id or await self.rt.app.installation_id(job.repo)
-        rc = await self.rt.app.repo_client(job.repo, inst)
-        self.gh = rc.gh
+        async with await self.rt.app.repo_client(job.repo, inst) as rc:
+            self.gh = rc.gh
+            return await self._answer(rc)
+
+    async def _answer(self, rc: Any) -> JobOutcome:
+        job = self.job
         await self._react()
         name = str(self.task.get("command") or "help")
         perm = await permission_of(self.api, self.repo_path(), job.sender)

@@ -235,7 +235,15 @@ class ReviseJob(CodeJob):
         super().__init__(runtime, job, control)
         self.reviewer = job.sender
         self.done_text = ""
+        self.pooled = False
         self.model = runtime.settings.resolve_model(None)
+
+    async def run(self) -> JobOutcome:
+        try:
+            return await super().run()
+        finally:
+            if self.rc is not None and self.pooled:
+                await self.rc.__aexit__(None, None, None)
 
     async def _show(self, state: Progress, *, force: bool = False) -> None:
         phase_changed = state.phase is not self.state.phase
@@ -300,6 +308,8 @@ class ReviseJob(CodeJob):
         trigger = str(task.get("trigger") or "review")
         inst = job.installation_id or await self.rt.app.installation_id(job.repo)
         self.rc = await self.rt.app.repo_client(job.repo, inst)
+        await self.rc.__aenter__()  # one connection pool for the job, closed by run()
+        self.pooled = True
         self.gh = self.rc.gh
         if not await self._allowed():
             return JobOutcome(

@@ -119,8 +119,12 @@ class SpecCheckJob:
     async def _run(self) -> JobOutcome:
         job = self.job
         inst = job.installation_id or await self.rt.app.installation_id(job.repo)
-        rc = await self.rt.app.repo_client(job.repo, inst)
-        self.gh = rc.gh
+        async with await self.rt.app.repo_client(job.repo, inst) as rc:
+            self.gh = rc.gh
+            return await self._check(rc)
+
+    async def _check(self, rc: Any) -> JobOutcome:
+        job = self.job
         pr = await self.api("GET", self.repo_path(f"/pulls/{job.number}"))
         _, bot_login = await self.rt.app.identity()
         if (pr.get("user") or {}).get("login") == bot_login or pr.get("state") != "open":
