@@ -162,6 +162,56 @@ async def test_retried_job_finishes_without_pushing_or_posting_twice(
     assert bot.worktrees() == []
 
 
+async def test_closed_bot_pr_leaves_its_branch_alone_and_a_new_one_is_used(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    number = label(github_sim)
+    [first] = await bot.process()
+    assert first.state == JobState.succeeded
+    old = github_sim.pulls(REPO)[0]
+    github_sim.update_pull(github_sim.repo(REPO), old["number"], {"state": "closed"}, "alice")
+    old_sha = github_sim.branches(REPO)["pact/code/cart"]
+
+    github_sim.comment(REPO, number, "/pact code", user="alice")
+    [second] = await bot.process()
+
+    assert second.state == JobState.succeeded, second.error
+    assert github_sim.branches(REPO)["pact/code/cart"] == old_sha
+    new = [p for p in github_sim.pulls(REPO) if p["number"] != old["number"]]
+    assert [p["head"]["ref"] for p in new] == ["pact/code/cart-2"]
+    assert old_sha not in [c.sha for c in github_sim.commits(REPO, "pact/code/cart-2")]
+
+
+async def test_job_that_pushed_without_recording_it_is_found_by_its_commit(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    label(github_sim)
+    [job] = await bot.process()
+    pr = github_sim.pulls(REPO)[0]
+    # as if the worker died right after the push: no PR yet, nothing in the job's record
+    github_sim.update_pull(github_sim.repo(REPO), pr["number"], {"state": "closed"}, "alice")
+    sha = github_sim.branches(REPO)["pact/code/cart"]
+    calls = len(anthropic_sim.requests)
+    task = {k: v for k, v in job.task.items() if k != "progress"}
+
+    again = await bot.run_job(job.model_copy(update={"task": task, "attempts": 2}))
+
+    assert again.state == JobState.succeeded, again.error
+    assert len(anthropic_sim.requests) == calls
+    assert github_sim.branches(REPO)["pact/code/cart"] == sha
+    reopened = [p for p in github_sim.pulls(REPO) if p["number"] != pr["number"]]
+    assert [p["head"]["ref"] for p in reopened] == ["pact/code/cart"]
+    assert "| `src/cart.py` | added |" in reopened[0]["body"]
+
+
 async def test_spec_pr_and_command_opens_pr_targeting_the_spec_branch(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,

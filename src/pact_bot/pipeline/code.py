@@ -567,18 +567,21 @@ class CodeJob:
 
         token = await self.rc.token()
         pushed = self.saved.get("pushed_sha")
-        reuse = existing is not None or bool(pushed)
-        try:
-            self.worktree = await self.rt.workspace.prepare(
-                job.repo, clone_url, token, target.base_ref, branch, job.id, reuse_branch=reuse
-            )
-        except Exception as e:
-            from pact_bot.workspace import WorkspaceError
-
-            if isinstance(e, WorkspaceError):
-                raise JobFailed(Failure.api_error, f"git: {e}") from None
-            raise
-        wt = self.worktree
+        wt, branch, head_sha = await self._checkout(
+            clone_url, token, target, branch, reuse=existing is not None or bool(pushed)
+        )
+        if not pushed and existing is None and head_sha != await self._base_sha(target):
+            # The branch is there but no open PR uses it: ours from an attempt of this very
+            # job that pushed before it could record so (resume), or a stale one (start anew).
+            if _JOB_LINE.format(job_id=job.id) in await _head_message(wt):
+                pushed = head_sha
+            else:
+                await self.rt.workspace.remove(wt)
+                self.worktree = None
+                branch = await self._fresh_branch(branch)
+                wt, branch, head_sha = await self._checkout(
+                    clone_url, token, target, branch, reuse=False
+                )
         spec_texts = []
         missing = []
         for s in specs:
@@ -596,12 +599,11 @@ class CodeJob:
             )
         self.state = Progress(job.id, Phase.reading_specs, specs=tuple(specs))
         summary_file = summary_path(component)
-        head_sha = await self.rt.workspace.head(wt)
 
         if pushed and pushed == head_sha:
             log.info("resuming after push", extra={"sha": pushed})
             stats = RunStats(**self.saved.get("stats", {})) if self.saved.get("stats") else None
-            rows = report.file_rows(self.saved.get("diff", ""))
+            rows = report.file_rows(self.saved.get("diff") or await _head_diff(wt))
             summaries = summary_files(self.rt.workspace.tracked_files(wt))
             sfile = summary_file if summary_file in summaries else (summaries or [summary_file])[0]
             return await self._publish(
@@ -681,7 +683,9 @@ class CodeJob:
         ident = await self._author()
         sha = await self.rt.workspace.commit(
             wt,
-            report.commit_message(components, specs, None).rstrip(),
+            report.commit_message(components, specs, None).rstrip()
+            + "\n\n"
+            + _JOB_LINE.format(job_id=job.id),
             author=ident,
             co_authors=[co_author] if co_author else [],
         )
@@ -797,6 +801,32 @@ class CodeJob:
         return JobOutcome(JobState.succeeded, pr_url=pr_url)
 
     # steps ------------------------------------------------------------------------
+
+    async def _checkout(
+        self, clone_url: str, token: str, target: _Target, branch: str, *, reuse: bool
+    ) -> tuple[Path, str, str]:
+        from pact_bot.workspace import WorkspaceError
+
+        try:
+            self.worktree = await self.rt.workspace.prepare(
+                self.job.repo, clone_url, token, target.base_ref, branch, self.job.id, reuse
+            )
+        except WorkspaceError as e:
+            raise JobFailed(Failure.api_error, f"git: {e}") from None
+        return self.worktree, branch, await self.rt.workspace.head(self.worktree)
+
+    async def _base_sha(self, target: _Target) -> str | None:
+        assert self.worktree is not None
+        return await _git_out(self.worktree, "rev-parse", f"refs/remotes/origin/{target.base_ref}")
+
+    async def _fresh_branch(self, branch: str) -> str:
+        """`branch-2`, `-3`, … : the first name no remote branch has (a stale bot branch,
+        e.g. of a closed PR, is left alone)."""
+        for n in range(2, 100):
+            name = f"{branch}-{n}"
+            if not await self.rt.workspace.remote_branch_exists(self.job.repo, name):
+                return name
+        raise JobFailed(Failure.internal, f"no free branch name after {branch}-99")
 
     async def _allowed(self) -> bool:
         sender = self.job.sender
@@ -1038,6 +1068,30 @@ class CodeJob:
             )
         except RequestFailed:
             log.warning("could not create the check run", exc_info=True)
+
+
+_JOB_LINE = "pact-bot job {job_id}"
+
+
+async def _git_out(worktree: Path, *args: str) -> str | None:
+    """Read-only git in the job's worktree (no network, no token)."""
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        *args,
+        cwd=worktree,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await proc.communicate()
+    return out.decode(errors="replace").strip() if proc.returncode == 0 else None
+
+
+async def _head_message(worktree: Path) -> str:
+    return await _git_out(worktree, "log", "-1", "--format=%B") or ""
+
+
+async def _head_diff(worktree: Path) -> str:
+    return await _git_out(worktree, "show", "--format=", "--no-color", "--no-renames", "HEAD") or ""
 
 
 def _stats_dict(stats: RunStats) -> dict[str, Any]:
