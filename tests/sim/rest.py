@@ -623,6 +623,8 @@ def api_endpoint(sim: GitHubSim) -> Callable[[Request], Any]:
         token_value = header.split(" ", 1)[1] if header and " " in header else None
         query = dict(request.query_params)
         headers = _rate_headers(sim)
+        if version := request.headers.get("x-github-api-version"):
+            headers["x-github-api-version-selected"] = version
         request_id = f"{abs(hash((path, time.time()))) % 0xFFFFFFFF:08X}"
         headers["x-github-request-id"] = request_id
 

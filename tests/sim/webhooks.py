@@ -40,6 +40,11 @@ def _template(event: str, action: str) -> str:
     """The example payload for ``event.action``; for an action without an example (e.g.
     pull_request.edited) the event's first example, whose action ``payload`` replaces."""
     folder = fixtures_dir() / event
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no example payloads for {event!r} in {folder.parent}; set {FIXTURES_ENV} to the "
+            "github-webhooks fixtures directory (../shared/fixtures/github-webhooks)"
+        )
     path = folder / f"{action}.payload.json"
     if not path.exists():
         path = sorted(folder.glob("*.payload.json"))[0]
