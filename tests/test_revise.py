@@ -8,15 +8,19 @@ import json
 import time
 from typing import Any
 
+import pytest
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import RevisePolicy
 
 from pact_bot.jobs.model import TERMINAL, Job, JobState
-from pact_bot.jobs.worker import run_workers
+from pact_bot.jobs.worker import JobControl, run_workers
+from pact_bot.pipeline.code import JobFailed
+from pact_bot.pipeline.report import Failure
 from pact_bot.pipeline.revise import (
     ReviewComment,
+    ReviseJob,
     parse_replies,
     revise_message,
     thread_reply,
@@ -345,6 +349,58 @@ async def test_conflicting_human_push_stops_with_a_clear_reply(
     assert "Someone pushed to `pact/code/cart`" in progress
     assert "conflict" in progress and "`src/cart.py`" in progress
     assert bot.worktrees() == []
+
+
+async def test_retried_revise_job_neither_commits_nor_replies_twice(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    number = open_bot_pr(github_sim)
+    anthropic_sim.set_policy(RevisePolicy())
+    github_sim.submit_review(REPO, number, "alice", "COMMENT", comments=THREE[:2])
+    [job] = await bot.process()
+    assert job.state == JobState.succeeded, job.error
+    head = github_sim.branches(REPO)[BRANCH]
+    calls = len(anthropic_sim.requests)
+
+    again = await bot.run_job(job.model_copy(update={"attempts": 2}))  # e.g. lease lapsed
+
+    assert again.state == JobState.succeeded, again.error
+    assert github_sim.branches(REPO)[BRANCH] == head
+    assert len(anthropic_sim.requests) == calls
+    assert len(github_sim.review_replies(REPO, number)) == 2
+    assert len(github_sim.check_runs(REPO)) == 1
+    assert len(bot_comments(github_sim, number)) == 1  # the same progress comment
+
+
+async def test_review_without_body_or_comments_is_left_alone(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    number = open_bot_pr(github_sim)
+    github_sim.submit_review(REPO, number, "alice", "COMMENT")  # e.g. a reply in a thread
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.succeeded]
+    assert bot_comments(github_sim, number) == []
+    assert anthropic_sim.requests == []
+
+
+async def test_fork_head_stops_with_a_clear_reason(bot: InProcessBot) -> None:  # noqa: F811
+    job = Job(kind="revise", key=f"{REPO}#1", repo=REPO, number=1, delivery_id="d", sender="a")
+    revise = ReviseJob(bot.runtime, job, JobControl(bot.queue, job))
+    pr = {
+        "state": "open",
+        "head": {"repo": {"full_name": "mallory/shop"}},
+        "base": {"repo": {"full_name": REPO}},
+    }
+    with pytest.raises(JobFailed) as e:
+        revise._check_pr(pr)
+    assert e.value.kind is Failure.unsupported
+    assert "lives in a fork" in e.value.detail
 
 
 # --- pure parts -------------------------------------------------------------------------
