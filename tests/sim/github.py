@@ -30,7 +30,8 @@ basic ``x-access-token:<token>``; the default branch refuses pushes like a prote
     ``commit(repo, branch, files, message, user=None) -> sha`` (no webhook).
 
 Helpers that change state and deliver the webhook GitHub would (``repo`` is a ``Repo`` or
-"owner/name"; ``user`` a login, created on first use with write permission)
+"owner/name"; ``user`` a login, created on first use with write permission, default
+"octocat"; nothing is delivered or logged while no webhook URL is set)
     ``open_issue(repo, title, body="", user=...) -> number`` (issues.opened),
     ``label_issue(repo, number, label, user)`` (issues.labeled),
     ``comment(repo, number, body, user) -> comment id`` (issue_comment.created),
@@ -58,7 +59,8 @@ Queries
 
 Webhooks
     ``deliveries`` (log of ``Delivery(id, event, action, status, duration, error, body,
-    headers, redelivery)``), ``wait_for_deliveries(timeout=10)`` (sync),
+    headers, redelivery)``, ``.payload`` the parsed body), ``wait_for_deliveries(timeout=10)``
+    (sync; waits for every delivery queued so far and returns the log),
     ``await wait_for_deliveries_async(timeout=10)``, ``redeliver(delivery_id) -> Delivery``.
 
 Setup flow (stands in for github.com in a browser): ``GET|POST /settings/apps/new`` and
