@@ -212,6 +212,10 @@ async def test_two_reviews_in_quick_succession_run_one_after_the_other(
     cart = github_sim.read_file(REPO, BRANCH, "src/cart.py") or ""
     assert "quantity" in cart and "# Review: Validate" in cart  # neither undid the other
     assert len(github_sim.review_replies(REPO, number)) == 2
+    starts = [r["messages"][0]["content"][0]["text"] for r in anthropic_sim.requests]
+    starts = [t for i, t in enumerate(starts) if len(anthropic_sim.requests[i]["messages"]) == 1]
+    assert "new commits since the review" not in starts[0]
+    assert "new commits since the review" in starts[1]  # the first job's commit came after
 
 
 async def test_review_by_user_without_write_is_refused_politely(

@@ -118,13 +118,20 @@ def revise_message(
     pr_files: Sequence[str],
     specs: Sequence[tuple[str, str]],
     summary: tuple[str, str] | None,
+    moved_since: str | None = None,
 ) -> str:
     """The agent's task. Section headings start with Review / Spec / Summary so that a
     comment's text ends where the next section begins."""
     parts = [
         f"You are revising pull request #{pr_number} ({pr_title!r}), which you opened "
-        "earlier to implement the spec below. Its branch is checked out at `/workspace`."
+        "earlier to implement a spec. Its branch is checked out at `/workspace`."
     ]
+    if moved_since:
+        parts.append(
+            f"Note: the branch has new commits since the review (reviewed at {moved_since[:7]})."
+            " Line numbers and diff hunks below refer to the reviewed version; find the code "
+            "in the current files, and keep the newer commits' changes."
+        )
     if comments or review_body.strip():
         parts.append(
             f"## Review by @{reviewer}\n\n"
@@ -156,7 +163,7 @@ def revise_message(
         )
     summary_path = summary[0] if summary else "docs/implementation-summary-<component>.md"
     steps = [
-        "## Summary of what to do",
+        "## Review instructions: what to do",
         "",
         "Address the review as a whole: make every change the comments ask for, without "
         "undoing one comment's change for another. A comment that needs no change (a "
@@ -364,6 +371,7 @@ class ReviseJob(CodeJob):
                 comments, replies, str(self.saved.get("final") or ""), pushed, stats, specs
             )
 
+        reviewed = str(task.get("head_sha") or "") if trigger == "review" else ""
         message = revise_message(
             reviewer=self.reviewer,
             review_body=review_body if trigger == "review" else "",
@@ -374,6 +382,7 @@ class ReviseJob(CodeJob):
             pr_files=pr_files,
             specs=spec_texts,
             summary=summary,
+            moved_since=reviewed if reviewed and reviewed != pr["head"]["sha"] else None,
         )
         await self._show(Progress(job.id, Phase.implementing))
 
