@@ -196,7 +196,14 @@ def test_push_to_protected_default_branch_is_refused_feature_branch_works(
     assert refused.returncode != 0
     assert "GH006: Protected branch update failed" in refused.stderr
     assert "protected branch hook declined" in refused.stderr
+    assert "[remote rejected] HEAD -> main (protected branch hook declined)" in refused.stderr
     assert github_sim.read_file(repo, "main", "a.txt") is None
+    deleted = git("push", "origin", ":main", cwd=work, token=token)
+    assert deleted.returncode != 0 and "main" in github_sim.branches(repo)
+    bypass = git(
+        "push", str(repo.path), "HEAD:main", cwd=work, env={"PACT_SIM_BYPASS_PROTECTION": "1"}
+    )
+    assert bypass.returncode == 0, bypass.stderr  # only the simulator's own helpers do this
     pushed = git("push", "origin", "HEAD:refs/heads/feature", cwd=work, token=token)
     assert pushed.returncode == 0, pushed.stderr
     assert github_sim.read_file(repo, "feature", "a.txt") == "a\n"

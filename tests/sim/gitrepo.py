@@ -3,7 +3,8 @@
 The simulator's repositories are real: clones, pushes and diffs go through git itself.
 Helper commits are written with plumbing straight into the bare repository (no push, so
 the branch-protection hook does not apply to them); pushes from clients go through
-``git http-backend`` and meet the pre-receive hook installed here.
+``git http-backend`` and meet the proc-receive hook installed here, which refuses updates
+of the default branch the way GitHub's branch protection does.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +20,47 @@ from pathlib import Path
 ZERO_SHA = "0" * 40
 BYPASS_ENV = "PACT_SIM_BYPASS_PROTECTION"
 
-PRE_RECEIVE = """#!/bin/sh
-# Branch protection on the default branch, worded like GitHub's GH006 rejection.
-[ "${BYPASS}" = "1" ] && exit 0
-status=0
-while read old new ref; do
-  if [ "$ref" = "refs/heads/{branch}" ]; then
-    echo "error: GH006: Protected branch update failed for $ref." >&2
-    echo "error: Changes must be made through a pull request." >&2
-    echo "error: protected branch hook declined" >&2
-    status=1
-  fi
-done
-exit $status
-"""
+PROC_RECEIVE = r'''#!{python}
+"""Branch protection for the default branch, answered as GitHub does (GH006, "protected
+branch hook declined"). git hands this hook the pushes to receive.procReceiveRefs."""
+import os
+import sys
+
+PROTECTED = b"refs/heads/{branch}"
+BYPASS = os.environ.get("{bypass}") == "1"
+
+
+def read_pkt():
+    head = sys.stdin.buffer.read(4)
+    size = int(head, 16) if head else 0
+    return sys.stdin.buffer.read(size - 4).rstrip(b"\n") if size else None
+
+
+def write_pkt(data=None):
+    sys.stdout.buffer.write(b"0000" if data is None else b"%04x" % (len(data) + 4) + data)
+
+
+while read_pkt() is not None:
+    pass
+write_pkt(b"version=1\n")
+write_pkt()
+sys.stdout.flush()
+commands = []
+while (line := read_pkt()) is not None:
+    commands.append(line.split(b" ", 2))
+for _old, _new, ref in commands:
+    if ref != PROTECTED or BYPASS:
+        write_pkt(b"ok " + ref)
+        write_pkt(b"option fall-through")
+        continue
+    sys.stderr.write(
+        f"error: GH006: Protected branch update failed for {ref.decode()}.\n"
+        "error: Changes must be made through a pull request.\n"
+    )
+    write_pkt(b"ng " + ref + b" protected branch hook declined")
+write_pkt()
+sys.stdout.flush()
+'''
 
 SIM_AUTHOR = ("GitHub Simulator", "sim@users.noreply.github.local")
 
@@ -81,9 +110,12 @@ class BareRepo:
         self.git("init", "--quiet", "--bare", f"--initial-branch={default_branch}")
         self.git("config", "http.receivepack", "true")
         self.git("config", "receive.denyDeleteCurrent", "refuse")
-        hook = path / "hooks" / "pre-receive"
+        self.git("config", "receive.procReceiveRefs", f"refs/heads/{default_branch}")
+        hook = path / "hooks" / "proc-receive"
         hook.write_text(
-            PRE_RECEIVE.replace("{branch}", default_branch).replace("BYPASS", BYPASS_ENV)
+            PROC_RECEIVE.replace("{python}", sys.executable)
+            .replace("{branch}", default_branch)
+            .replace("{bypass}", BYPASS_ENV)
         )
         hook.chmod(0o755)
 
