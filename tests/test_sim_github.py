@@ -871,3 +871,19 @@ def test_malformed_json_is_answered_400(github_sim: GitHubSim) -> None:
     assert resp.status_code == 400 and resp.json()["message"] == "Problems parsing JSON"
     assert github_sim.issue_comments(repo, number) == []
     assert github_sim.errors == []
+
+
+def test_injected_failures_hit_only_matching_calls(github_sim: GitHubSim) -> None:
+    repo = github_sim.add_repo("acme", "widgets")
+    github_sim.commit(repo, "feature", {"f.txt": "f\n"}, "Feature")
+    github_sim.fail(502, method="POST", path=r"/pulls$", message="Bad Gateway")
+    gh = installation_client(github_sim)
+    assert gh.rest.repos.get("acme", "widgets").status_code == 200
+    token = github_sim.create_token()
+    url = f"{github_sim.base_url}/repos/acme/widgets/pulls"
+    data = {"title": "F", "head": "feature", "base": "main"}
+    failed = httpx.post(url, json=data, headers={"Authorization": f"token {token}"})
+    assert failed.status_code == 502 and failed.json()["message"] == "Bad Gateway"
+    assert github_sim.pulls(repo) == []
+    created = httpx.post(url, json=data, headers={"Authorization": f"token {token}"})
+    assert created.status_code == 201

@@ -17,7 +17,9 @@ Identity and configuration
     write, triage, read, none), ``create_token(repositories=None, permissions=None) -> str``
     (an installation token without the JWT dance), ``rate_limit(after=0, retry_after=1,
     status=403, count=1)`` (secondary rate limit: after ``after`` more API calls the next
-    ``count`` are refused with ``retry-after``), ``revoke_tokens()``.
+    ``count`` are refused with ``retry-after``), ``fail(status, method=None, path=None,
+    count=1, message="Server Error")`` (the next matching API calls answer ``status``; ``path``
+    is a regex), ``revoke_tokens()``.
     One installation (``installation_id``, account ``org``) covers every simulated repo;
     ids are fresh per simulator because githubkit caches tokens per app/installation id.
 
@@ -76,6 +78,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -129,6 +132,15 @@ class Recorded:
 
 
 @dataclass
+class Fault:
+    status: int
+    method: str | None
+    path: str | None
+    count: int
+    message: str
+
+
+@dataclass
 class RateLimit:
     after: int
     retry_after: int
@@ -162,6 +174,7 @@ class GitHubSim:
         self.registered_apps: list[App] = []
         self.manifest_codes: dict[str, dict[str, Any]] = {}
         self._rate_limit: RateLimit | None = None
+        self._faults: list[Fault] = []
         self._api_calls = 0
         self._server = BackgroundServer(build_app(self))
         self.web_url = self._server.url
@@ -287,6 +300,31 @@ class GitHubSim:
                 full.append(matches[0].full_name)
         app = self.auth.apps[inst.app_id]
         return self.auth.issue_token(inst, app.bot_login, full, permissions)
+
+    def fail(
+        self,
+        status: int,
+        method: str | None = None,
+        path: str | None = None,
+        count: int = 1,
+        message: str = "Server Error",
+    ) -> None:
+        """Answer the next ``count`` API calls matching ``method`` and the regex ``path``
+        (searched in the path under ``base_url``) with ``status`` and GitHub's error body."""
+        with self.world.lock:
+            self._faults.append(Fault(status, method, path, count, message))
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.world.lock:
+            for fault in self._faults:
+                if (fault.method is None or fault.method == method) and (
+                    fault.path is None or re.search(fault.path, path)
+                ):
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
 
     def revoke_tokens(self) -> None:
         """Invalidate every installation token issued so far (as expiry would)."""

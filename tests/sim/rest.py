@@ -637,6 +637,8 @@ def api_endpoint(sim: GitHubSim) -> Callable[[Request], Any]:
 
         if isinstance(body, str):
             return finish(400, shapes.error("Problems parsing JSON", DOCS, status="400"))
+        if fault := sim.take_fault(request.method, path):
+            return finish(fault.status, shapes.error(fault.message, DOCS, status=str(fault.status)))
         limit = sim.take_rate_limit()
         if limit is not None:
             return finish(
