@@ -10,6 +10,7 @@ Public API:
   `TriggerConfig.from_repo_config(dict | None)` (keys `label`, `command`, as cached by
   workers from `.github/pact.yml`).
 - `parse_command(body, command) -> Command | None`.
+- `new_job_id() -> str`: the ids of jobs made here (16 hex chars, time-ordered).
 
 Keys: code and revise jobs use `owner/repo#N` (one at a time per issue/PR). Reply jobs use
 `owner/repo#N:reply` and spec checks `owner/repo#N:check`: they are quick, and must not sit
