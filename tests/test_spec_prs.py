@@ -126,6 +126,22 @@ async def test_spec_found_past_the_first_page_of_files(
     assert len(pages) >= 2
 
 
+async def test_changed_lines_far_below_their_heading_are_named(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+) -> None:
+    long = "# Cart\n\n## Limits\n" + "".join(f"- rule {i}\n" for i in range(30))
+    setup(github_sim)
+    github_sim.commit(REPO, "main", {"docs/limits-spec.md": long}, "Limits spec")
+    changed = long.replace("- rule 20\n", "- rule 20 (at most 99 items)\n")
+    github_sim.open_pr(REPO, "limits", {"docs/limits-spec.md": changed}, "Limits", user="alice")
+
+    await bot.process()
+
+    [run] = github_sim.check_runs(REPO)
+    assert "`docs/limits-spec.md` (modified): sections “Limits”" in attr(run, "output")["summary"]
+
+
 async def test_invalid_config_on_a_spec_pr_is_quoted_in_the_check_run(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,

@@ -38,6 +38,7 @@ from pact_bot.triggers import IMPLEMENT_ACTION
 
 log = logging.getLogger(__name__)
 
+MAX_SPEC_READS = 20
 IMPLEMENT = {
     "label": "Implement",
     "description": "Implement these specs in a pull request",
@@ -105,10 +106,10 @@ class SpecCheckJob:
                 break
         return out
 
-    async def _config_text(self, branch: str) -> str | None:
+    async def _config_text(self, branch: str, path: str = CONFIG_PATH) -> str | None:
         try:
             data = await self.api(
-                "GET", self.repo_path(f"/contents/{CONFIG_PATH}"), params={"ref": branch}
+                "GET", self.repo_path(f"/contents/{path}"), params={"ref": branch}
             )
         except RequestFailed as e:
             if e.response.status_code != 404:
@@ -149,7 +150,14 @@ class SpecCheckJob:
             return JobOutcome(JobState.failed, error=f"invalid_config: {e}")
         if cfg.spec_prs == "off":
             return JobOutcome(JobState.succeeded)
-        changes = spec_changes(files, cfg.spec_glob)
+        specs = [
+            f
+            for f in files
+            if f.get("status") != "removed" and glob_match(cfg.spec_glob, str(f.get("filename")))
+        ]
+        for f in specs[:MAX_SPEC_READS]:
+            f["contents"] = await self._text_at(str(f["filename"]), head_sha)
+        changes = spec_changes(specs, cfg.spec_glob)
         if not changes:
             return JobOutcome(JobState.succeeded)
         if cfg.spec_prs == "run":
@@ -158,6 +166,14 @@ class SpecCheckJob:
         else:
             await self._check_run(head_sha, check_output(changes, "suggest"), actions=True)
         return JobOutcome(JobState.succeeded)
+
+    async def _text_at(self, path: str, ref: str) -> str | None:
+        """A spec's new text, so each changed line is named by the heading above it even
+        when that heading is far outside the patch's context lines."""
+        try:
+            return await self._config_text(ref, path)
+        except RequestFailed:
+            return None
 
     async def _start_code_job(self, pr: dict[str, Any]) -> str:
         """Enqueue the code job the "Implement" button would start."""
