@@ -294,7 +294,7 @@ async def test_command_on_bot_pr_revises_with_the_instructions(
 ) -> None:
     number = open_bot_pr(github_sim)
     anthropic_sim.set_policy(RevisePolicy())
-    cid = github_sim.comment(REPO, number, "/pact code\nLog every added item.", user="alice")
+    cid = github_sim.comment(REPO, number, "/pact code Log every\nadded item.", user="alice")
 
     jobs = await bot.process()
 
@@ -304,7 +304,7 @@ async def test_command_on_bot_pr_revises_with_the_instructions(
     assert "Review: Log every added item." in (
         github_sim.read_file(REPO, BRANCH, "src/cart.py") or ""
     )
-    assert "<instructions>\nLog every added item.\n</instructions>" in first_text(anthropic_sim)
+    assert "<instructions>\nLog every\nadded item.\n</instructions>" in first_text(anthropic_sim)
     assert "eyes" in [r.content for r in github_sim.reactions(REPO, comment_id=cid)]
     answer = [c for c in bot_comments(github_sim, number) if "pact-bot:job:" not in c]
     assert len(answer) == 1 and head.sha[:7] in answer[0]

@@ -201,6 +201,14 @@ def thread_reply(text: str | None, sha: str | None, commit_url: str | None) -> s
     return f"Addressed in {cite}: {text}"
 
 
+def command_instructions(task: dict[str, Any]) -> str:
+    """`/pact code <words>` on a bot PR: the first line's words (spec paths included) and
+    the lines below are all the request."""
+    words = " ".join(str(a) for a in task.get("spec_paths") or [])
+    rest = str(task.get("instructions") or "")
+    return "\n".join(t for t in (words, rest) if t.strip())
+
+
 def commit_title(trigger: str, reviewer: str) -> str:
     if trigger == "review":
         return f"Address review by @{reviewer}"
@@ -324,7 +332,7 @@ class ReviseJob(CodeJob):
             )
         review_body = str(task.get("review_body") or "")
         comments = await self._review_comments() if trigger == "review" else []
-        instructions = str(task.get("instructions") or "")
+        instructions = command_instructions(task)
         if trigger == "review" and not comments and not review_body.strip():
             log.info("review without body or comments: nothing to address")
             return JobOutcome(JobState.succeeded)
@@ -591,6 +599,7 @@ async def handle_revise(runtime: Runtime, job: Job, control: JobControl) -> JobO
 __all__ = [
     "ReviewComment",
     "ReviseJob",
+    "command_instructions",
     "commit_title",
     "handle_revise",
     "parse_replies",
