@@ -376,6 +376,7 @@ async def test_push_refused(
         '  case "$ref" in refs/heads/pact/*) echo "error: GH013: rule violations" >&2; exit 1;;'
         "\n  esac\ndone\nexit 0\n"
     )
+    hook.chmod(0o755)
     anthropic_sim.set_policy(SpecCoderPolicy())
     number = label(github_sim)
 
