@@ -17,11 +17,12 @@ from sim.policies import RevisePolicy
 from pact_bot.jobs.model import TERMINAL, Job, JobState
 from pact_bot.jobs.worker import JobControl, run_workers
 from pact_bot.pipeline.code import JobFailed
-from pact_bot.pipeline.report import Failure
+from pact_bot.pipeline.report import Failure, Phase, Progress
 from pact_bot.pipeline.revise import (
     ReviewComment,
     ReviseJob,
     parse_replies,
+    progress_body,
     revise_message,
     thread_reply,
     without_replies,
@@ -450,3 +451,14 @@ def test_revise_message_keeps_each_comment_with_its_location() -> None:
     assert "### Comment 8 on `src/b.py` (file comment)" in text
     assert text.index("Body.") < text.index("Comment 7") < text.index("## Spec")
     assert "update it" in text and "REPLY <comment_id>:" in text
+
+
+def test_progress_body_names_the_reviewer_and_the_turn() -> None:
+    body = progress_body(Progress("j1", Phase.implementing, turn=3, cost_usd=0.12), reviewer="al")
+    assert "<!-- pact-bot:job:j1 -->" in body
+    assert "- [x] Preparing" in body
+    assert "- [ ] Addressing the review by @al — turn 3, $0.12 so far" in body
+    done = progress_body(Progress("j1", Phase.done), reviewer="al", done="pushed `abc`.")
+    assert "✅ **pact-bot** pushed `abc`." in done
+    cancelled = progress_body(Progress("j1", Phase.cancelled), reviewer="al")
+    assert "cancelled. Nothing was pushed." in cancelled
