@@ -118,6 +118,10 @@ class BareRepo:
             .replace("{bypass}", BYPASS_ENV)
         )
         hook.chmod(0o755)
+        # An executable no-op pre-receive: tests may overwrite its text with extra rules.
+        extra = path / "hooks" / "pre-receive"
+        extra.write_text("#!/bin/sh\n# extra push rules for a test go here\nexit 0\n")
+        extra.chmod(0o755)
 
     def git(self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
         return self.git_bytes(*args, input=input, env=env).decode("utf-8", "replace")

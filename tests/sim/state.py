@@ -216,7 +216,10 @@ class World:
             return "NONE"
         if login == repo.owner:
             return "OWNER"
-        return "MEMBER" if user.role in ("admin", "maintain", "write", "triage") else "NONE"
+        if user.role not in ("admin", "maintain", "write", "triage"):
+            return "NONE"
+        owner = self.users.get(repo.owner)
+        return "MEMBER" if owner is not None and owner.type == "Organization" else "COLLABORATOR"
 
     # --- rendering -----------------------------------------------------------------------
 
