@@ -29,7 +29,9 @@ basic ``x-access-token:<token>``; the default branch refuses pushes like a prote
     has ``full_name``, ``clone_url``, ``path``, ``default_branch``, ``read_file(ref, path)``,
     ``branches()``), ``read_file(repo, ref, path) -> str | None``, ``branches(repo) ->
     {name: sha}``, ``commits(repo, ref) -> [Commit(sha, message, author_name, ...)]``,
-    ``commit(repo, branch, files, message, user=None) -> sha`` (no webhook).
+    ``commit(repo, branch, files, message, user=None) -> sha`` (no webhook). Protection is
+    a proc-receive hook; ``{repo.path}/hooks/pre-receive`` is an executable no-op a test may
+    overwrite with extra push rules.
 
 Helpers that change state and deliver the webhook GitHub would (``repo`` is a ``Repo`` or
 "owner/name"; ``user`` a login, created on first use with write permission, default
