@@ -174,7 +174,7 @@ class WebhookSender:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=self._timeout) as client:
+        with httpx.Client(timeout=self._timeout, trust_env=False) as client:  # no proxies
             while (delivery := self._queue.get()) is not None:
                 self._post(client, delivery)
 
