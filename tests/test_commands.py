@@ -143,6 +143,29 @@ async def test_commands_from_users_without_write_are_refused(
     assert "No pact-bot job" not in answer
 
 
+async def test_cancel_by_a_user_without_write_stops_nothing(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    number = open_bot_pr(github_sim)
+    github_sim.add_user("mallory", "read")
+    before = github_sim.branches(REPO)[BRANCH]
+    anthropic_sim.set_policy(RevisePolicy(turn_latency=0.2))
+    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", comments=THREE)
+    running = asyncio.create_task(drive(bot, workers=2))
+    await wait_for(lambda: bool(anthropic_sim.requests))
+    github_sim.comment(REPO, number, "/pact cancel", user="mallory")
+
+    jobs = await running
+
+    [revise] = [j for j in jobs if j.kind == "revise"]
+    assert revise.state == JobState.succeeded
+    assert github_sim.branches(REPO)[BRANCH] != before  # the review was still answered
+    [answer] = replies(github_sim, number)
+    assert answer.startswith("@mallory thanks") and "(yours: read)" in answer
+
+
 # --- texts ---------------------------------------------------------------------------
 
 

@@ -53,7 +53,7 @@ PR_BODY = "This pull request implements the following spec:\n\n- `docs/cart-spec
 
 
 async def route_new(b: InProcessBot) -> int:
-    """Route new deliveries as the web process does (including `/pact cancel`)."""
+    """Route new deliveries as the web process does."""
     await b.github.wait_for_deliveries_async(timeout=10)
     n = 0
     for d in list(b.github.deliveries):
@@ -68,8 +68,6 @@ async def route_new(b: InProcessBot) -> int:
         if decision.job is not None:
             await b.queue.enqueue(decision.job)
             n += 1
-            if decision.cancel_key:
-                await b.queue.request_cancel(decision.cancel_key)
     return n
 
 

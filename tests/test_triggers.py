@@ -62,7 +62,6 @@ def test_pact_code_command_with_specs_and_instructions() -> None:
     assert t["instructions"] == "Use argon2.\n\nKeep it small."
     assert t["comment_id"] == 1 or isinstance(t["comment_id"], int)
     assert t["command"] == "code" and t["is_pr"] is False
-    assert d.cancel_key is None
 
 
 def test_pact_code_on_the_bots_pr_is_a_revise_job() -> None:
@@ -95,7 +94,6 @@ def test_reply_commands_use_their_own_key(body: str, command: str, unknown: str 
     assert d.job.key == "Codertocat/Hello-World#1:reply"
     assert d.job.task["command"] == command
     assert d.job.task.get("unknown_command") == unknown
-    assert d.cancel_key == ("Codertocat/Hello-World#1" if command == "cancel" else None)
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,10 @@
 
 Public API:
 - `route(event, payload, bot, config, delivery_id="") -> Decision`
-- `Decision(job, reason, cancel_key=None)`: `job` is None when nothing starts; `reason` is
-  a short phrase for the log; `cancel_key` asks the web process to call
-  `queue.request_cancel(cancel_key)` right away (for `/pact cancel`), after the reply job is
-  recorded, so cancellation does not wait behind the running job.
+- `Decision(job, reason)`: `job` is None when nothing starts; `reason` is a short phrase
+  for the log. `/pact cancel` is a reply job like help and status: the worker checks the
+  commenter's permission before it cancels anything (the web process cannot, without an
+  API call), and reply jobs have their own key so they never wait behind the running job.
 - `BotIdentity(slug)` with `.login` (`<slug>[bot]`); `TriggerConfig(label, command)` and
   `TriggerConfig.from_repo_config(dict | None)` (keys `label`, `command`, as cached by
   workers from `.github/pact.yml`).
@@ -75,7 +75,6 @@ class TriggerConfig:
 class Decision:
     job: Job | None
     reason: str
-    cancel_key: str | None = None
 
     @property
     def starts_job(self) -> bool:
@@ -229,8 +228,7 @@ def _issue_comment(
     if cmd.name not in REPLY_COMMANDS:
         task["unknown_command"] = cmd.name
     job = _job(ev, JobKind.reply, issue.number, delivery_id, task, key_suffix=":reply")
-    cancel_key = Job.key_for(job.repo, issue.number) if name == "cancel" else None
-    return Decision(job, f"{config.command} {cmd.name or '(bare)'}", cancel_key=cancel_key)
+    return Decision(job, f"{config.command} {cmd.name or '(bare)'}")
 
 
 def _same_repo(pr: p.PullRequest) -> bool:

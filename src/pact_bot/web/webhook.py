@@ -195,9 +195,6 @@ class WebhookEndpoint:
             return 200, "coalesced", {"ok": True, "coalesced": True}
         fields["job_id"] = job.id
         fields["kind"] = str(job.kind)
-        if decision.cancel_key:
-            cancelled = await self.queue.request_cancel(decision.cancel_key)
-            fields["cancelled"] = cancelled
         return 202, "accepted", {"ok": True, "job_id": job.id, "kind": str(job.kind)}
 
     async def _read_body(self, headers: _Headers, receive: Receive) -> bytes:
