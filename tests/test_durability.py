@@ -22,7 +22,8 @@ from conftest import load_payload
 
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
-from pact_bot.jobs.worker import JobControl, JobOutcome, run_workers
+from pact_bot.jobs.worker import JobControl, JobOutcome, load_handler, run_workers
+from pact_bot.settings import Settings
 
 SECRET = "durability-secret"
 PACT_BOT = Path(sys.executable).parent / "pact-bot"
@@ -275,3 +276,23 @@ async def test_shutdown_waits_for_running_jobs_then_hands_back_the_rest(tmp_path
         q, s = await queue.get(quick.id), await queue.get(slow.id)
         assert q and q.state is JobState.succeeded
         assert s and s.state is JobState.queued and s.attempts == 0 and s.worker_id is None
+
+
+def test_load_handler_is_the_pipeline_never_a_stub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker without its pipeline must not mark jobs succeeded: it fails to start."""
+    settings = Settings(_env_file=None, pact_data_dir=tmp_path)  # type: ignore[call-arg]
+    monkeypatch.delenv("PACT_TEST_HANDLER", raising=False)
+    monkeypatch.setitem(sys.modules, "pact_bot.pipeline", None)  # import fails
+    with pytest.raises(ImportError):
+        load_handler(settings)
+    monkeypatch.setenv("PACT_TEST_HANDLER", "test_durability:make_job")
+    assert load_handler(settings) is make_job  # tests and benchmarks name their own
+
+
+async def test_job_control_caches_repo_config_in_its_queue(tmp_path: Path) -> None:
+    async with SqliteQueue(tmp_path / "q.db") as queue:
+        control = JobControl(queue, make_job())
+        await control.set_repo_config("octo/repo", {"label": "bot:go", "command": "/bot"})
+        assert await queue.get_repo_config("octo/repo") == {"label": "bot:go", "command": "/bot"}

@@ -5,14 +5,14 @@ Public API:
   Awaitable[JobOutcome]]`.
 - `JobControl`: `job`, `await progress(**fields)` (cost_usd, turns, pr_url, anything else
   lands in `task["progress"]`), `await cancelled() -> bool` (someone ran `/pact cancel`, or
-  this worker lost the lease: stop soon and return a cancelled outcome).
+  this worker lost the lease: stop soon and return a cancelled outcome), `await
+  set_repo_config(repo, config)` (cache a repository's trigger settings for ingress).
 - `run_workers(queue, handler, n, stop, poll_interval=1.0, grace_seconds=30.0)`: n tasks
   until `stop` is set; then nothing new is claimed, running jobs get `grace_seconds` to finish
   and the rest are handed back (`queue.release` when the backend has it, else their lease
   lapses and another worker takes them).
-- `load_handler(settings) -> Handler`: `pact_bot.pipeline.build_handler(settings)`, or, while
-  the pipeline is not installed, a handler that does nothing and says so. For tests and
-  benchmarks only, `PACT_TEST_HANDLER=module:function` names the handler instead.
+- `load_handler(settings) -> Handler`: `pact_bot.pipeline.build_handler(settings)`. For tests
+  and benchmarks only, `PACT_TEST_HANDLER=module:function` names the handler instead.
 - `run_worker_process(settings, concurrency)` for `pact-bot worker`.
 
 A handler exception fails the job with its text (traceback in the log, secrets redacted).
@@ -59,13 +59,11 @@ class JobControl:
     async def cancelled(self) -> bool:
         return self.lease_lost or await self._queue.is_cancelled(self.job.id)
 
+    async def set_repo_config(self, repo: str, config: dict[str, Any]) -> None:
+        await self._queue.set_repo_config(repo, config)
+
 
 Handler = Callable[[Job, JobControl], Awaitable[JobOutcome]]
-
-
-async def _no_pipeline(job: Job, control: JobControl) -> JobOutcome:
-    log.warning("no pipeline installed: job marked succeeded without doing anything")
-    return JobOutcome(JobState.succeeded)
 
 
 def load_handler(settings: Settings) -> Handler:
@@ -76,12 +74,9 @@ def load_handler(settings: Settings) -> Handler:
         module, _, name = test_handler.partition(":")
         log.warning("PACT_TEST_HANDLER set: jobs run %s, not the pipeline", test_handler)
         return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-    try:
-        from pact_bot.pipeline import build_handler  # type: ignore[attr-defined]
-    except ImportError as e:
-        log.warning("no pipeline installed (%s): jobs will do nothing", e)
-        return _no_pipeline
-    return build_handler(settings)  # type: ignore[no-any-return]
+    from pact_bot.pipeline import build_handler
+
+    return build_handler(settings)
 
 
 def _worker_id(i: int) -> str:

@@ -906,17 +906,8 @@ class CodeJob:
 
     async def _cache_config(self, fields: dict[str, Any]) -> None:
         """Let ingress know this repository's label and command word."""
-        setter = getattr(self.control, "set_repo_config", None)
-        queue = self.rt.queue or getattr(self.control, "queue", None)
-        if setter is None and queue is not None:
-            setter = queue.set_repo_config
-        if setter is None:
-            q = getattr(self.control, "_queue", None)
-            setter = getattr(q, "set_repo_config", None)
-        if setter is None:
-            return
         try:
-            await setter(self.job.repo, fields)
+            await self.control.set_repo_config(self.job.repo, fields)
         except Exception:
             log.warning("could not cache the repository's trigger config", exc_info=True)
 
