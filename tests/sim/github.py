@@ -72,6 +72,9 @@ Setup flow (stands in for github.com in a browser): ``GET|POST /settings/apps/ne
 ``state`` in the query) and redirect to its ``redirect_url?code=...&state=...``;
 ``POST {base_url}/app-manifests/{code}/conversions`` registers a new App and returns its
 credentials (``sim.registered_apps``), which the simulator accepts from then on.
+
+Web page: a pull request's ``html_url`` (``{web_url}/{owner}/{repo}/pull/{n}``) is a
+read-only GitHub-like page of it (title, state, body, conversation, checks; ``sim/html.py``).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from . import shapes
 from .auth import App, AuthError, Token
 from .git_http import GitEndpoint
+from .html import html_routes
 from .manifest import manifest_routes
 from .state import ROLE_PERMISSION
 
@@ -691,6 +692,7 @@ def build_app(sim: GitHubSim) -> Starlette:
         Route("/api/v3/{rest:path}", api_endpoint(sim), methods=methods),
         Route("/{owner}/{name}.git/{rest:path}", GitEndpoint(sim), methods=["GET", "POST"]),
         *manifest_routes(sim),
+        *html_routes(sim),
         Route("/{rest:path}", not_found, methods=methods),
     ]
     return Starlette(routes=routes)
