@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "pact_log_ctx", default=None
 )
@@ -47,9 +49,21 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    out = dict(_context.get() or {})
-    out.update({k: v for k, v in record.__dict__.items() if k not in _STD})
+    ctx = _context.get()
+    out = dict(ctx) if ctx else {}
+    for k, v in record.__dict__.items():
+        if k not in _STD:
+            out[k] = v
     return out
+
+
+def _dumps(line: dict[str, Any]) -> str:
+    """orjson (a few µs less per line than json: the webhook logs one per delivery), json
+    for what orjson refuses (integers over 64 bits)."""
+    try:
+        return orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(line, default=str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,7 +77,7 @@ class JsonFormatter(logging.Formatter):
         line.update(_fields(record))
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return redact(json.dumps(line, default=str))
+        return redact(_dumps(line))
 
 
 class ConsoleFormatter(logging.Formatter):
