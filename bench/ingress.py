@@ -97,9 +97,22 @@ def warm_up(port: int, count: int = 300) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU the server process has used (immune to other load on the box)."""
+    """User + system CPU the server process and its children (`--web-processes`) have used
+    (immune to other load on the box)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    return own + sum(cpu_seconds(int(k)) for k in kids)
+
+
+def wait_listening(log: Path, processes: int, timeout: float = 30.0) -> None:
+    """Every web process listens (else wrk's connections all land on the first)."""
+    deadline = time.time() + timeout
+    while sum('"listening"' in line for line in log.read_text().splitlines()) < processes:
+        if time.time() > deadline:
+            raise SystemExit(f"fewer than {processes} web processes listening:\n{log.read_text()}")
+        time.sleep(0.05)
 
 
 def run_wrk(port: int, reqfile: Path, args: argparse.Namespace, pid: int) -> dict:
@@ -160,9 +173,11 @@ def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Nam
         env.update(PACT_DATABASE_URL=args.postgres, PACT_DATABASE_SCHEMA=schema)
     log = (work / "pact-bot.log").open("w")
     cmd = [str(VENV_BIN / "pact-bot"), "serve", "--port", str(port)]
+    cmd += ["--web-processes", str(args.web_processes)]
     proc = subprocess.Popen(server_cmd(cmd, args), env=env, stdout=log, stderr=log, cwd=work)
     try:
         wait_ready(port, proc)
+        wait_listening(work / "pact-bot.log", args.web_processes)
         warm_up(port)
         res = run_wrk(port, reqfile, args, proc.pid)
     finally:
@@ -289,6 +304,7 @@ def main() -> int:
     ap.add_argument("--skip-probot", action="store_true")
     ap.add_argument("--skip-floor", action="store_true")
     ap.add_argument("--pin", action="store_true", help="wrk on CPU 0, the server on CPU 1")
+    ap.add_argument("--web-processes", type=int, default=1, help="pact-bot serve --web-processes N")
     ap.add_argument(
         "--postgres",
         metavar="DSN",

@@ -53,11 +53,19 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Bind address (default PACT_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default PACT_PORT).")
+@click.option(
+    "--web-processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes answering webhooks on the port (default PACT_WEB_PROCESSES).",
+)
 @log_format_option
-def serve(host: str | None, port: int | None, log_format: str) -> None:
+def serve(host: str | None, port: int | None, web_processes: int | None, log_format: str) -> None:
     """Run the webhook server and PACT_WORKERS worker tasks."""
     setup_logging(log_format)
     settings = _settings()
+    if web_processes is not None:
+        settings = settings.model_copy(update={"pact_web_processes": web_processes})
     from pact_bot.web.server import serve as run
 
     with _one_line_errors():

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     pact_workers: int = Field(
         default=2, ge=0, le=64, description="Worker tasks inside `serve`; 0 = web only."
     )
+    pact_web_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes of `serve` that answer webhooks, sharing the port "
+        "(SO_REUSEPORT), to use more than one core; worker tasks run in the first only. "
+        "After the setup flow registers the App, restart `serve`.",
+    )
     pact_data_dir: Path = Field(
         default=Path("./pact-data"),
         description="Git mirrors, worktrees and transcripts; must be writable.",

@@ -4,23 +4,37 @@ Public API: `serve(settings, host, port, grace_seconds=30.0)`. Port 0 binds a fr
 log line `listening` carries `host` and `port` (tests and scripts read it). SIGTERM/SIGINT:
 the server stops accepting, workers stop claiming, running jobs get `grace_seconds` to finish,
 the rest are handed back to the queue.
+
+`PACT_WEB_PROCESSES=N` (N > 1): one event loop is one core, and a delivery costs ~200 µs of
+Python, so N processes answer webhooks on one port, each with its own socket bound with
+`SO_REUSEPORT` (the kernel spreads connections over them) and its own queue connection and
+group commit (SQLite's write lock orders their transactions; the deliveries table's primary
+key dedupes across them). Worker tasks run only in the first process, which spawns the
+others, stops them (SIGTERM) when it stops, and takes them along when it is SIGKILLed
+(`PR_SET_PDEATHSIG`). Their log lines carry `web_process` (0 = the first).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib.util
 import logging
+import multiprocessing
+import os
 import signal
-from collections.abc import Iterator
+import socket
+import sys
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 
 from pact_bot.jobs.backends import open_queue
 from pact_bot.jobs.model import Job
 from pact_bot.jobs.worker import JobControl, JobOutcome, load_handler, run_workers
-from pact_bot.logs import register_secrets
+from pact_bot.logs import ConsoleFormatter, log_context, register_secrets, setup_logging
 from pact_bot.settings import Settings
 from pact_bot.web.app import create_app
 
@@ -64,7 +78,24 @@ def _lean_log_records() -> None:
     logging.logMultiprocessing = False
 
 
-async def _serve(settings: Settings, host: str, port: int, grace_seconds: float) -> None:
+async def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    grace_seconds: float,
+    sock: socket.socket | None = None,
+    web_process: int | None = None,
+) -> None:
+    if web_process is None:
+        await _serve_one(settings, host, port, grace_seconds, sock)
+    else:
+        with log_context(web_process=web_process):
+            await _serve_one(settings, host, port, grace_seconds, sock)
+
+
+async def _serve_one(
+    settings: Settings, host: str, port: int, grace_seconds: float, sock: socket.socket | None
+) -> None:
     _lean_log_records()
     register_secrets(settings.secrets())
     missing = settings.missing_app_vars()
@@ -107,7 +138,7 @@ async def _serve(settings: Settings, host: str, port: int, grace_seconds: float)
         workers = asyncio.create_task(
             run_workers(queue, handler, settings.pact_workers, stop, grace_seconds=grace_seconds)
         )
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
     try:
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)
@@ -131,7 +162,7 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def serve(settings: Settings, host: str, port: int, grace_seconds: float = 30.0) -> None:
+def _run(main: Coroutine[Any, Any, None]) -> None:
     """uvloop + httptools when installed (they are dependencies; plain asyncio/h11 otherwise)."""
     loop_factory = None
     if _has("uvloop"):
@@ -139,4 +170,77 @@ def serve(settings: Settings, host: str, port: int, grace_seconds: float = 30.0)
 
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(settings, host, port, grace_seconds))
+        runner.run(main)
+
+
+def _shared_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes of this user may bind too (SO_REUSEPORT)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the first one dies, however it dies (Linux)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before prctl
+        os._exit(1)
+
+
+def _log_setup() -> tuple[str, str]:
+    root = logging.getLogger()
+    console = any(isinstance(h.formatter, ConsoleFormatter) for h in root.handlers)
+    return "console" if console else "json", logging.getLevelName(root.level)
+
+
+def _web_process(
+    settings: Settings,
+    host: str,
+    port: int,
+    grace_seconds: float,
+    index: int,
+    log_setup: tuple[str, str],
+    parent: int,
+) -> None:
+    """Entry point of web process `index` >= 1 (spawned: a fresh interpreter)."""
+    _die_with_parent(parent)
+    setup_logging(*log_setup)
+    sock = _shared_port_socket(host, port)
+    _run(_serve(settings, host, port, grace_seconds, sock=sock, web_process=index))
+
+
+def serve(settings: Settings, host: str, port: int, grace_seconds: float = 30.0) -> None:
+    """One process, or `settings.pact_web_processes` sharing the port (module docstring)."""
+    processes = settings.pact_web_processes
+    if processes == 1:
+        _run(_serve(settings, host, port, grace_seconds))
+        return
+    sock = _shared_port_socket(host, port)
+    port = sock.getsockname()[1]  # port 0: the others bind the one the first got
+    web_only = settings.model_copy(update={"pact_workers": 0})
+    spawn = multiprocessing.get_context("spawn")
+    others = [
+        spawn.Process(
+            target=_web_process,
+            args=(web_only, host, port, grace_seconds, i, _log_setup(), os.getpid()),
+            name=f"pact-bot-web-{i}",
+        )
+        for i in range(1, processes)
+    ]
+    for p in others:
+        p.start()
+    try:
+        _run(_serve(settings, host, port, grace_seconds, sock=sock, web_process=0))
+    finally:
+        for p in others:
+            if p.is_alive():
+                p.terminate()
+        for p in others:
+            p.join(grace_seconds + 5)
+            if p.is_alive():
+                p.kill()
+                p.join()
