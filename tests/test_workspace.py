@@ -444,3 +444,48 @@ def test_unsafe_names_are_refused(ws: Workspace):
         ws.mirror_path("../etc")
     with pytest.raises(ValueError):
         ws.worktree_path("../../x")
+
+
+async def test_next_job_reuses_the_finished_jobs_checkout_cleaned(
+    ws: Workspace, upstream: Upstream
+):
+    wt = await prepare(ws, upstream)
+    unchanged_inode = (wt / "src" / "app.py").stat().st_ino
+    (wt / "README.md").write_text("changed\n")
+    (wt / "untracked.txt").write_text("left by the agent\n")
+    (wt / "build").mkdir()
+    (wt / "build" / "out.o").write_text("ignored output\n")
+    (wt / ".gitignore").write_text("build/\n")
+    await ws.commit(wt, "job one's work")
+    (wt / "dirty.txt").write_text("uncommitted\n")
+    await ws.remove(wt)
+    assert not wt.exists()
+    new = upstream.commit({"NEWS.md": "news\n"})
+
+    wt2 = await ws.prepare("acme/demo", upstream.url, TOKEN, "main", "pact/code/other", "job2")
+
+    assert (wt2 / "src" / "app.py").stat().st_ino == unchanged_inode, "checkout was reused"
+    assert await ws.head(wt2) == new
+    assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=wt2).strip() == "pact/code/other"
+    assert sorted(p.name for p in wt2.iterdir()) == [".git", "NEWS.md", "README.md", "src"]
+    assert (wt2 / "README.md").read_text() == "# demo\n"
+    assert git("status", "--porcelain", "--ignored", cwd=wt2) == ""
+    assert not ws.spare_path("acme/demo").exists(), "the spare is in use"
+    branches = git("branch", "--list", cwd=ws.mirror_path("acme/demo"))
+    assert BRANCH not in branches, "the finished job's branch is deleted"
+
+
+async def test_a_checkout_with_a_rewritten_git_file_is_not_reused(
+    ws: Workspace, upstream: Upstream, tmp_path: Path
+):
+    wt = await prepare(ws, upstream)
+    elsewhere = tmp_path / "elsewhere.git"
+    git("init", "--quiet", "--bare", str(elsewhere), cwd=tmp_path)
+    (wt / ".git").write_text(f"gitdir: {elsewhere}\n")  # e.g. from the job's sandbox
+
+    await ws.remove(wt)
+
+    assert not wt.exists() and not ws.spare_path("acme/demo").exists()
+    wt2 = await prepare(ws, upstream, "job2")
+    assert await ws.head(wt2) == upstream.sha("main")
+    assert git("status", "--porcelain", cwd=wt2) == ""
