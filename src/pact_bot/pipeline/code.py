@@ -31,6 +31,7 @@ import asyncio
 import base64
 import logging
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -534,6 +535,7 @@ class CodeJob:
 
     async def _run(self) -> JobOutcome:
         job = self.job
+        agent_loaded = _load_agent_soon()
         inst = job.installation_id or await self.rt.app.installation_id(job.repo)
         self.rc = await self.rt.app.repo_client(job.repo, inst)
         self.gh = self.rc.gh
@@ -647,6 +649,7 @@ class CodeJob:
             )
             await self.control.progress(turns=turn, cost_usd=round(cost, 6))
 
+        await agent_loaded
         from pact_bot.agent.cost import UnknownModelPrice
         from pact_bot.agent.transcript import Transcript
 
@@ -1062,6 +1065,24 @@ class CodeJob:
 
 
 _JOB_LINE = "pact-bot job {job_id}"
+
+
+def _load_agent_soon() -> asyncio.Future[None]:
+    """Import the agent (the anthropic SDK: ~2 s on a busy machine) in a thread while the
+    job talks to GitHub and git clones; else the first job of a process waits for it.
+    Import errors are left to the real import."""
+
+    def load() -> None:
+        try:
+            import pact_bot.agent  # noqa: F401
+        except Exception:
+            log.debug("early agent import failed", exc_info=True)
+
+    if "pact_bot.agent.loop" in sys.modules:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+    return asyncio.ensure_future(asyncio.to_thread(load))
 
 
 async def _git_out(worktree: Path, *args: str) -> str | None:
