@@ -7,10 +7,12 @@ repository of realistic size (default 6,000 files, ~60 MB packed history; built 
 SQLite) gets the signed `issues.labeled` delivery. The clock runs from the label (the
 simulator sends the delivery) until the PR shows up in the simulator.
 
+Each round uses a fresh copy of the repository in the simulator and a fresh bot process:
+
 - **floor**: what any bot must do at least, over the same simulator's smart HTTP with an
   installation token sent as `http.extraHeader` from the environment (as the bot sends it):
   `git clone --mirror`, `git worktree add` of a new branch, commit of one file, `git push`
-  of that branch. Run `--floor-runs` times (median).
+  of that branch.
 - **job 1**: a cold bot (empty PACT_DATA_DIR: the mirror is cloned). Target ≤ 1.5× floor.
 - **job 2**: a second issue and spec on the same repository, mirror warm. Target ≤ 0.5×
   job 1.
@@ -21,12 +23,14 @@ mirror, mirror → worktree, worktree → agent stopped (repository map, first m
 turns), agent → pushed (checks, commit, push), pushed → PR seen.
 
 Run: `.venv/bin/python bench/job_overhead.py [--files 6000] [--commits 500]
-[--touched 25] [--blob-kb 5] [--floor-runs 3] [--keep]`. Sizes are part of the cache key.
+[--touched 25] [--blob-kb 5] [--rounds 3] [--keep]`; medians over the rounds. Sizes are part
+of the cache key.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -53,7 +57,6 @@ from sim.github import GitHubSim  # noqa: E402
 from sim.policies import SpecCoderPolicy  # noqa: E402
 
 OWNER, NAME = "acme", "monolith"
-REPO = f"{OWNER}/{NAME}"
 GENERATOR_VERSION = 1
 SPEC = """# {title} service
 
@@ -130,13 +133,13 @@ def _fast_import_stream(shape: RepoShape) -> Iterator[bytes]:
         yield from commit(n, [(p, _module(rng, p, shape.blob_kb * 1024)) for p in chosen])
 
 
-def generate_repo(shape: RepoShape) -> Path:
+def generate_repo(shape: RepoShape, cache: Path = CACHE) -> Path:
     """The cached bare repository for `shape`, built (deterministically) when missing."""
-    dest = CACHE / shape.key
+    dest = cache / shape.key
     if (dest / "HEAD").exists():
         return dest
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="gen-", dir=CACHE))
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="gen-", dir=cache))
     env = _git_env()
     started = time.monotonic()
     subprocess.run(["git", "init", "--quiet", "--bare", str(tmp)], check=True, env=env)
@@ -177,10 +180,10 @@ def repo_stats(bare: Path) -> dict[str, Any]:
     }
 
 
-def load_into_sim(sim: GitHubSim, bare: Path) -> Any:
+def load_into_sim(sim: GitHubSim, bare: Path, name: str = NAME) -> Any:
     """A simulated repository whose objects are the cached pack (hard links) and whose
     `main` is the cached history plus one commit adding the specs."""
-    repo = sim.add_repo(OWNER, NAME)
+    repo = sim.add_repo(OWNER, name)
     pack_dir = Path(repo.git.path) / "objects" / "pack"
     for f in (bare / "objects" / "pack").iterdir():
         try:
@@ -229,7 +232,7 @@ def _git_env(url: str | None = None, token: str | None = None) -> dict[str, str]
 
 def floor(sim: GitHubSim, repo: Any, work: Path, n: int) -> dict[str, float]:
     """clone --mirror, worktree add, commit one file, push one branch; seconds per step."""
-    token = sim.create_token(repositories=[REPO])
+    token = sim.create_token(repositories=[repo.full_name])
     env = _git_env(repo.clone_url, token)
     mirror, wt = work / f"floor{n}.git", work / f"floor{n}-wt"
     branch = f"bench/floor-{n}"
@@ -311,10 +314,8 @@ class Bot:
         out = []
         for line in self.log.read_text(errors="replace").splitlines():
             if line.startswith("{"):
-                try:
+                with contextlib.suppress(ValueError):
                     out.append(json.loads(line))
-                except ValueError:
-                    pass
         return out
 
     def stop(self) -> None:
@@ -335,17 +336,19 @@ MARKS = (
 )
 
 
-def run_job(sim: GitHubSim, bot: Bot, spec: str, timeout: float = 600) -> dict[str, Any]:
+def run_job(sim: GitHubSim, bot: Bot, repo: str, spec: str, timeout: float = 600) -> dict[str, Any]:
     """Open an issue naming `spec`, then time label → PR in the simulator."""
-    number = sim.open_issue(REPO, f"Implement {spec}", body=f"Please implement {spec}", user="alice")
+    number = sim.open_issue(
+        repo, f"Implement {spec}", body=f"Please implement {spec}", user="alice"
+    )
     sim.wait_for_deliveries(timeout=10)
-    before = {p["number"] for p in sim.pulls(REPO)}
+    before = {p["number"] for p in sim.pulls(repo)}
     t0 = time.time()
-    sim.label_issue(REPO, number, "pact:code", user="alice")
+    sim.label_issue(repo, number, "pact:code", user="alice")
     deadline = time.monotonic() + timeout
     pr = None
     while pr is None:
-        new = [p for p in sim.pulls(REPO) if p["number"] not in before]
+        new = [p for p in sim.pulls(repo) if p["number"] not in before]
         if new:
             pr = new[0]
             break
@@ -413,13 +416,18 @@ def machine() -> str:
     )
 
 
+def _line(label: str, t: dict[str, float]) -> str:
+    steps = ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total")
+    return f"{label}: {t['total']:.2f}s ({steps})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=RepoShape.files)
     ap.add_argument("--commits", type=int, default=RepoShape.commits)
     ap.add_argument("--touched", type=int, default=RepoShape.touched)
     ap.add_argument("--blob-kb", type=int, default=RepoShape.blob_kb)
-    ap.add_argument("--floor-runs", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="floor + fresh bot + 2 jobs, each")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = ap.parse_args()
     shape = RepoShape(args.files, args.commits, args.touched, args.blob_kb)
@@ -431,37 +439,39 @@ def main() -> None:
     )
     print(f"machine at start: {machine()}")
     work = Path(tempfile.mkdtemp(prefix="job-overhead-"))
+    floors: list[float] = []
+    firsts: list[float] = []
+    seconds: list[float] = []
     try:
         with GitHubSim(work / "sim") as sim, running_sim() as model:
             model.set_policy(SpecCoderPolicy())
             sim.add_user("alice", "write")
-            repo = load_into_sim(sim, bare)
-            floors = []
-            for n in range(args.floor_runs):
-                f = floor(sim, repo, work, n)
-                floors.append(f)
-                print(
-                    f"floor {n + 1}: {f['total']:.2f}s ("
-                    + ", ".join(f"{k} {v:.2f}" for k, v in f.items() if k != "total")
-                    + ")"
-                )
-            floor_s = statistics.median(f["total"] for f in floors)
-            bot = Bot(sim, model, work / "bot")
-            try:
-                jobs = [run_job(sim, bot, spec) for spec in SPECS]
-            finally:
-                bot.stop()
-        for i, job in enumerate(jobs, 1):
-            mirror = "cold" if i == 1 else "warm"
-            print(
-                f"job {i} ({mirror} mirror, {job['spec']}): {job['total']:.2f}s webhook → PR "
-                f"[{job['outcome']}]"
-            )
-            for k, v in job["breakdown"].items():
-                print(f"    {BREAKDOWN_LABELS[k]:<52} {v:6.2f}s")
-        first, second = jobs[0]["total"], jobs[1]["total"]
+            for r in range(1, args.rounds + 1):
+                repo = load_into_sim(sim, bare, f"{NAME}-{r}")
+                f = floor(sim, repo, work, r)
+                print(_line(f"round {r} floor", f))
+                floors.append(f["total"])
+                bot = Bot(sim, model, work / f"bot-{r}")
+                try:
+                    jobs = [run_job(sim, bot, repo.full_name, spec) for spec in SPECS]
+                finally:
+                    bot.stop()
+                for i, job in enumerate(jobs, 1):
+                    mirror = "cold" if i == 1 else "warm"
+                    print(
+                        f"round {r} job {i} ({mirror} mirror): {job['total']:.2f}s webhook → PR "
+                        f"[{job['outcome']}]"
+                    )
+                    for k, v in job["breakdown"].items():
+                        print(f"    {BREAKDOWN_LABELS[k]:<52} {v:6.2f}s")
+                firsts.append(jobs[0]["total"])
+                seconds.append(jobs[1]["total"])
+        floor_s, first, second = (statistics.median(x) for x in (floors, firsts, seconds))
         r1, r2 = first / floor_s, second / first
-        print(f"floor (median of {len(floors)}): {floor_s:.2f}s")
+        print(
+            f"medians of {args.rounds}: floor {floor_s:.2f}s, job 1 {first:.2f}s, "
+            f"job 2 {second:.2f}s"
+        )
         print(f"job 1 / floor: {r1:.2f}x (target <= 1.5x) {'met' if r1 <= 1.5 else 'MISSED'}")
         print(f"job 2 / job 1: {r2:.2f}x (target <= 0.5x) {'met' if r2 <= 0.5 else 'MISSED'}")
         print(f"machine at end: {machine()}")
