@@ -4,15 +4,18 @@ and the texts themselves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
-from sim.policies import RevisePolicy
-from test_revise import BRANCH, REPO, THREE, bot_comments, drive, open_bot_pr
+from sim.policies import RevisePolicy, SpecCoderPolicy
+from test_revise import BRANCH, REPO, SPEC, THREE, bot_comments, drive, open_bot_pr
 
 from pact_bot.jobs.model import Job, JobKind, JobState
+from pact_bot.jobs.sqlite import SqliteQueue
+from pact_bot.jobs.worker import JobControl
 from pact_bot.pipeline.commands import cancel_text, help_text, refusal_text, status_text
 from pact_bot.repo_config import parse_repo_config
 from pact_bot.settings import Settings
@@ -164,6 +167,104 @@ async def test_cancel_by_a_user_without_write_stops_nothing(
     assert github_sim.branches(REPO)[BRANCH] != before  # the review was still answered
     [answer] = replies(github_sim, number)
     assert answer.startswith("@mallory thanks") and "(yours: read)" in answer
+
+
+def labelled_issue(github: GitHubSim) -> int:
+    github.add_repo("acme", "shop", files={"README.md": "# Shop\n", "docs/cart-spec.md": SPEC})
+    github.add_user("alice", "write")
+    number = github.open_issue(REPO, "Cart", body="Please implement docs/cart-spec.md")
+    github.label_issue(REPO, number, "pact:code", user="alice")
+    return number
+
+
+async def test_a_job_whose_worker_keeps_vanishing_fails_with_a_comment_on_github(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=5))
+    number = labelled_issue(github_sim)
+    [job] = await bot.route_new()
+    lossy = SqliteQueue(bot.data_dir / "pact.db", lease_seconds=0.3, max_attempts=1)
+    await lossy.open()
+    try:
+        claimed = await lossy.claim("doomed")
+        assert claimed is not None and claimed.id == job.id
+        attempt = asyncio.create_task(bot.handler(claimed, JobControl(lossy, claimed)))
+        marker = f"pact-bot:job:{job.id}"
+        await wait_for(lambda: any(marker in c for c in bot_comments(github_sim, number)))
+        attempt.cancel()  # the worker vanishes mid-run: no finish, its lease lapses
+        with contextlib.suppress(asyncio.CancelledError):
+            await attempt
+        await asyncio.sleep(0.5)
+        notice = await lossy.claim("test-worker")  # the claim fails the job, queues its notice
+    finally:
+        await lossy.close()
+    assert notice is not None and notice.task["command"] == "lost"
+
+    done = await bot.run_job(notice)
+    await bot.run_job(notice)  # run again (a retried notice): nothing is said twice
+
+    assert done.state is JobState.succeeded, done.error
+    failed = await bot.queue.get(job.id)
+    assert failed is not None and failed.state is JobState.failed
+    comments = bot_comments(github_sim, number)
+    [progress] = [c for c in comments if marker in c]
+    assert "could not finish this job" in progress and "⏳" not in progress
+    assert "lost 1 time (crash or restart)" in progress
+    [said] = [c for c in comments if "pact-bot:lost:" in c]
+    assert f"Job `{job.id}` stopped: the worker running it was lost 1 time" in said
+    assert "Nothing was pushed" in said and "comment `/pact code`" in said
+    assert github_sim.pulls(REPO) == []
+    assert await bot.queue.claim("test-worker") is None
+
+
+async def test_lost_and_ack_cannot_be_commanded_from_a_comment(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+) -> None:
+    github_sim.add_repo("acme", "shop", files={"README.md": "x\n"})
+    github_sim.add_user("alice", "write")
+    number = github_sim.open_issue(REPO, "Hi", user="alice")
+    github_sim.comment(REPO, number, "/pact lost 0123456789abcdef", user="alice")
+    github_sim.comment(REPO, number, "/pact ack", user="alice")
+
+    jobs = await bot.process()
+
+    assert [(j.task["command"], j.state) for j in jobs] == [("help", JobState.succeeded)] * 2
+    first, second = replies(github_sim, number)
+    assert "`/pact lost` is not a pact-bot command" in first
+    assert "`/pact ack` is not a pact-bot command" in second
+    assert not [c for c in bot_comments(github_sim, number) if "pact-bot:lost:" in c]
+
+
+async def test_status_lists_code_and_revise_jobs_not_replies(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+) -> None:
+    number = labelled_issue(github_sim)
+    [code] = await bot.route_new()
+    assert await bot.queue.claim("elsewhere") is not None  # runs on another worker
+    github_sim.comment(REPO, number, "/pact status", user="alice")
+    [status] = await bot.route_new()
+    pending_ack = Job(
+        kind=JobKind.reply,
+        key=status.key,
+        repo=REPO,
+        number=number,
+        delivery_id="d:ack",
+        sender="alice",
+        task={"command": "ack", "fingerprint": "ack:1"},
+    )
+    await bot.queue.enqueue(pending_ack)  # queued behind the status reply (same key)
+
+    claimed = await bot.queue.claim("test-worker")
+    assert claimed is not None and claimed.id == status.id
+    await bot.run_job(claimed)
+
+    [answer] = replies(github_sim, number)
+    assert f"| `{code.id}` | code | running |" in answer
+    assert pending_ack.id not in answer and status.id not in answer
 
 
 # --- texts ---------------------------------------------------------------------------

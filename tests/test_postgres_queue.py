@@ -161,11 +161,15 @@ async def test_a_job_whose_worker_stops_beating_is_retried_then_failed(pg: PgSch
         assert (await q.get(job.id)).state is JobState.running  # type: ignore[union-attr]
 
         await asyncio.sleep(0.5)  # the second worker dies too: attempts exhausted
-        assert await q.claim("third") is None
+        notice = await q.claim("third")  # all that is left: the reply that says so on GitHub
+        assert notice is not None and notice.task["lost_job_id"] == job.id
         failed = await q.get(job.id)
         assert failed is not None and failed.state is JobState.failed
         assert failed.error == "worker lost (lease expired) after 2 attempts"
-        assert pg.query("SELECT status::text FROM procrastinate_jobs") == [("failed",)]
+        assert pg.query("SELECT status::text FROM procrastinate_jobs ORDER BY id") == [
+            ("failed",),
+            ("doing",),
+        ]
 
 
 async def test_heartbeats_keep_a_slow_job(pg: PgSchema) -> None:

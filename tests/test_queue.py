@@ -161,10 +161,40 @@ async def test_job_fails_after_max_attempts_of_lost_workers(queues: QueueFactory
     for _ in range(2):
         assert await q.claim("w") is not None
         await asyncio.sleep(0.3)
-    assert await q.claim("w") is None
+    nxt = await q.claim("w")  # only the notice of its failure is left
+    assert nxt is not None and nxt.task["command"] == "lost"
     got = await q.get(j.id)
     assert got is not None and got.state is JobState.failed
     assert got.error is not None and "worker lost" in got.error and "2 attempts" in got.error
+
+
+async def test_a_job_failed_for_lost_workers_leaves_one_notice_for_github(
+    queues: QueueFactory,
+) -> None:
+    """The failure is not silent: the failing transaction queues a `lost` reply job."""
+    q = await queues(lease_seconds=0.2, max_attempts=2)
+    j = job(7, comment_id=42, trigger="command", is_pr=False)
+    quiet = job(8, kind=JobKind.reply, command="help").model_copy(
+        update={"key": "octo/repo#8:reply"}
+    )
+    await q.enqueue(j)
+    await q.enqueue(quiet)
+    for _ in range(2):
+        claimed = [await q.claim("w"), await q.claim("w")]
+        assert {c.id for c in claimed if c} == {j.id, quiet.id}
+        await asyncio.sleep(0.3)
+    notice = await q.claim("w")
+    assert notice is not None and notice.kind is JobKind.reply
+    assert notice.key == "octo/repo#7:reply" and notice.number == 7 and notice.sender == "alice"
+    assert notice.task["command"] == "lost" and notice.task["lost_job_id"] == j.id
+    assert notice.task["attempts"] == 2 and notice.task["original"]["comment_id"] == 42
+    assert "comment_id" not in notice.task  # nobody's comment gets 👀 for it
+    failed = await q.get(j.id)
+    assert failed is not None and failed.state is JobState.failed
+    await q.finish(notice.id, "w", JobState.succeeded)
+    assert await q.claim("w") is None  # one notice; none for the lost reply job
+    replies = await q.list(key="octo/repo#7:reply") + await q.list(key="octo/repo#8:reply")
+    assert [r.id for r in replies if r.task.get("command") == "lost"] == [notice.id]
 
 
 async def test_crash_between_claim_and_finish(queues: QueueFactory) -> None:

@@ -2,9 +2,10 @@
 
 `bot` (in-process, fast): the simulated GitHub records every webhook it would send; `await
 bot.process()` routes each new delivery through `pact_bot.triggers.route` (as the web
-process does), enqueues it in a real SQLite queue, then claims and runs every job with the
-real handler from `pact_bot.pipeline.build_handler` (as a worker does), and returns the
-finished jobs. Settings point at both simulators; the data dir is a temp dir.
+process does), enqueues it in a real SQLite queue, then
+claims and runs every job with the real handler from `pact_bot.pipeline.build_handler` (as a
+worker does), and returns the finished jobs; `await bot.route_new()` only records them.
+Settings point at both simulators; the data dir is a temp dir.
 
 `bot_server` (subprocess): `pact-bot serve` on a free port configured ONLY by environment
 variables (GITHUB_APP_ID, GITHUB_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET, GITHUB_API_URL,
@@ -29,7 +30,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pact_bot.jobs.model import Job, JobState
+from pact_bot.jobs.model import Enqueued, Job, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import build_handler
@@ -85,6 +86,19 @@ class InProcessBot:
 
     async def process(self, timeout: float = 120.0) -> list[Job]:
         """Route new deliveries, then run every queued job to its end; return them."""
+        await self.route_new()
+        done: list[Job] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = await self.queue.claim("test-worker")
+            if job is None:
+                break
+            done.append(await self.run_job(job))
+        return done
+
+    async def route_new(self) -> list[Job]:
+        """Route new deliveries and record their jobs as the web process does; run nothing."""
+        recorded: list[Job] = []
         await self.github.wait_for_deliveries_async(timeout=10)
         for d in list(self.github.deliveries):
             key = (d.id, d.redelivery)
@@ -97,16 +111,10 @@ class InProcessBot:
             )
             decision = route(d.event, payload, BotIdentity(self.github.slug), config, d.id)
             self.routed.append((f"{d.event}.{d.action}", decision.reason))
-            if decision.job is not None:
-                await self.queue.enqueue(decision.job)
-        done: list[Job] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = await self.queue.claim("test-worker")
-            if job is None:
-                break
-            done.append(await self.run_job(job))
-        return done
+            job = decision.job
+            if job is not None and await self.queue.enqueue(job) is Enqueued.created:
+                recorded.append(job)
+        return recorded
 
     async def run_job(self, job: Job) -> Job:
         control = JobControl(self.queue, job)

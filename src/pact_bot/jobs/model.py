@@ -117,6 +117,48 @@ class Queue(Protocol):
     async def set_repo_config(self, repo: str, config: dict[str, Any]) -> None: ...
 
 
+LOST_NOTICE_KINDS = frozenset({JobKind.code, JobKind.revise})
+
+
+def lost_notice(job: Job) -> Job | None:
+    """The reply job that tells GitHub a job failed because its workers kept vanishing.
+
+    Both backends enqueue it in the transaction that fails `job` after `max_attempts` lost
+    leases, so the failure is never silent. Only code and revise jobs get one (reply and
+    spec-check jobs are themselves the answer; a notice about a notice would loop). Its
+    command `lost` is never produced by a webhook (triggers answer unknown words with help);
+    its delivery id `lost:<job id>` makes it at most one per failed job.
+    """
+    if job.kind not in LOST_NOTICE_KINDS:
+        return None
+    task = job.task
+    return Job(
+        kind=JobKind.reply,
+        key=f"{job.key}:reply",
+        repo=job.repo,
+        number=job.number,
+        installation_id=job.installation_id,
+        delivery_id=f"lost:{job.id}",
+        sender=job.sender,
+        task={
+            "trigger": "system",
+            "command": "lost",
+            "lost_job_id": job.id,
+            "lost_kind": str(job.kind),
+            "attempts": job.attempts,
+            "number": job.number,
+            "is_pr": task.get("is_pr"),
+            "default_branch": task.get("default_branch"),
+            "original": {
+                k: task[k]
+                for k in ("trigger", "comment_id", "review_id", "check_run_id", "command")
+                if k in task
+            },
+            "fingerprint": f"lost:{job.id}",
+        },
+    )
+
+
 def fingerprint(job: Job) -> str:
     """What makes two triggers "identical" for coalescing: kind + the task's fingerprint.
 

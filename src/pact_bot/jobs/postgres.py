@@ -36,6 +36,8 @@ Where the protocol and procrastinate differ, and what this module does:
   stalled jobs to the application; here every `claim` first recovers lapsed jobs (retry via
   `procrastinate_retry_job_v2`, or fail via `procrastinate_finish_job_v1` after
   `max_attempts` claims, or end as cancelled when a cancel was requested), as SQLite does.
+  A job failed that way enqueues its `lost_notice` (a reply job that says so on GitHub) in
+  the same transaction.
 - procrastinate's `attempts` counts finished tries; ours (shown to operators) counts claims,
   like SQLite. A released job gives its attempt back in `pact_jobs` only.
 - A running job that is cancelled gets procrastinate's `abort_requested`; the worker ends it
@@ -76,7 +78,15 @@ from procrastinate.psycopg_connector import PsycopgConnector
 from procrastinate.schema import SchemaManager
 from psycopg.types.json import Jsonb
 
-from pact_bot.jobs.model import TERMINAL, Enqueued, Job, JobKind, JobState, fingerprint
+from pact_bot.jobs.model import (
+    TERMINAL,
+    Enqueued,
+    Job,
+    JobKind,
+    JobState,
+    fingerprint,
+    lost_notice,
+)
 from pact_bot.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -200,6 +210,29 @@ def _row_to_job(r: dict[str, Any]) -> Job:
         cancel_requested=r["cancel_requested"],
         worker_id=r["worker_id"],
     )
+
+
+def _enqueue_params(job: Job) -> dict[str, Any]:
+    """`_ENQUEUE_SQL`'s parameters for one job."""
+    fp = fingerprint(job)
+    return {
+        "delivery_id": job.delivery_id,
+        "received_at": time.time(),
+        "id": job.id,
+        "queue": QUEUE_NAME,
+        "task_name": TASK_NAME,
+        "lock": job.key,
+        "qlock": f"{job.key}|{fp}",
+        "args": Jsonb({"job_id": job.id}),
+        "kind": str(job.kind),
+        "repo": job.repo,
+        "number": job.number,
+        "installation_id": job.installation_id,
+        "sender": job.sender,
+        "task": Jsonb(job.task),
+        "fingerprint": fp,
+        "created_at": job.created_at,
+    }
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -363,26 +396,8 @@ class PostgresQueue:
         return await self._retrying("record_delivery", op)
 
     async def enqueue(self, job: Job) -> Enqueued:
-        fp = fingerprint(job)
-        qlock = f"{job.key}|{fp}"
-        params = {
-            "delivery_id": job.delivery_id,
-            "received_at": time.time(),
-            "id": job.id,
-            "queue": QUEUE_NAME,
-            "task_name": TASK_NAME,
-            "lock": job.key,
-            "qlock": qlock,
-            "args": Jsonb({"job_id": job.id}),
-            "kind": str(job.kind),
-            "repo": job.repo,
-            "number": job.number,
-            "installation_id": job.installation_id,
-            "sender": job.sender,
-            "task": Jsonb(job.task),
-            "fingerprint": fp,
-            "created_at": job.created_at,
-        }
+        params = _enqueue_params(job)
+        fp, qlock = params["fingerprint"], params["qlock"]
 
         async def fast() -> Enqueued | None:
             """One statement, one round trip: the common case (no identical job waiting)."""
@@ -523,6 +538,7 @@ class PostgresQueue:
                         mine["id"],
                     ),
                 )
+                await self._notify_lost(conn, mine["id"])
             else:
                 await self._p_one(
                     conn,
@@ -543,6 +559,15 @@ class PostgresQueue:
             )
             if locked["worker_id"] is not None:
                 await self._p_one(conn, "unregister_worker", worker_id=locked["worker_id"])
+
+    async def _notify_lost(self, conn: psycopg.AsyncConnection[Any], job_id: str) -> None:
+        """In the failing transaction: the reply job that says so on GitHub."""
+        row = await self._fetchone(conn, f"{_SELECT_JOBS} WHERE id=%s", (job_id,))
+        notice = lost_notice(_row_to_job(row)) if row else None
+        if notice is None:
+            return
+        # its delivery id is unique per failed job: at most one notice (no queueing-lock clash)
+        await conn.execute(_ENQUEUE_SQL, _enqueue_params(notice))
 
     async def claim(self, worker_id: str) -> Job | None:
         async def op() -> Job | None:

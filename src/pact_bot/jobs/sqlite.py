@@ -19,7 +19,8 @@ Semantics (shared with the Postgres backend):
 - A job identical to one still queued (same key and `fingerprint()`) is `coalesced`.
 - `claim` takes the oldest queued job of a key only when that key has no running job.
 - A running job whose lease lapsed is queued again (claim adds the attempt); after
-  `max_attempts` claims it fails with "worker lost (lease expired) after N attempts".
+  `max_attempts` claims it fails with "worker lost (lease expired) after N attempts", and
+  the same transaction enqueues its `lost_notice` (a reply job that says so on GitHub).
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ from typing import Any, TypeVar
 
 import orjson
 
-from pact_bot.jobs.model import TERMINAL, Enqueued, Job, JobKind, JobState, fingerprint
+from pact_bot.jobs.model import (
+    TERMINAL,
+    Enqueued,
+    Job,
+    JobKind,
+    JobState,
+    fingerprint,
+    lost_notice,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -284,6 +293,59 @@ def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_exception(value)
 
 
+def _enqueue_op(job: Job) -> Callable[[sqlite3.Connection], Enqueued]:
+    """The enqueue transaction's body, also run inside a claim (a lost job's notice)."""
+    fp = fingerprint(job)
+    task = orjson.dumps(job.task, default=str).decode()
+
+    row = (
+        job.id,
+        str(job.kind),
+        job.key,
+        job.repo,
+        job.number,
+        job.installation_id,
+        job.delivery_id,
+        job.sender,
+        task,
+        fp,
+        job.created_at,
+        job.key,
+        fp,
+    )
+
+    def op(c: sqlite3.Connection) -> Enqueued:
+        # Two statements on the common path; self-contained (no savepoint): the only
+        # write before a possible failure is undone by hand.
+        cur = c.execute(
+            "INSERT OR IGNORE INTO deliveries(delivery_id, received_at, job_id) VALUES (?,?,?)",
+            (job.delivery_id, time.time(), job.id),
+        )
+        if cur.rowcount != 1:
+            return Enqueued.duplicate_delivery
+        try:
+            cur = c.execute(
+                "INSERT INTO jobs(id, kind, key, repo, number, installation_id, delivery_id, "
+                "sender, task, fingerprint, state, attempts, created_at) "
+                "SELECT ?,?,?,?,?,?,?,?,?,?,'queued',0,? WHERE NOT EXISTS (SELECT 1 FROM jobs "
+                "WHERE key = ? AND state = 'queued' AND fingerprint = ?)",
+                row,
+            )
+            if cur.rowcount == 1:
+                return Enqueued.created
+            c.execute(
+                "UPDATE deliveries SET job_id = (SELECT id FROM jobs WHERE key = ? AND "
+                "state = 'queued' AND fingerprint = ? LIMIT 1) WHERE delivery_id = ?",
+                (job.key, fp, job.delivery_id),
+            )
+            return Enqueued.coalesced
+        except BaseException:
+            c.execute("DELETE FROM deliveries WHERE delivery_id = ?", (job.delivery_id,))
+            raise
+
+    return op
+
+
 class SqliteQueue:
     """The `Queue` protocol on one SQLite file (see the module docstring)."""
 
@@ -407,55 +469,7 @@ class SqliteQueue:
         return await self._write(op, isolated=False)
 
     async def enqueue(self, job: Job) -> Enqueued:
-        fp = fingerprint(job)
-        task = orjson.dumps(job.task, default=str).decode()
-
-        row = (
-            job.id,
-            str(job.kind),
-            job.key,
-            job.repo,
-            job.number,
-            job.installation_id,
-            job.delivery_id,
-            job.sender,
-            task,
-            fp,
-            job.created_at,
-            job.key,
-            fp,
-        )
-
-        def op(c: sqlite3.Connection) -> Enqueued:
-            # Two statements on the common path; self-contained (no savepoint): the only
-            # write before a possible failure is undone by hand.
-            cur = c.execute(
-                "INSERT OR IGNORE INTO deliveries(delivery_id, received_at, job_id) VALUES (?,?,?)",
-                (job.delivery_id, time.time(), job.id),
-            )
-            if cur.rowcount != 1:
-                return Enqueued.duplicate_delivery
-            try:
-                cur = c.execute(
-                    "INSERT INTO jobs(id, kind, key, repo, number, installation_id, delivery_id, "
-                    "sender, task, fingerprint, state, attempts, created_at) "
-                    "SELECT ?,?,?,?,?,?,?,?,?,?,'queued',0,? WHERE NOT EXISTS (SELECT 1 FROM jobs "
-                    "WHERE key = ? AND state = 'queued' AND fingerprint = ?)",
-                    row,
-                )
-                if cur.rowcount == 1:
-                    return Enqueued.created
-                c.execute(
-                    "UPDATE deliveries SET job_id = (SELECT id FROM jobs WHERE key = ? AND "
-                    "state = 'queued' AND fingerprint = ? LIMIT 1) WHERE delivery_id = ?",
-                    (job.key, fp, job.delivery_id),
-                )
-                return Enqueued.coalesced
-            except BaseException:
-                c.execute("DELETE FROM deliveries WHERE delivery_id = ?", (job.delivery_id,))
-                raise
-
-        return await self._write(op, isolated=False)
+        return await self._write(_enqueue_op(job), isolated=False)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -478,11 +492,20 @@ class SqliteQueue:
                     "lease_until=NULL, error=? WHERE id=?",
                     (now, f"worker lost (lease expired) after {attempts} attempts", job_id),
                 )
+                self._notify_lost(c, job_id)
             else:
                 c.execute(
                     "UPDATE jobs SET state='queued', worker_id=NULL, lease_until=NULL WHERE id=?",
                     (job_id,),
                 )
+
+    @staticmethod
+    def _notify_lost(c: sqlite3.Connection, job_id: str) -> None:
+        """In the failing transaction: the reply job that says so on GitHub."""
+        row = c.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()  # noqa: S608
+        notice = lost_notice(_row_to_job(row)) if row else None
+        if notice is not None:
+            _enqueue_op(notice)(c)
 
     async def claim(self, worker_id: str) -> Job | None:
         def op(c: sqlite3.Connection) -> Job | None:

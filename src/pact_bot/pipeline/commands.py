@@ -12,8 +12,15 @@ maintain or admin; anything else gets a polite refusal and nothing else happens)
   command; asking again is harmless) and says which jobs stop. A running job stops at
   its next safe point: between agent turns, before commit and before push.
 
+One command comes from pact-bot itself, never from a comment (triggers answer unknown
+words with help), and skips the permission check:
+- `lost` (enqueued by the queue when a job failed because its worker vanished
+  `max_attempts` times): a comment saying so (marked `<!-- pact-bot:lost:<job id> -->`,
+  posted once) and the job's progress comment finalised as failed. It acts only on a job
+  the queue really failed that way.
+
 Shared with revise jobs: `permission_of(api, repo_path, login)`, `refusal_text(...)`.
-Texts are pure functions (`help_text`, `status_text`, `cancel_text`).
+Texts are pure functions (`help_text`, `status_text`, `cancel_text`, `lost_text`).
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from typing import Any
 
 from githubkit.exception import GitHubException, RequestFailed
 
-from pact_bot.jobs.model import TERMINAL, Job, JobState
+from pact_bot.jobs.model import TERMINAL, Job, JobKind, JobState
 from pact_bot.jobs.worker import JobControl, JobOutcome
+from pact_bot.pipeline import report
 from pact_bot.pipeline.code import WRITE_PERMISSIONS
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.repo_config import CONFIG_PATH, Effective, RepoConfigError, parse_repo_config
@@ -167,6 +175,33 @@ def cancel_text(jobs: Sequence[Job], number: int | None) -> str:
     return "\n".join(lines)
 
 
+def lost_marker(job_id: str) -> str:
+    return f"<!-- pact-bot:lost:{job_id} -->"
+
+
+def lost_text(job: Job, attempts: int, command: str = "/pact") -> str:
+    """Why a job stopped when its workers kept vanishing, and how to try again."""
+    progress = job.task.get("progress") or {}
+    pushed = str(progress.get("pushed_sha") or "")
+    kept = (
+        f"Its last attempt had already pushed commit `{pushed[:7]}`"
+        + (f" ({job.pr_url})" if job.pr_url else "")
+        + "; nothing more was pushed."
+        if pushed
+        else "Nothing was pushed by the unfinished attempt."
+    )
+    again = (
+        f"comment `{command} code <what to change>` on this pull request"
+        if job.kind is JobKind.revise
+        else f"comment `{command} code`"
+    )
+    return (
+        f"Job `{job.id}` stopped: the worker running it was lost {attempts} "
+        f"time{'s' if attempts != 1 else ''} (crash or restart), so pact-bot gave up on it. "
+        f"{kept} To try again, {again}."
+    )
+
+
 class ReplyJob:
     def __init__(self, runtime: Runtime, job: Job, control: JobControl) -> None:
         self.rt = runtime
@@ -210,8 +245,10 @@ class ReplyJob:
 
     async def _answer(self, rc: Any) -> JobOutcome:
         job = self.job
-        await self._react()
         name = str(self.task.get("command") or "help")
+        if name == "lost":  # from the queue, not a person: no 👀, no permission check
+            return await self._lost(rc)
+        await self._react()
         perm = await permission_of(self.api, self.repo_path(), job.sender)
         if perm not in WRITE_PERMISSIONS:
             command = await self._command_word(rc)
@@ -225,6 +262,53 @@ class ReplyJob:
             await self.comment(await self._cancel())
         else:
             await self.comment(await self._help(rc))
+        return JobOutcome(JobState.succeeded)
+
+    # -- system replies ----------------------------------------------------------------
+
+    async def _find_comments(self, *needles: str) -> dict[str, int]:
+        """Comment ids of this issue/PR holding each hidden marker (first 10 pages)."""
+        found: dict[str, int] = {}
+        for page in range(1, 11):
+            items = await self.api(
+                "GET",
+                self.repo_path(f"/issues/{self.job.number}/comments"),
+                params={"per_page": 100, "page": page},
+            )
+            for c in items or []:
+                for n in needles:
+                    if n not in found and n in (c.get("body") or ""):
+                        found[n] = int(c["id"])
+            if not items or len(items) < 100 or len(found) == len(needles):
+                break
+        return found
+
+    async def _lost(self, rc: Any) -> JobOutcome:
+        lost_id = str(self.task.get("lost_job_id") or "")
+        lost = await self.queue.get(lost_id) if self.queue is not None and lost_id else None
+        if (
+            lost is None
+            or lost.state is not JobState.failed
+            or self.job.delivery_id != f"lost:{lost_id}"
+        ):
+            return JobOutcome(JobState.failed, error=f"no lost job {lost_id!r} to report")
+        attempts = int(self.task.get("attempts") or lost.attempts)
+        text = lost_text(lost, attempts, await self._command_word(rc))
+        progress_marker, notice_marker = report.marker(lost.id), lost_marker(lost.id)
+        found = await self._find_comments(progress_marker, notice_marker)
+        progress_id = (lost.task.get("progress") or {}).get("comment_id") or found.get(
+            progress_marker
+        )
+        if progress_id:
+            body = report.progress_body(report.Progress(lost.id, report.Phase.failed, failure=text))
+            try:
+                await self.api(
+                    "PATCH", self.repo_path(f"/issues/comments/{progress_id}"), json={"body": body}
+                )
+            except RequestFailed:
+                log.warning("could not finalise the lost job's progress comment", exc_info=True)
+        if notice_marker not in found:
+            await self.comment(f"{notice_marker}\n{text}")
         return JobOutcome(JobState.succeeded)
 
     async def _react(self) -> None:
@@ -335,6 +419,8 @@ __all__ = [
     "cancel_text",
     "handle_reply",
     "help_text",
+    "lost_marker",
+    "lost_text",
     "permission_of",
     "refusal_text",
     "status_text",
