@@ -40,6 +40,7 @@ Public API::
     await ws.sweep()                           # drop dead jobs' worktrees (worker start-up)
     await ws.remote_branch_exists(repo, branch, clone_url=None, token=None)  # -> bool
     ws.tracked_files(path)                     # -> list[str]
+    ws.spare_path(repo)                        # -> Path of the parked checkout (may not exist)
     await ws.head(path)                        # -> sha
 
 Errors: `WorkspaceError` (base), `GitError(cmd, stderr, returncode)`, `PushRejected(reason)`
