@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sim.anthropic import AnthropicSim, Fault
-from sim.bot import BotServer, InProcessBot, bot, bot_server  # noqa: F401
+from sim.bot import BotServer, InProcessBot, bot, bot_server, without_acks  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy
 
@@ -177,7 +177,7 @@ async def test_closed_bot_pr_leaves_its_branch_alone_and_a_new_one_is_used(
     old_sha = github_sim.branches(REPO)["pact/code/cart"]
 
     github_sim.comment(REPO, number, "/pact code", user="alice")
-    [second] = await bot.process()
+    [second] = without_acks(await bot.process())
 
     assert second.state == JobState.succeeded, second.error
     assert github_sim.branches(REPO)["pact/code/cart"] == old_sha
@@ -254,7 +254,7 @@ async def test_retrigger_updates_the_same_pr(
 
     anthropic_sim.set_policy(SpecCoderPolicy(source_path="src/{module}_v2.py"))
     github_sim.comment(REPO, number, "/pact code docs/cart-spec.md", user="alice")
-    second = await bot.process()
+    second = without_acks(await bot.process())
 
     assert [j.state for j in second] == [JobState.succeeded], [j.error for j in second]
     assert len(github_sim.pulls(REPO)) == 1
@@ -397,7 +397,7 @@ async def test_sender_without_write_permission_is_refused_before_any_work(
     number = github_sim.open_issue(REPO, "Cart", body="docs/cart-spec.md", user="mallory")
     github_sim.comment(REPO, number, "/pact code", user="mallory")
 
-    jobs = await bot.process()
+    jobs = without_acks(await bot.process())
 
     assert [j.state for j in jobs] == [JobState.failed]
     comments = bot_comments(github_sim, number)

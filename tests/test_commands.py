@@ -238,6 +238,37 @@ async def test_lost_and_ack_cannot_be_commanded_from_a_comment(
     assert not [c for c in bot_comments(github_sim, number) if "pact-bot:lost:" in c]
 
 
+async def test_pact_code_while_a_job_of_the_issue_runs_gets_eyes_within_seconds(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.4))
+    number = labelled_issue(github_sim)
+    running = asyncio.create_task(drive(bot, workers=2))
+    await wait_for(lambda: len(anthropic_sim.requests) >= 1)  # the label's job runs
+    cid = github_sim.comment(REPO, number, "/pact code", user="alice")
+
+    seconds = await wait_for(lambda: bool(github_sim.reactions(REPO, comment_id=cid)))
+    first_running = [j for j in await bot.queue.list() if j.kind == "code"]
+    jobs = await running
+
+    assert seconds < 5
+    assert sorted(str(j.state) for j in first_running) == ["queued", "running"]
+    first, second = [j for j in jobs if j.kind == "code"]
+    assert second.state in (JobState.succeeded, JobState.failed)  # it ran after the first
+    notes = [c for c in bot_comments(github_sim, number) if "pact-bot:ack:" in c]
+    assert len(notes) == 1
+    assert f"Queued: job `{second.id}` is number 2 in line" in notes[0]
+    assert f"`{first.id}` (code, running)" in notes[0]
+    reacts = [
+        r
+        for r in github_sim.requests
+        if r.method == "POST" and r.path.endswith(f"/issues/comments/{cid}/reactions")
+    ]
+    assert len(reacts) == 1  # the ack reacted; the code job did not react again
+
+
 async def test_status_lists_code_and_revise_jobs_not_replies(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sim.anthropic import AnthropicSim
-from sim.bot import InProcessBot, bot  # noqa: F401
+from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import RevisePolicy
 
@@ -65,6 +65,8 @@ async def route_new(b: InProcessBot) -> int:
         config = TriggerConfig.from_repo_config(await b.queue.get_repo_config(full))
         decision = route(d.event, payload, BotIdentity(b.github.slug), config, d.id)
         b.routed.append((f"{d.event}.{d.action}", decision.reason))
+        if decision.ack is not None:  # as the web process does
+            await b.queue.enqueue(decision.ack)
         if decision.job is not None:
             await b.queue.enqueue(decision.job)
             n += 1
@@ -295,7 +297,7 @@ async def test_command_on_bot_pr_revises_with_the_instructions(
     anthropic_sim.set_policy(RevisePolicy())
     cid = github_sim.comment(REPO, number, "/pact code Log every\nadded item.", user="alice")
 
-    jobs = await bot.process()
+    jobs = without_acks(await bot.process())
 
     assert [(j.kind, j.state) for j in jobs] == [("revise", JobState.succeeded)], jobs
     head = github_sim.commits(REPO, BRANCH)[0]

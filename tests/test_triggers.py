@@ -68,6 +68,23 @@ def test_pact_code_on_the_bots_pr_is_a_revise_job() -> None:
     d = route("issue_comment", comment("/pact code\nrename foo", on_bot_pr=True), BOT, CFG)
     assert d.job is not None and d.job.kind is JobKind.revise
     assert d.job.task["is_pr"] is True and d.job.task["instructions"] == "rename foo"
+    assert d.ack is not None and d.ack.task["for_kind"] == "revise"
+
+
+def test_pact_code_comes_with_an_ack_reply_job_of_its_own_delivery() -> None:
+    d = route("issue_comment", comment("/pact code docs/a-spec.md"), BOT, CFG, delivery_id="d3")
+    assert d.job is not None and d.ack is not None
+    ack = d.ack
+    assert (ack.kind, ack.key, ack.delivery_id) == (JobKind.reply, f"{d.job.key}:reply", "d3:ack")
+    assert ack.task["command"] == "ack" and ack.task["comment_id"] == d.job.task["comment_id"]
+    assert ack.task["for_key"] == d.job.key
+    assert ack.task["for_fingerprint"] == d.job.task["fingerprint"]
+    assert ack.sender == d.job.sender and ack.id != d.job.id
+    # reply commands are their own acknowledgement; system commands are not for people
+    assert route("issue_comment", comment("/pact status"), BOT, CFG).ack is None
+    for word in ("lost", "ack"):
+        reply = route("issue_comment", comment(f"/pact {word} x"), BOT, CFG).job
+        assert reply is not None and reply.task["command"] == "help"
 
 
 def test_pact_code_on_someone_elses_pr_is_a_code_job() -> None:

@@ -132,13 +132,21 @@ async def test_relabelled_issue_creates_exactly_one_code_job(client: Client) -> 
 async def test_pact_code_comment_creates_a_code_job(client: Client) -> None:
     p = copy.deepcopy(load_payload("ghes-35/issue_comment/created.json"))
     p["comment"]["body"] = "/pact code docs/auth-spec.md\nUse argon2"
-    r = await client.deliver("issue_comment", p)
+    r = await client.deliver("issue_comment", p, delivery="cmd-1")
     assert r.status_code == 202
-    [job] = await client.queue.list()
+    job, ack = await client.queue.list()  # newest first: the ack is recorded before the job
     assert job.kind is JobKind.code and job.installation_id == 5
     assert job.task["spec_paths"] == ["docs/auth-spec.md"]
     assert job.task["instructions"] == "Use argon2"
     assert job.task["comment_id"] == p["comment"]["id"]
+    # a reply job reacts 👀 within seconds, even while a running job holds the job's key
+    assert (ack.kind, ack.task["command"], ack.delivery_id) == (JobKind.reply, "ack", "cmd-1:ack")
+    assert ack.key == f"{job.key}:reply" and ack.task["comment_id"] == p["comment"]["id"]
+    assert (ack.task["for_key"], ack.task["for_kind"]) == (job.key, "code")
+    # a redelivery records neither again
+    again = await client.deliver("issue_comment", p, delivery="cmd-1")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert len(await client.queue.list()) == 2
 
 
 async def test_review_on_a_bot_pr_creates_a_revise_job(client: Client) -> None:
@@ -236,7 +244,8 @@ async def test_same_delivery_ten_times_concurrently_is_one_job(client: Client) -
     )
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] * 9 + [202]
-    assert len(await client.queue.list()) == 1
+    jobs = await client.queue.list()
+    assert sorted(str(j.kind) for j in jobs) == ["code", "reply"]  # one job, one ack
 
 
 async def test_redelivery_of_an_ignored_event_is_still_200(client: Client) -> None:

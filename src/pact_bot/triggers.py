@@ -2,10 +2,14 @@
 
 Public API:
 - `route(event, payload, bot, config, delivery_id="") -> Decision`
-- `Decision(job, reason)`: `job` is None when nothing starts; `reason` is a short phrase
-  for the log. `/pact cancel` is a reply job like help and status: the worker checks the
-  commenter's permission before it cancels anything (the web process cannot, without an
-  API call), and reply jobs have their own key so they never wait behind the running job.
+- `Decision(job, reason, ack=None)`: `job` is None when nothing starts; `reason` is a short
+  phrase for the log; `ack` is a reply job (command `ack`, delivery id `<delivery>:ack`, key
+  `…:reply`) made for every comment-triggered code or revise job: the web process records it
+  before the job, so the comment gets 👀 (and a "queued behind" note when the job waits)
+  within seconds instead of when the job starts. `/pact cancel` is a reply job like help
+  and status: the worker checks the commenter's permission before it cancels anything (the
+  web process cannot, without an API call), and reply jobs have their own key so they never
+  wait behind the running job.
 - `BotIdentity(slug)` with `.login` (`<slug>[bot]`); `TriggerConfig(label, command)` and
   `TriggerConfig.from_repo_config(dict | None)` (keys `label`, `command`, as cached by
   workers from `.github/pact.yml`).
@@ -19,7 +23,8 @@ behind a 30-minute code job of the same issue.
 Task fields (`job.task`), all kinds: `trigger` (label | command | check_run | review |
 pull_request), `number`, `is_pr`, `fingerprint` (what makes a second trigger identical, for
 coalescing). Per trigger: `comment_id` (react to it), `command` (code | help | status |
-cancel), `unknown_command`, `spec_paths`, `instructions` (comment lines after the first),
+cancel; `ack` with `for_kind`, `for_key`, `for_fingerprint`; never `lost`, which only the
+queue makes), `unknown_command`, `spec_paths`, `instructions` (comment lines after the first),
 `title`, `body`, `review_id`, `review_state`, `review_body`, `check_run_id`, `head_sha`,
 `head_ref`, `base_ref`, `default_branch`. Permission is checked by the worker, not here.
 """
@@ -75,6 +80,7 @@ class TriggerConfig:
 class Decision:
     job: Job | None
     reason: str
+    ack: Job | None = None  # recorded first, so the command gets 👀 while its job waits
 
     @property
     def starts_job(self) -> bool:
@@ -218,7 +224,22 @@ def _issue_comment(
                 "fingerprint": f"code:{' '.join(cmd.args)}:{cmd.instructions}",
             },
         )
-        return Decision(job, f"{config.command} code")
+        ack = _job(
+            ev,
+            JobKind.reply,
+            issue.number,
+            f"{delivery_id}:ack",
+            {
+                **common,
+                "command": "ack",
+                "for_kind": str(kind),
+                "for_key": job.key,
+                "for_fingerprint": job.task["fingerprint"],
+                "fingerprint": f"ack:{ev.comment.id}",
+            },
+            key_suffix=":reply",
+        )
+        return Decision(job, f"{config.command} code", ack=ack)
     name = cmd.name if cmd.name in REPLY_COMMANDS else "help"
     task: dict[str, Any] = {
         **common,

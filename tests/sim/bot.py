@@ -2,7 +2,7 @@
 
 `bot` (in-process, fast): the simulated GitHub records every webhook it would send; `await
 bot.process()` routes each new delivery through `pact_bot.triggers.route` (as the web
-process does), enqueues it in a real SQLite queue, then
+process does), enqueues it (and its `ack` reply job, first) in a real SQLite queue, then
 claims and runs every job with the real handler from `pact_bot.pipeline.build_handler` (as a
 worker does), and returns the finished jobs; `await bot.route_new()` only records them.
 Settings point at both simulators; the data dir is a temp dir.
@@ -60,6 +60,11 @@ def sim_settings(github: GitHubSim, anthropic: AnthropicSim, data_dir: Path, **k
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+def without_acks(jobs: list[Job]) -> list[Job]:
+    """The jobs minus the `ack` reply jobs that come with every `/pact code` comment."""
+    return [j for j in jobs if j.task.get("command") != "ack"]
+
+
 class InProcessBot:
     def __init__(self, github: GitHubSim, anthropic: AnthropicSim, data_dir: Path) -> None:
         from pact_bot.agent.loop import RetryPolicy
@@ -111,9 +116,9 @@ class InProcessBot:
             )
             decision = route(d.event, payload, BotIdentity(self.github.slug), config, d.id)
             self.routed.append((f"{d.event}.{d.action}", decision.reason))
-            job = decision.job
-            if job is not None and await self.queue.enqueue(job) is Enqueued.created:
-                recorded.append(job)
+            for job in (decision.ack, decision.job):  # the ack first, as the web process does
+                if job is not None and await self.queue.enqueue(job) is Enqueued.created:
+                    recorded.append(job)
         return recorded
 
     async def run_job(self, job: Job) -> Job:

@@ -22,7 +22,8 @@ looked up), `sender`; `task`: `trigger` (label | command | check_run), `is_pr`,
 `comment_id` (👀 target), `spec_paths`, `instructions`, `title`, `body`,
 `default_branch`. What a job keeps in its progress (`JobControl.progress`, for retries
 and `pact-bot jobs show`): `comment_id`, `turns`, `cost_usd`, `pushed_sha`, `diff`,
-`stats`, `model`, `pr_url`, `pr_number`, `handoff_sha`, `check_sha`.
+`stats`, `model`, `pr_url`, `pr_number`, `handoff_sha`, `check_sha`; `acked` is set by the
+command's ack reply job when it reacted 👀 first (the job then does not react again).
 """
 
 from __future__ import annotations
@@ -849,6 +850,8 @@ class CodeJob:
 
     async def _react(self) -> None:
         cid = self.task.get("comment_id")
+        if cid and self.saved.get("acked"):  # the command's ack job reacted already
+            return
         try:
             if cid:
                 path = self.repo_path(f"/issues/comments/{cid}/reactions")

@@ -12,15 +12,21 @@ maintain or admin; anything else gets a polite refusal and nothing else happens)
   command; asking again is harmless) and says which jobs stop. A running job stops at
   its next safe point: between agent turns, before commit and before push.
 
-One command comes from pact-bot itself, never from a comment (triggers answer unknown
-words with help), and skips the permission check:
+Two commands come from pact-bot itself, never from a comment (triggers answer unknown
+words with help), and skip the permission check:
+- `ack` (recorded by ingress next to every comment-triggered code or revise job): 👀 on the
+  command within seconds, even when its job waits behind a running one; when it does wait,
+  one short comment says where it is in line (marked `<!-- pact-bot:ack:<job id> -->`, so a
+  retry or a coalesced duplicate does not say it twice). The job is told (`acked` in its
+  progress) so it does not react again.
 - `lost` (enqueued by the queue when a job failed because its worker vanished
   `max_attempts` times): a comment saying so (marked `<!-- pact-bot:lost:<job id> -->`,
   posted once) and the job's progress comment finalised as failed. It acts only on a job
   the queue really failed that way.
 
 Shared with revise jobs: `permission_of(api, repo_path, login)`, `refusal_text(...)`.
-Texts are pure functions (`help_text`, `status_text`, `cancel_text`, `lost_text`).
+Texts are pure functions (`help_text`, `status_text`, `cancel_text`, `lost_text`,
+`queued_text`).
 """
 
 from __future__ import annotations
@@ -175,8 +181,24 @@ def cancel_text(jobs: Sequence[Job], number: int | None) -> str:
     return "\n".join(lines)
 
 
+def ack_marker(job_id: str) -> str:
+    return f"<!-- pact-bot:ack:{job_id} -->"
+
+
 def lost_marker(job_id: str) -> str:
     return f"<!-- pact-bot:lost:{job_id} -->"
+
+
+def queued_text(job: Job, ahead: Sequence[Job], command: str = "/pact") -> str:
+    """One line: the command's job waits, behind what, and where it is in line."""
+    running = [j for j in ahead if j.state is JobState.running]
+    behind = ", ".join(f"`{j.id}` ({j.kind}, {j.state})" for j in (running or ahead)[:3])
+    return (
+        f"{ack_marker(job.id)}\nQueued: job `{job.id}` is number {len(ahead) + 1} in line "
+        f"here; it starts when {behind}"
+        + (f" and {len(ahead) - 3} more" if len(ahead) > 3 else "")
+        + f" finish{'es' if len(ahead) == 1 else ''}. `{command} status` shows them."
+    )
 
 
 def lost_text(job: Job, attempts: int, command: str = "/pact") -> str:
@@ -249,6 +271,8 @@ class ReplyJob:
         if name == "lost":  # from the queue, not a person: no 👀, no permission check
             return await self._lost(rc)
         await self._react()
+        if name == "ack":
+            return await self._ack(rc)
         perm = await permission_of(self.api, self.repo_path(), job.sender)
         if perm not in WRITE_PERMISSIONS:
             command = await self._command_word(rc)
@@ -282,6 +306,40 @@ class ReplyJob:
             if not items or len(items) < 100 or len(found) == len(needles):
                 break
         return found
+
+    async def _ack(self, rc: Any) -> JobOutcome:
+        """👀 is on the command already; say where its job is in line when it waits."""
+        if self.queue is None:
+            return JobOutcome(JobState.succeeded)
+        key = str(self.task.get("for_key") or Job.key_for(self.job.repo, self.job.number))
+        live = [j for j in reversed(await self.queue.list(key=key)) if j.state not in TERMINAL]
+        cid = self.task.get("comment_id")
+        mine = next((j for j in live if cid and j.task.get("comment_id") == cid), None)
+        if mine is None:  # coalesced into an identical queued job
+            fp = self.task.get("for_fingerprint")
+            mine = next(
+                (
+                    j
+                    for j in live
+                    if j.state is JobState.queued
+                    and str(j.kind) == self.task.get("for_kind")
+                    and j.task.get("fingerprint") == fp
+                ),
+                None,
+            )
+        if mine is None:  # finished already, or never recorded
+            return JobOutcome(JobState.succeeded)
+        await self.queue.update(mine.id, acked=True)
+        ahead = live[: live.index(mine)]
+        waiting = mine.state is JobState.queued and any(j.state is JobState.running for j in ahead)
+        if not waiting:
+            return JobOutcome(JobState.succeeded)
+        perm = await permission_of(self.api, self.repo_path(), self.job.sender)
+        if perm not in WRITE_PERMISSIONS:  # the job itself refuses when it starts
+            return JobOutcome(JobState.succeeded)
+        if not await self._find_comments(ack_marker(mine.id)):
+            await self.comment(queued_text(mine, ahead, await self._command_word(rc)))
+        return JobOutcome(JobState.succeeded)
 
     async def _lost(self, rc: Any) -> JobOutcome:
         lost_id = str(self.task.get("lost_job_id") or "")
@@ -416,12 +474,14 @@ async def handle_reply(runtime: Runtime, job: Job, control: JobControl) -> JobOu
 
 __all__ = [
     "ReplyJob",
+    "ack_marker",
     "cancel_text",
     "handle_reply",
     "help_text",
     "lost_marker",
     "lost_text",
     "permission_of",
+    "queued_text",
     "refusal_text",
     "status_text",
     "usage",

@@ -289,7 +289,7 @@ class ReviseJob(CodeJob):
 
     async def _react(self) -> None:
         cid = self.task.get("comment_id")
-        if not cid:
+        if not cid or self.saved.get("acked"):  # the command's ack job reacted already
             return
         try:
             await self.api(

@@ -5,7 +5,8 @@ The contract (DESIGN.md): 503 when the App has no webhook secret yet; 413 over
 401 on a missing or wrong `X-Hub-Signature-256` (the sha1 header alone is refused); 400 on
 missing `X-GitHub-Event`/`X-GitHub-Delivery` or a body that is not a JSON object; 200 for
 `ping`, for redeliveries and for events that start nothing; 202 once the job is committed.
-Nothing here calls GitHub or the model.
+Nothing here calls GitHub or the model: a comment-triggered code or revise job comes with an
+`ack` reply job (recorded first, delivery id `<delivery>:ack`) that a worker answers with 👀.
 
 Public API: `WebhookEndpoint(settings, queue, bot, config_ttl)` with `.asgi(scope, receive,
 send)` (what `web.app.create_app` mounts: no Request/Response objects on the hot path),
@@ -188,6 +189,13 @@ class WebhookEndpoint:
             return 200, "ignored", {"ok": True, "reason": decision.reason}
 
         job = decision.job
+        if decision.ack is not None:
+            # First, so a free worker reacts before the job itself could; its own delivery id
+            # dedupes it on redelivery (which also heals a crash between the two writes).
+            try:
+                await self.queue.enqueue(decision.ack)
+            except Exception:
+                log.exception("could not record the acknowledgement", extra=fields)
         result = await self.queue.enqueue(job)
         if result is Enqueued.duplicate_delivery:
             return 200, "duplicate", {"ok": True, "duplicate": True}
