@@ -125,3 +125,39 @@ def test_show_transcript(env: dict[str, str], tmp_path: Path) -> None:
     assert "→ str_replace_based_edit_tool(" in out and "more chars]" in out
     assert "← result: line" in out
     assert max(len(line) for line in out.splitlines()) < 600
+
+
+def test_reply_jobs_show_their_command(env: dict[str, str], tmp_path: Path) -> None:
+    """Ack and lost notices are visible, and told apart from the code job they serve."""
+
+    async def enqueue() -> tuple[Job, Job]:
+        code = Job(
+            kind=JobKind.code,
+            key="octo/repo#3",
+            repo="octo/repo",
+            number=3,
+            delivery_id="d-3",
+            sender="alice",
+            task={"fingerprint": "code::"},
+        )
+        ack = code.model_copy(
+            update={
+                "id": "ack0000000000003",
+                "kind": JobKind.reply,
+                "key": "octo/repo#3:reply",
+                "delivery_id": "d-3:ack",
+                "task": {"command": "ack", "fingerprint": "ack:1"},
+            }
+        )
+        async with SqliteQueue(tmp_path / "pact.db") as q:
+            await q.enqueue(ack)
+            await q.enqueue(code)
+        return code, ack
+
+    code, ack = asyncio.run(enqueue())
+    _, out, _ = run(env, "jobs")
+    rows = out.strip().splitlines()[1:]
+    assert [r.split()[2] for r in rows if code.id in r] == ["code"]
+    assert [r.split()[2] for r in rows if ack.id in r] == ["reply:ack"]
+    _, out, _ = run(env, "jobs", "show", ack.id)
+    assert "kind:         reply:ack" in out

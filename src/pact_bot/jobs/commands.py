@@ -1,7 +1,8 @@
 """`pact-bot jobs` and `pact-bot jobs show ID` — the operator's view of the queue.
 
 Public API: `list_jobs(settings, as_json, state) -> int`, `show_job(settings, job_id, as_json,
-transcript) -> int` (exit codes: 0 ok, 1 unknown job, 2 bad argument). Transcripts are read
+transcript) -> int` (exit codes: 0 ok, 1 unknown job, 2 bad argument). Reply jobs show
+their command as the kind (`reply:status`, `reply:ack`, `reply:lost`…). Transcripts are read
 from `PACT_DATA_DIR/transcripts/<job_id>.jsonl` and printed as a conversation with long
 tool inputs and results shortened.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pact_bot.jobs.backends import open_queue
-from pact_bot.jobs.model import Job, JobState
+from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.settings import Settings
 
 SHORT = 300
@@ -26,6 +27,13 @@ def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _kind(job: Job) -> str:
+    """`reply:<command>` for reply jobs (help, status, cancel, and pact-bot's own ack and
+    lost notices), so an operator tells them from each other and from the real work."""
+    command = job.task.get("command") if job.kind is JobKind.reply else None
+    return f"{job.kind}:{command}" if isinstance(command, str) and command else str(job.kind)
 
 
 def _run(settings: Settings, fn: Any) -> Any:
@@ -61,7 +69,7 @@ def list_jobs(settings: Settings, as_json: bool = False, state: str | None = Non
         (
             j.id,
             j.key,
-            str(j.kind),
+            _kind(j),
             str(j.state),
             str(j.attempts),
             _when(j.created_at),
@@ -88,7 +96,7 @@ def show_job(
     else:
         lines = [
             ("id", job.id),
-            ("kind", str(job.kind)),
+            ("kind", _kind(job)),
             ("key", job.key),
             ("state", str(job.state) + (" (cancel requested)" if job.cancel_requested else "")),
             ("attempts", str(job.attempts)),
