@@ -73,7 +73,8 @@ class Queue(Protocol):
     Every method is safe to call from several processes at once. `claim` hands out
     the oldest queued job whose key has no running job, under a lease that
     `heartbeat` renews; a job whose lease lapsed is claimable again (attempts+1)
-    until `max_attempts`, after which it is failed.
+    until `max_attempts`, after which it is failed and, in the same transaction, its
+    `lost_notice` reply job is enqueued (the failure is said on GitHub).
     """
 
     async def open(self) -> None: ...
