@@ -385,6 +385,10 @@ def _enqueue_op(job: Job) -> Callable[[sqlite3.Connection], Enqueued]:
 class SqliteQueue:
     """The `Queue` protocol on one SQLite file (see the module docstring)."""
 
+    # Writes started in one loop iteration commit in one transaction, in the order started
+    # (the webhook records a job and its ack with one COMMIT).
+    commits_together = True
+
     def __init__(
         self, path: str | Path, lease_seconds: float = 60.0, max_attempts: int = 3
     ) -> None:

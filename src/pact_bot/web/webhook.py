@@ -17,6 +17,7 @@ header) -> bool`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
@@ -31,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pact_bot import metrics
-from pact_bot.jobs.model import Enqueued, Queue
+from pact_bot.jobs.model import Enqueued, Job, Queue
 from pact_bot.settings import Settings
 from pact_bot.triggers import BotIdentity, TriggerConfig, route
 
@@ -189,14 +190,19 @@ class WebhookEndpoint:
             return 200, "ignored", {"ok": True, "reason": decision.reason}
 
         job = decision.job
-        if decision.ack is not None:
-            # First, so a free worker reacts before the job itself could; its own delivery id
-            # dedupes it on redelivery (which also heals a crash between the two writes).
-            try:
-                await self.queue.enqueue(decision.ack)
-            except Exception:
-                log.exception("could not record the acknowledgement", extra=fields)
-        result = await self.queue.enqueue(job)
+        # The ack first, so a free worker reacts before the job itself could; its own delivery
+        # id dedupes it on redelivery (which also heals a crash between the two writes).
+        if decision.ack is None:
+            result = await self.queue.enqueue(job)
+        elif getattr(self.queue, "commits_together", False):
+            # started in this order in one loop iteration: one transaction, the ack first
+            # (one COMMIT per delivery instead of two: half the ingress cost)
+            _, result = await asyncio.gather(
+                self._record_ack(decision.ack, fields), self.queue.enqueue(job)
+            )
+        else:
+            await self._record_ack(decision.ack, fields)
+            result = await self.queue.enqueue(job)
         if result is Enqueued.duplicate_delivery:
             return 200, "duplicate", {"ok": True, "duplicate": True}
         if result is Enqueued.coalesced:
@@ -204,6 +210,12 @@ class WebhookEndpoint:
         fields["job_id"] = job.id
         fields["kind"] = str(job.kind)
         return 202, "accepted", {"ok": True, "job_id": job.id, "kind": str(job.kind)}
+
+    async def _record_ack(self, ack: Job, fields: dict[str, Any]) -> None:
+        try:
+            await self.queue.enqueue(ack)
+        except Exception:
+            log.exception("could not record the acknowledgement", extra=fields)
 
     async def _read_body(self, headers: _Headers, receive: Receive) -> bytes:
         """The raw body; stops reading (413) as soon as it is over the limit."""
