@@ -209,6 +209,34 @@ async def test_worker_records_success_failure_and_progress(tmp_path: Path) -> No
         assert failed.error == "RuntimeError: the model said no"
 
 
+async def test_idle_workers_start_a_job_enqueued_in_their_process_at_once(
+    tmp_path: Path,
+) -> None:
+    """The serve process's workers do not wait out their poll interval after a 202."""
+    async with SqliteQueue(tmp_path / "q.db") as queue:
+        started: dict[str, float] = {}
+
+        async def handler(job: Job, control: JobControl) -> JobOutcome:
+            started[job.id] = time.monotonic()
+            return JobOutcome(JobState.succeeded)
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_workers(queue, handler, 2, stop, poll_interval=30))
+        await asyncio.sleep(0.2)  # both workers found nothing and are idle
+        first, second = make_job(1), make_job(2)
+        enqueued = time.monotonic()
+        await queue.enqueue(first)
+        await queue.enqueue(second)
+        for _ in range(200):
+            if len(started) == 2:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert set(started) == {first.id, second.id}
+        assert max(started.values()) - enqueued < 1.0  # not the 30 s poll
+
+
 async def test_worker_sees_cancel_requests(tmp_path: Path) -> None:
     async with SqliteQueue(tmp_path / "q.db") as queue:
         j = make_job()

@@ -401,6 +401,7 @@ class SqliteQueue:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._work = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -510,7 +511,20 @@ class SqliteQueue:
         return await self._write(op, isolated=False)
 
     async def enqueue(self, job: Job) -> Enqueued:
-        return await self._write(_enqueue_op(job), isolated=False)
+        result = await self._write(_enqueue_op(job), isolated=False)
+        if result is Enqueued.created:
+            self._work.set()
+        return result
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when this process enqueued or finished a job, or after `timeout`.
+
+        Workers in the serve process start a job as soon as its 202 is sent instead of at
+        their next poll; workers in other processes still poll.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -618,6 +632,7 @@ class SqliteQueue:
             )
 
         await self._write(op)
+        self._work.set()  # the next job of this key may start now
 
     async def release(self, job_id: str, worker_id: str) -> bool:
         """Hand a running job back unstarted (shutdown): queued again, this attempt undone."""

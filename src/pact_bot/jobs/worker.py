@@ -88,6 +88,21 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+async def _idle(queue: Queue, stop: asyncio.Event, seconds: float) -> None:
+    """Wait for the next poll, waking early when the backend says work arrived."""
+    wait_for_work = getattr(queue, "wait_for_work", None)
+    if wait_for_work is None:
+        await _wait(stop, seconds)
+        return
+    stopping = asyncio.ensure_future(stop.wait())
+    work = asyncio.ensure_future(wait_for_work(seconds))
+    try:
+        await asyncio.wait({stopping, work}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        work.cancel()
+
+
 class _Runner:
     def __init__(
         self,
@@ -114,7 +129,7 @@ class _Runner:
                 await _wait(self.stop, self.poll_interval)
                 continue
             if job is None:
-                await _wait(self.stop, self.poll_interval)
+                await _idle(self.queue, self.stop, self.poll_interval)
                 continue
             with log_context(job_id=job.id, delivery_id=job.delivery_id):
                 await self.run(job, worker_id)
