@@ -53,6 +53,11 @@ class JobControl:
         self._queue = queue
         self.lease_lost = False
 
+    @property
+    def queue(self) -> Queue:
+        """The queue this job came from (status, cancel and ack replies read it)."""
+        return self._queue
+
     async def progress(self, **fields: Any) -> None:
         await self._queue.update(self.job.id, **fields)
 

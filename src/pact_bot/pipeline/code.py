@@ -46,6 +46,7 @@ from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.logs import redact
 from pact_bot.pipeline import report
+from pact_bot.pipeline.base import RepoJob
 from pact_bot.pipeline.checks import CheckResult, run_checks, summary_files
 from pact_bot.pipeline.progress import ProgressComment
 from pact_bot.pipeline.report import Failure, Phase, Progress, RunStats
@@ -446,36 +447,14 @@ class _Target:
     pr_body: str = ""
 
 
-class CodeJob:
+class CodeJob(RepoJob):
     def __init__(self, runtime: Runtime, job: Job, control: JobControl) -> None:
-        self.rt = runtime
-        self.job = job
-        self.control = control
-        self.task = job.task
-        self.owner, self.name = job.repo.split("/", 1)
+        super().__init__(runtime, job, control)
         self.saved: dict[str, Any] = dict(job.task.get("progress") or {})
         self.progress: ProgressComment | None = None
         self.state = Progress(job.id, Phase.preparing)
         self.worktree: Path | None = None
-        self.gh: Any = None
         self.rc: Any = None
-
-    # GitHub calls, as JSON --------------------------------------------------------
-
-    async def api(self, method: str, path: str, **kw: Any) -> Any:
-        resp = await self.gh.arequest(method, path, **kw)
-        if resp.status_code == 204 or not resp.content:
-            return None
-        return resp.json()
-
-    def repo_path(self, rest: str = "") -> str:
-        return f"/repos/{self.owner}/{self.name}{rest}"
-
-    async def comment(self, body: str) -> int:
-        data = await self.api(
-            "POST", self.repo_path(f"/issues/{self.job.number}/comments"), json={"body": body}
-        )
-        return int(data["id"])
 
     async def edit_comment(self, comment_id: int, body: str) -> None:
         await self.api(

@@ -42,6 +42,7 @@ from githubkit.exception import GitHubException, RequestFailed
 from pact_bot.jobs.model import TERMINAL, Job, JobKind, JobState
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import report
+from pact_bot.pipeline.base import RepoJob
 from pact_bot.pipeline.code import WRITE_PERMISSIONS
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.repo_config import CONFIG_PATH, Effective, RepoConfigError, parse_repo_config
@@ -224,33 +225,7 @@ def lost_text(job: Job, attempts: int, command: str = "/pact") -> str:
     )
 
 
-class ReplyJob:
-    def __init__(self, runtime: Runtime, job: Job, control: JobControl) -> None:
-        self.rt = runtime
-        self.job = job
-        self.control = control
-        self.task = job.task
-        self.owner, self.name = job.repo.split("/", 1)
-        self.gh: Any = None
-
-    @property
-    def queue(self) -> Any:
-        return self.rt.queue or getattr(self.control, "_queue", None)
-
-    async def api(self, method: str, path: str, **kw: Any) -> Any:
-        resp = await self.gh.arequest(method, path, **kw)
-        if resp.status_code == 204 or not resp.content:
-            return None
-        return resp.json()
-
-    def repo_path(self, rest: str = "") -> str:
-        return f"/repos/{self.owner}/{self.name}{rest}"
-
-    async def comment(self, body: str) -> None:
-        await self.api(
-            "POST", self.repo_path(f"/issues/{self.job.number}/comments"), json={"body": body}
-        )
-
+class ReplyJob(RepoJob):
     async def run(self) -> JobOutcome:
         try:
             return await self._run()

@@ -30,6 +30,7 @@ from githubkit.exception import GitHubException, RequestFailed
 
 from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState
 from pact_bot.jobs.worker import JobControl, JobOutcome
+from pact_bot.pipeline.base import RepoJob
 from pact_bot.pipeline.report import CHECK_NAME
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.repo_config import CONFIG_PATH, RepoConfigError, glob_match, parse_repo_config
@@ -64,28 +65,7 @@ def check_output(changes: Sequence[SpecChange], mode: str, job_id: str = "") -> 
     return {"title": title, "summary": "\n".join(lines)[:60_000]}
 
 
-class SpecCheckJob:
-    def __init__(self, runtime: Runtime, job: Job, control: JobControl) -> None:
-        self.rt = runtime
-        self.job = job
-        self.control = control
-        self.task = job.task
-        self.owner, self.name = job.repo.split("/", 1)
-        self.gh: Any = None
-
-    @property
-    def queue(self) -> Any:
-        return self.rt.queue or getattr(self.control, "_queue", None)
-
-    async def api(self, method: str, path: str, **kw: Any) -> Any:
-        resp = await self.gh.arequest(method, path, **kw)
-        if resp.status_code == 204 or not resp.content:
-            return None
-        return resp.json()
-
-    def repo_path(self, rest: str = "") -> str:
-        return f"/repos/{self.owner}/{self.name}{rest}"
-
+class SpecCheckJob(RepoJob):
     async def run(self) -> JobOutcome:
         try:
             return await self._run()
