@@ -616,44 +616,10 @@ class CodeJob(RepoJob):
         existing_summaries = summary_files(files) if existing is not None else []
         await self._show(Progress(job.id, Phase.implementing, specs=tuple(specs)))
 
-        async def on_progress(turn: int, cost: float, tool: str | None) -> None:
-            await self._show(
-                Progress(
-                    job.id,
-                    Phase.implementing,
-                    specs=tuple(specs),
-                    turn=turn,
-                    cost_usd=cost,
-                    tool=tool,
-                )
-            )
-            await self.control.progress(turns=turn, cost_usd=round(cost, 6))
-
         await agent_loaded
-        from pact_bot.agent.cost import UnknownModelPrice
-        from pact_bot.agent.transcript import Transcript
-
-        secrets = [*self.rt.settings.secrets(), token]
-        try:
-            impl = await implement(
-                runtime=self.rt,
-                worktree=wt,
-                user_message=message,
-                model=cfg.model or "",
-                effective=eff,
-                transcript=Transcript.for_job(
-                    self.rt.settings.pact_data_dir, job.id, secrets=secrets
-                ),
-                component=component,
-                on_progress=on_progress,
-                should_cancel=self.control.cancelled,
-                secrets=secrets,
-                existing_summaries=existing_summaries,
-            )
-        except UnknownModelPrice as e:
-            raise JobFailed(Failure.model_error, str(e)) from None
-        self.state = Progress(job.id, Phase.checking, specs=tuple(specs), stats=impl.stats)
-        await self.control.progress(turns=impl.stats.turns, cost_usd=round(impl.stats.cost_usd, 6))
+        impl = await self._run_agent(
+            wt, token, message, cfg, eff, component, tuple(specs), existing_summaries
+        )
         failed = failure_of(impl)
         if failed is not None:
             raise JobFailed(*failed)
@@ -826,6 +792,54 @@ class CodeJob(RepoJob):
         command = str(self.task.get("command_word") or "/pact")
         await self.comment(report.refusal_comment(sender, perm, command))
         return False
+
+    async def _run_agent(
+        self,
+        wt: Path,
+        token: str,
+        message: str,
+        cfg: Any,
+        eff: Any,
+        component: str,
+        specs: tuple[str, ...],
+        existing_summaries: Sequence[str],
+    ) -> Implementation:
+        """The agent under this job's budgets, progress comment and cancel flag."""
+        job = self.job
+
+        async def on_progress(turn: int, cost: float, tool: str | None) -> None:
+            await self._show(
+                Progress(
+                    job.id, Phase.implementing, specs=specs, turn=turn, cost_usd=cost, tool=tool
+                )
+            )
+            await self.control.progress(turns=turn, cost_usd=round(cost, 6))
+
+        from pact_bot.agent.cost import UnknownModelPrice
+        from pact_bot.agent.transcript import Transcript
+
+        secrets = [*self.rt.settings.secrets(), token]
+        try:
+            impl = await implement(
+                runtime=self.rt,
+                worktree=wt,
+                user_message=message,
+                model=cfg.model or "",
+                effective=eff,
+                transcript=Transcript.for_job(
+                    self.rt.settings.pact_data_dir, job.id, secrets=secrets
+                ),
+                component=component,
+                on_progress=on_progress,
+                should_cancel=self.control.cancelled,
+                secrets=secrets,
+                existing_summaries=existing_summaries,
+            )
+        except UnknownModelPrice as e:
+            raise JobFailed(Failure.model_error, str(e)) from None
+        self.state = Progress(job.id, Phase.checking, specs=specs, stats=impl.stats)
+        await self.control.progress(turns=impl.stats.turns, cost_usd=round(impl.stats.cost_usd, 6))
+        return impl
 
     async def _react(self) -> None:
         cid = self.task.get("comment_id")

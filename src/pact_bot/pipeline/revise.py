@@ -39,7 +39,6 @@ from pact_bot.pipeline.code import (
     CodeJob,
     JobFailed,
     failure_of,
-    implement,
 )
 from pact_bot.pipeline.report import Failure, Phase, Progress, RunStats
 from pact_bot.pipeline.runtime import Runtime
@@ -394,38 +393,10 @@ class ReviseJob(CodeJob):
         )
         await self._show(Progress(job.id, Phase.implementing))
 
-        async def on_progress(turn: int, cost: float, tool: str | None) -> None:
-            await self._show(
-                Progress(job.id, Phase.implementing, turn=turn, cost_usd=cost, tool=tool)
-            )
-            await self.control.progress(turns=turn, cost_usd=round(cost, 6))
-
-        from pact_bot.agent.cost import UnknownModelPrice
-        from pact_bot.agent.transcript import Transcript
-
-        secrets = [*self.rt.settings.secrets(), token]
-        try:
-            impl = await implement(
-                runtime=self.rt,
-                worktree=wt,
-                user_message=message,
-                model=cfg.model or "",
-                effective=eff,
-                transcript=Transcript.for_job(
-                    self.rt.settings.pact_data_dir, job.id, secrets=secrets
-                ),
-                component=component,
-                on_progress=on_progress,
-                should_cancel=self.control.cancelled,
-                secrets=secrets,
-                # A revision need not touch the summary; a bot PR without one (older
-                # versions) is not asked to write one either.
-                existing_summaries=summaries or [f"docs/implementation-summary-{component}.md"],
-            )
-        except UnknownModelPrice as e:
-            raise JobFailed(Failure.model_error, str(e)) from None
-        self.state = Progress(job.id, Phase.checking, stats=impl.stats)
-        await self.control.progress(turns=impl.stats.turns, cost_usd=round(impl.stats.cost_usd, 6))
+        # A revision need not touch the summary; a bot PR without one (older versions) is
+        # not asked to write one either.
+        existing = summaries or [f"docs/implementation-summary-{component}.md"]
+        impl = await self._run_agent(wt, token, message, cfg, eff, component, (), existing)
         failed = failure_of(impl)
         if failed is not None and failed[0] is not Failure.no_change:
             raise JobFailed(*failed)
