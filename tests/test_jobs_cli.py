@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sim.anthropic import AnthropicSim
+from sim.policies import SpecCoderPolicy
 
+from pact_bot.agent.definition import load_definition, system_prompt
+from pact_bot.agent.loop import Budget, run_agent
+from pact_bot.agent.tools import build_tools
+from pact_bot.agent.transcript import Transcript
 from pact_bot.cli import main
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
+from pact_bot.settings import DEFAULT_PRICES
 
 
 @pytest.fixture
@@ -92,39 +100,42 @@ def test_show_job_and_unknown_id(env: dict[str, str], tmp_path: Path) -> None:
     assert code == 1 and "no job with id 'nope'" in err
 
 
-def test_show_transcript(env: dict[str, str], tmp_path: Path) -> None:
+def test_show_transcript_of_a_real_agent_run(
+    env: dict[str, str], tmp_path: Path, anthropic_sim: AnthropicSim
+) -> None:
     ok, _ = seed(tmp_path)
     code, out, _ = run(env, "jobs", "show", ok.id, "--transcript")
     assert code == 0 and "no transcript for this job" in out
-    path = tmp_path / "data" / "transcripts" / f"{ok.id}.jsonl"
-    path.parent.mkdir(parents=True)
-    entries = [
-        {"role": "user", "content": "Implement docs/a-spec.md"},
-        {
-            "role": "assistant",
-            "content": [
-                {"type": "text", "text": "Reading the spec."},
-                {
-                    "type": "tool_use",
-                    "name": "str_replace_based_edit_tool",
-                    "input": {"command": "view", "path": "/workspace/" + "x" * 500},
-                },
-            ],
-            "usage": {"input_tokens": 1200, "output_tokens": 80},
-        },
-        {
-            "role": "user",
-            "content": [{"type": "tool_result", "content": "line\n" * 400, "is_error": False}],
-        },
-    ]
-    path.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+
+    wt = tmp_path / "wt"
+    (wt / "docs").mkdir(parents=True)
+    (wt / "docs" / "auth-spec.md").write_text("# Auth\n\n" + "Implement `login`.\n" * 200)
+    subprocess.run(["git", "init", "-q"], cwd=wt, check=True)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+
+    async def agent() -> None:
+        async with anthropic_sim.async_client() as client:
+            result = await run_agent(
+                client=client,
+                model="claude-sonnet-5-5",
+                system=system_prompt(load_definition(None), component="auth"),
+                user_message="Implement docs/auth-spec.md",
+                tools=build_tools(wt, sandbox=False),
+                budget=Budget(max_turns=30, max_cost_usd=5.0, max_seconds=60),
+                prices=DEFAULT_PRICES,
+                transcript=Transcript.for_job(tmp_path / "data", ok.id),
+            )
+        assert result.stop == "end_turn", result.error
+
+    asyncio.run(agent())
     code, out, _ = run(env, "jobs", "show", ok.id, "--transcript")
     assert code == 0
-    assert "[user] Implement docs/a-spec.md" in out
-    assert "[assistant] Reading the spec." in out
-    assert "→ str_replace_based_edit_tool(" in out and "more chars]" in out
-    assert "← result: line" in out
-    assert max(len(line) for line in out.splitlines()) < 600
+    assert "start  model=claude-sonnet-5-5" in out
+    assert "--- user" in out and "Implement docs/auth-spec.md" in out
+    assert "→ str_replace_based_edit_tool" in out and "/workspace/docs/auth-spec.md" in out
+    assert "more chars]" in out  # the 200-line spec the tool returned is shortened
+    assert "stop: end_turn" in out
+    assert max(len(line) for line in out.splitlines()) < 400
 
 
 def test_reply_jobs_show_their_command(env: dict[str, str], tmp_path: Path) -> None:

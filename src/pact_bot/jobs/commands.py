@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pact_bot.agent.transcript import render_transcript
 from pact_bot.jobs.backends import open_queue
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.settings import Settings
@@ -120,70 +121,9 @@ def show_job(
     return 0
 
 
-def _short(text: str, limit: int = SHORT) -> str:
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… [{len(text) - limit} more chars]"
-
-
-def _block_text(block: Any) -> str:
-    if isinstance(block, str):
-        return block
-    if not isinstance(block, dict):
-        return str(block)
-    kind = block.get("type")
-    if kind == "text":
-        return str(block.get("text", ""))
-    if kind == "tool_use":
-        args = json.dumps(block.get("input", {}), ensure_ascii=False)
-        return f"→ {block.get('name')}({_short(args, 200)})"
-    if kind == "tool_result":
-        content = block.get("content")
-        if isinstance(content, list):
-            content = " ".join(_block_text(c) for c in content)
-        flag = " (error)" if block.get("is_error") else ""
-        return f"← result{flag}: {_short(str(content or ''))}"
-    if kind == "thinking":
-        return f"(thinking) {_short(str(block.get('thinking', '')), 200)}"
-    return _short(json.dumps(block, ensure_ascii=False), 200)
-
-
-def _print_message(role: str, content: Any) -> None:
-    blocks = content if isinstance(content, list) else [content]
-    for block in blocks:
-        text = _block_text(block)
-        if text:
-            print(f"[{role}] {_short(text, 2000) if role == 'assistant' else _short(text)}")
-
-
 def print_transcript(path: Path) -> None:
-    """Readable rendering of the JSONL transcript; tolerant of entry shapes it does not know."""
+    """The agent's conversation as the loop recorded it, tool calls and results shortened."""
     if not path.exists():
         print(f"no transcript for this job ({path} does not exist)")
         return
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            print(f"[line {n}: not JSON]")
-            continue
-        if not isinstance(entry, dict):
-            continue
-        if "role" in entry and "content" in entry:
-            _print_message(str(entry["role"]), entry["content"])
-            continue
-        for msg in entry.get("messages", []) or []:
-            if isinstance(msg, dict):
-                _print_message(str(msg.get("role", "?")), msg.get("content"))
-        response = entry.get("response")
-        if isinstance(response, dict):
-            _print_message("assistant", response.get("content"))
-        if "content" in entry and "role" not in entry:
-            _print_message(str(entry.get("type", "entry")), entry["content"])
-        usage = entry.get("usage") or (response or {}).get("usage")
-        if isinstance(usage, dict):
-            parts = ", ".join(f"{k}={v}" for k, v in usage.items() if isinstance(v, int | float))
-            print(f"  (usage: {parts})")
+    print(render_transcript(path, max_block_chars=SHORT), end="")
