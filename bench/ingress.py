@@ -152,12 +152,30 @@ def server_cmd(cmd: list[str], args: argparse.Namespace) -> list[str]:
     return ["taskset", "-c", "1", *cmd] if args.pin else cmd
 
 
+def write_app_key(path: Path) -> Path:
+    """An App private key: both servers must count as configured to accept deliveries."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
 def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Namespace) -> dict:
     db = work / "pact-bot.db"
     port = free_port()
     env = {
         **os.environ,
         "GITHUB_WEBHOOK_SECRET": SECRET,
+        "GITHUB_APP_ID": "1",
+        "GITHUB_PRIVATE_KEY_PATH": str(write_app_key(work / "pact-bot-key.pem")),
         "PACT_DATABASE_URL": f"sqlite:///{db}",
         "PACT_WORKERS": "0",
         "PACT_DATA_DIR": str(work / "data"),
@@ -239,18 +257,7 @@ def bench_probot(work: Path, reqfile: Path, args: argparse.Namespace) -> dict | 
         return None
     if not (peer / "node_modules/probot").is_dir():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=peer, check=True)
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = work / "probot-key.pem"
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
+    pem = write_app_key(work / "probot-key.pem")
     port = free_port()
     env = {
         **os.environ,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -26,3 +27,19 @@ def webhook_fixtures() -> Path:
 
 def load_payload(relpath: str) -> dict:
     return json.loads((_fixtures_dir() / relpath).read_text())
+
+
+@functools.cache
+def app_credentials() -> dict[str, str]:
+    """An App id and private key for servers that must count as configured but never call
+    GitHub (ingress tests): without them /webhook answers 503."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": pem}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import load_payload
+from conftest import app_credentials, load_payload
 
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
@@ -42,8 +42,9 @@ class Server:
             "PACT_WORKERS": str(workers),
             "PACT_DATA_DIR": str(tmp_path / "data"),
         }
-        for var in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH"):
-            env.pop(var, None)
+        env.pop("GITHUB_PRIVATE_KEY_PATH", None)
+        # configured, but its jobs never leave the machine: GitHub is a closed loopback port
+        env.update(app_credentials(), GITHUB_API_URL="http://127.0.0.1:9")
         self.proc = subprocess.Popen(
             [str(PACT_BOT), "serve", "--port", "0"],
             env=env,

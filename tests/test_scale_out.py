@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import app_credentials
 from pg_support import PgSchema, make_schema, read_records, remove_schema
 from sim.anthropic import AnthropicSim
 from sim.github import GitHubSim
@@ -67,6 +68,7 @@ class Procs:
         env.update(self.pg.env())
         env.update(
             GITHUB_WEBHOOK_SECRET=SECRET,
+            **app_credentials(),
             PACT_DATA_DIR=str(self.tmp / "data"),
             PACT_TEST_HANDLER="pg_support:sleep_handler",
             PACT_TEST_RECORD=str(self.record),

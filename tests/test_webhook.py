@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FIXTURES, load_payload
+from conftest import FIXTURES, app_credentials, load_payload
 
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
@@ -49,6 +49,12 @@ class Client(httpx.AsyncClient):
         return await self.post("/webhook", content=body, headers=headers(event, body, delivery))
 
 
+APP = {
+    "github_app_id": int(app_credentials()["GITHUB_APP_ID"]),
+    "github_private_key": app_credentials()["GITHUB_PRIVATE_KEY"],
+}
+
+
 def make_settings(tmp_path: Path, **kw: Any) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -60,7 +66,7 @@ def make_settings(tmp_path: Path, **kw: Any) -> Settings:
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    settings = make_settings(tmp_path, github_webhook_secret=SECRET)
+    settings = make_settings(tmp_path, github_webhook_secret=SECRET, **APP)
     queue = SqliteQueue(tmp_path / "q.db")
     await queue.open()
     app = create_app(settings, queue)
@@ -336,6 +342,23 @@ async def test_unconfigured_app_answers_503_and_says_what_is_missing(tmp_path: P
         assert c.get("/healthz").json()["status"] == "ok"
 
 
+async def test_secret_without_app_credentials_is_refused_not_queued(tmp_path: Path) -> None:
+    """A job recorded without the App's id and key could never run: GitHub is told 503."""
+    settings = make_settings(tmp_path, github_webhook_secret=SECRET)
+    queue = SqliteQueue(tmp_path / "q.db")
+    app = create_app(settings, queue, open_queue=True)
+    from starlette.testclient import TestClient
+
+    with TestClient(app) as c:
+        p = copy.deepcopy(load_payload("api.github.com/issues/labeled.payload.json"))
+        p["label"]["name"] = "pact:code"
+        body = json.dumps(p).encode()
+        r = c.post("/webhook", content=body, headers=headers("issues", body))
+        assert r.status_code == 503
+        assert "GITHUB_APP_ID, GITHUB_PRIVATE_KEY not set" in r.json()["error"]
+        assert c.get("/healthz").json()["queue"]["queued"] == 0
+
+
 async def test_home_page_takes_extra_sections(client: Client) -> None:
     app = client._transport.app  # type: ignore[attr-defined]
     app.state.home_sections.append(lambda request: "<p id='setup'>Register</p>")
@@ -351,7 +374,7 @@ async def test_queue_opened_on_one_loop_serves_a_testclient_on_another(tmp_path:
     """TestClient runs the app on its own loop and thread; writes must still land."""
     from starlette.testclient import TestClient
 
-    settings = make_settings(tmp_path, github_webhook_secret=SECRET)
+    settings = make_settings(tmp_path, github_webhook_secret=SECRET, **APP)
     async with SqliteQueue(tmp_path / "q.db") as queue:
         app = create_app(settings, queue)
         p = copy.deepcopy(load_payload("api.github.com/issues/labeled.payload.json"))

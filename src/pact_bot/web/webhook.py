@@ -1,6 +1,7 @@
 """`POST /webhook`: verify, parse the few fields we need, decide, record durably, answer.
 
-The contract (DESIGN.md): 503 when the App has no webhook secret yet; 413 over
+The contract (DESIGN.md): 503 while the App is not fully configured (webhook secret, App
+id, private key); 413 over
 `PACT_MAX_BODY_BYTES` (Content-Length checked first, a streamed body cut off at the limit);
 401 on a missing or wrong `X-Hub-Signature-256` (the sha1 header alone is refused); 400 on
 missing `X-GitHub-Event`/`X-GitHub-Delivery` or a body that is not a JSON object; 200 for
@@ -103,6 +104,9 @@ class WebhookEndpoint:
         self.bot = bot
         secret = settings.github_webhook_secret
         self.secret = secret.get_secret_value().encode() if secret else None
+        # A job recorded without App credentials could never run: refuse it, so GitHub's
+        # delivery log shows the failure and the delivery can be redelivered once set.
+        self.missing = settings.missing_app_vars()
         self.max_body = settings.pact_max_body_bytes
         self.config_ttl = config_ttl
         self._configs: dict[str, tuple[float, TriggerConfig]] = {}
@@ -141,13 +145,13 @@ class WebhookEndpoint:
     async def _handle(
         self, headers: _Headers, receive: Receive, fields: dict[str, Any]
     ) -> tuple[int, str, dict[str, Any]]:
-        if self.secret is None:
+        if self.secret is None or self.missing:
             return (
                 503,
                 "not_configured",
                 {
                     "error": "pact-bot is not configured as a GitHub App yet: "
-                    "GITHUB_WEBHOOK_SECRET is not set (see / for what is missing)"
+                    f"{', '.join(self.missing)} not set (see / for what is missing)"
                 },
             )
         try:
