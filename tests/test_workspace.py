@@ -184,6 +184,49 @@ async def test_locks_left_by_a_killed_git_do_not_wedge_the_mirror(
     assert again == wt and await ws.head(again) == new
 
 
+async def test_cancelled_first_clone_leaves_no_mirror_behind(
+    ws: Workspace, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+):
+    fetching = asyncio.Event()
+    real_git = ws._git
+
+    async def hanging_fetch(args, cwd, **kw):  # type: ignore[no-untyped-def]
+        if args and args[0] == "fetch":
+            fetching.set()
+            await asyncio.Event().wait()  # a fetch that never ends
+        return await real_git(args, cwd, **kw)
+
+    monkeypatch.setattr(ws, "_git", hanging_fetch)
+    update = asyncio.create_task(ws.update_mirror("acme/demo", upstream.url, TOKEN))
+    await asyncio.wait_for(fetching.wait(), 10)
+    mirror = ws.mirror_path("acme/demo")
+    assert mirror.with_name(mirror.name + ".tmp").is_dir()  # the clone is staged ...
+
+    update.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await update
+
+    assert not mirror.exists()  # ... and dropped, not left half-made
+    assert not mirror.with_name(mirror.name + ".tmp").exists()
+    monkeypatch.undo()
+    assert await ws.update_mirror("acme/demo", upstream.url, TOKEN) == mirror
+    wt = await prepare(ws, upstream, fetch=False)
+    assert await ws.head(wt) == upstream.sha("main")
+
+
+async def test_prepare_without_fetch_uses_the_mirror_as_updated(ws: Workspace, upstream: Upstream):
+    # No mirror yet: prepare clones it whatever `fetch` says.
+    wt = await prepare(ws, upstream, "job1", fetch=False)
+    assert await ws.head(wt) == upstream.sha("main")
+    await ws.remove(wt)
+    new = upstream.commit({"NEWS.md": "news\n"})
+
+    await ws.update_mirror("acme/demo", upstream.url, TOKEN)
+    wt = await prepare(ws, upstream, "job2", fetch=False)
+
+    assert await ws.head(wt) == new
+
+
 async def test_a_live_job_on_the_same_branch_is_refused(tmp_path: Path, upstream: Upstream):
     one = Workspace(tmp_path / "data")
     await prepare(one, upstream, "job1")

@@ -30,8 +30,9 @@ never in a URL, a config file, the worktree, argv, or an error message.
 Public API::
 
     ws = Workspace(data_dir, identity=("pact-bot[bot]", "...@users.noreply.github.com"))
+    await ws.update_mirror(repo, clone_url, token)   # clone/fetch only; may run ahead
     path = await ws.prepare(repo, clone_url, token, base_ref, branch, job_id,
-                            reuse_branch=False)                       # -> Path
+                            reuse_branch=False, fetch=True)           # -> Path
     changes = await ws.changes(path)          # -> Changes(files, diff); stages everything
     sha = await ws.commit(path, message, author=(name, email), co_authors=[...])
     await ws.push(path, clone_url, token, branch)                 # PushRejected on refusal
@@ -102,6 +103,9 @@ _BASE_CONFIG = (
     "-c",
     "maintenance.auto=false",
 )
+# Write a fresh worktree's files with one checkout worker per core (git ≥ 2.32; older
+# gits ignore the setting): a fresh checkout of a large repository is mostly file writes.
+_PARALLEL_CHECKOUT = ("-c", "checkout.workers=0")
 # Lock files only git processes under the mirror lock create; after a kill -9 they stay
 # behind and would fail every later fetch on this worker.
 _MIRROR_LOCKS = ("packed-refs.lock", "shallow.lock", "config.lock", "HEAD.lock", "FETCH_HEAD.lock")
@@ -361,16 +365,20 @@ class Workspace:
             tmp = mirror.with_name(mirror.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            await self._git(["init", "--bare", "--quiet", str(tmp)], tmp.parent)
-            await self._git(["remote", "add", "origin", clone_url], tmp)
-            await self._git(["config", "remote.origin.fetch", refspec], tmp)
-            await self._git(
-                ["fetch", "--quiet", "--no-tags", "--prune", "origin"],
-                tmp,
-                clone_url=clone_url,
-                token=token,
-            )
-            tmp.rename(mirror)
+            try:
+                await self._git(["init", "--bare", "--quiet", str(tmp)], tmp.parent)
+                await self._git(["remote", "add", "origin", clone_url], tmp)
+                await self._git(["config", "remote.origin.fetch", refspec], tmp)
+                await self._git(
+                    ["fetch", "--quiet", "--no-tags", "--prune", "origin"],
+                    tmp,
+                    clone_url=clone_url,
+                    token=token,
+                )
+                tmp.rename(mirror)
+            except BaseException:  # failed or cancelled: no half-made mirror stays behind
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             log.info("mirror created", extra={"repo": repo})
             return mirror
         _clear_stale_locks(mirror)
@@ -454,6 +462,16 @@ class Workspace:
         if mirror is not None and mirror.exists():
             await self._git(["worktree", "prune"], mirror, check=False)
 
+    async def update_mirror(self, repo: str, clone_url: str, token: str | None) -> Path:
+        """Clone or fetch the repository's mirror, without touching any worktree.
+
+        Safe to run ahead of `prepare` (e.g. while a job is still reading its config) and
+        to cancel: a cancelled first clone leaves no mirror, a cancelled fetch leaves the
+        mirror as it was or with some refs updated, as an interrupted fetch always may.
+        """
+        async with self._repo_lock(repo):
+            return await self._sync_mirror(repo, clone_url, token)
+
     async def prepare(
         self,
         repo: str,
@@ -463,19 +481,27 @@ class Workspace:
         branch: str,
         job_id: str,
         reuse_branch: bool = False,
+        *,
+        fetch: bool = True,
     ) -> Path:
         """Fetch, then check out `branch` for the job in `worktrees/<job_id>`.
 
         The branch starts from the remote branch of that name when it exists (a retried
         job, or a revise job on the PR branch) or when `reuse_branch` asks for it; else
         from `base_ref`. Running it again for the same job id starts over cleanly.
+        `fetch=False` skips the fetch when the caller has just run `update_mirror` (a
+        missing mirror is still cloned).
         """
         path = self.worktree_path(job_id)
         self._hold_job(job_id)
         self._checkouts.pop(path, None)
         try:
             async with self._repo_lock(repo):
-                mirror = await self._sync_mirror(repo, clone_url, token)
+                mirror = self.mirror_path(repo)
+                if fetch or not (mirror / "HEAD").exists():
+                    mirror = await self._sync_mirror(repo, clone_url, token)
+                else:
+                    _clear_stale_locks(mirror)
                 if path.exists():
                     await self._drop_worktree(mirror, path)
                 await self._git(["worktree", "prune"], mirror)
@@ -490,7 +516,7 @@ class Workspace:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if not await self._take_spare(repo, mirror, path, branch, start):
                     add = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path)]
-                    await self._git([*add, start], mirror)
+                    await self._git([*_PARALLEL_CHECKOUT, *add, start], mirror)
         except BaseException:
             self._release_job(job_id)  # the caller gets no path to remove; free the job
             raise
