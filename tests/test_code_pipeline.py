@@ -406,6 +406,7 @@ async def test_sender_without_write_permission_is_refused_before_any_work(
     assert "(yours: read)" in comments[0]
     assert anthropic_sim.requests == []
     assert github_sim.pulls(REPO) == []
+    assert not bot.runtime.workspace.mirror_path(REPO).exists()  # the repo was not cloned
 
 
 async def test_issue_without_spec_explains_how_to_name_one(
@@ -433,6 +434,35 @@ async def test_invalid_repo_config_is_quoted_with_its_line(
     comment, _ = await _fail(bot, github_sim, number)
 
     assert ".github/pact.yml, line 2: spec_prs" in comment
+    assert anthropic_sim.requests == []
+
+
+async def test_invalid_config_while_the_mirror_is_cloned_stops_the_clone_cleanly(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    setup_repo(github_sim, {**FILES, ".github/pact.yml": "label: pact:code\nspec_prs: maybe\n"})
+    number = label(github_sim)
+    ws = bot.runtime.workspace
+    real_git = ws._git
+    fetches: list[str] = []
+
+    async def hanging_fetch(args: Any, cwd: Any, **kw: Any) -> Any:
+        if args and args[0] == "fetch":
+            fetches.append(str(cwd))
+            await asyncio.Event().wait()  # the clone is still running when the config fails
+        return await real_git(args, cwd, **kw)
+
+    monkeypatch.setattr(ws, "_git", hanging_fetch)
+
+    comment, error = await _fail(bot, github_sim, number)
+
+    assert ".github/pact.yml, line 2: spec_prs" in comment and "invalid_config" in error
+    assert fetches, "the clone did not start before the config was read"
+    mirror = ws.mirror_path(REPO)
+    assert not mirror.exists() and not mirror.with_name(mirror.name + ".tmp").exists()
     assert anthropic_sim.requests == []
 
 

@@ -455,6 +455,7 @@ class CodeJob(RepoJob):
         self.state = Progress(job.id, Phase.preparing)
         self.worktree: Path | None = None
         self.rc: Any = None
+        self._mirror_update: asyncio.Task[Path] | None = None
 
     async def edit_comment(self, comment_id: int, body: str) -> None:
         await self.api(
@@ -480,6 +481,7 @@ class CodeJob(RepoJob):
             detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
             return await self._fail(Failure.internal, detail)
         finally:
+            await self._drop_mirror_update()
             if self.worktree is not None:
                 try:
                     await self.rt.workspace.remove(self.worktree)
@@ -523,17 +525,21 @@ class CodeJob(RepoJob):
             return JobOutcome(
                 JobState.failed, error=f"refused: {job.sender} lacks write permission"
             )
-        await self._react()
-        await self._start_progress()
         repo = await self.rc.repository()
         default_branch = str(
             repo.get("default_branch") or self.task.get("default_branch") or "main"
         )
         clone_url = str(repo["clone_url"])
+        # The sender may write: clone or fetch the mirror while the API calls below run
+        # (cold, the clone is most of the wait). `_checkout` awaits it; `run` cancels it
+        # if the job fails before then.
+        self._mirror_update = asyncio.create_task(
+            self.rt.workspace.update_mirror(job.repo, clone_url, await self.rc.token())
+        )
 
-        cfg = await self._config(default_branch)
+        await _all(self._react(), self._start_progress())
+        cfg, target = await _all(self._config(default_branch), self._target(default_branch))
         eff = cfg.effective(self.rt.settings)
-        target = await self._target(default_branch)
         await self._show(Progress(job.id, Phase.reading_specs))
         specs, sections = self._find_specs(eff, target)
         if not specs:
@@ -756,13 +762,38 @@ class CodeJob(RepoJob):
     ) -> tuple[Path, str, str]:
         from pact_bot.workspace import WorkspaceError
 
+        update, self._mirror_update = self._mirror_update, None
         try:
+            if update is not None:
+                await update
             self.worktree = await self.rt.workspace.prepare(
-                self.job.repo, clone_url, token, target.base_ref, branch, self.job.id, reuse
+                self.job.repo,
+                clone_url,
+                token,
+                target.base_ref,
+                branch,
+                self.job.id,
+                reuse,
+                fetch=update is None,
             )
         except WorkspaceError as e:
             raise JobFailed(Failure.api_error, f"git: {e}") from None
         return self.worktree, branch, await self.rt.workspace.head(self.worktree)
+
+    async def _drop_mirror_update(self) -> None:
+        """Cancel a mirror update the job no longer needs and wait until git has stopped
+        (a finished fetch is kept: the mirror is a cache)."""
+        update, self._mirror_update = self._mirror_update, None
+        if update is None:
+            return
+        update.cancel()
+        try:
+            await update
+        except asyncio.CancelledError:
+            if (task := asyncio.current_task()) is not None and task.cancelling():
+                raise
+        except Exception:
+            log.warning("mirror update failed", exc_info=True)
 
     async def _base_sha(self, target: _Target) -> str | None:
         assert self.worktree is not None
@@ -1112,3 +1143,13 @@ def _stats_dict(stats: RunStats) -> dict[str, Any]:
 
 async def handle_code(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
     return await CodeJob(runtime, job, control).run()
+
+
+async def _all(*aws: Awaitable[Any]) -> list[Any]:
+    """Run independent steps concurrently; once all are done, raise the first failure in
+    argument order (as running them one after another would have reported it)."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
