@@ -481,14 +481,16 @@ class CodeJob(RepoJob):
             detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
             return await self._fail(Failure.internal, detail)
         finally:
-            await self._drop_mirror_update()
-            if self.worktree is not None:
-                try:
-                    await self.rt.workspace.remove(self.worktree)
-                except Exception:
-                    log.exception("worktree removal failed")
-            if self.progress is not None:
-                await self.progress.close()
+            try:
+                await self._drop_mirror_update()
+            finally:
+                if self.worktree is not None:
+                    try:
+                        await self.rt.workspace.remove(self.worktree)
+                    except Exception:
+                        log.exception("worktree removal failed")
+                if self.progress is not None:
+                    await self.progress.close()
 
     async def _fail(self, kind: Failure, detail: str = "", files: Sequence[str] = ()) -> JobOutcome:
         if kind is Failure.cancelled:
