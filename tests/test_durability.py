@@ -123,7 +123,7 @@ async def test_sigkill_after_accepting_keeps_every_accepted_job(
     servers.append(again)
     async with httpx.AsyncClient(base_url=again.url, timeout=10) as c:
         health = (await c.get("/healthz")).json()
-        assert health["queue"]["queued"] == 120  # 60 jobs, each with its 👀 reply job
+        assert health["queue"]["queued"] == 60  # distinct issues: no key was busy, no 👀 job
         body, h = deliveries[0]
         redelivered = await c.post("/webhook", content=body, headers=h)
         assert redelivered.status_code == 200 and redelivered.json()["duplicate"] is True
@@ -131,10 +131,8 @@ async def test_sigkill_after_accepting_keeps_every_accepted_job(
     queue = SqliteQueue(tmp_path / "pact.db")
     async with queue:
         jobs = {j.id: j for j in await queue.list(limit=1000)}
-    acks = {i for i, j in jobs.items() if j.task.get("command") == "ack"}
-    assert set(jobs) - acks == set(accepted)
+    assert set(jobs) == set(accepted)
     assert all(jobs[i].delivery_id == d for i, d in accepted.items())
-    assert {jobs[i].delivery_id for i in acks} == {f"{d}:ack" for d in accepted.values()}
 
 
 async def test_serve_with_workers_runs_jobs_and_stops_cleanly_on_sigterm(
@@ -149,7 +147,7 @@ async def test_serve_with_workers_runs_jobs_and_stops_cleanly_on_sigterm(
         job_id = r.json()["job_id"]
         for _ in range(100):
             depth = (await c.get("/healthz")).json()["queue"]
-            if depth["succeeded"] + depth["failed"] == 2:  # the job and its 👀 reply job
+            if depth["succeeded"] + depth["failed"] == 1:  # idle issue: no 👀 reply job
                 break
             await asyncio.sleep(0.05)
         else:

@@ -86,6 +86,68 @@ async def test_identical_trigger_coalesces_only_while_queued(queue: Queue) -> No
     assert len(await queue.list(key="octo/repo#1")) == 4
 
 
+def ack_for(j: Job, comment_id: int) -> Job:
+    return Job(
+        kind=JobKind.reply,
+        key=f"{j.key}:reply",
+        repo=j.repo,
+        number=j.number,
+        delivery_id=f"{j.delivery_id}:ack",
+        sender=j.sender,
+        task={"command": "ack", "for_key": j.key, "fingerprint": f"ack:{comment_id}"},
+    )
+
+
+async def test_the_ack_is_recorded_only_when_the_key_is_busy(queue: Queue) -> None:
+    enqueue_with_ack = queue.enqueue_with_ack  # type: ignore[attr-defined]
+    idle = job(fingerprint="a")
+    assert await enqueue_with_ack(idle, ack_for(idle, 1)) is Enqueued.created
+    assert [j.id for j in await queue.list()] == [idle.id]  # idle key: the job alone
+    # a redelivery records neither, although the key is busy now
+    again = idle.model_copy(update={"id": "other"})
+    assert await enqueue_with_ack(again, ack_for(idle, 1)) is Enqueued.duplicate_delivery
+    assert len(await queue.list()) == 1
+    # queued behind a queued job: the ack first, in the same write
+    waits = job(fingerprint="b")
+    ack = ack_for(waits, 2)
+    assert await enqueue_with_ack(waits, ack) is Enqueued.created
+    assert [j.id for j in await queue.list()] == [waits.id, ack.id, idle.id]
+    assert await enqueue_with_ack(waits, ack) is Enqueued.duplicate_delivery
+    assert len(await queue.list()) == 3
+    # coalesced into a queued job: the ack still comes
+    same = job(fingerprint="b")
+    assert await enqueue_with_ack(same, ack_for(same, 3)) is Enqueued.coalesced
+    assert (await queue.list())[0].delivery_id == f"{same.delivery_id}:ack"
+    # behind a running job
+    claimed = await queue.claim("w1")
+    assert claimed is not None and claimed.id == idle.id
+    await queue.request_cancel(idle.key)
+    running = job(fingerprint="c")
+    assert await enqueue_with_ack(running, ack_for(running, 4)) is Enqueued.created
+    assert [j.delivery_id for j in (await queue.list())[:2]] == [
+        running.delivery_id,
+        f"{running.delivery_id}:ack",
+    ]
+    # idle again: the job alone; another key is never looked at
+    await queue.request_cancel(idle.key)
+    await queue.finish(idle.id, "w1", JobState.cancelled)
+    for later in (job(fingerprint="d"), job(2, fingerprint="a")):
+        assert await enqueue_with_ack(later, ack_for(later, 5)) is Enqueued.created
+        assert (await queue.list())[0].id == later.id
+        assert (await queue.list())[1].task.get("command") != "ack"
+
+
+async def test_concurrent_commands_on_one_idle_key_ack_all_but_the_first(queue: Queue) -> None:
+    enqueue_with_ack = queue.enqueue_with_ack  # type: ignore[attr-defined]
+    jobs = [job(fingerprint=f"f{n}") for n in range(6)]
+    results = await asyncio.gather(
+        *(enqueue_with_ack(j, ack_for(j, n)) for n, j in enumerate(jobs))
+    )
+    assert results == [Enqueued.created] * 6
+    acks = [j for j in await queue.list() if j.task.get("command") == "ack"]
+    assert len(acks) == 5  # whichever came first found the key idle
+
+
 async def test_same_key_runs_one_at_a_time_in_arrival_order(queue: Queue) -> None:
     a, b, c = job(1, step="a"), job(1, step="b", fingerprint="b"), job(1, fingerprint="c")
     other = job(2)

@@ -140,19 +140,68 @@ async def test_pact_code_comment_creates_a_code_job(client: Client) -> None:
     p["comment"]["body"] = "/pact code docs/auth-spec.md\nUse argon2"
     r = await client.deliver("issue_comment", p, delivery="cmd-1")
     assert r.status_code == 202
-    job, ack = await client.queue.list()  # newest first: the ack is recorded before the job
+    # the issue has no queued or running job: the job starts at once and reacts 👀 itself
+    [job] = await client.queue.list()
     assert job.kind is JobKind.code and job.installation_id == 5
     assert job.task["spec_paths"] == ["docs/auth-spec.md"]
     assert job.task["instructions"] == "Use argon2"
     assert job.task["comment_id"] == p["comment"]["id"]
-    # a reply job reacts 👀 within seconds, even while a running job holds the job's key
-    assert (ack.kind, ack.task["command"], ack.delivery_id) == (JobKind.reply, "ack", "cmd-1:ack")
-    assert ack.key == f"{job.key}:reply" and ack.task["comment_id"] == p["comment"]["id"]
-    assert (ack.task["for_key"], ack.task["for_kind"]) == (job.key, "code")
-    # a redelivery records neither again
+    # a redelivery records nothing, not even an ack now that the key is busy
     again = await client.deliver("issue_comment", p, delivery="cmd-1")
     assert again.status_code == 200 and again.json()["duplicate"] is True
-    assert len(await client.queue.list()) == 2
+    assert await client.queue.list() == [job]
+
+
+async def test_pact_code_on_a_busy_issue_records_its_ack_first(client: Client) -> None:
+    p = copy.deepcopy(load_payload("ghes-35/issue_comment/created.json"))
+    p["comment"]["body"] = "/pact code docs/auth-spec.md"
+    assert (await client.deliver("issue_comment", p, delivery="cmd-1")).status_code == 202
+    [first] = await client.queue.list()
+
+    def comment(cid: int, body: str) -> dict[str, Any]:
+        q = copy.deepcopy(p)
+        q["comment"]["id"], q["comment"]["body"] = cid, body
+        return q
+
+    # queued behind a queued job: a reply job reacts 👀 within seconds, recorded before it
+    second = comment(2001, "/pact code docs/auth-spec.md\nUse argon2")
+    r = await client.deliver("issue_comment", second, delivery="cmd-2")
+    assert r.status_code == 202
+    job, ack, older = await client.queue.list()  # newest first: the ack precedes the job
+    assert older == first and job.id == r.json()["job_id"]
+    assert (ack.kind, ack.task["command"], ack.delivery_id) == (JobKind.reply, "ack", "cmd-2:ack")
+    assert ack.key == f"{job.key}:reply" and ack.task["comment_id"] == 2001
+    assert (ack.task["for_key"], ack.task["for_kind"]) == (job.key, "code")
+    # a redelivery records neither again
+    again = await client.deliver("issue_comment", second, delivery="cmd-2")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert len(await client.queue.list()) == 3
+    # a command identical to a queued job coalesces into it and still gets its ack
+    same = comment(2002, "/pact code docs/auth-spec.md")
+    r = await client.deliver("issue_comment", same, delivery="cmd-3")
+    assert r.status_code == 200 and r.json()["coalesced"] is True
+    newest = (await client.queue.list())[0]
+    assert (newest.delivery_id, newest.task["for_fingerprint"]) == (
+        "cmd-3:ack",
+        first.task["fingerprint"],
+    )
+    # behind a running job (nothing queued of the key): the ack too
+    claimed = await client.queue.claim("w1")
+    assert claimed is not None and claimed.id == first.id
+    await client.queue.request_cancel(first.key)  # the second job: cancelled while queued
+    r = await client.deliver(
+        "issue_comment", comment(2003, "/pact code docs/other-spec.md"), delivery="cmd-4"
+    )
+    assert r.status_code == 202
+    assert [j.delivery_id for j in (await client.queue.list())[:2]] == ["cmd-4", "cmd-4:ack"]
+    # once the key is idle again, no ack
+    await client.queue.request_cancel(first.key)
+    await client.queue.finish(first.id, "w1", JobState.cancelled)
+    r = await client.deliver(
+        "issue_comment", comment(2004, "/pact code docs/third-spec.md"), delivery="cmd-5"
+    )
+    assert r.status_code == 202
+    assert [j.delivery_id for j in (await client.queue.list())[:2]] == ["cmd-5", "cmd-4"]
 
 
 async def test_review_on_a_bot_pr_creates_a_revise_job(client: Client) -> None:
@@ -251,7 +300,7 @@ async def test_same_delivery_ten_times_concurrently_is_one_job(client: Client) -
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] * 9 + [202]
     jobs = await client.queue.list()
-    assert sorted(str(j.kind) for j in jobs) == ["code", "reply"]  # one job, one ack
+    assert [str(j.kind) for j in jobs] == ["code"]  # one job; its key was idle: no ack
 
 
 async def test_redelivery_of_an_ignored_event_is_still_200(client: Client) -> None:

@@ -5,11 +5,12 @@ Public API:
 - `Decision(job, reason, ack=None)`: `job` is None when nothing starts; `reason` is a short
   phrase for the log; `ack` is a reply job (command `ack`, delivery id `<delivery>:ack`, key
   `…:reply`) made for every comment-triggered code or revise job: the web process records it
-  before the job, so the comment gets 👀 (and a "queued behind" note when the job waits)
-  within seconds instead of when the job starts. `/pact cancel` is a reply job like help
-  and status: the worker checks the commenter's permission before it cancels anything (the
-  web process cannot, without an API call), and reply jobs have their own key so they never
-  wait behind the running job.
+  before the job only when the job's key already has a queued or running job (the queue's
+  `enqueue_with_ack`), so the comment gets 👀 (and a "queued behind" note) within seconds
+  while the job waits; a job that starts at once reacts itself. `/pact cancel` is a reply
+  job like help and status: the worker checks the commenter's permission before it cancels
+  anything (the web process cannot, without an API call), and reply jobs have their own key
+  so they never wait behind the running job.
 - `BotIdentity(slug)` with `.login` (`<slug>[bot]`); `TriggerConfig(label, command)` and
   `TriggerConfig.from_repo_config(dict | None)` (keys `label`, `command`, as cached by
   workers from `.github/pact.yml`).
@@ -80,7 +81,7 @@ class TriggerConfig:
 class Decision:
     job: Job | None
     reason: str
-    ack: Job | None = None  # recorded first, so the command gets 👀 while its job waits
+    ack: Job | None = None  # recorded first when the job would wait: 👀 while it waits
 
     @property
     def starts_job(self) -> bool:

@@ -44,6 +44,9 @@ Where the protocol and procrastinate differ, and what this module does:
   with `finish(..., cancelled)`, stored by procrastinate as `aborted` (it has no other terminal
   state reachable from `doing`).
 - The tasks are never run by `procrastinate worker`: pact-bot's own worker loop claims them.
+- `enqueue_with_ack(job, ack)` (as in SQLite: the ack only when the key has a queued or
+  running job) is one transaction: an advisory lock on the key, the check, the ack if
+  needed, the job.
 - `enqueue` normally is one statement (delivery, `procrastinate_defer_jobs_v1`, our record)
   and one commit; only when the queueing lock refuses it does it take the careful path
   (savepoint, `JobManager.defer_job_async`, `AlreadyEnqueued`).
@@ -171,6 +174,10 @@ SELECT %(id)s, p.pj_id, %(kind)s, %(lock)s, %(repo)s, %(number)s, %(installation
     %(delivery_id)s, %(sender)s, %(task)s, %(fingerprint)s, 'queued', 0, %(created_at)s
 FROM p
 RETURNING id
+"""
+_BUSY_SQL = """
+SELECT EXISTS (SELECT 1 FROM pact_jobs WHERE key = %s AND state IN ('queued', 'running')) AS busy,
+    EXISTS (SELECT 1 FROM pact_deliveries WHERE delivery_id = %s) AS seen
 """
 _UPDATABLE = {"cost_usd", "turns", "pr_url", "error"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -412,56 +419,97 @@ class PostgresQueue:
             if (done := await fast()) is not None:
                 return done
             async with self._tx() as conn:
-                seen = await self._fetchone(
-                    conn,
-                    "INSERT INTO pact_deliveries(delivery_id, received_at, job_id) "
-                    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING delivery_id",
-                    (job.delivery_id, time.time(), job.id),
-                )
-                if seen is None:
-                    return Enqueued.duplicate_delivery
-                for _ in range(3):
-                    try:
-                        async with conn.transaction():  # savepoint: a refusal undoes only this
-                            pj = await self._defer(conn, job, qlock)
-                    except pexc.AlreadyEnqueued:
-                        same = await self._fetchone(
-                            conn,
-                            "SELECT j.id FROM procrastinate_jobs p JOIN pact_jobs j "
-                            "ON j.pj_id = p.id WHERE p.queueing_lock = %s AND p.status = 'todo'",
-                            (qlock,),
-                        )
-                        if same is None:  # claimed meanwhile: no longer queued, defer anew
-                            continue
-                        await conn.execute(
-                            "UPDATE pact_deliveries SET job_id = %s WHERE delivery_id = %s",
-                            (same["id"], job.delivery_id),
-                        )
-                        return Enqueued.coalesced
-                    await conn.execute(
-                        "INSERT INTO pact_jobs(id, pj_id, kind, key, repo, number, "
-                        "installation_id, delivery_id, sender, task, fingerprint, state, "
-                        "attempts, created_at) "
-                        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'queued',0,%s)",
-                        (
-                            job.id,
-                            pj,
-                            str(job.kind),
-                            job.key,
-                            job.repo,
-                            job.number,
-                            job.installation_id,
-                            job.delivery_id,
-                            job.sender,
-                            Jsonb(job.task),
-                            fp,
-                            job.created_at,
-                        ),
-                    )
-                    return Enqueued.created
-                raise RuntimeError(f"could not enqueue job {job.id}: queueing lock kept changing")
+                return await self._enqueue_careful(conn, job, qlock, fp)
 
         return await self._retrying("enqueue", op)
+
+    async def enqueue_with_ack(self, job: Job, ack: Job) -> Enqueued:
+        """`enqueue(job)`, recording `ack` first (same transaction) only when `job.key`
+        already has a queued or running job: the job would wait, so a worker should react
+        👀 now. The result is the job's; a redelivery records neither.
+
+        A transaction-scoped advisory lock on the key orders concurrent deliveries for the
+        same key (READ COMMITTED would let both see it idle)."""
+        params = _enqueue_params(job)
+        fp, qlock = params["fingerprint"], params["qlock"]
+
+        async def op() -> Enqueued:
+            async with self._tx() as conn:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (job.key,))
+                row = await self._fetchone(conn, _BUSY_SQL, (job.key, job.delivery_id))
+                assert row is not None
+                if row["seen"]:
+                    return Enqueued.duplicate_delivery
+                if row["busy"]:
+                    try:
+                        async with conn.transaction():  # savepoint: a failure undoes only this
+                            await conn.execute(_ENQUEUE_SQL, _enqueue_params(ack))
+                    except psycopg.Error as e:
+                        if _is_transient(e):
+                            raise
+                        log.exception("could not record the acknowledgement of job %s", job.id)
+                try:
+                    async with conn.transaction():
+                        cur = await conn.execute(_ENQUEUE_SQL, params)
+                        created = await cur.fetchone()
+                except psycopg.errors.UniqueViolation:
+                    return await self._enqueue_careful(conn, job, qlock, fp)
+                return Enqueued.created if created else Enqueued.duplicate_delivery
+
+        return await self._retrying("enqueue", op)
+
+    async def _enqueue_careful(
+        self, conn: psycopg.AsyncConnection[Any], job: Job, qlock: str, fp: str
+    ) -> Enqueued:
+        """In the caller's transaction: `enqueue` when the queueing lock may refuse the job."""
+        seen = await self._fetchone(
+            conn,
+            "INSERT INTO pact_deliveries(delivery_id, received_at, job_id) "
+            "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING delivery_id",
+            (job.delivery_id, time.time(), job.id),
+        )
+        if seen is None:
+            return Enqueued.duplicate_delivery
+        for _ in range(3):
+            try:
+                async with conn.transaction():  # savepoint: a refusal undoes only this
+                    pj = await self._defer(conn, job, qlock)
+            except pexc.AlreadyEnqueued:
+                same = await self._fetchone(
+                    conn,
+                    "SELECT j.id FROM procrastinate_jobs p JOIN pact_jobs j "
+                    "ON j.pj_id = p.id WHERE p.queueing_lock = %s AND p.status = 'todo'",
+                    (qlock,),
+                )
+                if same is None:  # claimed meanwhile: no longer queued, defer anew
+                    continue
+                await conn.execute(
+                    "UPDATE pact_deliveries SET job_id = %s WHERE delivery_id = %s",
+                    (same["id"], job.delivery_id),
+                )
+                return Enqueued.coalesced
+            await conn.execute(
+                "INSERT INTO pact_jobs(id, pj_id, kind, key, repo, number, "
+                "installation_id, delivery_id, sender, task, fingerprint, state, "
+                "attempts, created_at) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'queued',0,%s)",
+                (
+                    job.id,
+                    pj,
+                    str(job.kind),
+                    job.key,
+                    job.repo,
+                    job.number,
+                    job.installation_id,
+                    job.delivery_id,
+                    job.sender,
+                    Jsonb(job.task),
+                    fp,
+                    job.created_at,
+                ),
+            )
+            return Enqueued.created
+        raise RuntimeError(f"could not enqueue job {job.id}: queueing lock kept changing")
 
     async def _defer(self, conn: psycopg.AsyncConnection[Any], job: Job, qlock: str) -> int:
         deferred = await self._manager.defer_job_async(

@@ -17,6 +17,8 @@ Semantics (shared with the Postgres backend):
 - `deliveries` remembers every delivery id; a job insert records its delivery in the same
   transaction, so a redelivery is `duplicate_delivery` whether or not it started a job.
 - A job identical to one still queued (same key and `fingerprint()`) is `coalesced`.
+- `enqueue_with_ack(job, ack)`: the job, and before it (same transaction) its 👀 `ack`
+  reply job only when the job's key already has a queued or running job.
 - `claim` takes the oldest queued job of a key only when that key has no running job.
 - A running job whose lease lapsed is queued again (claim adds the attempt); after
   `max_attempts` claims it fails with "worker lost (lease expired) after N attempts", and
@@ -382,12 +384,42 @@ def _enqueue_op(job: Job) -> Callable[[sqlite3.Connection], Enqueued]:
     return op
 
 
+def _enqueue_with_ack_op(job: Job, ack: Job) -> Callable[[sqlite3.Connection], Enqueued]:
+    """`job`, and before it `ack` only when `job.key` already has a queued or running job
+    (otherwise a free worker claims `job` at once and reacts itself). One indexed lookup on
+    the common path; a redelivery records neither."""
+    job_op, ack_op = _enqueue_op(job), _enqueue_op(ack)
+
+    def op(c: sqlite3.Connection) -> Enqueued:
+        busy = c.execute(
+            "SELECT 1 FROM jobs WHERE key = ? AND state IN ('queued','running') LIMIT 1",
+            (job.key,),
+        ).fetchone()
+        if busy is None:
+            return job_op(c)
+        if c.execute(
+            "SELECT 1 FROM deliveries WHERE delivery_id = ?", (job.delivery_id,)
+        ).fetchone():
+            return Enqueued.duplicate_delivery
+        c.execute("SAVEPOINT enqueue_ack")
+        try:
+            try:
+                ack_op(c)  # the ack first, so a free worker reacts while the job waits
+            except Exception:
+                log.exception("could not record the acknowledgement of job %s", job.id)
+            result = job_op(c)
+        except BaseException:
+            c.execute("ROLLBACK TO enqueue_ack")
+            c.execute("RELEASE enqueue_ack")
+            raise
+        c.execute("RELEASE enqueue_ack")
+        return result
+
+    return op
+
+
 class SqliteQueue:
     """The `Queue` protocol on one SQLite file (see the module docstring)."""
-
-    # Writes started in one loop iteration commit in one transaction, in the order started
-    # (the webhook records a job and its ack with one COMMIT).
-    commits_together = True
 
     def __init__(
         self, path: str | Path, lease_seconds: float = 60.0, max_attempts: int = 3
@@ -512,6 +544,15 @@ class SqliteQueue:
 
     async def enqueue(self, job: Job) -> Enqueued:
         result = await self._write(_enqueue_op(job), isolated=False)
+        if result is Enqueued.created:
+            self._work.set()
+        return result
+
+    async def enqueue_with_ack(self, job: Job, ack: Job) -> Enqueued:
+        """`enqueue(job)`, recording `ack` first (in the same transaction) only when
+        `job.key` already has a queued or running job: the job would wait, so a worker
+        should react 👀 now. The result is the job's."""
+        result = await self._write(_enqueue_with_ack_op(job, ack), isolated=False)
         if result is Enqueued.created:
             self._work.set()
         return result

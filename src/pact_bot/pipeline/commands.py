@@ -14,10 +14,11 @@ maintain or admin; anything else gets a polite refusal and nothing else happens)
 
 Two commands come from pact-bot itself, never from a comment (triggers answer unknown
 words with help), and skip the permission check:
-- `ack` (recorded by ingress next to every comment-triggered code or revise job): 👀 on the
-  command within seconds, even when its job waits behind a running one; when it does wait,
-  one short comment says where it is in line (marked `<!-- pact-bot:ack:<job id> -->`, so a
-  retry or a coalesced duplicate does not say it twice). The job is told (`acked` in its
+- `ack` (recorded by ingress next to a comment-triggered code or revise job when its key
+  already has a queued or running job): 👀 on the command within seconds while its job
+  waits; when it waits behind a running job, one short comment says where it is in line
+  (marked `<!-- pact-bot:ack:<job id> -->`, so a retry or a coalesced duplicate does not say
+  it twice). The job is told (`acked` in its
   progress) so it does not react again.
 - `lost` (enqueued by the queue when a job failed because its worker vanished
   `max_attempts` times): a comment saying so (marked `<!-- pact-bot:lost:<job id> -->`,

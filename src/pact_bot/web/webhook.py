@@ -6,8 +6,10 @@ id, private key); 413 over
 401 on a missing or wrong `X-Hub-Signature-256` (the sha1 header alone is refused); 400 on
 missing `X-GitHub-Event`/`X-GitHub-Delivery` or a body that is not a JSON object; 200 for
 `ping`, for redeliveries and for events that start nothing; 202 once the job is committed.
-Nothing here calls GitHub or the model: a comment-triggered code or revise job comes with an
-`ack` reply job (recorded first, delivery id `<delivery>:ack`) that a worker answers with 👀.
+Nothing here calls GitHub or the model: a comment-triggered code or revise job whose key
+already has a queued or running job comes with an `ack` reply job (recorded first, in the
+same transaction, delivery id `<delivery>:ack`) that a worker answers with 👀 while the job
+waits; a job that starts at once reacts itself.
 
 Public API: `WebhookEndpoint(settings, queue, bot, config_ttl)` with `.asgi(scope, receive,
 send)` (what `web.app.create_app` mounts: no Request/Response objects on the hot path),
@@ -18,7 +20,6 @@ header) -> bool`.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import hmac
@@ -194,17 +195,16 @@ class WebhookEndpoint:
             return 200, "ignored", {"ok": True, "reason": decision.reason}
 
         job = decision.job
-        # The ack first, so a free worker reacts before the job itself could; its own delivery
-        # id dedupes it on redelivery (which also heals a crash between the two writes).
+        # The ack only when the job would wait (its key has a queued or running job): the
+        # backend decides and records it before the job, in the job's transaction; a job
+        # that starts at once gets 👀 from its own worker. Its own delivery id
+        # (`<delivery>:ack`) keeps it unique; a redelivery records neither.
+        with_ack = getattr(self.queue, "enqueue_with_ack", None)
         if decision.ack is None:
             result = await self.queue.enqueue(job)
-        elif getattr(self.queue, "commits_together", False):
-            # started in this order in one loop iteration: one transaction, the ack first
-            # (one COMMIT per delivery instead of two: half the ingress cost)
-            _, result = await asyncio.gather(
-                self._record_ack(decision.ack, fields), self.queue.enqueue(job)
-            )
-        else:
+        elif with_ack is not None:
+            result = await with_ack(job, decision.ack)
+        else:  # a queue without it: the ack always, first
             await self._record_ack(decision.ack, fields)
             result = await self.queue.enqueue(job)
         if result is Enqueued.duplicate_delivery:
