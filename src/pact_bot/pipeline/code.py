@@ -238,20 +238,24 @@ async def implement(
             retry=runtime.agent_retry,
         )
 
-    ws = runtime.workspace
+    async def inspect() -> tuple[Any, list[str], CheckResult]:
+        """What the agent left (setup leftovers put back), and the checks on it."""
+        await undo_setup(worktree, setup_paths, tools)
+        changes = await runtime.workspace.changes(worktree)
+        deleted = [f.path for f in changes.files if f.status == "D"]
+        checks = run_checks(
+            changes.paths,
+            changes.diff,
+            protected=effective.protected_paths,
+            secrets=secrets,
+            deleted=deleted,
+            existing_summaries=existing_summaries,
+        )
+        return changes, deleted, checks
+
     result = await run(user_message, None, 0, 0.0)
     results = [result]
-    await undo_setup(worktree, setup_paths, tools)
-    changes = await ws.changes(worktree)
-    deleted = [f.path for f in changes.files if f.status == "D"]
-    checks = run_checks(
-        changes.paths,
-        changes.diff,
-        protected=effective.protected_paths,
-        secrets=secrets,
-        deleted=deleted,
-        existing_summaries=existing_summaries,
-    )
+    changes, deleted, checks = await inspect()
     asked = False
     stop = _stop(result)
     if (
@@ -269,17 +273,7 @@ async def implement(
         )
         results.append(result)
         stop = _stop(result)
-        await undo_setup(worktree, setup_paths, tools)
-        changes = await ws.changes(worktree)
-        deleted = [f.path for f in changes.files if f.status == "D"]
-        checks = run_checks(
-            changes.paths,
-            changes.diff,
-            protected=effective.protected_paths,
-            secrets=secrets,
-            deleted=deleted,
-            existing_summaries=existing_summaries,
-        )
+        changes, deleted, checks = await inspect()
     stats = _stats(results, tools)
     return Implementation(
         stop=stop,
@@ -1076,6 +1070,10 @@ class CodeJob(RepoJob):
             job_id=self.job.id,
             summary_file=sfile,
         )
+        await self._post_check_run(sha, output)
+
+    async def _post_check_run(self, sha: str, output: dict[str, Any]) -> None:
+        """The run's record on the commit; a failure here never fails the job."""
         try:
             await self.api(
                 "POST",

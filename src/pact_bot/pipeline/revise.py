@@ -538,21 +538,7 @@ class ReviseJob(CodeJob):
             summary_file=None,
         )
         output["title"] = f"{commit_title(self.task.get('trigger') or '', self.reviewer)}"
-        try:
-            await self.api(
-                "POST",
-                self.repo_path("/check-runs"),
-                json={
-                    "name": report.CHECK_NAME,
-                    "head_sha": sha,
-                    "status": "completed",
-                    "conclusion": "success",
-                    "external_id": self.job.id,
-                    "output": output,
-                },
-            )
-        except RequestFailed:
-            log.warning("could not create the check run", exc_info=True)
+        await self._post_check_run(sha, output)
 
 
 def _stats_dict(stats: RunStats) -> dict[str, Any]:
