@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared/fixtures/github-webhooks"
+FIXTURES = ROOT / "tests/fixtures/github-webhooks"
 FIXTURE = FIXTURES / "api.github.com/issue_comment/created.payload.json"
 SECRET = "bench-webhook-secret-0123456789"
 VENV_BIN = Path(sys.executable).parent

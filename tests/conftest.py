@@ -9,14 +9,12 @@ import pytest
 # Simulator plugins (tests/ is on sys.path via rootdir conftest import): append, do not rewrite.
 pytest_plugins = ["sim.fixtures", "sim.anthropic_fixtures"]
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "github-webhooks"
+# GitHub's real example payloads, vendored (octokit/webhooks, MIT: see the LICENSE there).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "github-webhooks"
 
 
 def _fixtures_dir() -> Path:
-    for cand in (FIXTURES, Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"):
-        if cand.is_dir():
-            return cand
-    pytest.skip("GitHub webhook fixtures (../shared/fixtures/github-webhooks) are not present")
+    return FIXTURES
 
 
 @pytest.fixture

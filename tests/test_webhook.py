@@ -77,8 +77,6 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
 
 
 def fixture_files() -> list[str]:
-    if not FIXTURES.is_dir():
-        return []
     return sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.json"))
 
 
@@ -115,8 +113,6 @@ async def test_every_real_payload_is_answered(client: Client, rel: str) -> None:
 
 def test_the_fixture_matrix_is_not_empty() -> None:
     files = fixture_files()
-    if not files:
-        pytest.skip("GitHub webhook fixtures (../shared/fixtures/github-webhooks) are not present")
     assert len(files) >= 50 and any(f.startswith("ghes-35/") for f in files)
 
 

@@ -1,7 +1,7 @@
 """GitHub's JSON shapes, filled with the simulator's values.
 
 Each builder returns the object GitHub's REST API (and its webhooks) would send, with the
-same keys as the real payloads in ../shared/fixtures/github-webhooks, so githubkit's
+same keys as the real payloads in tests/fixtures/github-webhooks, so githubkit's
 response models parse them and pact-bot's payload readers see what production sends.
 Builders are pure: they take plain values and URLs, never simulator state.
 """

@@ -1,6 +1,6 @@
 """Webhook deliveries as GitHub sends them.
 
-Bodies start from GitHub's real example payloads (../shared/fixtures/github-webhooks); the
+Bodies start from GitHub's real example payloads (tests/fixtures/github-webhooks); the
 simulator swaps in its own repository, issue, pull request, comment, review, sender and
 installation and keeps every other field. Each delivery is signed (``X-Hub-Signature-256``
 and the legacy sha1 ``X-Hub-Signature``) and POSTed by a background sender thread, so an
@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 FIXTURES_ENV = "PACT_WEBHOOK_FIXTURES"
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "github-webhooks"
+DEFAULT_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github-webhooks"
 HOOKSHOT = "GitHub-Hookshot/abc1234"
 
 
@@ -43,7 +43,7 @@ def _template(event: str, action: str) -> str:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"no example payloads for {event!r} in {folder.parent}; set {FIXTURES_ENV} to the "
-            "github-webhooks fixtures directory (../shared/fixtures/github-webhooks)"
+            "github-webhooks fixtures directory (tests/fixtures/github-webhooks)"
         )
     path = folder / f"{action}.payload.json"
     if not path.exists():
