@@ -37,7 +37,8 @@ def test_protected_paths_are_named_and_reported_first() -> None:
         "sub/.git/hooks/pre-commit",
     ]
     assert protected_touched(["infra/main.tf"], ["infra/**"]) == ["infra/main.tf"]
-    assert protected_touched([".github/dependabot.yml"]) == []
+    assert protected_touched([".github/dependabot.yml"]) == [".github/dependabot.yml"]
+    assert protected_touched(["docs/github.md", "src/.github_x.py"]) == []
 
 
 def test_secret_in_diff_is_caught_even_one_line_of_a_pem() -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pact_bot.repo_config import RepoConfigError, glob_match, parse_repo_config
+from pact_bot.pipeline.checks import protected_touched
+from pact_bot.repo_config import (
+    RepoConfigError,
+    glob_match,
+    parse_repo_config,
+    protected_patterns,
+)
 from pact_bot.settings import Settings
 
 
@@ -17,7 +23,8 @@ def test_absent_or_empty_file_means_defaults() -> None:
         assert cfg.spec_prs == "suggest"
         assert cfg.pr.branch_prefix == "pact/code/"
         assert cfg.pr.draft is False
-        assert cfg.protected_paths == [".github/workflows/**"]
+        assert cfg.protected_paths == []
+        assert cfg.effective(Settings()).protected_paths == (".github/**", ".git/**")
         assert cfg.sandbox.enabled is True
 
 
@@ -52,8 +59,20 @@ agent: .claude/agents/custom.md
     assert (eff.max_turns, eff.max_cost_usd, eff.max_minutes) == (10, 1.5, 5)
     assert eff.model == "claude-opus-5-5"
     assert eff.sandbox is False and eff.setup == ("pip install -e .",)
-    assert eff.protected_paths == ("infra/**", ".git/**")
+    assert eff.protected_paths == (".github/**", ".git/**", "infra/**")
     assert "limits: 10 turns, $1.5, 5 minutes" in eff.as_text()
+
+
+def test_protected_paths_add_to_the_built_ins_and_never_replace_them() -> None:
+    """`protected_paths: []` used to unprotect `.github/workflows/`; now it adds nothing."""
+    for text in ("protected_paths: []\n", "protected_paths: [src/**, .github/**]\n"):
+        eff = parse_repo_config(text).effective(Settings())
+        assert eff.protected_paths[:2] == (".github/**", ".git/**")
+        assert "protected_paths: .github/**, .git/**" in eff.as_text()
+    assert protected_patterns(["src/**", ".github/**"]) == (".github/**", ".git/**", "src/**")
+    for path in (".github/workflows/ci.yml", ".github/pact.yml", ".github/CODEOWNERS"):
+        assert protected_touched([path], []) == [path]
+        assert protected_touched([path], ["docs/**"]) == [path]
 
 
 def test_server_maximums_cap_repository_limits() -> None:

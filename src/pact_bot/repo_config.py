@@ -20,8 +20,8 @@ limits:                       # capped by the server's PACT_MAX_* values
 sandbox:
   enabled: true               # offer the bash tool when bubblewrap works
   setup: []                   # commands run in the sandbox before the agent starts
-protected_paths:              # the agent may not change these (`.git/` always)
-  - .github/workflows/**
+protected_paths:              # more paths the agent may not change, on top of the
+  - infra/**                  # built-in `.github/**` and `.git/` (always protected)
 agent: .claude/agents/pact-backend-coder.md
 ```
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,8 +46,9 @@ if TYPE_CHECKING:
     from pact_bot.settings import Settings
 
 CONFIG_PATH = ".github/pact.yml"
-DEFAULT_PROTECTED = (".github/workflows/**",)
-ALWAYS_PROTECTED = (".git/**",)
+# Always protected, whatever the repository says: `.github/` holds the workflows that run
+# with the repository's secrets and this very file (which sets the protected paths).
+BUILTIN_PROTECTED = (".github/**", ".git/**")
 
 
 class RepoConfigError(Exception):
@@ -125,8 +127,9 @@ class RepoConfig(_Strict):
         default_factory=SandboxConfig, description="The agent's sandboxed bash tool."
     )
     protected_paths: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_PROTECTED),
-        description="Globs the agent may not change (`.git/` always); a change fails the job.",
+        default_factory=list,
+        description="More globs the agent may not change, added to the built-in "
+        "`.github/**` and `.git/` (which a repository cannot remove); a change fails the job.",
     )
     agent: str | None = Field(
         default=None,
@@ -177,7 +180,7 @@ class RepoConfig(_Strict):
             max_minutes=_cap(lim.max_minutes, settings.pact_max_minutes),
             sandbox=self.sandbox.enabled,
             setup=tuple(self.sandbox.setup),
-            protected_paths=tuple(dict.fromkeys([*self.protected_paths, *ALWAYS_PROTECTED])),
+            protected_paths=protected_patterns(self.protected_paths),
             agent=self.agent,
         )
 
@@ -218,6 +221,14 @@ class Effective:
                 f"agent: {self.agent or '(built-in pact-backend-coder)'}",
             ]
         )
+
+
+def protected_patterns(extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """The built-in protected globs plus the repository's own, built-ins first.
+
+    Additive on purpose: `protected_paths: []` must not unprotect the workflows.
+    """
+    return tuple(dict.fromkeys([*BUILTIN_PROTECTED, *extra]))
 
 
 def _cap(value: float | None, maximum: float) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pact_bot.pipeline.report import Failure
-from pact_bot.repo_config import ALWAYS_PROTECTED, DEFAULT_PROTECTED, glob_match
+from pact_bot.repo_config import glob_match, protected_patterns
 
 SUMMARY_GLOB = "docs/implementation-summary-*.md"
 _MIN_SECRET = 8
@@ -31,11 +31,10 @@ class CheckResult:
         return self.problems[0] if self.problems else None
 
 
-def protected_touched(
-    paths: Iterable[str], patterns: Sequence[str] = DEFAULT_PROTECTED
-) -> list[str]:
-    """Changed paths that match a protected pattern (`.git/` always counts)."""
-    pats = list(dict.fromkeys([*patterns, *ALWAYS_PROTECTED]))
+def protected_touched(paths: Iterable[str], patterns: Sequence[str] = ()) -> list[str]:
+    """Changed paths that match a protected pattern; the built-ins (`.github/**`, any
+    `.git/`) always count, whatever `patterns` holds."""
+    pats = protected_patterns(patterns)
     out = []
     for p in paths:
         norm = p.lstrip("/").removeprefix("./")
@@ -68,7 +67,7 @@ def run_checks(
     paths: Sequence[str],
     diff: str,
     *,
-    protected: Sequence[str] = DEFAULT_PROTECTED,
+    protected: Sequence[str] = (),
     secrets: Iterable[str] = (),
     deleted: Iterable[str] = (),
     existing_summaries: Sequence[str] = (),
