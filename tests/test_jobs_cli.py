@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sim.anthropic import AnthropicSim
-from sim.policies import SpecCoderPolicy
+from sim.anthropic import AnthropicSim, text, tool_use
+from sim.policies import ReplayPolicy, SpecCoderPolicy
 
 from pact_bot.agent.definition import load_definition, system_prompt
 from pact_bot.agent.loop import Budget, run_agent
@@ -172,3 +172,84 @@ def test_reply_jobs_show_their_command(env: dict[str, str], tmp_path: Path) -> N
     assert [r.split()[2] for r in rows if ack.id in r] == ["reply:ack"]
     _, out, _ = run(env, "jobs", "show", ack.id)
     assert "kind:         reply:ack" in out
+
+
+TITLE = "\x1b]0;pwned\x07"  # sets the terminal window's title
+CLEAR = "\x1b[2J"  # clears the screen
+
+
+def test_escape_sequences_from_the_agent_never_reach_the_terminal(
+    env: dict[str, str], tmp_path: Path, anthropic_sim: AnthropicSim
+) -> None:
+    """Model text, tool output, the job's error and its task are the agent's or a
+    stranger's words: `jobs` shows their control characters escaped, never raw."""
+
+    async def enqueue() -> Job:
+        job = Job(
+            kind=JobKind.code,
+            key="octo/repo#9",
+            repo="octo/repo",
+            number=9,
+            delivery_id="d-9",
+            sender="mallory",
+            task={"title": f"Cart{TITLE}", "spec_paths": [f"docs/{CLEAR}a-spec.md"]},
+        )
+        async with SqliteQueue(tmp_path / "pact.db") as q:
+            await q.enqueue(job)
+            await q.claim("w")
+            await q.finish(job.id, "w", JobState.failed, error=f"agent: {CLEAR}boom\u202e")
+        return job
+
+    job = asyncio.run(enqueue())
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    (wt / "notes.txt").write_text(f"before{CLEAR}after\n")
+    anthropic_sim.set_policy(
+        ReplayPolicy(
+            [
+                [
+                    text(f"Looking around {TITLE}"),
+                    tool_use(
+                        "str_replace_based_edit_tool",
+                        {"command": "view", "path": "/workspace/notes.txt"},
+                    ),
+                ],
+                f"Done.{TITLE}{CLEAR}",
+            ]
+        )
+    )
+
+    async def agent() -> None:
+        async with anthropic_sim.async_client() as client:
+            result = await run_agent(
+                client=client,
+                model="claude-sonnet-5-5",
+                system="You are a coder.",
+                user_message="Look at notes.txt",
+                tools=build_tools(wt, sandbox=False),
+                budget=Budget(max_turns=5, max_cost_usd=5.0, max_seconds=60),
+                prices=DEFAULT_PRICES,
+                transcript=Transcript.for_job(tmp_path / "data", job.id),
+            )
+        assert result.stop == "end_turn", result.error
+
+    asyncio.run(agent())
+
+    outputs = [
+        run(env, "jobs")[1],
+        run(env, "jobs", "--json")[1],
+        run(env, "jobs", "show", job.id)[1],
+        run(env, "jobs", "show", job.id, "--json")[1],
+        run(env, "jobs", "show", job.id, "--transcript")[1],
+    ]
+    for out in outputs:
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, out
+    listing, as_json, shown, shown_json, transcript = outputs
+    assert "agent: \\x1b[2Jboom\\u202e" in listing
+    assert json.loads(as_json)["error"] == f"agent: {CLEAR}boom\u202e"  # the same value
+    assert json.loads(shown_json)["task"]["title"] == f"Cart{TITLE}"
+    assert "error:        agent: \\x1b[2Jboom\\u202e" in shown
+    assert '"title": "Cart\\u001b]0;pwned\\u0007"' in shown
+    assert "Looking around \\x1b]0;pwned\\x07" in transcript  # the model's text
+    assert "before\\x1b[2Jafter" in transcript  # the tool's output
+    assert "Done.\\x1b]0;pwned\\x07\\x1b[2J" in transcript

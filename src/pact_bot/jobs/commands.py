@@ -4,7 +4,8 @@ Public API: `list_jobs(settings, as_json, state) -> int`, `show_job(settings, jo
 transcript) -> int` (exit codes: 0 ok, 1 unknown job, 2 bad argument). Reply jobs show
 their command as the kind (`reply:status`, `reply:ack`, `reply:lost`…). Transcripts are read
 from `PACT_DATA_DIR/transcripts/<job_id>.jsonl` and printed as a conversation with long
-tool inputs and results shortened.
+tool inputs and results shortened. Everything printed from a job record or transcript
+passes through `pact_bot.terminal` first: it may hold the agent's escape sequences.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pact_bot.agent.transcript import render_transcript
 from pact_bot.jobs.backends import open_queue
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.settings import Settings
+from pact_bot.terminal import printable, printable_json
 
 SHORT = 300
 
@@ -61,20 +63,23 @@ def list_jobs(settings: Settings, as_json: bool = False, state: str | None = Non
     jobs: list[Job] = _run(settings, lambda q: q.list(state=wanted, limit=1000))
     if as_json:
         for job in jobs:
-            print(job.model_dump_json())
+            print(printable_json(job.model_dump_json()))
         return 0
     if not jobs:
         print("no jobs" + (f" in state {state}" if state else ""))
         return 0
     rows = [
-        (
-            j.id,
-            j.key,
-            _kind(j),
-            str(j.state),
-            str(j.attempts),
-            _when(j.created_at),
-            (j.error or "").splitlines()[0][:60] if j.error else "",
+        tuple(
+            printable(c)
+            for c in (
+                j.id,
+                j.key,
+                _kind(j),
+                str(j.state),
+                str(j.attempts),
+                _when(j.created_at),
+                (j.error or "").splitlines()[0][:60] if j.error else "",
+            )
         )
         for j in jobs
     ]
@@ -93,7 +98,7 @@ def show_job(
         print(f"pact-bot: no job with id {job_id!r}", file=sys.stderr)
         return 1
     if as_json:
-        print(job.model_dump_json(indent=2))
+        print(printable_json(job.model_dump_json(indent=2)))
     else:
         lines = [
             ("id", job.id),
@@ -112,9 +117,9 @@ def show_job(
             ("error", job.error or "-"),
         ]
         for name, value in lines:
-            print(f"{name + ':':<14}{value}")
+            print(f"{name + ':':<14}{printable(value)}")
         task = {k: v for k, v in job.task.items() if k not in ("body", "fingerprint")}
-        print(f"{'task:':<14}{json.dumps(task, default=str)}")
+        print(f"{'task:':<14}{printable_json(json.dumps(task, default=str))}")
     if transcript:
         print()
         print_transcript(settings.pact_data_dir / "transcripts" / f"{job.id}.jsonl")
@@ -126,4 +131,4 @@ def print_transcript(path: Path) -> None:
     if not path.exists():
         print(f"no transcript for this job ({path} does not exist)")
         return
-    print(render_transcript(path, max_block_chars=SHORT), end="")
+    print(printable(render_transcript(path, max_block_chars=SHORT)), end="")
