@@ -362,7 +362,7 @@ def test_builder_steps_replayed_without_docker_start_a_healthy_server(
                 assert time.monotonic() < deadline, "no /healthz within 30 s"
                 time.sleep(0.2)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-            assert "Register GitHub App" in r.read().decode()
+            assert "Register the GitHub App at" in r.read().decode()
         hc = runtime.all("HEALTHCHECK")[0].rest().removeprefix("CMD ")
         check = subprocess.run(hc, shell=True, env=run_env, capture_output=True, timeout=10)
         assert check.returncode == 0, check.stderr.decode()

@@ -116,6 +116,13 @@ class Served:
                 self._ready.set()
         self._ready.set()
 
+    def setup_link(self) -> str:
+        """The one-time link the start-up log offers (what the operator copies)."""
+        for line in self.lines:
+            if "one-time link" in line:
+                return str(json.loads(line)["url"])
+        raise AssertionError("no setup link in the log:\n" + "\n".join(self.lines))
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -150,6 +157,11 @@ def test_register_in_a_browser_writes_env_and_the_server_becomes_the_app(
 
     url = unregistered_server.url
     assert _ping(url, "anything") == 503  # no App yet: webhooks are refused
+    link = unregistered_server.setup_link()
+    token = httpx.URL(link).params["token"]
+    assert link == f"{url}/setup?token={token}" and len(token) >= 40
+    token_file = tmp_path / "data" / "setup-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -157,6 +169,9 @@ def test_register_in_a_browser_writes_env_and_the_server_becomes_the_app(
             page = browser.new_page()
             page.goto(f"{url}/")
             assert "GITHUB_APP_ID" in page.content()  # the home page says what is missing
+            assert "Register GitHub App" not in page.content()  # not without the token
+            page.goto(link)
+            assert page.url == f"{url}/setup"  # the token left the address bar at once
             page.get_by_role("button", name="Register GitHub App").click()
             page.wait_for_url(re.compile(re.escape(url) + r"/setup\?code=.+&state=.+"))
             page.wait_for_load_state()
@@ -191,8 +206,12 @@ def test_register_in_a_browser_writes_env_and_the_server_becomes_the_app(
     assert _ping(url, None) == 401
     home = httpx.get(f"{url}/", timeout=10).text
     assert "The GitHub App is configured" in home and "Register GitHub App" not in home
-    # A replayed redirect is refused: the state was used.
-    assert httpx.get(callback, timeout=10).status_code == 400
+    # The token is used up, and it never went to GitHub.
+    assert not token_file.exists()
+    assert token not in callback and token not in json.dumps(app.__dict__, default=str)
+    assert httpx.get(link, timeout=10, follow_redirects=True).url.path == "/setup"
+    # A replayed redirect is refused: no token, and the state was used.
+    assert httpx.get(callback, timeout=10).status_code == 403
     # And the credentials on disk are accepted by GitHub as that App.
     doctor = subprocess.run(
         [sys.executable, "-m", "pact_bot.cli", "doctor"],
@@ -216,16 +235,34 @@ def sim_env(github_sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             monkeypatch.delenv(key)
     monkeypatch.setenv("GITHUB_API_URL", github_sim.base_url)
     monkeypatch.setenv("PACT_ENV_FILE", str(tmp_path / "pact.env"))
-    monkeypatch.setenv("PACT_PUBLIC_URL", "https://bot.example.org")
+    monkeypatch.setenv("PACT_PUBLIC_URL", PUBLIC)
+    monkeypatch.setenv("PACT_DATA_DIR", str(tmp_path / "data"))
     return tmp_path / "pact.env"
 
 
+PUBLIC = "https://bot.example.org"
+
+
 @pytest.fixture
-def client(sim_env: Path, tmp_path: Path) -> Iterator[TestClient]:
+def stranger(sim_env: Path, tmp_path: Path) -> Iterator[TestClient]:
+    """A browser that reaches the server but never saw its log."""
     settings = load_settings()
     app = create_app(settings, SqliteQueue(tmp_path / "q.db"), open_queue=True)
-    with TestClient(app, follow_redirects=False) as c:
+    with TestClient(app, base_url=PUBLIC, follow_redirects=False) as c:
         yield c
+
+
+@pytest.fixture
+def client(stranger: TestClient) -> TestClient:
+    """The operator's browser: it opened the setup link from the log."""
+    authorise(stranger)
+    return stranger
+
+
+def authorise(client: TestClient) -> None:
+    settings: Settings = client.app.state.settings  # type: ignore[attr-defined]
+    response = client.get(f"/setup?token={setup.setup_token(settings)}")
+    assert response.status_code == 303 and response.headers["location"] == "/setup"
 
 
 def _form(html_text: str) -> tuple[str, dict[str, Any]]:
@@ -235,9 +272,14 @@ def _form(html_text: str) -> tuple[str, dict[str, Any]]:
     return html.unescape(action.group(1)), json.loads(html.unescape(value.group(1)))
 
 
-def _register(client: TestClient, github_sim: Any, path: str = "/") -> httpx.Response:
+def _register(client: TestClient, github_sim: Any, path: str = "/setup") -> httpx.Response:
     """What the browser does: post the form to the simulator, follow its redirect back."""
     action, manifest = _form(client.get(path).text)
+    return _callback(client, action, manifest)
+
+
+def _callback(client: TestClient, action: str, manifest: dict[str, Any]) -> httpx.Response:
+    """GitHub creates the App from the form and the browser follows its redirect back."""
     redirect = httpx.post(action, data={"manifest": json.dumps(manifest)}, timeout=10)
     assert redirect.status_code == 302
     back = httpx.URL(redirect.headers["location"])
@@ -245,7 +287,7 @@ def _register(client: TestClient, github_sim: Any, path: str = "/") -> httpx.Res
 
 
 def test_manifest_is_app_yml_pointed_at_the_public_url(client: TestClient) -> None:
-    action, manifest = _form(client.get("/").text)
+    action, manifest = _form(client.get("/setup").text)
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/settings/apps/new\?state=[\w-]{20,}", action)
     assert manifest["hook_attributes"]["url"] == "https://bot.example.org/webhook"
     assert manifest["redirect_url"] == "https://bot.example.org/setup"
@@ -253,7 +295,7 @@ def test_manifest_is_app_yml_pointed_at_the_public_url(client: TestClient) -> No
     assert manifest["default_events"] == EVENTS
     assert manifest["public"] is False
     # Every page view gets its own state.
-    assert _form(client.get("/").text)[0] != action
+    assert _form(client.get("/setup").text)[0] != action
 
 
 def test_app_yml_requests_only_what_it_explains() -> None:
@@ -272,7 +314,7 @@ def test_app_yml_requests_only_what_it_explains() -> None:
 def test_org_and_enterprise_server_targets(
     sim_env: Path, monkeypatch: pytest.MonkeyPatch, client: TestClient
 ) -> None:
-    action, _ = _form(client.get("/?org=acme-corp").text)
+    action, _ = _form(client.get("/setup?org=acme-corp").text)
     assert "/organizations/acme-corp/settings/apps/new?state=" in action
     assert client.get("/setup?org=not%20an%20org").status_code == 400
     monkeypatch.setenv("GITHUB_API_URL", "https://ghe.example.com/api/v3")
@@ -288,7 +330,7 @@ def test_callback_writes_env_reloads_and_refuses_a_second_app(
 ) -> None:
     sim_env.write_text("ANTHROPIC_API_KEY=sk-keep-me\n")
     sim_env.chmod(0o644)
-    other_tab = _form(client.get("/").text)  # a second registration started in parallel
+    other_tab = _form(client.get("/setup").text)  # a second registration started in parallel
     first = _register(client, github_sim)
     assert first.status_code == 200, first.text
     [app] = github_sim.registered_apps
@@ -301,12 +343,9 @@ def test_callback_writes_env_reloads_and_refuses_a_second_app(
     assert "Register GitHub App" not in client.get("/").text
     before = sim_env.read_text()
 
-    action, manifest = other_tab
-    redirect = httpx.post(action, data={"manifest": json.dumps(manifest)}, timeout=10)
-    back = httpx.URL(redirect.headers["location"])
-    second = client.get(f"/setup?{back.query.decode()}")
-    assert second.status_code == 409
-    assert "does not overwrite" in second.text
+    second = _callback(client, *other_tab)  # the token is used up with the first App
+    assert second.status_code == 403
+    assert "already has a GitHub App" in second.text and "delete it" in second.text
     assert sim_env.read_text() == before
     assert len(github_sim.registered_apps) == 1
 
@@ -333,7 +372,7 @@ def test_unknown_expired_and_missing_state_are_refused(
 
 
 def test_a_code_github_refuses_is_a_502_page(client: TestClient, sim_env: Path) -> None:
-    action, _ = _form(client.get("/").text)
+    action, _ = _form(client.get("/setup").text)
     state = httpx.URL(action).params["state"]
     response = client.get(f"/setup?code=not-a-code&state={state}")
     assert response.status_code == 502
@@ -366,7 +405,8 @@ def test_pact_bot_setup_prints_the_page_and_the_manual_route(
     result = runner.invoke(cli, ["setup", "--org", "acme"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "https://bot.example.org/setup?org=acme" in out
+    token = (sim_env.parent / "data" / "setup-token").read_text().strip()
+    assert f"https://bot.example.org/setup?token={token}&org=acme" in out
     assert f"{github_sim.web_url}/organizations/acme/settings/apps/new?name=pact-bot" in out
     assert "webhook_url=https%3A%2F%2Fbot.example.org%2Fwebhook" in out
     assert "contents=write" in out and "events%5B%5D=check_run" in out

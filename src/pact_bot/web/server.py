@@ -37,6 +37,7 @@ from pact_bot.jobs.worker import JobControl, JobOutcome, load_handler, run_worke
 from pact_bot.logs import ConsoleFormatter, log_context, register_secrets, setup_logging
 from pact_bot.settings import Settings
 from pact_bot.web.app import create_app
+from pact_bot.web.setup import announce_setup
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,8 @@ async def _serve_one(
                 "listening",
                 extra={"host": bound_host, "port": bound_port, "workers": settings.pact_workers},
             )
+            if missing:
+                announce_setup(settings, bound_host, bound_port)
         await serving
     finally:
         stop.set()
