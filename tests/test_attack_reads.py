@@ -123,8 +123,8 @@ async def test_command_spec_path_into_another_checkout_is_refused_in_a_comment(
 
     jobs = code_jobs(await bot.process())
 
-    assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
     assert not model_saw_secret(anthropic_sim)
+    assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
     assert anthropic_sim.requests == []  # nothing half done with the valid spec either
     assert github_sim.pulls(REPO) == []
     comments = [c for c in bot_comments(github_sim, number) if "refused" in c]
@@ -199,6 +199,7 @@ async def test_issue_body_spec_ref_leaving_the_repository_is_refused(
 
     jobs = await bot.process()
 
+    assert not model_saw_secret(anthropic_sim)
     assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
     assert anthropic_sim.requests == []
     comments = bot_comments(github_sim, number)
@@ -224,6 +225,7 @@ async def test_committed_spec_symlink_to_a_host_file_is_refused(
 
     jobs = await bot.process()
 
+    assert not model_saw_secret(anthropic_sim)
     assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
     assert anthropic_sim.requests == []
     comments = bot_comments(github_sim, number)
@@ -248,12 +250,14 @@ async def test_summary_the_agent_links_to_a_host_file_is_not_published(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
-    tmp_path: Path,
 ) -> None:
     _sandbox()
     setup_repo(github_sim)
-    secret = host_secret(tmp_path) / "secret.md"
-    link = f"ln -s {secret} docs/implementation-summary-cart.md"
+    other = bot.data_dir / "mirrors" / "other" / "secret.spare" / "docs"
+    other.mkdir(parents=True)
+    summary = other / "implementation-summary-x.md"  # another installation's parked summary
+    summary.write_text(f"## Assumptions\n- {SECRET}\n\n## For the Test Engineer\n{SECRET}\n")
+    link = f"ln -s {summary} docs/implementation-summary-cart.md"
     anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=[link]))
     number = github_sim.open_issue(REPO, "Cart", body="docs/cart-spec.md", user="alice")
     github_sim.label_issue(REPO, number, "pact:code", user="alice")
@@ -261,8 +265,8 @@ async def test_summary_the_agent_links_to_a_host_file_is_not_published(
     jobs = await bot.process()
 
     assert len(jobs) == 1
-    assert anthropic_sim.requests
-    assert SECRET not in on_github(github_sim, number)  # old code: the PR body quoted the host file
+    assert github_sim.pulls(REPO)  # the PR was opened (the link itself is harmless in git)
+    assert SECRET not in on_github(github_sim, number)  # old: PR body and handoff quoted it
 
 
 class _GrepThroughLink(ScriptPolicy):
