@@ -408,3 +408,17 @@ def test_a_link_swapped_in_mid_walk_is_not_followed(tree: Path) -> None:
     os.symlink(tree.parent / "evil", tree / "docs" / "sub")
     with pytest.raises(Refused, match="outside the repository"):
         read_text(tree, "docs/sub/x-spec.md")
+
+
+def test_agent_definition_override_linked_out_or_into_git_is_refused(tree: Path) -> None:
+    from pact_bot.agent.definition import REPO_OVERRIDE, DefinitionError, load_definition
+
+    (tree / ".claude" / "agents").mkdir(parents=True)
+    (tree / ".git" / "agent.md").write_text("---\nname: git\n---\nFrom .git\n")
+    os.symlink("../../.git/agent.md", tree / REPO_OVERRIDE)
+    with pytest.raises(DefinitionError, match=r"inside \.git"):
+        load_definition(tree)
+    os.unlink(tree / REPO_OVERRIDE)
+    os.symlink("../../AGENTS.md", tree / REPO_OVERRIDE)  # inside: read, then parsed
+    with pytest.raises(DefinitionError, match="no YAML frontmatter"):
+        load_definition(tree)
