@@ -79,7 +79,8 @@ def read_bytes(root: Path, path: str, limit: int = MAX_BYTES) -> bytes:
             raise NotFound(path, "not a regular file")
         if st.st_size > limit:
             raise Refused(path, f"larger than {limit} bytes")
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while size <= limit:
             chunk = os.read(fd, min(1 << 16, limit + 1 - size))
             if not chunk:
@@ -100,7 +101,8 @@ def read_text(root: Path, path: str, limit: int = MAX_BYTES) -> str:
 
 
 def _walk(root_fd: int, path: str) -> int:
-    """An fd of the file `path` names, walked from `root_fd` without following any link out."""
+    """openat + O_NOFOLLOW per component, links resolved by hand: a link swapped in mid-walk
+    fails the next open instead of being followed (a resolved-path check, then open, races)."""
     dirs = [root_fd]  # dirs[0] is the root (owned by the caller); the rest are ours
     pending = path.split("/")
     links = 0
@@ -163,7 +165,7 @@ def read_present(
     """The files among `paths` that exist (e.g. `CLAUDE.md`), missing ones skipped. A refused
     one (a symlink out, too large) is skipped with a warning in the job's log, and added to
     `refused` when the caller passes a list to tell the user."""
-    out = []
+    out: list[tuple[str, str]] = []
     for path in paths:
         try:
             out.append((path, read_text(root, path, limit)))
