@@ -19,7 +19,7 @@ import pytest
 from sim.anthropic import AnthropicSim, Turn, text, tool_use
 from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
-from sim.policies import Conversation, Script, ScriptPolicy, SpecCoderPolicy
+from sim.policies import Conversation, RevisePolicy, Script, ScriptPolicy, SpecCoderPolicy
 
 from pact_bot.confined import NotFound, Refused, read_present, read_text
 from pact_bot.jobs.model import Job, JobState
@@ -42,12 +42,12 @@ def setup_repo(github: GitHubSim, files: dict[str, str] | None = None) -> None:
     github.add_user("mallory", "read")
 
 
-def commit_symlink(github: GitHubSim, path: str, target: str) -> None:
-    """Commit `path` as a symlink to `target` on main (mode 120000), as a push would."""
+def commit_symlink(github: GitHubSim, path: str, target: str, branch: str = "main") -> None:
+    """Commit `path` as a symlink to `target` on `branch` (mode 120000), as a push would."""
     git = github.repo(REPO).git
     with tempfile.TemporaryDirectory() as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        git.git("read-tree", "refs/heads/main", env=env)
+        git.git("read-tree", f"refs/heads/{branch}", env=env)
         blob = git.git("hash-object", "-w", "--stdin", input=target.encode()).strip()
         git.git("update-index", "--add", "--cacheinfo", f"120000,{blob},{path}", env=env)
         tree = git.git("write-tree", env=env).strip()
@@ -60,10 +60,10 @@ def commit_symlink(github: GitHubSim, path: str, target: str) -> None:
             "GIT_COMMITTER_EMAIL",
         )
     }
-    parent = git.rev("refs/heads/main")
+    parent = git.rev(f"refs/heads/{branch}")
     assert parent
     sha = git.git("commit-tree", tree, "-p", parent, "-m", f"link {path}", env=ident).strip()
-    git.git("update-ref", "refs/heads/main", sha, parent)
+    git.git("update-ref", f"refs/heads/{branch}", sha, parent)
 
 
 def parked_secret(bot: InProcessBot) -> str:  # noqa: F811
@@ -233,6 +233,63 @@ async def test_committed_spec_symlink_to_a_host_file_is_refused(
     assert "`docs/x-spec.md` (a symlink on the way points outside the repository)" in comments[0]
     assert SECRET not in on_github(github_sim, number)
     assert bot.worktrees() == []
+
+
+# --- revise jobs: the PR body's spec refs and the branch's summary ---------------------------
+
+BRANCH = "pact/code/cart"
+
+
+def open_bot_pr(github: GitHubSim, body: str) -> int:
+    setup_repo(github)
+    github.commit(
+        REPO,
+        BRANCH,
+        {"src/cart.py": "X = 1\n", "docs/implementation-summary-cart.md": "# Summary\n"},
+        "Implement cart",
+        user=github.bot_login,
+    )
+    repo = github.repo(REPO)
+    return github.create_pull(repo, BRANCH, "main", "Implement cart", body, github.bot_login).number
+
+
+async def test_revise_refuses_a_pr_body_spec_ref_leaving_the_repository(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    escape = "docs/../.." + parked_secret(bot).removeprefix("..")
+    number = open_bot_pr(github_sim, f"Implements `{escape}`.")
+    anthropic_sim.set_policy(RevisePolicy())
+    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", body="Rename X.")
+
+    jobs = await bot.process()
+
+    assert not model_saw_secret(anthropic_sim)
+    assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
+    comments = bot_comments(github_sim, number)
+    assert any(f"`{escape}` (points outside the repository)" in c for c in comments), comments
+    assert SECRET not in on_github(github_sim, number)
+
+
+async def test_revise_skips_a_summary_linked_to_a_host_file(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+    tmp_path: Path,
+) -> None:
+    number = open_bot_pr(github_sim, "Implements `docs/cart-spec.md`.")
+    secret = host_secret(tmp_path) / "secret.md"
+    commit_symlink(github_sim, "docs/implementation-summary-cart.md", str(secret), BRANCH)
+    anthropic_sim.set_policy(RevisePolicy())
+    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", body="Rename X.")
+
+    jobs = await bot.process()
+
+    assert anthropic_sim.requests  # the revision ran, with the spec but not the host file
+    assert not model_saw_secret(anthropic_sim)
+    assert "Cart service" in json.dumps(anthropic_sim.requests[0])
+    assert len(jobs) == 1
 
 
 # --- the agent's own leftovers: a summary or a directory swapped for a link out ----------
