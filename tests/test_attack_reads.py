@@ -8,6 +8,7 @@ the product: the GitHub simulator, the Anthropic simulator and a scripted model.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -479,3 +480,58 @@ def test_agent_definition_override_linked_out_or_into_git_is_refused(tree: Path)
     os.symlink("../../AGENTS.md", tree / REPO_OVERRIDE)  # inside: read, then parsed
     with pytest.raises(DefinitionError, match="no YAML frontmatter"):
         load_definition(tree)
+
+
+# --- local mode: a cloned repository's links --------------------------------------------------
+
+
+def _local_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "clone"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "docs" / "cart-spec.md").write_text(SPEC)
+    os.symlink(host_secret(tmp_path) / "secret.md", repo / "CLAUDE.md")
+    (repo / ".github").mkdir()
+    os.symlink(host_secret(tmp_path) / "secret.md", repo / ".github" / "pact.yml")
+    for args in (
+        ["init", "-q", "--initial-branch=main"],
+        ["add", "-A"],
+        ["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "spec"],
+    ):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    return repo
+
+
+def test_local_mode_refuses_a_config_linked_out_and_skips_such_a_claude_md(
+    tmp_path: Path, anthropic_sim: AnthropicSim
+) -> None:
+    from pydantic import SecretStr
+
+    from pact_bot.pipeline.local import run_local
+    from pact_bot.settings import Settings
+
+    repo = _local_repo(tmp_path)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        anthropic_api_key=SecretStr(anthropic_sim.api_key),
+        anthropic_base_url=anthropic_sim.base_url,
+        pact_model=None,
+    )
+    out = io.StringIO()
+    assert run_local(settings, ["docs/cart-spec.md"], repo, "", out=out) == 2
+    assert "refused to read .github/pact.yml: a symlink on the way points outside" in (
+        out.getvalue()
+    )
+    assert anthropic_sim.requests == []
+
+    os.unlink(repo / ".github" / "pact.yml")
+    subprocess.run(
+        ["git", "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qam", "rm"],
+        cwd=repo,
+        check=True,
+    )
+    code = run_local(settings, ["docs/cart-spec.md"], repo, "", out=io.StringIO())
+
+    assert code == 0
+    assert anthropic_sim.requests
+    assert not model_saw_secret(anthropic_sim)
