@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pact_bot.confined import Refused
 from pact_bot.specs import (
     branch_name,
     changed_sections,
     component_name,
+    refusal_text,
     spec_changes,
     spec_refs,
     spec_slug,
@@ -76,3 +78,27 @@ def test_names() -> None:
     long = spec_slug([f"docs/a-very-long-component-name-{i}-spec.md" for i in range(5)])
     assert len(long) <= 60
     assert summary_path("auth-service") == "docs/implementation-summary-auth-service.md"
+
+
+def test_paths_leaving_the_repository_are_refused_at_their_source() -> None:
+    refused: list[Refused] = []
+    specs, rest = specs_from_args(
+        ["../../other/docs/x-spec.md", "docs/../../y-spec.md", "docs//./a-spec.md", "now"],
+        refused=refused,
+    )
+    assert specs == ["docs/a-spec.md"]
+    assert rest == ["now"]
+    assert [(r.path, r.reason) for r in refused] == [
+        ("../../other/docs/x-spec.md", "points outside the repository"),
+        ("docs/../../y-spec.md", "points outside the repository"),
+    ]
+    refused = []
+    body = "Do docs/../../../x/docs/a-spec.md, docs/.git/b-spec.md and docs/c-spec.md"
+    assert spec_refs(body, refused=refused) == ["docs/c-spec.md"]
+    assert [r.reason for r in refused] == ["points outside the repository", "inside .git"]
+    assert specs_from_args(["docs/../x-spec.md"]) == ([], [])  # dropped even unasked
+    assert "`../a`b.md` (x)" not in refusal_text([Refused("../a`b.md", "x")])
+    assert refusal_text([Refused("../a.md", "points outside the repository")]) == (
+        "These spec paths were refused: `../a.md` (points outside the repository). "
+        "A spec must be a file inside this repository."
+    )

@@ -10,6 +10,10 @@ Public API: `SpecChange`, `spec_refs(text, glob)`, `specs_from_args(args, glob)`
 `spec_changes(files, glob)`, `changed_sections(patch, content=None)`,
 `spec_slug(paths)`, `component_name(path)`, `branch_name(prefix, paths)`,
 `summary_path(component)`.
+
+Paths from commands and issue bodies are normalised here, at their source: one that would
+leave the repository or reach into `.git` is never returned, and lands in `refused` (when
+the caller passes a list) so the job can say which and why.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
+from pact_bot.confined import Refused, path_problem
 from pact_bot.repo_config import glob_match
 
 DEFAULT_GLOB = "docs/**/*-spec.md"
@@ -42,21 +47,36 @@ class SpecChange:
 
 
 def _norm(path: str) -> str:
+    """Repository-relative form: quotes, `./`, empty and `.` parts gone (a leading `/`
+    means the repository's root, as in GitHub's links); `..` is kept for `_keep` to refuse."""
     path = path.strip().strip("`'\"<>()[],;")
-    return path.removeprefix("./").lstrip("/")
+    return "/".join(p for p in path.split("/") if p not in ("", "."))
 
 
-def spec_refs(text: str | None, glob: str = DEFAULT_GLOB) -> list[str]:
+def _keep(path: str, out: list[str], refused: list[Refused] | None) -> None:
+    problem = path_problem(path)
+    if problem is not None:
+        if refused is not None and path not in [r.path for r in refused]:
+            refused.append(Refused(path, problem))
+    elif path not in out:
+        out.append(path)
+
+
+def spec_refs(
+    text: str | None, glob: str = DEFAULT_GLOB, *, refused: list[Refused] | None = None
+) -> list[str]:
     """Spec paths mentioned in free text (an issue body), in order, without repeats."""
     out: list[str] = []
     for m in _REF.finditer(text or ""):
         path = _norm(m.group(1))
-        if glob_match(glob, path) and path not in out:
-            out.append(path)
+        if glob_match(glob, path):
+            _keep(path, out, refused)
     return out
 
 
-def specs_from_args(args: Iterable[str], glob: str = DEFAULT_GLOB) -> tuple[list[str], list[str]]:
+def specs_from_args(
+    args: Iterable[str], glob: str = DEFAULT_GLOB, *, refused: list[Refused] | None = None
+) -> tuple[list[str], list[str]]:
     """Split command arguments into spec paths and the rest (the instructions' words).
 
     An argument counts as a spec when it matches the glob or at least ends in `.md`
@@ -67,8 +87,7 @@ def specs_from_args(args: Iterable[str], glob: str = DEFAULT_GLOB) -> tuple[list
     for arg in args:
         path = _norm(arg)
         if path.endswith(".md") and (glob_match(glob, path) or "/" in path):
-            if path not in specs:
-                specs.append(path)
+            _keep(path, specs, refused)
         else:
             rest.append(arg)
     return specs, rest
@@ -201,3 +220,18 @@ def branch_name(prefix: str, paths: Iterable[str]) -> str:
 def summary_path(component: str) -> str:
     """Where the agent writes its summary for `component`."""
     return f"docs/implementation-summary-{component}.md"
+
+
+def refusal_text(refused: Iterable[Refused]) -> str:
+    """One sentence naming refused spec paths and why, safe inside a Markdown comment."""
+    items = [f"`{_shown(r.path)}` ({r.reason})" for r in refused]
+    more = f" and {len(items) - 10} more" if len(items) > 10 else ""
+    return (
+        f"These spec paths were refused: {', '.join(items[:10])}{more}. "
+        "A spec must be a file inside this repository."
+    )
+
+
+def _shown(path: str) -> str:
+    path = path.replace("`", "'").replace("\n", " ")
+    return path if len(path) <= 120 else path[:119] + "…"

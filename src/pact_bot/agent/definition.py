@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from pact_bot.confined import NotFound, Refused, read_text
+
 AGENT_NAME = "pact-backend-coder"
 REPO_OVERRIDE = f".claude/agents/{AGENT_NAME}.md"
 _FRONTMATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.DOTALL)
@@ -108,15 +110,17 @@ def load_definition(worktree: Path | None, override_path: str | None = None) -> 
         candidates.append(REPO_OVERRIDE)
     for rel in candidates:
         assert worktree is not None
-        path = worktree / rel
-        root = worktree.resolve()
-        real = path.resolve()
-        if not real.is_relative_to(root):
-            raise DefinitionError(f"{rel}: points outside the repository")
-        if real.is_file():
-            return parse_definition(real.read_text(encoding="utf-8"), source=rel)
-        if rel == override_path:
-            raise DefinitionError(f"{rel}: agent definition not found in the repository")
+        try:
+            text = read_text(worktree, rel.removeprefix("./"))
+        except NotFound:
+            if rel == override_path:
+                raise DefinitionError(
+                    f"{rel}: agent definition not found in the repository"
+                ) from None
+            continue
+        except Refused as e:
+            raise DefinitionError(f"{rel}: {e.reason}") from None
+        return parse_definition(text, source=rel)
     return parse_definition(packaged_definition_text(), source="package")
 
 

@@ -4,13 +4,16 @@ The model sees the repository at `/workspace`; on disk it is the worktree. `reso
 `/workspace/...` and relative paths onto the worktree and refuses, with a `PathError` the
 tools turn into an error result, anything that would leave it: `..` escapes, absolute paths
 elsewhere, symlinks pointing outside (checked on the fully resolved path, so a link is never
-followed out), and anything under `.git/` (hooks or config there would run outside the sandbox).
+followed out), and anything under `.git/` in any case (hooks or config there would run outside
+the sandbox; the rule is the host reader's, `pact_bot.confined`, so both refuse the same).
 """
 
 from __future__ import annotations
 
 import posixpath
 from pathlib import Path
+
+from pact_bot.confined import is_git_name
 
 WORKSPACE = "/workspace"
 
@@ -64,4 +67,4 @@ def relative(worktree: Path, real: Path) -> str:
 
 
 def _in_git_dir(rel: str) -> bool:
-    return ".git" in rel.split("/")
+    return any(is_git_name(part) for part in rel.split("/"))

@@ -42,6 +42,7 @@ from typing import Any
 
 from githubkit.exception import GitHubException, RequestFailed
 
+from pact_bot.confined import NotFound, Refused, read_present, read_text
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.logs import redact
@@ -55,6 +56,7 @@ from pact_bot.repo_config import CONFIG_PATH, Effective, RepoConfigError, parse_
 from pact_bot.specs import (
     branch_name,
     component_name,
+    refusal_text,
     spec_changes,
     spec_refs,
     specs_from_args,
@@ -568,12 +570,21 @@ class CodeJob(RepoJob):
                 )
         spec_texts = []
         missing = []
+        refused: list[Refused] = []
         for s in specs:
-            p = wt / s
-            if p.is_file():
-                spec_texts.append((s, p.read_text(errors="replace")))
-            else:
+            try:
+                spec_texts.append((s, read_text(wt, s)))
+            except NotFound:
                 missing.append(s)
+            except Refused as e:
+                refused.append(e)
+        if refused:
+            raise JobFailed(
+                Failure.no_specs,
+                refusal_text(refused)
+                + " "
+                + report.no_specs_comment(eff.spec_glob, eff.label, eff.command),
+            )
         if missing:
             raise JobFailed(
                 Failure.no_specs,
@@ -605,7 +616,7 @@ class CodeJob(RepoJob):
             )
 
         files = self.rt.workspace.tracked_files(wt)
-        docs = [(d, (wt / d).read_text(errors="replace")) for d in AGENT_DOCS if (wt / d).is_file()]
+        docs = read_present(wt, AGENT_DOCS)
         message = first_message(
             specs=spec_texts,
             context=self._context(target),
@@ -688,11 +699,7 @@ class CodeJob(RepoJob):
     ) -> JobOutcome:
         job = self.job
         assert self.worktree is not None
-        summary_text = (
-            (self.worktree / sfile).read_text(errors="replace")
-            if (self.worktree / sfile).is_file()
-            else ""
-        )
+        summary_text = "".join(text for _, text in read_present(self.worktree, [sfile]))
         summary = report.parse_summary(summary_text)
         web = self.rt.settings.web_url.rstrip("/")
         body = report.pr_body(
@@ -974,7 +981,8 @@ class CodeJob(RepoJob):
 
     def _find_specs(self, eff: Effective, target: _Target) -> tuple[list[str], dict[str, Any]]:
         args = [str(a) for a in self.task.get("spec_paths") or []]
-        specs, _ = specs_from_args(args, eff.spec_glob)
+        refused: list[Refused] = []
+        specs, _ = specs_from_args(args, eff.spec_glob, refused=refused)
         sections: dict[str, Any] = {}
         if target.pr_files:
             changes = spec_changes(target.pr_files, eff.spec_glob)
@@ -983,7 +991,14 @@ class CodeJob(RepoJob):
                 specs = [c.path for c in changes]
         if not specs:
             text = f"{self.task.get('title') or ''}\n{self.task.get('body') or ''}"
-            specs = spec_refs(text + "\n" + target.pr_body, eff.spec_glob)
+            specs = spec_refs(text + "\n" + target.pr_body, eff.spec_glob, refused=refused)
+        if refused:  # never implement part of what was asked, silently
+            raise JobFailed(
+                Failure.no_specs,
+                refusal_text(refused)
+                + " "
+                + report.no_specs_comment(eff.spec_glob, eff.label, eff.command),
+            )
         return specs, sections
 
     async def _open_pr(self, branch: str) -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
+from pact_bot.confined import NotFound, Refused, read_present, read_text
 from pact_bot.pipeline import report
 from pact_bot.pipeline.code import AGENT_DOCS, failure_of, first_message, implement
 from pact_bot.pipeline.runtime import MissingModelKey, Runtime, anthropic_client
@@ -123,9 +124,11 @@ async def _run(
         if not full.is_file() or not full.is_relative_to(root):
             raise LocalError(f"spec not found in the repository: {s}")
         rel_specs.append(full.relative_to(root).as_posix())
-    config_file = root / CONFIG_PATH
     try:
-        cfg = parse_repo_config(config_file.read_text() if config_file.is_file() else None)
+        spec_texts = [(s, read_text(root, s)) for s in rel_specs]
+        cfg = parse_repo_config(_optional(root, CONFIG_PATH))
+    except Refused as e:
+        raise LocalError(f"refused to read {e}") from None
     except RepoConfigError as e:
         raise LocalError(str(e)) from None
     eff = cfg.effective(settings)
@@ -151,9 +154,9 @@ async def _run(
     display.say(f"pact-bot: implementing {', '.join(rel_specs)} on new branch {branch}")
 
     files = [f for f in _git(root, "ls-files", "-z").split("\0") if f]
-    docs = [(d, (root / d).read_text(errors="replace")) for d in AGENT_DOCS if (root / d).is_file()]
+    docs = read_present(root, AGENT_DOCS)
     message = first_message(
-        specs=[(s, (root / s).read_text(errors="replace")) for s in rel_specs],
+        specs=spec_texts,
         context="Requested locally with `pact-bot code`.",
         instructions=instructions,
         files=files,
@@ -222,3 +225,10 @@ def _free_branch(root: Path, branch: str) -> str:
     while f"{branch}-{n}" in existing:
         n += 1
     return f"{branch}-{n}"
+
+
+def _optional(root: Path, path: str) -> str | None:
+    try:
+        return read_text(root, path)
+    except NotFound:
+        return None

@@ -29,6 +29,7 @@ from typing import Any
 
 from githubkit.exception import GitHubException, RequestFailed
 
+from pact_bot.confined import Refused, read_present
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import report
@@ -43,7 +44,7 @@ from pact_bot.pipeline.code import (
 from pact_bot.pipeline.report import Failure, Phase, Progress, RunStats
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.repo_config import glob_match
-from pact_bot.specs import component_name, spec_refs
+from pact_bot.specs import component_name, refusal_text, spec_refs
 
 log = logging.getLogger(__name__)
 
@@ -356,14 +357,15 @@ class ReviseJob(CodeJob):
         token = await self.rc.token()
         self.worktree = await self._prepare(clone_url, token, branch)
         wt = self.worktree
-        specs = spec_refs(str(pr.get("body") or ""), eff.spec_glob) or [
+        refused: list[Refused] = []
+        specs = spec_refs(str(pr.get("body") or ""), eff.spec_glob, refused=refused) or [
             f for f in pr_files if glob_match(eff.spec_glob, f)
         ]
-        spec_texts = [
-            (s, (wt / s).read_text(errors="replace")) for s in specs if (wt / s).is_file()
-        ]
+        spec_texts = read_present(wt, specs, refused=refused)
+        if refused:
+            raise JobFailed(Failure.no_specs, refusal_text(refused))
         sfile = summaries[0] if summaries else None
-        summary = (sfile, (wt / sfile).read_text(errors="replace")) if sfile else None
+        summary = next(iter(read_present(wt, [sfile])), None) if sfile else None
         if sfile and (m := _SUMMARY_NAME.search(sfile)):
             component = m.group(1)
         else:

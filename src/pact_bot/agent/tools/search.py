@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pact_bot import confined
+
 MAX_GREP_LINES = 200
 MAX_GLOB_FILES = 500
 MAX_LINE_CHARS = 300
@@ -173,7 +175,7 @@ def grep(worktree: Path, tool_input: dict[str, Any]) -> str:
     out: list[str] = []
     total = 0
     for rel in files:
-        for lineno, line in _lines(worktree / rel):
+        for lineno, line in _lines(worktree, rel):
             if rx.search(line):
                 total += 1
                 if len(out) < MAX_GREP_LINES:
@@ -188,12 +190,14 @@ def grep(worktree: Path, tool_input: dict[str, Any]) -> str:
     return text
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
+def _lines(worktree: Path, rel: str) -> list[tuple[int, str]]:
+    """A file's lines; never through a symlink (git lists `src/a.py` even after the agent
+    swapped `src` for a link to a host directory), never from `.git`."""
     try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
+        if (worktree / rel).is_symlink():
             return []
-        data = path.read_bytes()
-    except OSError:
+        data = confined.read_bytes(worktree, rel, MAX_FILE_BYTES)
+    except (OSError, confined.Refused):
         return []
     if b"\0" in data[:8192]:
         return []
