@@ -46,9 +46,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -300,11 +302,14 @@ async def run_agent(
         )
         return result
 
+    refusal: list[str] = []  # the API's "prompt is too long" message, when it said so
+
     def too_long(est: int) -> str:
+        said = f" (the API said: {refusal[-1]})" if refusal else ""
         return (
             f"the prompt needs about {est:,} tokens and the answer at least {floor:,}, more than "
-            f"the {limits.window:,}-token context window of {model}, even after clearing old "
-            "tool results and summarising the earlier work"
+            f"the {limits.window:,}-token context window of {model} allows, even after clearing "
+            f"old tool results and summarising the earlier work{said}"
         )
 
     async def summarise(est_in: int) -> int:
@@ -349,7 +354,8 @@ async def run_agent(
                 api, params, retry, deadline, state, worst, budget.max_cost_usd, transcript
             )
         except _PromptTooLong as e:
-            raise _StopRun("context_window", too_long(est) + f" (API: {e})") from None
+            refusal.append(str(e))
+            raise _StopRun("context_window", too_long(est)) from None
         usage = _account(response)
         content = [_block_dict(b) for b in response.content]
         summary = "\n".join(b["text"] for b in content if b["type"] == "text").strip()
@@ -396,13 +402,13 @@ async def run_agent(
         _context_metric("cleared")
         return saved
 
-    async def fit(est_in: int, force: bool) -> int:
+    async def fit(est_in: int) -> int:
         """Shrink the conversation when it nears the window; returns the new estimate."""
         nonlocal last_prompt
-        if not force and est_in + max_tokens <= limits.threshold:
+        if est_in + max_tokens <= limits.threshold:
             return est_in
         cands = clearable(msgs, limits)
-        if not force and est_in - sum(c.saves for c in cands) + max_tokens <= limits.clear_target:
+        if est_in - sum(c.saves for c in cands) + max_tokens <= limits.clear_target:
             saved = _clear_batch(cands, est_in)
             if last_prompt is not None:
                 last_prompt = (last_prompt[0], last_prompt[1] - saved)
@@ -421,7 +427,8 @@ async def run_agent(
         _metrics(usage, call_cost)
         return usage
 
-    force_fit = False
+    force_fit = False  # a "prompt is too long" answer came since the last successful call
+    known_size = 0  # the prompt's size as that answer counted it
     try:
         while True:
             if should_cancel is not None and await _safely(should_cancel(), False):
@@ -437,7 +444,7 @@ async def run_agent(
             else:
                 sent, counted = last_prompt
                 est_in = counted + estimate_messages_tokens(msgs[sent:]) + MESSAGE_OVERHEAD_TOKENS
-            est_in = await fit(est_in, force_fit)
+            est_in = await fit(max(est_in, known_size))
             if est_in + floor > limits.window:
                 return finish("context_window", too_long(est_in))
             call_max = min(max_tokens, limits.window - est_in)
@@ -471,12 +478,18 @@ async def run_agent(
                     api, params, retry, deadline, state, worst, budget.max_cost_usd, transcript
                 )
             except _PromptTooLong as e:
+                refusal.append(str(e))
                 if force_fit:
-                    return finish("context_window", too_long(est_in) + f" (API: {e})")
+                    return finish("context_window", too_long(est_in))
                 transcript.write("context", action="refused", error=str(e))
+                counted_by_api, window_by_api = _too_long_counts(str(e))
+                if window_by_api:
+                    limits = dataclasses.replace(limits, window=min(limits.window, window_by_api))
+                known_size = max(counted_by_api, est_in + 1)
                 force_fit = True
                 continue
             force_fit = False
+            known_size = 0
             spent_before = state.spent
             usage = _account(response)
             call_cost = state.spent - spent_before
@@ -671,6 +684,12 @@ def _describe(e: anthropic.APIError) -> str:
         parts.append(kind)
     prefix = f"{' '.join(parts)}: " if parts else ""
     return f"{prefix}{message}"
+
+
+def _too_long_counts(message: str) -> tuple[int, int]:
+    """(tokens counted, window) from "prompt is too long: 201234 tokens > 200000 maximum"."""
+    m = re.search(r"(\d+) tokens > (\d+) maximum", message)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 def _exhausted(e: anthropic.APIError) -> str:
