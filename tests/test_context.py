@@ -4,8 +4,12 @@ tool_use/tool_result pairing, as the API does, so every request these runs make 
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +21,13 @@ from pact_bot.agent.context import CLEARED_PREFIX, ContextLimits
 from pact_bot.agent.definition import load_definition, system_prompt
 from pact_bot.agent.loop import Budget, RetryPolicy, RunResult, run_agent
 from pact_bot.agent.tools import build_tools
-from pact_bot.agent.transcript import Transcript
-from pact_bot.pipeline.report import Failure, failure_text
+from pact_bot.agent.transcript import Transcript, render_transcript
+from pact_bot.pipeline.checks import CheckResult
+from pact_bot.pipeline.code import Implementation, failure_of
+from pact_bot.pipeline.report import Failure, RunStats, failure_text
 from pact_bot.settings import DEFAULT_PRICES
 
+ROOT = Path(__file__).resolve().parents[1]
 MODEL = "claude-sonnet-5-5"
 WINDOW = 40_000
 NOTES = "/workspace/NOTES.md"
@@ -225,3 +232,52 @@ async def test_the_api_refusing_twice_stops_with_context_window_not_a_retry(
     assert result.stop == "context_window"
     assert "prompt is too long" in (result.error or "")
     assert len(anthropic_sim.requests) == 1  # not retried: a retry cannot fix it
+
+
+async def test_the_transcript_records_the_clearing_and_the_cache_read_share(
+    anthropic_sim: AnthropicSim, repo: Path
+) -> None:
+    anthropic_sim.context_window = WINDOW
+    anthropic_sim.set_policy(ModuleReaderPolicy(modules(16), NOTES))
+
+    result = await run(anthropic_sim, repo)
+
+    stop = transcript_events(repo, "stop")[-1]
+    assert stop["cache_read_share"] == round(result.usage.cached_share, 4) > 0.5
+    assert stop["largest_prompt"] == anthropic_sim.largest_prompt
+    assert stop["cleared_results"] == result.cleared_results > 0
+    shown = render_transcript(repo.parent / "t.jsonl")
+    assert "context: " in shown and '"action": "cleared"' in shown
+    assert f"cache_read_share={result.usage.cached_share:.0%}" in shown
+
+
+def test_a_run_stopped_by_the_window_is_reported_as_such_not_as_a_model_outage() -> None:
+    impl = Implementation(
+        stop="context_window",
+        stats=RunStats(turns=40),
+        final_text="",
+        checks=CheckResult(),
+        paths=["src/a.py"],
+        deleted=[],
+        diff="",
+        error="the prompt needs about 210,000 tokens",
+    )
+    failed = failure_of(impl)
+    assert failed is not None and failed[0] is Failure.context_window
+    text = failure_text(failed[0], failed[1])
+    assert "210,000 tokens" in text and "trigger again later" not in text
+
+
+def test_the_token_bench_runs_its_short_task() -> None:
+    """bench/tokens.py on the short task, so the benchmark cannot rot."""
+    spec = importlib.util.spec_from_file_location("tokens_bench", ROOT / "bench/tokens.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["tokens_bench"] = bench  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    out = asyncio.run(bench.main_async(argparse.Namespace(tasks="short", sweep=False)))
+    (task,) = out["tasks"]
+    assert task["pact"]["ok"] and task["peer"]["ok"]
+    assert task["pact"]["turns"] == 4
+    assert 0 < task["ratio"] < 1  # the peer's prefix is twice pact-bot's
+    assert "| short | pact-bot | yes |" in bench.report(out)

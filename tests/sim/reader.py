@@ -13,6 +13,8 @@ Like a real model, it knows only what its context holds (the server keeps no sta
 - asked for a summary (a user text holding `Summarise the conversation so far`, the phrase
   pact-bot's compaction and the bench's peer use), it answers with its notes, the files it
   wrote and what remains; after compaction it reads them back from the first user message;
+- `writes` ({path: text}) are created one per turn after the reading, before the notes (the
+  short bench task: read a spec, write a module, write the summary);
 - with `recheck=True`, once it sees that the first module's result was cleared, it views
   that module again and adds `recheck <path>: <checksum>` (from the new result) to the notes.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .anthropic import Turn, text, tool_use
@@ -70,10 +72,18 @@ def _result_text(block: dict[str, Any]) -> str:
 
 
 class ModuleReaderPolicy:
-    def __init__(self, modules: Sequence[str], notes_path: str, *, recheck: bool = False) -> None:
+    def __init__(
+        self,
+        modules: Sequence[str],
+        notes_path: str,
+        *,
+        recheck: bool = False,
+        writes: Mapping[str, str] | None = None,
+    ) -> None:
         self.modules = list(modules)
         self.notes_path = notes_path
         self.recheck = recheck
+        self.writes = dict(writes or {})
 
     def __call__(self, request: dict[str, Any]) -> Turn:
         messages = request.get("messages") or []
@@ -127,6 +137,10 @@ class ModuleReaderPolicy:
             and any(i.get("path") == first and r.startswith(_CLEARED) for i, r in results)
         ):
             return self._view(say, first, None)
+        for path, body in self.writes.items():
+            if path not in written:
+                args = {"command": "create", "path": path, "file_text": body}
+                return Turn([*([text("\n".join(say))] if say else []), tool_use(EDITOR, args)])
         if self.notes_path not in written:
             lines = [f"{p}: {noted[p]}" for p in self.modules]
             lines += [f"recheck {p}: {c}" for p, c in rechecked.items()]

@@ -367,6 +367,7 @@ async def run_agent(
             stop_reason=response.stop_reason,
             content=content,
             usage=usage.as_dict(),
+            cost_usd=round(cost(usage, price), 6),
             total_cost_usd=round(state.spent, 6),
         )
         if not summary:
