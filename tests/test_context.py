@@ -281,3 +281,20 @@ def test_the_token_bench_runs_its_short_task() -> None:
     assert task["pact"]["turns"] == 4
     assert 0 < task["ratio"] < 1  # the peer's prefix is twice pact-bot's
     assert "| short | pact-bot | yes |" in bench.report(out)
+
+
+async def test_a_large_task_that_fits_runs_without_summarising_every_turn(
+    anthropic_sim: AnthropicSim, repo: Path
+) -> None:
+    """Over the threshold from the start, but within the window: summarising could not help."""
+    anthropic_sim.context_window = WINDOW
+    small = "/workspace/pkg/small.py"
+    (repo / "pkg" / "small.py").write_text(module_source(small, 1_500))
+    anthropic_sim.set_policy(ModuleReaderPolicy([small], NOTES))
+    task = f"Read {small} and write {NOTES}.\n\n" + "background " * 6_000
+
+    result = await run(anthropic_sim, repo, message=task)
+
+    assert result.stop == "end_turn", result.error
+    assert result.compactions == 0 and len(anthropic_sim.requests) == 3
+    assert (repo / "NOTES.md").read_text().splitlines() == expected_notes([small])

@@ -315,8 +315,8 @@ async def run_agent(
     async def summarise(est_in: int) -> int:
         """Ask the model for a summary and continue from the task plus that summary."""
         nonlocal logged
-        if len(msgs) < 2:
-            raise _StopRun("context_window", too_long(est_in))
+        if len(msgs) < 3:
+            return est_in  # nothing done since the task (or the last summary) to summarise
         cands = clearable(msgs, ContextLimits(limits.window, keep_recent=0))
         if est_in + SUMMARY_MAX_TOKENS > limits.window and cands:
             est_in -= _clear_batch(cands, est_in)
@@ -415,6 +415,12 @@ async def run_agent(
                 last_prompt = (last_prompt[0], last_prompt[1] - saved)
             _mark_cache(msgs)
             return est_in - saved
+        # A summary helps only when the task plus a summary is well under the threshold;
+        # otherwise summarise only when the call could not go ahead at all.
+        task_only = estimate_request_tokens(system_blocks, tool_defs, [first_message])
+        helps = task_only + SUMMARY_MAX_TOKENS + max_tokens <= limits.threshold
+        if not helps and est_in + max_tokens <= limits.window:
+            return est_in
         last_prompt = None
         return await summarise(est_in)
 
