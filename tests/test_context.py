@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim.anthropic import AnthropicSim
+from sim.anthropic import AnthropicSim, tool_use
 from sim.reader import ModuleReaderPolicy, checksum, module_source
 
 from pact_bot.agent.context import CLEARED_PREFIX, ContextLimits
@@ -298,3 +298,25 @@ async def test_a_large_task_that_fits_runs_without_summarising_every_turn(
     assert result.stop == "end_turn", result.error
     assert result.compactions == 0 and len(anthropic_sim.requests) == 3
     assert (repo / "NOTES.md").read_text().splitlines() == expected_notes([small])
+
+
+async def test_a_summary_answer_without_text_falls_back_to_the_tool_calls_made(
+    anthropic_sim: AnthropicSim, repo: Path
+) -> None:
+    anthropic_sim.context_window = WINDOW
+    reader = ModuleReaderPolicy(modules(16), NOTES)
+
+    def no_text_summary(request: dict[str, Any]) -> Any:
+        if "Summarise the conversation so far" in json.dumps(request["messages"][-1]):
+            return [tool_use("glob", {"pattern": "**/*.py"})]
+        return reader(request)
+
+    anthropic_sim.set_policy(no_text_summary)
+
+    result = await run(anthropic_sim, repo, limits=ContextLimits(WINDOW, keep_recent=10_000))
+
+    assert result.compactions >= 1
+    after = [b for b in anthropic_sim.requests if len(b["messages"]) == 1][1]
+    carried = after["messages"][0]["content"][-1]["text"]
+    assert "Tool calls made so far" in carried and "view /workspace/pkg/mod_00.py" in carried
+    assert refused(anthropic_sim) == []

@@ -371,7 +371,7 @@ async def run_agent(
             total_cost_usd=round(state.spent, 6),
         )
         if not summary:
-            lines = [summarize(c.name, c.input) for c in tools.calls]
+            lines = [c.summary for c in tools.calls]
             summary = fallback_summary(lines, final_text)
         msgs[:] = compacted(first_message, summary, tools.files_touched)
         if follow_up is not None:
@@ -682,8 +682,9 @@ def _describe(e: anthropic.APIError) -> str:
     status = _status(e)
     kind = _event_error_type(e)
     message = getattr(e, "message", str(e))
-    if isinstance(getattr(e, "body", None), dict):
-        inner = e.body.get("error", {})  # type: ignore[union-attr]
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", {})
         if isinstance(inner, dict) and inner.get("message"):
             message = inner["message"]
     parts = [str(status)] if status and status >= 400 else []
