@@ -8,11 +8,13 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import pytest
 from sim.anthropic import AnthropicSim, tool_use
 from sim.reader import ModuleReaderPolicy, checksum, module_source
@@ -320,3 +322,22 @@ async def test_a_summary_answer_without_text_falls_back_to_the_tool_calls_made(
     carried = after["messages"][0]["content"][-1]["text"]
     assert "Tool calls made so far" in carried and "view /workspace/pkg/mod_00.py" in carried
     assert refused(anthropic_sim) == []
+
+
+def test_the_simulator_refuses_a_prompt_over_its_window_like_the_api(
+    anthropic_sim: AnthropicSim,
+) -> None:
+    anthropic_sim.context_window = 1_000
+    client = anthropic_sim.client(max_retries=0)
+    big = [{"role": "user", "content": "x" * 8_000}]
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(model=MODEL, max_tokens=10, messages=big)
+    assert err.value.status_code == 400
+    body = err.value.body
+    assert isinstance(body, dict)
+    assert body["error"]["type"] == "invalid_request_error"
+    assert re.fullmatch(r"prompt is too long: \d+ tokens > 1000 maximum", body["error"]["message"])
+    # counting is not refused, as with the API
+    assert client.messages.count_tokens(model=MODEL, messages=big).input_tokens > 1_000
+    ok = client.messages.create(model=MODEL, max_tokens=10, messages=[big[0] | {"content": "hi"}])
+    assert ok.stop_reason == "end_turn" and anthropic_sim.largest_prompt < 1_000
