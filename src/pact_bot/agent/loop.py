@@ -325,6 +325,8 @@ async def run_agent(
         call_max = max(SUMMARY_MAX_TOKENS, floor)
         if est + call_max > limits.window:
             raise _StopRun("context_window", too_long(est))
+        if state.turns >= budget.max_turns:
+            raise _StopRun("budget_turns")  # the summary is a model call like any other
         worst = worst_case_cost(est, call_max, price)
         if state.spent + worst > budget.max_cost_usd:
             raise _StopRun("budget_cost")
