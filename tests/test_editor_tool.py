@@ -9,7 +9,12 @@ import pytest
 
 from pact_bot.agent.paths import PathError, resolve
 from pact_bot.agent.tools import build_tools
-from pact_bot.agent.tools.editor import TRUNCATED_MESSAGE, EditorTool, ToolError
+from pact_bot.agent.tools.editor import (
+    TRUNCATED_MESSAGE,
+    VIEW_MAX_CHARACTERS,
+    EditorTool,
+    ToolError,
+)
 
 EDIT = "str_replace_based_edit_tool"
 
@@ -77,14 +82,14 @@ def test_view_directory_two_levels_without_hidden(repo: Path) -> None:
         ed(repo).run({"command": "view", "path": "/workspace/src", "view_range": [1, 2]})
 
 
-def test_view_tabs_expanded_and_long_output_clipped(repo: Path) -> None:
+def test_view_tabs_expanded_and_a_long_single_line_clipped(repo: Path) -> None:
     (repo / "tab.txt").write_text("\tx")
     assert ed(repo).run({"command": "view", "path": "tab.txt"}).endswith("     1\t        x\n")
-    (repo / "big.txt").write_text("y" * 20_000)
+    (repo / "big.txt").write_text("y" * (VIEW_MAX_CHARACTERS + 4_000))
     out = ed(repo).run({"command": "view", "path": "/workspace/big.txt"})
     assert out == (
         "Here's the result of running `cat -n` on /workspace/big.txt:\n"
-        f"     1\t{'y' * 16_000}{TRUNCATED_MESSAGE}\n"
+        f"     1\t{'y' * VIEW_MAX_CHARACTERS}{TRUNCATED_MESSAGE}\n"
     )
     assert TRUNCATED_MESSAGE.startswith("<response clipped><NOTE>To save on context")
     small = EditorTool(repo, max_characters=100)
@@ -94,6 +99,52 @@ def test_view_tabs_expanded_and_long_output_clipped(repo: Path) -> None:
         "max_characters": 100,
     }
     assert f"{'y' * 100}{TRUNCATED_MESSAGE}" in small.run({"command": "view", "path": "big.txt"})
+
+
+def module_text(lines: int) -> str:
+    return "".join(f"def function_{i}(x: int) -> int:  # {'pad ' * 5}\n" for i in range(lines))
+
+
+def test_view_returns_a_48k_file_whole_in_one_call(repo: Path) -> None:
+    """The reference clips at 16,000 characters: such a module took four views."""
+    text = module_text(1000)
+    assert 45_000 < len(text) < VIEW_MAX_CHARACTERS
+    (repo / "mod.py").write_text(text)
+    editor = ed(repo)
+    assert editor.definition()["max_characters"] == VIEW_MAX_CHARACTERS
+    out = editor.run({"command": "view", "path": "/workspace/mod.py"})
+    assert "<response clipped>" not in out
+    assert "  1000\tdef function_999(x: int)" in out
+    assert "  1001\t\n" in out  # the final newline's empty line, as `cat -n` style shows it
+
+
+def test_clipped_view_ends_on_a_line_and_says_how_to_see_the_rest(repo: Path) -> None:
+    text = module_text(3000)
+    (repo / "huge.py").write_text(text)
+    out = ed(repo).run({"command": "view", "path": "/workspace/huge.py"})
+    body, note = out.split("<response clipped>")
+    last = cat_lines(body)
+    assert max(last) < 3001
+    # every shown line is whole
+    assert all(
+        t == f"def function_{n - 1}(x: int) -> int:  # {'pad ' * 5}" for n, t in last.items()
+    )
+    assert len("\n".join(last.values())) <= VIEW_MAX_CHARACTERS
+    n = max(last)
+    assert f"lines 1-{n} of 3001" in note and f"[{n + 1}, " in note
+    # the note's advice works: the next range picks up where the view stopped
+    rest = ed(repo).run({"command": "view", "path": "huge.py", "view_range": [n + 1, 3001]})
+    assert "<response clipped>" not in rest
+    assert min(cat_lines(rest)) == n + 1
+
+
+def cat_lines(out: str) -> dict[int, str]:
+    lines = {}
+    for raw in out.splitlines()[1:]:
+        num, _, textpart = raw.partition("\t")
+        if num.strip().isdigit():
+            lines[int(num)] = textpart
+    return lines
 
 
 def test_missing_path(repo: Path) -> None:

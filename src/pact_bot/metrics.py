@@ -44,3 +44,15 @@ github_rate_remaining = Gauge(
     "x-ratelimit-remaining from the last GitHub answer.",
     registry=REGISTRY,
 )
+context_edits = Counter(
+    "pact_context_edits_total",
+    "Agent conversations shrunk to fit the context window, by action (cleared, summarised).",
+    ["action"],
+    registry=REGISTRY,
+)
+cache_read_share = Histogram(
+    "pact_model_cache_read_share",
+    "Per agent run: the share of prompt tokens that were cache reads.",
+    buckets=(0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99),
+    registry=REGISTRY,
+)

@@ -44,6 +44,11 @@ Public API (the pytest fixture `anthropic_sim` yields an `AnthropicSim`, reset p
 - `sim.advance(seconds)` moves the simulator's clock (cache TTLs) forward.
 - `sim.min_cache_tokens` (default 1024, like Sonnet): a cache breakpoint whose prefix is
   shorter is neither written nor read, as with the real API.
+- `sim.context_window` (default 200,000 tokens, the API's window for every model without the
+  1M beta): a `POST /v1/messages` whose input (tools + system + messages, counted as below)
+  is larger is refused with the API's 400 `invalid_request_error`
+  "prompt is too long: N tokens > 200000 maximum". `sim.largest_prompt` is the largest input
+  the simulator accepted. `count_tokens` answers any size, as the API does.
 
 Validation (400 `invalid_request_error` unless said otherwise), like the real API:
 - no key or a wrong one -> 401 `authentication_error` (the key is read from `x-api-key`, or
@@ -177,6 +182,7 @@ _CONTENT_TYPES = {
 _THINKING_ON = ("enabled", "adaptive", "between_tools")
 _TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 _LOOKBACK = 20
+CONTEXT_WINDOW = 200_000
 _DELTA_CHARS = 24
 
 
@@ -429,6 +435,8 @@ class AnthropicSim:
         """Forget policy, faults, records, cache, clock offset and issued thinking blocks."""
         with self._lock:
             self.min_cache_tokens = 1024
+            self.context_window = CONTEXT_WINDOW
+            self.largest_prompt = 0
             self.policy: Policy = default_policy
             self._faults: deque[Fault] = deque()
             self._always: Fault | None = None
@@ -592,6 +600,7 @@ class AnthropicSim:
             fault = self._take_fault()
             self._raise_fault(fault)
             self._validate(body)
+            self._check_window(body)
         except SimError as err:
             self._record_status(rid, err.status, err.type)
             return self._error(err, rid)
@@ -641,6 +650,13 @@ class AnthropicSim:
             media_type="text/event-stream",
             headers={**headers, "cache-control": "no-cache"},
         )
+
+    def _check_window(self, body: dict[str, Any]) -> None:
+        prompt = sum(s.tokens for s in self._segments(body))
+        if prompt > self.context_window:
+            raise _bad(f"prompt is too long: {prompt} tokens > {self.context_window} maximum")
+        with self._lock:
+            self.largest_prompt = max(self.largest_prompt, prompt)
 
     @staticmethod
     def _usage_fields(usage: dict[str, Any]) -> dict[str, int]:

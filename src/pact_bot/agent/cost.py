@@ -23,6 +23,18 @@ TOOL_OVERHEAD_TOKENS = 1_000  # trained tools bring a hidden prompt (~250-700 to
 REQUEST_OVERHEAD_TOKENS = 200
 MESSAGE_OVERHEAD_TOKENS = 10
 PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
+DEFAULT_CONTEXT_WINDOW = 200_000
+# Input tokens a request may hold, per model id (without the 1M-context beta, which pact-bot
+# does not send). A model not listed gets DEFAULT_CONTEXT_WINDOW, the API's window for every
+# current model, so a new model id is never run without a limit.
+CONTEXT_WINDOWS: dict[str, int] = {
+    "claude-sonnet-5-5": 200_000,
+    "claude-opus-5-5": 200_000,
+    "claude-haiku-5-5": 200_000,
+    "claude-sonnet-4-5": 200_000,
+    "claude-opus-4-5": 200_000,
+    "claude-haiku-4-5": 200_000,
+}
 
 
 class UnknownModelPrice(Exception):
@@ -92,6 +104,11 @@ def model_prices(model: str, prices: Mapping[str, Mapping[str, float]]) -> dict[
     if not table or any(k not in table for k in PRICE_KEYS):
         raise UnknownModelPrice(model, [m for m, t in prices.items() if t])
     return {k: float(table[k]) for k in PRICE_KEYS}
+
+
+def context_window(model: str, windows: Mapping[str, int] = CONTEXT_WINDOWS) -> int:
+    """The model's context window in tokens (DEFAULT_CONTEXT_WINDOW when not listed)."""
+    return int(windows.get(model, DEFAULT_CONTEXT_WINDOW))
 
 
 def cost(usage: Usage, prices: Mapping[str, float]) -> float:

@@ -8,7 +8,7 @@
         on_progress=..., should_cancel=...,
     )
     result.stop  # "end_turn" | "budget_turns" | "budget_cost" | "budget_time" | "cancelled"
-                 # | "error" | "max_tokens"
+                 # | "error" | "max_tokens" | "context_window"
 
 To continue a finished run ("you forgot the summary, write it now"), pass
 `messages=result.messages` with the new `user_message`, and a budget holding what is left.
@@ -28,6 +28,14 @@ what `retry-after-ms`/`retry-after` says when the server says it. `x-should-retr
 obeyed. When retries run out the run stops with `error` and a message such as
 "Anthropic API overloaded (529) after 5 retries".
 
+Context window: before every call the prompt's size is known (the last response's usage plus
+an estimate of what was added since). When it and `max_tokens` would pass
+`ContextLimits.compact_at` of the model's window (`cost.context_window`), old tool results are
+cleared in one batch, or, when that is not enough, the conversation is summarised by the model
+and the run continues from the task and the summary (see `agent/context.py`). A 400 "prompt is
+too long" (our estimate was wrong) forces the same once; a prompt that still does not fit
+stops the run with `context_window`, which no retry can fix.
+
 Prompt caching: one breakpoint on the system block (tools come before system in the prefix,
 so it covers both) and a moving one on the last block of each of the two latest user turns
 (the previous one keeps the last cache entry reachable even when a turn adds more than the
@@ -38,9 +46,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,9 +58,20 @@ from typing import Any, Literal
 
 import anthropic
 
+from pact_bot.agent.context import (
+    SUMMARY_PROMPT,
+    Clearable,
+    ContextLimits,
+    clear,
+    clearable,
+    compacted,
+    fallback_summary,
+    summary_request,
+)
 from pact_bot.agent.cost import (
     MESSAGE_OVERHEAD_TOKENS,
     Usage,
+    context_window,
     cost,
     estimate_messages_tokens,
     estimate_request_tokens,
@@ -65,7 +86,14 @@ from pact_bot.agent.transcript import Transcript
 log = logging.getLogger(__name__)
 
 Stop = Literal[
-    "end_turn", "budget_turns", "budget_cost", "budget_time", "cancelled", "error", "max_tokens"
+    "end_turn",
+    "budget_turns",
+    "budget_cost",
+    "budget_time",
+    "cancelled",
+    "error",
+    "max_tokens",
+    "context_window",
 ]
 CACHE = {"type": "ephemeral"}
 CONTINUE_TEXT = (
@@ -74,6 +102,8 @@ CONTINUE_TEXT = (
 )
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 RETRYABLE_EVENT_ERRORS = {"overloaded_error", "api_error", "rate_limit_error"}
+PROMPT_TOO_LONG = "prompt is too long"
+SUMMARY_MAX_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -125,6 +155,9 @@ class RunResult:
     files_touched: list[str]
     error: str | None = None
     retries: int = 0
+    compactions: int = 0
+    cleared_results: int = 0
+    largest_prompt: int = 0
 
     @property
     def ok(self) -> bool:
@@ -139,6 +172,7 @@ class RunResult:
             "cancelled": "the run was cancelled",
             "max_tokens": "the model's answer was cut off twice at max_tokens",
             "error": f"the run failed: {self.error}",
+            "context_window": f"the conversation outgrew the context window: {self.error}",
             "end_turn": "the agent finished",
         }[self.stop]
         return (
@@ -161,6 +195,13 @@ class _State:
     spent: float = 0.0
     usage: Usage = field(default_factory=Usage)
     retries: int = 0
+    compactions: int = 0
+    cleared_results: int = 0
+    largest_prompt: int = 0
+
+
+class _PromptTooLong(Exception):
+    """The API refused the prompt as longer than the window (our estimate was short)."""
 
 
 async def run_agent(
@@ -180,12 +221,14 @@ async def run_agent(
     min_max_tokens: int = 1024,
     retry: RetryPolicy | None = None,
     thinking: dict[str, Any] | None = None,
+    context: ContextLimits | None = None,
 ) -> RunResult:
     """Run the agent until it ends its turn or a budget, cancellation or error stops it.
 
     `thinking` (e.g. `{"type": "enabled", "budget_tokens": 4096}`) is passed through; the
     thinking blocks the model returns are sent back unchanged. Raises `UnknownModelPrice`
-    before any call when `model` has no price."""
+    before any call when `model` has no price. `context` defaults to 80 % of the model's
+    window (`cost.context_window`)."""
     price = model_prices(model, prices)
     retry = retry or RetryPolicy()
     floor = max(min_max_tokens, int((thinking or {}).get("budget_tokens", 0)) + 1)
@@ -193,8 +236,11 @@ async def run_agent(
     started = time.monotonic()
     deadline = started + budget.max_seconds
     state = _State()
+    limits = context or ContextLimits(window=context_window(model))
     msgs = _strip_cache(copy.deepcopy(messages or []))
     _append_user(msgs, user_message)
+    first_message = copy.deepcopy(msgs[0])
+    follow_up = user_message if messages else None
     system_blocks = [{"type": "text", "text": system, "cache_control": CACHE}]
     tool_defs = tools.definitions
     logged = len(msgs) - 1 if messages else 0
@@ -229,6 +275,9 @@ async def run_agent(
             files_touched=tools.files_touched,
             error=error,
             retries=state.retries,
+            compactions=state.compactions,
+            cleared_results=state.cleared_results,
+            largest_prompt=state.largest_prompt,
         )
         transcript.write(
             "stop",
@@ -240,7 +289,12 @@ async def run_agent(
             duration_s=result.duration_s,
             files_touched=result.files_touched,
             retries=result.retries,
+            cache_read_share=round(result.usage.cached_share, 4),
+            largest_prompt=result.largest_prompt,
+            compactions=result.compactions,
+            cleared_results=result.cleared_results,
         )
+        _run_metrics(result.usage)
         log.info(
             "agent stopped: %s",
             stop,
@@ -248,6 +302,142 @@ async def run_agent(
         )
         return result
 
+    refusal: list[str] = []  # the API's "prompt is too long" message, when it said so
+
+    def too_long(est: int) -> str:
+        said = f" (the API said: {refusal[-1]})" if refusal else ""
+        return (
+            f"the prompt needs about {est:,} tokens and the answer at least {floor:,}, more than "
+            f"the {limits.window:,}-token context window of {model} allows, even after clearing "
+            f"old tool results and summarising the earlier work{said}"
+        )
+
+    async def summarise(est_in: int) -> int:
+        """Ask the model for a summary and continue from the task plus that summary."""
+        nonlocal logged
+        if len(msgs) < 3:
+            return est_in  # nothing done since the task (or the last summary) to summarise
+        cands = clearable(msgs, ContextLimits(limits.window, keep_recent=0))
+        if est_in + SUMMARY_MAX_TOKENS > limits.window and cands:
+            est_in -= _clear_batch(cands, est_in)
+        request = summary_request(msgs)
+        est = est_in + estimate_tokens(SUMMARY_PROMPT)
+        call_max = max(SUMMARY_MAX_TOKENS, floor)
+        if est + call_max > limits.window:
+            raise _StopRun("context_window", too_long(est))
+        if state.turns >= budget.max_turns:
+            raise _StopRun("budget_turns")  # the summary is a model call like any other
+        worst = worst_case_cost(est, call_max, price)
+        if state.spent + worst > budget.max_cost_usd:
+            raise _StopRun("budget_cost")
+        params: dict[str, Any] = {
+            "model": model,
+            "max_tokens": call_max,
+            "system": system_blocks,
+            "tools": tool_defs,
+            "messages": request,
+        }
+        if thinking is not None:
+            params["thinking"] = thinking
+            params["max_tokens"] = call_max + int(thinking.get("budget_tokens", 0))
+            worst = worst_case_cost(est, params["max_tokens"], price)
+        transcript.write(
+            "request",
+            turn=state.turns + 1,
+            purpose="summary",
+            messages=_strip_cache(copy.deepcopy(request[logged:])),
+            max_tokens=params["max_tokens"],
+            estimated_input_tokens=est,
+            worst_case_usd=round(worst, 6),
+            spent_usd=round(state.spent, 6),
+        )
+        try:
+            response = await _call(
+                api, params, retry, deadline, state, worst, budget.max_cost_usd, transcript
+            )
+        except _PromptTooLong as e:
+            refusal.append(str(e))
+            raise _StopRun("context_window", too_long(est)) from None
+        usage = _account(response)
+        content = [_block_dict(b) for b in response.content]
+        summary = "\n".join(b["text"] for b in content if b["type"] == "text").strip()
+        transcript.write(
+            "response",
+            turn=state.turns,
+            purpose="summary",
+            id=getattr(response, "id", None),
+            stop_reason=response.stop_reason,
+            content=content,
+            usage=usage.as_dict(),
+            cost_usd=round(cost(usage, price), 6),
+            total_cost_usd=round(state.spent, 6),
+        )
+        if not summary:
+            lines = [c.summary for c in tools.calls]
+            summary = fallback_summary(lines, final_text)
+        msgs[:] = compacted(first_message, summary, tools.files_touched)
+        if follow_up is not None:
+            _append_user(msgs, follow_up)
+        state.compactions += 1
+        logged = 0
+        _mark_cache(msgs)
+        new_est = estimate_request_tokens(system_blocks, tool_defs, msgs)
+        transcript.write(
+            "context",
+            action="summarised",
+            prompt_tokens_before=est_in,
+            estimated_prompt_tokens=new_est,
+        )
+        _context_metric("summarised")
+        return new_est
+
+    def _clear_batch(cands: list[Clearable], est_in: int) -> int:
+        saved = clear(msgs, cands)
+        state.cleared_results += len(cands)
+        transcript.write(
+            "context",
+            action="cleared",
+            results=len(cands),
+            saved_tokens=saved,
+            prompt_tokens_before=est_in,
+            estimated_prompt_tokens=est_in - saved,
+        )
+        _context_metric("cleared")
+        return saved
+
+    async def fit(est_in: int) -> int:
+        """Shrink the conversation when it nears the window; returns the new estimate."""
+        nonlocal last_prompt
+        if est_in + max_tokens <= limits.threshold:
+            return est_in
+        cands = clearable(msgs, limits)
+        if est_in - sum(c.saves for c in cands) + max_tokens <= limits.clear_target:
+            saved = _clear_batch(cands, est_in)
+            if last_prompt is not None:
+                last_prompt = (last_prompt[0], last_prompt[1] - saved)
+            _mark_cache(msgs)
+            return est_in - saved
+        # A summary helps only when the task plus a summary is well under the threshold;
+        # otherwise summarise only when the call could not go ahead at all.
+        task_only = estimate_request_tokens(system_blocks, tool_defs, [first_message])
+        helps = task_only + SUMMARY_MAX_TOKENS + max_tokens <= limits.threshold
+        if not helps and est_in + max_tokens <= limits.window:
+            return est_in
+        last_prompt = None
+        return await summarise(est_in)
+
+    def _account(response: Any) -> Usage:
+        state.turns += 1
+        usage = Usage.from_api(response.usage)
+        call_cost = cost(usage, price)
+        state.spent += call_cost
+        state.usage = state.usage + usage
+        state.largest_prompt = max(state.largest_prompt, usage.prompt_tokens)
+        _metrics(usage, call_cost)
+        return usage
+
+    force_fit = False  # a "prompt is too long" answer came since the last successful call
+    known_size = 0  # the prompt's size as that answer counted it
     try:
         while True:
             if should_cancel is not None and await _safely(should_cancel(), False):
@@ -263,10 +453,13 @@ async def run_agent(
             else:
                 sent, counted = last_prompt
                 est_in = counted + estimate_messages_tokens(msgs[sent:]) + MESSAGE_OVERHEAD_TOKENS
-            call_max = max_tokens
+            est_in = await fit(max(est_in, known_size))
+            if est_in + floor > limits.window:
+                return finish("context_window", too_long(est_in))
+            call_max = min(max_tokens, limits.window - est_in)
             remaining = budget.max_cost_usd - state.spent
             if worst_case_cost(est_in, call_max, price) > remaining:
-                call_max = min(max_tokens, max_output_within(remaining, est_in, price))
+                call_max = min(call_max, max_output_within(remaining, est_in, price))
                 if call_max < floor:
                     return finish("budget_cost")
             worst = worst_case_cost(est_in, call_max, price)
@@ -289,15 +482,26 @@ async def run_agent(
             }
             if thinking is not None:
                 params["thinking"] = thinking
-            response = await _call(
-                api, params, retry, deadline, state, worst, budget.max_cost_usd, transcript
-            )
-            state.turns += 1
-            usage = Usage.from_api(response.usage)
-            call_cost = cost(usage, price)
-            state.spent += call_cost
-            state.usage = state.usage + usage
-            _metrics(usage, call_cost)
+            try:
+                response = await _call(
+                    api, params, retry, deadline, state, worst, budget.max_cost_usd, transcript
+                )
+            except _PromptTooLong as e:
+                refusal.append(str(e))
+                if force_fit:
+                    return finish("context_window", too_long(est_in))
+                transcript.write("context", action="refused", error=str(e))
+                counted_by_api, window_by_api = _too_long_counts(str(e))
+                if window_by_api:
+                    limits = dataclasses.replace(limits, window=min(limits.window, window_by_api))
+                known_size = max(counted_by_api, est_in + 1)
+                force_fit = True
+                continue
+            force_fit = False
+            known_size = 0
+            spent_before = state.spent
+            usage = _account(response)
+            call_cost = state.spent - spent_before
             content = [_block_dict(b) for b in response.content]
             content = [b for b in content if not (b["type"] == "text" and not b.get("text"))]
             if content:
@@ -408,6 +612,8 @@ async def _call(
         except anthropic.APIStatusError as e:
             if opened:
                 _charge_failed(state, worst, transcript, _describe(e))
+            if e.status_code == 400 and PROMPT_TOO_LONG in _describe(e):
+                raise _PromptTooLong(_describe(e)) from None
             if not _retryable(e):
                 raise _StopRun("error", f"Anthropic API error: {_describe(e)}") from None
             err: anthropic.APIError = e
@@ -478,8 +684,9 @@ def _describe(e: anthropic.APIError) -> str:
     status = _status(e)
     kind = _event_error_type(e)
     message = getattr(e, "message", str(e))
-    if isinstance(getattr(e, "body", None), dict):
-        inner = e.body.get("error", {})  # type: ignore[union-attr]
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", {})
         if isinstance(inner, dict) and inner.get("message"):
             message = inner["message"]
     parts = [str(status)] if status and status >= 400 else []
@@ -487,6 +694,12 @@ def _describe(e: anthropic.APIError) -> str:
         parts.append(kind)
     prefix = f"{' '.join(parts)}: " if parts else ""
     return f"{prefix}{message}"
+
+
+def _too_long_counts(message: str) -> tuple[int, int]:
+    """(tokens counted, window) from "prompt is too long: 201234 tokens > 200000 maximum"."""
+    m = re.search(r"(\d+) tokens > (\d+) maximum", message)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 def _exhausted(e: anthropic.APIError) -> str:
@@ -609,6 +822,27 @@ def _block_dict(block: Any) -> dict[str, Any]:
     if keep is None:
         return data
     return {k: data[k] for k in keep if data.get(k) is not None}
+
+
+def _context_metric(action: str) -> None:
+    try:
+        from pact_bot import metrics
+
+        metrics.context_edits.labels(action).inc()
+    except Exception:  # metrics must never break a run
+        log.debug("metrics update failed", exc_info=True)
+
+
+def _run_metrics(usage: Usage) -> None:
+    """The share of one run's prompt tokens that were cache reads (per run, not per call)."""
+    if not usage.prompt_tokens:
+        return
+    try:
+        from pact_bot import metrics
+
+        metrics.cache_read_share.observe(usage.cached_share)
+    except Exception:  # metrics must never break a run
+        log.debug("metrics update failed", exc_info=True)
 
 
 def _metrics(usage: Usage, dollars: float) -> None:

@@ -129,6 +129,11 @@ def render_transcript(path: Path, max_block_chars: int = 4000) -> str:
             lines.append(
                 f"[{stamp}] stop: {rec.get('stop')}  turns={rec.get('turns')}  "
                 f"cost=${rec.get('cost_usd', 0):.4f}  {rec.get('duration_s', 0):.1f}s"
+                + (
+                    f"  cache_read_share={rec['cache_read_share']:.0%}"
+                    if isinstance(rec.get("cache_read_share"), (int, float))
+                    else ""
+                )
                 + (f"  error: {rec['error']}" if rec.get("error") else "")
             )
         else:

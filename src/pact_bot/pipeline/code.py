@@ -408,6 +408,8 @@ def failure_of(impl: Implementation) -> tuple[Failure, str, list[str]] | None:
     """The failure to report for a finished implementation, or None when it may ship."""
     if impl.cancelled:
         return Failure.cancelled, "", []
+    if impl.stop == "context_window":
+        return Failure.context_window, impl.error or "", []
     if impl.error and not impl.paths:
         return Failure.model_error, impl.error, []
     if impl.over_budget:

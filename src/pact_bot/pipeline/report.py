@@ -60,6 +60,7 @@ class Failure(enum.StrEnum):
     push_refused = "push_refused"
     api_error = "api_error"
     model_error = "model_error"
+    context_window = "context_window"
     invalid_config = "invalid_config"
     no_specs = "no_specs"
     unsupported = "unsupported"
@@ -220,6 +221,12 @@ def failure_text(kind: Failure | str, detail: str = "", *, files: Sequence[str] 
         Failure.model_error: (
             f"The model service failed after retries ({detail or 'error'}). Nothing was "
             "pushed; trigger again later."
+        ),
+        Failure.context_window: (
+            "The work outgrew the model's context window "
+            f"({detail or 'the prompt was too long'}). Nothing was pushed. Triggering again "
+            "unchanged will stop the same way: split the spec into smaller ones, or name fewer "
+            "or smaller files for one job."
         ),
         Failure.invalid_config: f"`.github/pact.yml` is not valid:\n\n> {detail}",
         Failure.no_specs: detail or "No spec was found for this job.",

@@ -2,9 +2,14 @@
 
 The model was trained on the reference implementation's wording, so results and errors
 reproduce it (anthropic-quickstarts `computer_use_demo/tools/edit.py`): `cat -n` style views
-with `%6d\\t` line numbers, a ±4 line snippet after edits, the same refusals, and output over
-16,000 characters (or the tool's `max_characters`) clipped with the `<response clipped>` note.
-Paths are shown as `/workspace/...`.
+with `%6d\\t` line numbers, a ±4 line snippet after edits, the same refusals, and the
+`<response clipped>` note. Paths are shown as `/workspace/...`.
+
+Views are larger than the reference's 16,000 characters: `max_characters` (sent in the tool
+definition, so the model knows it) defaults to VIEW_MAX_CHARACTERS, so a module of a few
+thousand lines is read in one turn rather than four, each of which re-reads the whole cached
+prompt (measured in `bench/tokens.py`, docs/benchmarks.md). A clipped file view ends at a line
+boundary and its note says which lines were shown and how to view the rest.
 
 Two deliberate differences, both invisible in the text the model reads:
 - `create` makes missing parent directories (the reference fails with an OS error).
@@ -27,7 +32,8 @@ from pact_bot.agent.paths import PathError, display, resolve
 NAME = "str_replace_based_edit_tool"
 TYPE = "text_editor_20250728"
 SNIPPET_LINES = 4
-MAX_RESPONSE_LEN = 16000
+MAX_RESPONSE_LEN = 16000  # the reference's default, kept for `maybe_truncate` callers
+VIEW_MAX_CHARACTERS = 100_000  # ~25-33k tokens: an eighth of a 200k window, Claude Code's Read cap
 TRUNCATED_MESSAGE = (
     "<response clipped><NOTE>To save on context only part of this file has been shown to you. "
     "You should retry this tool after you have searched inside the file with `grep -n` in order "
@@ -49,14 +55,11 @@ def maybe_truncate(content: str, truncate_after: int | None = MAX_RESPONSE_LEN) 
 class EditorTool:
     def __init__(self, worktree: Path, max_characters: int | None = None) -> None:
         self.worktree = worktree.resolve()
-        self.max_characters = max_characters
+        self.max_characters = max_characters or VIEW_MAX_CHARACTERS
         self.touched: set[Path] = set()
 
     def definition(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"type": TYPE, "name": NAME}
-        if self.max_characters:
-            d["max_characters"] = self.max_characters
-        return d
+        return {"type": TYPE, "name": NAME, "max_characters": self.max_characters}
 
     def run(self, tool_input: dict[str, Any]) -> str:
         """Run one command; returns the result text or raises ToolError/PathError."""
@@ -110,7 +113,7 @@ class EditorTool:
             )
 
     def _limit(self) -> int:
-        return self.max_characters or MAX_RESPONSE_LEN
+        return self.max_characters
 
     def _view(self, path: Path, shown: str, view_range: Any) -> str:
         if path.is_dir():
@@ -126,6 +129,7 @@ class EditorTool:
             )
         content = self._read(path, shown)
         init_line = 1
+        total = content.count("\n") + 1
         if view_range:
             if (
                 not isinstance(view_range, list)
@@ -153,7 +157,7 @@ class EditorTool:
                 )
             end = None if final_line == -1 else final_line
             content = "\n".join(lines[init_line - 1 : end])
-        return self._make_output(content, shown, init_line)
+        return self._make_output(content, shown, init_line, total)
 
     def _tree(self, root: Path, shown: str) -> list[str]:
         """What `find PATH -maxdepth 2 -not -path '*/.*'` prints, sorted, as /workspace paths."""
@@ -247,12 +251,34 @@ class EditorTool:
             raise ToolError(f"Ran into {e} while trying to write to {shown}") from None
         self.touched.add(path)
 
-    def _make_output(self, content: str, descriptor: str, init_line: int = 1) -> str:
-        content = maybe_truncate(content, self._limit()).expandtabs()
+    def _make_output(
+        self, content: str, descriptor: str, init_line: int = 1, total: int | None = None
+    ) -> str:
+        limit = self._limit()
+        note = ""
+        lines = content.split("\n")
+        if len(content) > limit and total is not None and len(lines[0]) < limit:
+            kept, size = [], 0
+            for line in lines:
+                if size + len(line) + 1 > limit:
+                    break
+                kept.append(line)
+                size += len(line) + 1
+            last = init_line + len(kept) - 1
+            following = [last + 1, min(total, last + len(kept))]
+            content = "\n".join(kept)
+            note = (
+                "<response clipped><NOTE>To save on context only part of this file has been "
+                f"shown to you: lines {init_line}-{last} of {total}. View the rest with "
+                f"`view_range` (next: {following}), or search inside the file with `grep -n` to "
+                "find the line numbers of what you are looking for.</NOTE>\n"
+            )
+        else:
+            content = maybe_truncate(content, limit)
         numbered = "\n".join(
-            f"{i + init_line:6}\t{line}" for i, line in enumerate(content.split("\n"))
+            f"{i + init_line:6}\t{line}" for i, line in enumerate(content.expandtabs().split("\n"))
         )
-        return f"Here's the result of running `cat -n` on {descriptor}:\n{numbered}\n"
+        return f"Here's the result of running `cat -n` on {descriptor}:\n{numbered}\n{note}"
 
 
 def _name(entry: os.DirEntry[str]) -> str:
