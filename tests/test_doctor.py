@@ -23,6 +23,8 @@ CHECKS = [
     "webhook secret set",
     "Anthropic key accepted",
     "bubblewrap sandbox usable",
+    "sandbox resource limits",
+    "private files hidden from the sandbox",
     "database reachable and migrated",
     "data dir writable",
 ]
@@ -73,7 +75,7 @@ def test_everything_configured_passes(env: dict[str, str], monkeypatch: pytest.M
     assert all(line.startswith("✓ ") for line in lines.values()), result.output
     assert "App pact-bot (id " in lines["GitHub App JWT accepted"]
     assert "1 installation(s): acme" in lines["App installed"]
-    assert "7/7 checks passed" in result.output
+    assert "9/9 checks passed" in result.output
     for secret in (env["GITHUB_WEBHOOK_SECRET"], env["ANTHROPIC_API_KEY"]):
         assert secret not in result.output
 

@@ -8,7 +8,8 @@
         on_progress=..., should_cancel=...,
     )
     result.stop  # "end_turn" | "budget_turns" | "budget_cost" | "budget_time" | "cancelled"
-                 # | "error" | "max_tokens"
+                 # | "error" | "max_tokens" | "workspace_full" (a command grew the worktree
+                 # past its cap)
 
 To continue a finished run ("you forgot the summary, write it now"), pass
 `messages=result.messages` with the new `user_message`, and a budget holding what is left.
@@ -65,7 +66,14 @@ from pact_bot.agent.transcript import Transcript
 log = logging.getLogger(__name__)
 
 Stop = Literal[
-    "end_turn", "budget_turns", "budget_cost", "budget_time", "cancelled", "error", "max_tokens"
+    "end_turn",
+    "budget_turns",
+    "budget_cost",
+    "budget_time",
+    "cancelled",
+    "error",
+    "max_tokens",
+    "workspace_full",
 ]
 CACHE = {"type": "ephemeral"}
 CONTINUE_TEXT = (
@@ -139,6 +147,7 @@ class RunResult:
             "cancelled": "the run was cancelled",
             "max_tokens": "the model's answer was cut off twice at max_tokens",
             "error": f"the run failed: {self.error}",
+            "workspace_full": f"{self.error}",
             "end_turn": "the agent finished",
         }[self.stop]
         return (
@@ -250,6 +259,8 @@ async def run_agent(
 
     try:
         while True:
+            if tools.halt is not None:
+                return finish("workspace_full", tools.halt)
             if should_cancel is not None and await _safely(should_cancel(), False):
                 return finish("cancelled")
             if state.turns >= budget.max_turns:

@@ -203,7 +203,7 @@ async def implement(
 
     definition = load_definition(worktree, effective.agent)
     model = runtime.settings.resolve_model(model or definition.model)
-    tools = build_tools(worktree, effective.sandbox)
+    tools = build_tools(worktree, effective.sandbox, settings=runtime.settings)
     system = system_prompt(definition, component=component, bash_available=tools.bash is not None)
     total_seconds = effective.max_minutes * 60
     started = time.monotonic()
@@ -255,6 +255,19 @@ async def implement(
 
     result = await run(user_message, None, 0, 0.0)
     results = [result]
+    if tools.halt is not None:  # staging an oversized worktree would copy it into git
+        return Implementation(
+            stop=_stop(result),
+            stats=_stats(results, tools),
+            final_text="",
+            checks=CheckResult(),
+            paths=[],
+            deleted=[],
+            diff="",
+            error=tools.halt,
+            model=model,
+            setup_notes=notes,
+        )
     changes, deleted, checks = await inspect()
     asked = False
     stop = _stop(result)
@@ -406,6 +419,8 @@ def failure_of(impl: Implementation) -> tuple[Failure, str, list[str]] | None:
     """The failure to report for a finished implementation, or None when it may ship."""
     if impl.cancelled:
         return Failure.cancelled, "", []
+    if impl.stop == "workspace_full":
+        return Failure.workspace_full, impl.error or "", []
     if impl.error and not impl.paths:
         return Failure.model_error, impl.error, []
     if impl.over_budget:
