@@ -179,14 +179,52 @@ async def test_job_whose_command_fills_the_worktree_stops_with_a_clear_comment(
     ]
     assert "echo second > second.txt" not in commands
 
-    # finding 7: what the job left on the host is private to the bot's user
+
+# --- finding 7: nothing private inside the sandbox ---------------------------------------
+
+
+async def test_a_finished_job_leaves_its_database_and_transcript_private(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    github_sim.add_repo(
+        "acme",
+        "shop",
+        files={"README.md": "# Shop\n", "docs/cart-spec.md": "# Cart\n\nKeep a cart.\n"},
+    )
+    github_sim.add_user("alice", "write")
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    number = github_sim.open_issue("acme/shop", "Cart", body="docs/cart-spec.md", user="alice")
+    github_sim.label_issue("acme/shop", number, "pact:code", user="alice")
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.succeeded], [(j.state, j.error) for j in jobs]
     transcript = transcript_path(bot.data_dir, jobs[0].id)
     assert stat.S_IMODE(transcript.stat().st_mode) == 0o600
     assert stat.S_IMODE(transcript.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE((bot.data_dir / "pact.db").stat().st_mode) == 0o600
 
 
-# --- finding 7: nothing private inside the sandbox ---------------------------------------
+def test_start_makes_everything_created_later_owner_only(tmp_path: Path) -> None:
+    from pact_bot.settings import Settings
+    from pact_bot.startup import secure_start
+
+    data = tmp_path / "data"
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, pact_data_dir=data, pact_database_url=f"sqlite:///{tmp_path / 'q.db'}"
+    )
+    previous = os.umask(0o022)
+    try:
+        secure_start(settings)
+        (data / "mirrors").mkdir()
+        (data / "mirrors" / "config").write_text("x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "mirrors").stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "mirrors" / "config").stat().st_mode) == 0o600
 
 
 @needs_bwrap

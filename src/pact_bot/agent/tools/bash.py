@@ -325,7 +325,8 @@ def _systemd_scope_works() -> bool:
     if shutil.which("systemd-run") is None:
         return False
     user = () if os.getuid() == 0 else ("--user",)
-    argv = [*_SYSTEMD_RUN, *user, "-p", "TasksMax=64", "-p", "MemoryMax=64M", "--", "/bin/true"]
+    props = ["-p", "TasksMax=64", "-p", "MemoryMax=64M", "-p", "MemorySwapMax=0"]
+    argv = [*_SYSTEMD_RUN, *user, *props, "--", "/bin/true"]
     try:
         return subprocess.run(argv, capture_output=True, timeout=15).returncode == 0
     except (OSError, subprocess.SubprocessError):
