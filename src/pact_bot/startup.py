@@ -36,8 +36,7 @@ def exposed(settings: Settings) -> list[str]:
 
 
 def secure_start(settings: Settings) -> None:
-    """Set umask 077, refuse a private path the sandbox would show, make the data dir 0700."""
-    os.umask(0o077)
+    """Refuse a private path the sandbox would show; set umask 077; make the data dir 0700."""
     shown = exposed(settings)
     if shown:
         raise ConfigError(
@@ -46,6 +45,7 @@ def secure_start(settings: Settings) -> None:
             + ": move it out of the sandbox's read-only binds (/usr, /bin, /lib…, "
             "PACT_SANDBOX_BINDS) or drop that entry from PACT_SANDBOX_BINDS"
         )
+    os.umask(0o077)
     data = settings.pact_data_dir
     with contextlib.suppress(OSError):
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
