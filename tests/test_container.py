@@ -371,3 +371,11 @@ def test_builder_steps_replayed_without_docker_start_a_healthy_server(
         server.wait(timeout=30)
     assert (Path(mapping["/data"]) / "pact-bot.db").exists()  # the SQLite queue in the volume
     assert time.monotonic() - started < 120
+
+
+def test_compose_caps_processes_and_memory_of_every_pact_container() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        if service.get("image") == "pact-bot:latest":
+            assert service["pids_limit"] >= 1024, name
+            assert service["mem_limit"], name

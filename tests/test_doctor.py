@@ -23,6 +23,8 @@ CHECKS = [
     "webhook secret set",
     "Anthropic key accepted",
     "bubblewrap sandbox usable",
+    "sandbox resource limits",
+    "private files hidden from the sandbox",
     "database reachable and migrated",
     "data dir writable",
 ]
@@ -73,7 +75,7 @@ def test_everything_configured_passes(env: dict[str, str], monkeypatch: pytest.M
     assert all(line.startswith("✓ ") for line in lines.values()), result.output
     assert "App pact-bot (id " in lines["GitHub App JWT accepted"]
     assert "1 installation(s): acme" in lines["App installed"]
-    assert "7/7 checks passed" in result.output
+    assert "9/9 checks passed" in result.output
     for secret in (env["GITHUB_WEBHOOK_SECRET"], env["ANTHROPIC_API_KEY"]):
         assert secret not in result.output
 
@@ -192,3 +194,25 @@ def test_postgres_unmigrated_then_migrated(
     line = lines["database reachable and migrated"]
     assert 'database "no_such_database_here" does not exist' in line
     assert "fix: check PACT_DATABASE_URL" in line
+
+
+def test_sandbox_limits_line_names_the_mechanism_and_the_limits(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, lines = doctor(monkeypatch, PACT_SANDBOX_PIDS="300", PACT_SANDBOX_MEMORY_MB="2048")
+    line = lines["sandbox resource limits"]
+    assert any(m in line for m in ("systemd scope", "cgroup v", "rlimits")), line
+    assert "per command: 300 processes, 2048 MiB memory, 600 s CPU, 1024 MiB per file" in line
+
+
+def test_private_file_inside_a_sandbox_bind_is_a_failure(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    result, lines = doctor(monkeypatch, PACT_SANDBOX_BINDS=f"/nonexistent-tools,{tmp_path}")
+    assert result.exit_code == 1
+    line = lines["private files hidden from the sandbox"]
+    assert line.startswith("✗ ")
+    assert f"{tmp_path / 'data'} (sandbox bind {tmp_path})" in line
+    assert f"{tmp_path / 'pact-bot.db'} (sandbox bind {tmp_path})" in line
+    assert "serve and worker refuse to start" in line
+    assert "fix: move them out of /usr" in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from pathlib import Path
@@ -162,3 +163,65 @@ async def test_private_tmp_is_bounded(wt: Path) -> None:
         pytest.skip("this bwrap cannot size its tmpfs")
     out, err = await BashTool(wt).execute("df -B1 --output=size /tmp | tail -1")
     assert not err and int(out.strip()) == TMP_BYTES
+
+
+@pytest.fixture
+def rlimits_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limits as they are enforced where the bot can make no cgroup (most containers)."""
+    from pact_bot.agent.tools import bash
+
+    bash.limit_mechanism.cache_clear()
+    monkeypatch.setattr(bash, "_systemd_scope_works", lambda: False)
+    monkeypatch.setattr(bash, "_writable_cgroup", lambda: None)
+    yield
+    bash.limit_mechanism.cache_clear()
+
+
+@needs_bwrap
+async def test_without_a_cgroup_rlimits_still_cap_file_size_memory_and_cpu(
+    wt: Path, rlimits_only: None
+) -> None:
+    from pact_bot.agent.tools.bash import Limits, limit_mechanism
+
+    assert limit_mechanism().kind == "rlimit"
+    limits = Limits(pids=64, memory_bytes=256 * 1024 * 1024, cpu_seconds=1, file_bytes=1 << 20)
+    tool = BashTool(wt, timeout=60, limits=limits)
+    out, err = await tool.execute("head -c 5M /dev/zero > big")
+    assert err and "File size limit exceeded" in out
+    assert (wt / "big").stat().st_size == 1 << 20
+    out, err = await tool.execute("python3 -c 'bytearray(512 * 1024 * 1024); print(\"GOT\")'")
+    assert err and "MemoryError" in out and "GOT" not in out
+    out, err = await tool.execute("while :; do :; done")
+    assert err and "timed out" not in out
+    assert await tool.execute("ulimit -u; ulimit -f; ulimit -H -f") == ("64\n1024\n1024\n", False)
+    out, err = await tool.execute("ulimit -f unlimited")
+    assert err and "cannot modify limit" in out
+
+
+def test_root_without_a_cgroup_is_reported_as_uncontained(rlimits_only: None) -> None:
+    from pact_bot.agent.tools.bash import Limits, describe_limits
+
+    enforced, detail = describe_limits(Limits())
+    if os.getuid() == 0:
+        assert not enforced
+        assert "RLIMIT_NPROC does not apply to root" in detail
+    else:
+        assert enforced and f"uid {os.getuid()}" in detail
+    assert "512 processes, 4096 MiB memory, 600 s CPU, 1024 MiB per file" in detail
+
+
+def test_disk_usage_counts_each_file_once_and_follows_no_symlink(tmp_path: Path) -> None:
+    from pact_bot.agent.tools.bash import disk_usage
+
+    (tmp_path / "a").write_bytes(b"x" * 100_000)
+    os.link(tmp_path / "a", tmp_path / "a-again")
+    (tmp_path / "to-usr").symlink_to("/usr")
+    (tmp_path / "sub").mkdir()
+    with open(tmp_path / "sub" / "sparse", "wb") as f:
+        f.truncate(50_000_000)  # git would read all of it
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "pack").write_bytes(b"y" * 10_000_000)  # read-only inside
+
+    size = disk_usage(tmp_path)
+    assert 50_100_000 <= size < 50_300_000
+    assert disk_usage(tmp_path, stop_above=1000) < 50_000_000

@@ -25,6 +25,19 @@ def _settings() -> Settings:
         sys.exit(2)
 
 
+def _private_settings() -> Settings:
+    """Settings for a command that runs jobs: umask 077, nothing private in the sandbox."""
+    from pact_bot.startup import secure_start
+
+    settings = _settings()
+    try:
+        secure_start(settings)
+    except ConfigError as e:
+        click.echo(f"pact-bot: refusing to start: {e}", err=True)
+        sys.exit(2)
+    return settings
+
+
 @contextlib.contextmanager
 def _one_line_errors() -> Iterator[None]:
     """A start-up refusal found late (e.g. an unmigrated database) is one line, no traceback."""
@@ -63,7 +76,7 @@ def main() -> None:
 def serve(host: str | None, port: int | None, web_processes: int | None, log_format: str) -> None:
     """Run the webhook server and PACT_WORKERS worker tasks."""
     setup_logging(log_format)
-    settings = _settings()
+    settings = _private_settings()
     if web_processes is not None:
         settings = settings.model_copy(update={"pact_web_processes": web_processes})
     from pact_bot.web.server import serve as run
@@ -85,7 +98,7 @@ def worker(concurrency: int, log_format: str) -> None:
     from pact_bot.jobs.worker import run_worker_process
 
     with _one_line_errors():
-        run_worker_process(_settings(), concurrency=concurrency)
+        run_worker_process(_private_settings(), concurrency=concurrency)
 
 
 @main.command()
@@ -97,7 +110,7 @@ def code(specs: tuple[str, ...], repo_dir: Path, instructions: str) -> None:
     setup_logging("console", level="WARNING")
     from pact_bot.pipeline.local import run_local
 
-    sys.exit(run_local(_settings(), list(specs), repo_dir, instructions))
+    sys.exit(run_local(_private_settings(), list(specs), repo_dir, instructions))
 
 
 @main.group(invoke_without_command=True)

@@ -50,6 +50,12 @@ SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
         "Hard limits per job; a repository's `limits:` can only lower them.",
         ("pact_max_", "pact_lease_", "pact_max_attempts"),
     ),
+    (
+        "Sandbox",
+        "Limits of each command the agent runs in bubblewrap (`pact-bot doctor` says how "
+        "they are enforced here), the worktree's size cap, and extra read-only binds.",
+        ("pact_sandbox_",),
+    ),
     ("Server, storage and workers", "", ("pact_",)),
 ]
 

@@ -220,6 +220,37 @@ def check_bubblewrap() -> Check:
     return Check(name, bool(ok), str(why), "" if ok else fix)
 
 
+def check_sandbox_limits(settings: Settings) -> Check:
+    """Which mechanism caps a command's processes and memory here (cgroup or rlimits)."""
+    from pact_bot.agent.tools.bash import Limits, describe_limits
+
+    ok, detail = describe_limits(Limits.from_settings(settings))
+    fix = (
+        "run pact-bot as an unprivileged user (the image's `pact`, uid 10001), under systemd "
+        "(systemd-run can make it a scope), or with a writable cgroup; in a container also "
+        "set pids_limit and mem_limit (compose.yaml does)"
+    )
+    return Check("sandbox resource limits", ok, detail, "" if ok else fix)
+
+
+def check_sandbox_exposure(settings: Settings) -> Check:
+    """The data dir, database, env file and key must not be readable inside the sandbox."""
+    from pact_bot.startup import exposed, private_paths
+
+    shown = exposed(settings)
+    name = "private files hidden from the sandbox"
+    if shown:
+        return Check(
+            name,
+            False,
+            "the sandbox would show " + ", ".join(shown) + " (serve and worker refuse to start)",
+            "move them out of /usr and the other read-only binds, or drop the entry from "
+            "PACT_SANDBOX_BINDS",
+        )
+    paths = ", ".join(str(p) for p in private_paths(settings))
+    return Check(name, True, f"none of {paths} is bound into the sandbox")
+
+
 def _probe_bwrap() -> tuple[bool, str]:
     import shutil
     import subprocess
@@ -364,6 +395,8 @@ async def check_all(settings: Settings) -> list[Check]:
         check_webhook_secret(settings),
         *anthropic_check,
         bwrap,
+        *await _guard("sandbox resource limits", check_sandbox_limits, settings),
+        *await _guard("private files hidden from the sandbox", check_sandbox_exposure, settings),
         *database,
         *await _guard("data dir writable", check_data_dir, settings),
     ]

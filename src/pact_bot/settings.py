@@ -162,6 +162,48 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Times a job is claimed before it is failed."
     )
 
+    pact_sandbox_pids: int = Field(
+        default=512,
+        ge=16,
+        description="Processes one sandboxed command may run at once (a cgroup's pids.max; "
+        "without a cgroup RLIMIT_NPROC, which counts all processes of the bot's uid).",
+    )
+    pact_sandbox_memory_mb: int = Field(
+        default=4096,
+        ge=64,
+        description="MiB of memory for one sandboxed command (cgroup memory limit; without "
+        "a cgroup the address space of each process).",
+    )
+    pact_sandbox_cpu_seconds: int = Field(
+        default=600, ge=1, description="CPU seconds per process of a sandboxed command."
+    )
+    pact_sandbox_file_size_mb: int = Field(
+        default=1024, ge=1, description="Largest file (MiB) a sandboxed command may write."
+    )
+    pact_sandbox_disk_mb: int = Field(
+        default=2048,
+        ge=1,
+        description="Size (MiB) the job's worktree may reach; measured after each command, "
+        "past it the job stops and nothing is pushed.",
+    )
+    pact_sandbox_binds: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Extra host paths shown read-only in the sandbox, comma-separated (e.g. "
+        "a toolchain under /opt). `/usr` and the system library dirs are always shown; the "
+        "data dir, database, env file and key must not lie under any of them.",
+    )
+
+    @field_validator("pact_sandbox_binds", mode="before")
+    @classmethod
+    def _binds(cls, v: object) -> object:
+        if isinstance(v, str):
+            paths = [p.strip() for p in v.split(",") if p.strip()]
+            for p in paths:
+                if not p.startswith("/"):
+                    raise ValueError(f"{p!r} is not an absolute path")
+            return paths
+        return v
+
     @field_validator("github_api_url", "anthropic_base_url", "pact_public_url", "github_web_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:

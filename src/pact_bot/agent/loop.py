@@ -9,6 +9,7 @@
     )
     result.stop  # "end_turn" | "budget_turns" | "budget_cost" | "budget_time" | "cancelled"
                  # | "error" | "max_tokens" | "context_window"
+                 # | "workspace_full" (a command grew the worktree past its cap)
 
 To continue a finished run ("you forgot the summary, write it now"), pass
 `messages=result.messages` with the new `user_message`, and a budget holding what is left.
@@ -94,6 +95,7 @@ Stop = Literal[
     "error",
     "max_tokens",
     "context_window",
+    "workspace_full",
 ]
 CACHE = {"type": "ephemeral"}
 CONTINUE_TEXT = (
@@ -173,6 +175,7 @@ class RunResult:
             "max_tokens": "the model's answer was cut off twice at max_tokens",
             "error": f"the run failed: {self.error}",
             "context_window": f"the conversation outgrew the context window: {self.error}",
+            "workspace_full": f"{self.error}",
             "end_turn": "the agent finished",
         }[self.stop]
         return (
@@ -440,6 +443,8 @@ async def run_agent(
     known_size = 0  # the prompt's size as that answer counted it
     try:
         while True:
+            if tools.halt is not None:
+                return finish("workspace_full", tools.halt)
             if should_cancel is not None and await _safely(should_cancel(), False):
                 return finish("cancelled")
             if state.turns >= budget.max_turns:

@@ -18,6 +18,7 @@ token shapes (GitHub tokens, Anthropic keys, PEM private keys) even when nobody 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -68,7 +69,7 @@ class Transcript:
         self.path = path
         self.redactor = Redactor(secrets)
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @classmethod
     def for_job(cls, data_dir: Path, job_id: str | int, secrets: Iterable[str] = ()) -> Transcript:
@@ -77,8 +78,13 @@ class Transcript:
     def write(self, kind: str, **fields: Any) -> None:
         record = {"ts": round(time.time(), 3), "kind": kind, **self.redactor.value(fields)}
         line = self.redactor.text(json.dumps(record, ensure_ascii=False, default=_default))
-        with self._lock, self.path.open("a", encoding="utf-8") as f:
+        with self._lock, open(_private(self.path), "a", encoding="utf-8") as f:
             f.write(line + "\n")
+
+
+def _private(path: Path) -> int:
+    """An append descriptor, creating the file 0600: transcripts hold the job's code."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
 
 def transcript_path(data_dir: Path, job_id: str | int) -> Path:

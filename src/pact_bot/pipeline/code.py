@@ -205,7 +205,7 @@ async def implement(
 
     definition = load_definition(worktree, effective.agent)
     model = runtime.settings.resolve_model(model or definition.model)
-    tools = build_tools(worktree, effective.sandbox)
+    tools = build_tools(worktree, effective.sandbox, settings=runtime.settings)
     system = system_prompt(definition, component=component, bash_available=tools.bash is not None)
     total_seconds = effective.max_minutes * 60
     started = time.monotonic()
@@ -257,6 +257,19 @@ async def implement(
 
     result = await run(user_message, None, 0, 0.0)
     results = [result]
+    if tools.halt is not None:  # staging an oversized worktree would copy it into git
+        return Implementation(
+            stop=_stop(result),
+            stats=_stats(results, tools),
+            final_text="",
+            checks=CheckResult(),
+            paths=[],
+            deleted=[],
+            diff="",
+            error=tools.halt,
+            model=model,
+            setup_notes=notes,
+        )
     changes, deleted, checks = await inspect()
     asked = False
     stop = _stop(result)
@@ -410,6 +423,8 @@ def failure_of(impl: Implementation) -> tuple[Failure, str, list[str]] | None:
         return Failure.cancelled, "", []
     if impl.stop == "context_window":
         return Failure.context_window, impl.error or "", []
+    if impl.stop == "workspace_full":
+        return Failure.workspace_full, impl.error or "", []
     if impl.error and not impl.paths:
         return Failure.model_error, impl.error, []
     if impl.over_budget:

@@ -65,6 +65,7 @@ class Failure(enum.StrEnum):
     no_specs = "no_specs"
     unsupported = "unsupported"
     cancelled = "cancelled"
+    workspace_full = "workspace_full"
     internal = "internal"
 
 
@@ -232,6 +233,12 @@ def failure_text(kind: Failure | str, detail: str = "", *, files: Sequence[str] 
         Failure.no_specs: detail or "No spec was found for this job.",
         Failure.unsupported: detail or "pact-bot cannot do this job.",
         Failure.cancelled: "The job was cancelled. Nothing was pushed.",
+        Failure.workspace_full: (
+            f"The job stopped: {detail or 'the working copy grew past its size limit'}. "
+            "Nothing was pushed. Keep large generated files (build output, downloads, data) "
+            "out of the repository, or ask the operator to raise `PACT_SANDBOX_DISK_MB`, "
+            "then trigger again."
+        ),
         Failure.internal: (
             f"pact-bot hit an internal error ({detail or 'unexpected'}). Nothing was pushed; "
             "the operator can look the job up with `pact-bot jobs show`."

@@ -58,6 +58,11 @@ class Tools:
         return defs
 
     @property
+    def halt(self) -> str | None:
+        """Why the job must stop now (a command grew the worktree past its cap), else None."""
+        return self.bash.halt if self.bash is not None else None
+
+    @property
     def names(self) -> list[str]:
         return [d["name"] for d in self.definitions]
 
@@ -102,13 +107,21 @@ def build_tools(
     bash_timeout: float = bash_tool.DEFAULT_TIMEOUT,
     bash_max_output: int = bash_tool.MAX_OUTPUT,
     max_characters: int | None = None,
+    settings: Any = None,
 ) -> Tools:
-    """Editor, grep and glob always; bash only when asked for and bubblewrap works."""
+    """Editor, grep and glob always; bash only when asked for and bubblewrap works.
+
+    `settings` supplies the sandbox's limits, disk cap and extra binds (defaults without)."""
     bash = None
     if sandbox:
         ok, reason = bash_tool.sandbox_available()
         if ok:
-            bash = bash_tool.BashTool(worktree, timeout=bash_timeout, max_output=bash_max_output)
+            bash = bash_tool.BashTool(
+                worktree,
+                timeout=bash_timeout,
+                max_output=bash_max_output,
+                **bash_tool.options_from_settings(settings),
+            )
         else:
             log.warning("bash tool not offered: %s", reason, extra={"reason": reason})
     return Tools(worktree=worktree, editor=EditorTool(worktree, max_characters), bash=bash)
