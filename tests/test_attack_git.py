@@ -136,7 +136,7 @@ async def test_nested_repository_anywhere_is_neither_run_nor_committed(
     ws = Workspace(tmp_path / "data")
     wt = await ws.prepare("acme/demo", upstream.url, TOKEN, "main", "pact/code/x", "job1")
     tools = build_tools(wt, sandbox=True)
-    plant = nested_repo("tools/helper", f'[core]\n\tfsmonitor = "env > {marker}; false"')
+    plant = nested_repo("tools/helper", f'[core]\n\tfsmonitor = "env >> {marker}; false"')
 
     assert not (await tools.run("bash", {"command": plant})).is_error
     changes = await ws.changes(wt)  # `git add -A`
@@ -219,8 +219,8 @@ async def test_job_whose_agent_plants_git_config_runs_nothing_on_the_host(
     github_sim.add_repo(*REPO.split("/"), files=FILES)
     github_sim.add_user("alice", "write")
     pinned = _add_gitlink(github_sim)
-    plant = nested_repo(SUB, f'[core]\n\tfsmonitor = "env > {marker}; false"')
-    stray = nested_repo("tools/helper", f'[core]\n\tfsmonitor = "env > {marker}; false"')
+    plant = nested_repo(SUB, f'[core]\n\tfsmonitor = "env >> {marker}; false"')
+    stray = nested_repo("tools/helper", f'[core]\n\tfsmonitor = "env >> {marker}; false"')
     anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=[plant, stray, "ls"]))
     number = github_sim.open_issue(REPO, "Cart", body="Implement docs/cart-spec.md", user="alice")
     github_sim.label_issue(REPO, number, "pact:code", user="alice")
@@ -251,3 +251,47 @@ def test_git_processes_only_start_in_the_runner() -> None:
     ).stdout.split()
     names = sorted(Path(f).relative_to(src).as_posix() for f in found)
     assert names == ["agent/tools/bash.py", "doctor.py", "workspace/git.py"], names
+
+
+# --- local mode: the user's own repository -----------------------------------------------
+
+
+def test_local_run_removes_the_agents_nested_repository_and_keeps_the_users(
+    tmp_path: Path, anthropic_sim: AnthropicSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pact-bot code` in a user's checkout: a repository the user already had (ignored,
+    e.g. an editable install under .venv) stays; the one the agent planted goes, runs
+    nothing, and is committed as plain files. The user's global identity still signs."""
+    from test_local_mode import settings_for
+
+    from pact_bot.pipeline.local import run_local
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = Global Dev\n\temail = global@example.com\n")
+    monkeypatch.setenv("HOME", str(home))
+    repo = tmp_path / "shop"
+    repo.mkdir()
+    git("init", "--quiet", "--initial-branch=main", cwd=repo)
+    (repo / "docs").mkdir()
+    (repo / "docs" / "cart-spec.md").write_text("# Cart\n\n## API\n- `add(item)` adds.\n")
+    (repo / ".gitignore").write_text(".venv/\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "--quiet", "-m", "spec", cwd=repo)
+    users = repo / ".venv" / "src" / "pkg"
+    users.mkdir(parents=True)
+    git("init", "--quiet", cwd=users)
+    marker = tmp_path / "host-marker"
+    plant = nested_repo("tools/helper", f'[core]\n\tfsmonitor = "env >> {marker}; false"')
+    anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=[plant]))
+
+    code = run_local(settings_for(anthropic_sim), ["docs/cart-spec.md"], repo, "")
+
+    assert code == 0
+    assert not marker.exists(), f"host ran planted git config: {marker.read_text()[:300]}"
+    assert (users / ".git" / "HEAD").is_file(), "the user's own nested repository was deleted"
+    assert not (repo / "tools" / "helper" / ".git").exists()
+    tree = git("ls-tree", "-r", "HEAD", cwd=repo)
+    assert "tools/helper/f" in tree and "160000" not in tree
+    author = git("log", "-1", "--format=%an <%ae>", cwd=repo).strip()
+    assert author == "Global Dev <global@example.com>"
