@@ -216,7 +216,8 @@ async def test_job_whose_agent_plants_git_config_runs_nothing_on_the_host(
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-canary-from-the-bot-environment")
     marker = tmp_path / "host-marker"
-    github_sim.add_repo(*REPO.split("/"), files=FILES)
+    owner, name = REPO.split("/")
+    github_sim.add_repo(owner, name, files=FILES)
     github_sim.add_user("alice", "write")
     pinned = _add_gitlink(github_sim)
     plant = nested_repo(SUB, f'[core]\n\tfsmonitor = "env >> {marker}; false"')

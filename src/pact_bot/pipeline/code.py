@@ -331,7 +331,7 @@ async def undo_setup(worktree: Path, paths: set[str], tools: Any) -> None:
         p.relative_to(root).as_posix()
         for p in getattr(getattr(tools, "editor", None), "touched", ())
     }
-    keep = getattr(tools, "nested_before", frozenset())
+    keep: frozenset[str] = getattr(tools, "nested_before", frozenset())
     await asyncio.to_thread(_restore, worktree, sorted(paths - editor), keep)
 
 
