@@ -29,15 +29,25 @@ def _is_dot_git(name: str) -> bool:
 
 
 def nested_repos(root: Path) -> frozenset[str]:
-    """Repository-relative paths of every `.git` entry below the top level."""
-    found: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel = Path(dirpath).relative_to(root)
-        for name in [*dirnames, *filenames]:
-            if _is_dot_git(name) and rel != Path("."):
-                found.add((rel / name).as_posix())
-        dirnames[:] = [d for d in dirnames if not _is_dot_git(d)]
-    return frozenset(found)
+    """Repository-relative paths of every `.git` entry below the top level.
+
+    A directory the walk cannot read (the agent made it 000) is made readable and walked
+    again: git as root would read it, so a nested repository must not hide there."""
+    for _ in range(8):
+        blocked: list[OSError] = []
+        found: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(root, onerror=blocked.append):
+            rel = Path(dirpath).relative_to(root)
+            for name in [*dirnames, *filenames]:
+                if _is_dot_git(name) and rel != Path("."):
+                    found.add((rel / name).as_posix())
+            dirnames[:] = [d for d in dirnames if not _is_dot_git(d)]
+        if not blocked:
+            return frozenset(found)
+        for err in blocked:
+            if err.filename and not os.path.islink(err.filename):
+                os.chmod(err.filename, stat.S_IMODE(os.lstat(err.filename).st_mode) | 0o700)
+    raise OSError(f"cannot read every directory of {root}")
 
 
 def remove_nested_repos(root: Path, keep: Iterable[str] = ()) -> list[str]:
