@@ -84,8 +84,20 @@ class Workspace:
         remote = Remote(clone_url, token) if clone_url else None
         return await self.runner.run(args, cwd, remote=remote, stdin=stdin, check=check)
 
-    async def _run(self, args: Sequence[str], cwd: Path, **kw: object) -> tuple[int, str, str]:
-        return await self._git(args, cwd, **kw)  # type: ignore[arg-type]  # late-bound: tests wrap _git
+    async def _run(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        clone_url: str | None = None,
+        token: str | None = None,
+        stdin: str | None = None,
+        check: bool = True,
+    ) -> tuple[int, str, str]:
+        """`_git` looked up at each call, so a test wrapping `_git` sees every git run."""
+        return await self._git(
+            args, cwd, clone_url=clone_url, token=token, stdin=stdin, check=check
+        )
 
     # --- paths and job locks ----------------------------------------------------------
 
