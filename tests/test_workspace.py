@@ -532,3 +532,56 @@ async def test_a_checkout_with_a_rewritten_git_file_is_not_reused(
     wt2 = await prepare(ws, upstream, "job2")
     assert await ws.head(wt2) == upstream.sha("main")
     assert git("status", "--porcelain", cwd=wt2) == ""
+
+
+def test_a_starting_worker_removes_a_killed_workers_worktrees(tmp_path: Path, upstream: Upstream):
+    """`pact-bot worker` sweeps before claiming: a dead job's worktree (and its branch) go,
+    a live job's (another process holds its lock) stays."""
+    import os
+    import time
+
+    import pact_bot
+
+    data = tmp_path / "data"
+
+    async def setup() -> tuple[Path, Path, Workspace]:
+        crashed = Workspace(data)
+        dead = await crashed.prepare(
+            "acme/demo", upstream.url, TOKEN, "main", "pact/code/a", "dead"
+        )
+        (dead / "junk.txt").write_text("left behind\n")
+        crashed._release_job("dead")  # its worker was killed
+        live_ws = Workspace(data)
+        live = await live_ws.prepare(
+            "acme/demo", upstream.url, TOKEN, "main", "pact/code/b", "live"
+        )
+        return dead, live, live_ws
+
+    dead, live, live_ws = asyncio.run(setup())
+    assert dead.is_dir()
+    src = Path(pact_bot.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
+    env.update(PACT_DATA_DIR=str(data), PYTHONPATH=str(src))
+    log = tmp_path / "worker.log"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("pact-bot")), "worker", "--log-format", "json"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while '"worker started"' not in log.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+    assert not dead.exists(), "the dead job's worktree survived a worker start"
+    assert live.is_dir() and (live / "README.md").exists()
+    listed = git("worktree", "list", "--porcelain", cwd=live_ws.mirror_path("acme/demo"))
+    assert str(dead) not in listed and str(live) in listed
+    assert "dead jobs' worktrees removed" in log.read_text()

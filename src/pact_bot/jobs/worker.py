@@ -13,7 +13,8 @@ Public API:
   lapses and another worker takes them).
 - `load_handler(settings) -> Handler`: `pact_bot.pipeline.build_handler(settings)`. For tests
   and benchmarks only, `PACT_TEST_HANDLER=module:function` names the handler instead.
-- `run_worker_process(settings, concurrency)` for `pact-bot worker`.
+- `run_worker_process(settings, concurrency)` for `pact-bot worker`; it and `pact-bot serve`
+  first run `sweep_worktrees(settings)`: a killed worker's worktrees go.
 
 A handler exception fails the job with its text (traceback in the log, secrets redacted).
 """
@@ -237,6 +238,20 @@ async def run_workers(
     await asyncio.gather(*(runner.loop(_worker_id(i)) for i in range(n)))
 
 
+async def sweep_worktrees(settings: Settings) -> None:
+    """Remove the worktrees a killed worker's jobs left behind on this machine (no live
+    process holds their job lock), before this worker claims anything."""
+    from pact_bot.workspace import Workspace
+
+    try:
+        removed = await Workspace(settings.pact_data_dir).sweep()
+    except Exception:  # a failed clean-up must not keep the worker from starting
+        log.warning("could not sweep dead jobs' worktrees", exc_info=True)
+        return
+    if removed:
+        log.info("dead jobs' worktrees removed", extra={"jobs": removed})
+
+
 def run_worker_process(settings: Settings, concurrency: int) -> None:
     """`pact-bot worker`: workers only, stopped by SIGTERM/SIGINT."""
     from pact_bot.jobs.backends import open_queue
@@ -248,6 +263,7 @@ def run_worker_process(settings: Settings, concurrency: int) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await sweep_worktrees(settings)
         log.info("worker started", extra={"concurrency": concurrency})
         try:
             await run_workers(queue, load_handler(settings), concurrency, stop)

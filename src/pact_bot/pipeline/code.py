@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -327,17 +326,15 @@ async def run_setup(
             notes.append(f"Setup command `{cmd}` failed:\n{tail}")
         else:
             notes.append(f"Setup command `{cmd}` succeeded.")
-    return notes, await asyncio.to_thread(_dirty_paths, worktree)
+    return notes, await asyncio.to_thread(_dirty_paths, worktree, tools)
 
 
-def _dirty_paths(worktree: Path) -> set[str]:
-    out = subprocess.run(
-        ["git", "status", "--porcelain", "-z", "--untracked-files=all"],
-        cwd=worktree,
-        capture_output=True,
-        check=False,
-    ).stdout.decode("utf-8", "surrogateescape")
-    return {e[3:] for e in out.split("\0") if len(e) > 3}
+def _dirty_paths(worktree: Path, tools: Any) -> set[str]:
+    """What setup changed; nested repositories it planted are removed first (host git
+    would run their config)."""
+    from pact_bot.workspace.tree import changed_paths
+
+    return changed_paths(worktree, keep=getattr(tools, "nested_before", frozenset()))
 
 
 async def undo_setup(worktree: Path, paths: set[str], tools: Any) -> None:
@@ -349,24 +346,16 @@ async def undo_setup(worktree: Path, paths: set[str], tools: Any) -> None:
         p.relative_to(root).as_posix()
         for p in getattr(getattr(tools, "editor", None), "touched", ())
     }
-    await asyncio.to_thread(_restore, worktree, sorted(paths - editor))
+    keep: frozenset[str] = getattr(tools, "nested_before", frozenset())
+    await asyncio.to_thread(_restore, worktree, sorted(paths - editor), keep)
 
 
-def _restore(worktree: Path, paths: list[str]) -> None:
-    for rel in paths:
-        target = worktree / rel
-        tracked = subprocess.run(
-            ["git", "ls-files", "--error-unmatch", "--", rel],
-            cwd=worktree,
-            capture_output=True,
-            check=False,
-        )
-        if tracked.returncode == 0:
-            subprocess.run(
-                ["git", "checkout", "--", rel], cwd=worktree, capture_output=True, check=False
-            )
-        elif target.is_file() or target.is_symlink():
-            target.unlink(missing_ok=True)
+def _restore(worktree: Path, paths: list[str], keep: frozenset[str] = frozenset()) -> None:
+    """Tracked paths from git, the rest unlinked without following a symlink the agent
+    may have put in place of a directory."""
+    from pact_bot.workspace.tree import restore
+
+    restore(worktree, paths, keep=keep)
 
 
 def _stop(result: Any) -> str:
@@ -1145,16 +1134,11 @@ def _load_agent_soon() -> asyncio.Future[None]:
 
 
 async def _git_out(worktree: Path, *args: str) -> str | None:
-    """Read-only git in the job's worktree (no network, no token)."""
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        *args,
-        cwd=worktree,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    out, _ = await proc.communicate()
-    return out.decode(errors="replace").strip() if proc.returncode == 0 else None
+    """Read-only git in the job's worktree (no network, no token), hardened."""
+    from pact_bot.workspace import default_runner
+
+    code, out, _ = await default_runner().run(args, worktree, check=False)
+    return out.strip() if code == 0 else None
 
 
 async def _head_message(worktree: Path) -> str:
@@ -1162,7 +1146,8 @@ async def _head_message(worktree: Path) -> str:
 
 
 async def _head_diff(worktree: Path) -> str:
-    return await _git_out(worktree, "show", "--format=", "--no-color", "--no-renames", "HEAD") or ""
+    args = ("show", "--format=", "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv")
+    return await _git_out(worktree, *args, "HEAD") or ""
 
 
 def _stats_dict(stats: RunStats) -> dict[str, Any]:

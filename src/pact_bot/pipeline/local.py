@@ -14,7 +14,6 @@ dirty repository, missing spec, invalid `.github/pact.yml`).
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import time
 import uuid
@@ -35,16 +34,15 @@ class LocalError(Exception):
 
 
 def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", "-c", "core.quotepath=off", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=False,
+    """Hardened git (no hooks, no fsmonitor, no config beyond the repository's own)."""
+    from pact_bot.workspace import default_runner
+
+    code, out, err = default_runner().run_sync(
+        ["-c", "core.quotepath=off", *args], repo, check=False
     )
-    if proc.returncode != 0:
-        raise LocalError(f"git {' '.join(args)}: {proc.stderr.strip() or 'failed'}")
-    return proc.stdout
+    if code != 0:
+        raise LocalError(f"git {' '.join(args)}: {err.strip() or 'failed'}")
+    return out
 
 
 class Display:
@@ -138,12 +136,10 @@ async def _run(
     data_dir.mkdir(parents=True, exist_ok=True)
     from pact_bot.agent.transcript import Transcript
     from pact_bot.workspace import Workspace
+    from pact_bot.workspace.git import user_config
 
-    name = _git(root, "config", "--default", "", "user.name").strip() or "pact-bot"
-    email = (
-        _git(root, "config", "--default", "", "user.email").strip()
-        or "pact-bot@users.noreply.github.com"
-    )
+    name = user_config(root, "user.name") or "pact-bot"
+    email = user_config(root, "user.email") or "pact-bot@users.noreply.github.com"
     workspace = Workspace(data_dir, identity=(name, email))
     runtime = Runtime(settings, workspace=workspace, model_client=client)
 

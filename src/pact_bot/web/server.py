@@ -33,7 +33,13 @@ import uvicorn
 
 from pact_bot.jobs.backends import open_queue
 from pact_bot.jobs.model import Job
-from pact_bot.jobs.worker import JobControl, JobOutcome, load_handler, run_workers
+from pact_bot.jobs.worker import (
+    JobControl,
+    JobOutcome,
+    load_handler,
+    run_workers,
+    sweep_worktrees,
+)
 from pact_bot.logs import ConsoleFormatter, log_context, register_secrets, setup_logging
 from pact_bot.settings import Settings
 from pact_bot.web.app import create_app
@@ -136,9 +142,14 @@ async def _serve_one(
             current["handler"] = load_handler(new)
 
         app.state.on_settings_changed = on_settings_changed
-        workers = asyncio.create_task(
-            run_workers(queue, handler, settings.pact_workers, stop, grace_seconds=grace_seconds)
-        )
+
+        async def work() -> None:
+            await sweep_worktrees(settings)
+            await run_workers(
+                queue, handler, settings.pact_workers, stop, grace_seconds=grace_seconds
+            )
+
+        workers = asyncio.create_task(work())
     serving = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
     try:
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event

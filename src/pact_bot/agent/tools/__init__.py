@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,9 @@ class Tools:
     bash: bash_tool.BashTool | None
     calls: list[ToolCall] = field(default_factory=list)
     _touched: set[str] = field(default_factory=set)
+    # Nested repositories that were there before any command ran (a user's own, in local
+    # mode): kept; any other is the agent's and removed before host git looks.
+    nested_before: frozenset[str] = frozenset()
 
     @property
     def definitions(self) -> list[dict[str, Any]]:
@@ -95,7 +97,9 @@ class Tools:
             return ToolResult(await asyncio.to_thread(search.glob, self.worktree, tool_input))
         if name == "bash" and self.bash is not None:
             text, is_error = await self.bash.run(tool_input)
-            self._touched |= await asyncio.to_thread(_changed_files, self.worktree)
+            self._touched |= await asyncio.to_thread(
+                _changed_files, self.worktree, self.nested_before
+            )
             return ToolResult(text, is_error)
         return ToolResult(f"Unknown tool {name}. Available tools: {', '.join(self.names)}.", True)
 
@@ -124,7 +128,14 @@ def build_tools(
             )
         else:
             log.warning("bash tool not offered: %s", reason, extra={"reason": reason})
-    return Tools(worktree=worktree, editor=EditorTool(worktree, max_characters), bash=bash)
+    from pact_bot.workspace.tree import nested_repos
+
+    return Tools(
+        worktree=worktree,
+        editor=EditorTool(worktree, max_characters),
+        bash=bash,
+        nested_before=nested_repos(worktree),
+    )
 
 
 def summarize(name: str, tool_input: dict[str, Any]) -> str:
@@ -143,29 +154,19 @@ def summarize(name: str, tool_input: dict[str, Any]) -> str:
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
 
 
-def _changed_files(worktree: Path) -> set[str]:
-    """Files a bash command may have written, from git's point of view (host side)."""
+def _changed_files(worktree: Path, keep: frozenset[str] = frozenset()) -> set[str]:
+    """Files a bash command may have written, from git's point of view (host side).
+
+    Nested repositories the command planted are removed first, and git runs hardened
+    (`pact_bot.workspace.tree`): nothing the agent wrote is executed on the host."""
+    from pact_bot.workspace import WorkspaceError
+    from pact_bot.workspace.tree import changed_paths
+
     try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "-z", "--untracked-files=all"],
-            cwd=worktree,
-            capture_output=True,
-            timeout=60,
-            check=True,
-        ).stdout.decode("utf-8", "surrogateescape")
-    except (OSError, subprocess.SubprocessError):
+        return changed_paths(worktree, keep=keep)
+    except (WorkspaceError, OSError):
+        log.warning("git status failed after a bash call", exc_info=True)
         return set()
-    paths: set[str] = set()
-    entries = out.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        if len(entry) > 3:
-            paths.add(entry[3:])
-            if entry[0] in "RC":
-                i += 1  # the rename's source path follows; skip it
-        i += 1
-    return paths
 
 
 __all__ = ["ToolCall", "ToolResult", "Tools", "build_tools", "summarize"]

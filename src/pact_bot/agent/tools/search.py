@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -67,16 +66,14 @@ class SearchError(Exception):
 
 def list_files(worktree: Path) -> list[str]:
     """Repository-relative paths of the files git would consider, sorted."""
+    from pact_bot.workspace import WorkspaceError, default_runner
+
     try:
-        out = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=worktree,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout
-        names = {n for n in out.decode("utf-8", "surrogateescape").split("\0") if n}
-    except (OSError, subprocess.SubprocessError):
+        _, out, _ = default_runner().run_sync(
+            ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], worktree, timeout=60
+        )
+        names = {n for n in out.split("\0") if n}
+    except (OSError, WorkspaceError):
         names = set()
         for dirpath, dirnames, filenames in os.walk(worktree):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]

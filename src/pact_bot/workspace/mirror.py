@@ -1,0 +1,229 @@
+"""The bare mirror per repository: created once, then only fetched.
+
+Remote branches are fetched into `refs/remotes/origin/*` rather than `refs/heads/*`:
+jobs' local branches live in `refs/heads/*` of the same repository, and a prune of
+`refs/heads/*` would delete them (and git refuses to fetch into a checked-out branch).
+Updates are serialised per repository: an asyncio lock in-process, an fcntl lock across
+processes (`mirrors/<owner>/<name>.lock`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from pact_bot.workspace.errors import GitError, WorkspaceError
+
+log = logging.getLogger(__name__)
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
+# Lock files only git processes under the mirror lock create; after a kill -9 they stay
+# behind and would fail every later fetch on this worker.
+_MIRROR_LOCKS = ("packed-refs.lock", "shallow.lock", "config.lock", "HEAD.lock", "FETCH_HEAD.lock")
+
+
+class RunGit(Protocol):
+    async def __call__(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        clone_url: str | None = None,
+        token: str | None = None,
+        stdin: str | None = None,
+        check: bool = True,
+    ) -> tuple[int, str, str]: ...
+
+
+def check_name(value: str, what: str) -> str:
+    if not _SAFE_NAME.match(value) or value.endswith((".lock", ".git")) or ".." in value:
+        raise ValueError(f"unsafe {what}: {value!r}")
+    return value
+
+
+def _split_repo(repo: str) -> tuple[str, str]:
+    owner, sep, name = repo.partition("/")
+    if not sep:
+        raise ValueError(f"repository must be owner/name, got {repo!r}")
+    return check_name(owner, "owner"), check_name(name, "repository name")
+
+
+class Mirrors:
+    """Mirrors under `mirrors_dir`; `git` is the workspace's one way of running git."""
+
+    def __init__(self, mirrors_dir: Path, git: RunGit) -> None:
+        self.dir = mirrors_dir
+        self._git = git
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def path(self, repo: str) -> Path:
+        owner, name = _split_repo(repo)
+        return self.dir / owner / f"{name}.git"
+
+    @staticmethod
+    def repo_of(mirror: Path) -> str:
+        return f"{mirror.parent.name}/{mirror.name.removesuffix('.git')}"
+
+    def all(self) -> list[Path]:
+        return sorted(self.dir.glob("*/*.git"))
+
+    @contextlib.asynccontextmanager
+    async def lock(self, repo: str) -> AsyncIterator[None]:
+        """One mirror update at a time: asyncio lock in-process, flock across processes."""
+        lock = self._locks.setdefault(repo, asyncio.Lock())
+        async with lock:
+            path = self.path(repo).with_suffix(".lock")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(0.05)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    async def sync(self, repo: str, clone_url: str, token: str | None) -> Path:
+        """Create the mirror on first use (atomically), else fetch. Caller holds the lock."""
+        mirror = self.path(repo)
+        git = self._git
+        if not (mirror / "HEAD").exists():
+            tmp = mirror.with_name(mirror.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            try:
+                await git(["init", "--bare", "--quiet", str(tmp)], tmp.parent)
+                await git(["remote", "add", "origin", clone_url], tmp)
+                await git(["config", "remote.origin.fetch", _REFSPEC], tmp)
+                await git(
+                    ["fetch", "--quiet", "--no-tags", "--prune", "origin"],
+                    tmp,
+                    clone_url=clone_url,
+                    token=token,
+                )
+                tmp.rename(mirror)
+            except BaseException:  # failed or cancelled: no half-made mirror stays behind
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            log.info("mirror created", extra={"repo": repo})
+            return mirror
+        clear_stale_locks(mirror)
+        await git(["remote", "set-url", "origin", clone_url], mirror)
+        await git(
+            ["fetch", "--quiet", "--no-tags", "--prune", "origin"],
+            mirror,
+            clone_url=clone_url,
+            token=token,
+        )
+        await git(
+            ["-c", "gc.auto=6700", "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
+            mirror,
+            check=False,
+        )
+        log.info("mirror fetched", extra={"repo": repo})
+        return mirror
+
+    async def rev(self, repo_dir: Path, ref: str) -> str | None:
+        code, out, _ = await self._git(
+            ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo_dir, check=False
+        )
+        return out.strip() if code == 0 else None
+
+    async def resolve_base(
+        self, mirror: Path, base_ref: str, clone_url: str, token: str | None
+    ) -> str:
+        """A branch name, a full ref (e.g. refs/pull/7/head, fetched on demand) or a sha."""
+        if _SHA.match(base_ref):
+            if sha := await self.rev(mirror, base_ref):
+                return sha
+            await self._git(
+                ["fetch", "--quiet", "--no-tags", "origin", base_ref],
+                mirror,
+                clone_url=clone_url,
+                token=token,
+            )
+            if sha := await self.rev(mirror, base_ref):
+                return sha
+            raise WorkspaceError(f"base commit {base_ref} is not on the remote")
+        if base_ref.startswith("refs/heads/"):
+            base_ref = base_ref.removeprefix("refs/heads/")
+        if not base_ref.startswith("refs/"):
+            sha = await self.rev(mirror, f"refs/remotes/origin/{base_ref}")
+            if sha is None:
+                raise WorkspaceError(f"base branch {base_ref!r} does not exist on the remote")
+            return sha
+        local = "refs/pact-base/" + base_ref.removeprefix("refs/")
+        await self._git(
+            ["fetch", "--quiet", "--no-tags", "origin", f"+{base_ref}:{local}"],
+            mirror,
+            clone_url=clone_url,
+            token=token,
+        )
+        sha = await self.rev(mirror, local)
+        if sha is None:
+            raise WorkspaceError(f"base ref {base_ref!r} is not a commit")
+        return sha
+
+    async def ls_remote(self, branch: str, clone_url: str, token: str | None, *, cwd: Path) -> bool:
+        """Whether the remote has `branch` right now."""
+        code, out, err = await self._git(
+            ["ls-remote", "--heads", clone_url, f"refs/heads/{branch}"],
+            cwd if cwd.exists() else Path.cwd(),
+            clone_url=clone_url,
+            token=token,
+            check=False,
+        )
+        if code != 0:
+            raise GitError(["git", "ls-remote", "<clone_url>"], err, code)
+        return bool(out.strip())
+
+    async def worktrees(self, mirror: Path) -> list[dict[str, str]]:
+        _, out, _ = await self._git(["worktree", "list", "--porcelain"], mirror)
+        entries: list[dict[str, str]] = []
+        for block in out.strip().split("\n\n"):
+            entry: dict[str, str] = {}
+            for line in block.splitlines():
+                key, _, value = line.partition(" ")
+                entry[key] = value
+            if "worktree" in entry:
+                entries.append(entry)
+        return entries
+
+
+def admin_dir(mirror: Path, worktree: Path) -> Path | None:
+    """The mirror's admin directory of `worktree`, if its `.git` file points at it and
+    nothing else (a job's sandbox can write that file)."""
+    dot_git = worktree / ".git"
+    if dot_git.is_symlink() or not dot_git.is_file():
+        return None
+    admin = Path(dot_git.read_text().removeprefix("gitdir:").strip())
+    if admin.parent != mirror / "worktrees" or not admin.is_dir():
+        return None
+    try:
+        recorded = Path((admin / "gitdir").read_text().strip())
+    except OSError:
+        return None
+    return admin if recorded == dot_git else None
+
+
+def clear_stale_locks(mirror: Path) -> None:
+    """Remove lock files a killed git left in the mirror. Caller holds the mirror lock."""
+    for name in _MIRROR_LOCKS:
+        (mirror / name).unlink(missing_ok=True)
+    remotes = mirror / "refs" / "remotes"
+    if remotes.is_dir():
+        for stale in remotes.rglob("*.lock"):
+            stale.unlink(missing_ok=True)

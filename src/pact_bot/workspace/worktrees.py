@@ -1,0 +1,405 @@
+"""Per-job worktrees of the mirrors, and the `Workspace` callers use.
+
+Layout under `data_dir`::
+
+    mirrors/<owner>/<name>.git    bare mirror; remote branches as refs/remotes/origin/*
+    mirrors/<owner>/<name>.lock   fcntl lock serialising mirror updates across processes
+    mirrors/<owner>/<name>.spare  the last finished job's checkout, cleaned, detached
+    worktrees/<job_id>/           the job's checkout
+    worktrees/<job_id>.lock       held while the job runs; a free lock means a dead job
+
+A finished job's worktree is not deleted but cleaned (`checkout -f --detach`, `clean
+-ffdx`) and parked as the repository's spare; the next job moves it into place and checks
+out its branch, so only the files that differ are written. Creating every file of a large
+repository is the slowest part of a warm job (~1 ms a file on a busy disk). A spare that
+is not exactly as expected (its `.git` file, a rebase in progress, a failing git) is
+deleted instead, and the job gets a fresh `git worktree add`. Nested repositories the
+agent planted are removed before git looks at a job's tree (see `tree`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pact_bot.workspace import commits
+from pact_bot.workspace.commits import Changes
+from pact_bot.workspace.errors import WorkspaceBusy, WorkspaceError
+from pact_bot.workspace.git import DEFAULT_IDENTITY, GitRunner, Remote
+from pact_bot.workspace.joblocks import JobLocks
+from pact_bot.workspace.mirror import Mirrors, admin_dir, check_name, clear_stale_locks
+from pact_bot.workspace.tree import remove_nested_repos
+
+log = logging.getLogger(__name__)
+
+# Write a fresh worktree's files with one checkout worker per core (git ≥ 2.32; older
+# gits ignore the setting): a fresh checkout of a large repository is mostly file writes.
+_PARALLEL_CHECKOUT = ("-c", "checkout.workers=0")
+_BUSY = ("rebase-merge", "rebase-apply", "MERGE_HEAD", "CHERRY_PICK_HEAD", "locked")
+
+
+@dataclass
+class _Checkout:
+    repo: str
+    mirror: Path
+    branch: str
+    job_id: str
+    clone_url: str
+    token: str
+
+
+class Workspace:
+    """Mirror cache and per-job worktrees under one data directory (per worker machine)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        identity: tuple[str, str] = DEFAULT_IDENTITY,
+        git_timeout: float = 900.0,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.mirrors_dir = self.data_dir / "mirrors"
+        self.worktrees_dir = self.data_dir / "worktrees"
+        self.identity = identity
+        self.runner = GitRunner(identity=identity, timeout=git_timeout)
+        self.mirrors = Mirrors(self.mirrors_dir, self._run)
+        self.jobs = JobLocks(self.worktrees_dir)
+        self._checkouts: dict[Path, _Checkout] = {}
+
+    async def _git(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        clone_url: str | None = None,
+        token: str | None = None,
+        stdin: str | None = None,
+        check: bool = True,
+    ) -> tuple[int, str, str]:
+        """Run hardened git; only this process sees the token."""
+        remote = Remote(clone_url, token) if clone_url else None
+        return await self.runner.run(args, cwd, remote=remote, stdin=stdin, check=check)
+
+    async def _run(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        clone_url: str | None = None,
+        token: str | None = None,
+        stdin: str | None = None,
+        check: bool = True,
+    ) -> tuple[int, str, str]:
+        """`_git` looked up at each call, so a test wrapping `_git` sees every git run."""
+        return await self._git(
+            args, cwd, clone_url=clone_url, token=token, stdin=stdin, check=check
+        )
+
+    # --- paths and job locks ----------------------------------------------------------
+
+    def mirror_path(self, repo: str) -> Path:
+        return self.mirrors.path(repo)
+
+    def worktree_path(self, job_id: str) -> Path:
+        return self.worktrees_dir / check_name(job_id, "job id")
+
+    def spare_path(self, repo: str) -> Path:
+        return self.mirror_path(repo).with_suffix(".spare")
+
+    def _hold_job(self, job_id: str) -> None:
+        self.jobs.hold(job_id)
+
+    def _release_job(self, job_id: str) -> None:
+        self.jobs.release(job_id)
+
+    def _job_is_live(self, job_id: str) -> bool:
+        return self.jobs.is_live(job_id)
+
+    # --- worktree lifecycle -----------------------------------------------------------
+
+    async def _drop_worktree(self, mirror: Path | None, path: Path) -> None:
+        if mirror is not None and mirror.exists():
+            await self._git(
+                ["worktree", "remove", "--force", "--force", str(path)], mirror, check=False
+            )
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        if mirror is not None and mirror.exists():
+            await self._git(["worktree", "prune"], mirror, check=False)
+
+    async def update_mirror(self, repo: str, clone_url: str, token: str | None) -> Path:
+        """Clone or fetch the repository's mirror, without touching any worktree.
+
+        Safe to run ahead of `prepare` (e.g. while a job is still reading its config) and
+        to cancel: a cancelled first clone leaves no mirror, a cancelled fetch leaves the
+        mirror as it was or with some refs updated, as an interrupted fetch always may.
+        """
+        async with self.mirrors.lock(repo):
+            return await self.mirrors.sync(repo, clone_url, token)
+
+    async def prepare(
+        self,
+        repo: str,
+        clone_url: str,
+        token: str | None,
+        base_ref: str,
+        branch: str,
+        job_id: str,
+        reuse_branch: bool = False,
+        *,
+        fetch: bool = True,
+    ) -> Path:
+        """Fetch, then check out `branch` for the job in `worktrees/<job_id>`.
+
+        The branch starts from the remote branch of that name when it exists (a retried
+        job, or a revise job on the PR branch) or when `reuse_branch` asks for it; else
+        from `base_ref`. Running it again for the same job id starts over cleanly.
+        `fetch=False` skips the fetch when the caller has just run `update_mirror` (a
+        missing mirror is still cloned).
+        """
+        path = self.worktree_path(job_id)
+        self._hold_job(job_id)
+        self._checkouts.pop(path, None)
+        mirrors = self.mirrors
+        try:
+            async with mirrors.lock(repo):
+                mirror = mirrors.path(repo)
+                if fetch or not (mirror / "HEAD").exists():
+                    mirror = await mirrors.sync(repo, clone_url, token)
+                else:
+                    clear_stale_locks(mirror)
+                if path.exists():
+                    await self._drop_worktree(mirror, path)
+                await self._git(["worktree", "prune"], mirror)
+                await self._free_branch(mirror, branch, path)
+                # No live job holds the branch now; a lock left by a killed commit would
+                # make `worktree add -B` fail forever.
+                (mirror / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
+                remote_sha = await mirrors.rev(mirror, f"refs/remotes/origin/{branch}")
+                if reuse_branch and remote_sha is None:
+                    raise WorkspaceError(f"branch {branch!r} does not exist on the remote")
+                start = remote_sha or await mirrors.resolve_base(mirror, base_ref, clone_url, token)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not await self._take_spare(repo, mirror, path, branch, start):
+                    add = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path)]
+                    await self._git([*_PARALLEL_CHECKOUT, *add, start], mirror)
+        except BaseException:
+            self._release_job(job_id)  # the caller gets no path to remove; free the job
+            raise
+        self._checkouts[path] = _Checkout(repo, mirror, branch, job_id, clone_url, token or "")
+        log.info(
+            "worktree ready",
+            extra={"repo": repo, "branch": branch, "continued": remote_sha is not None},
+        )
+        return path
+
+    def _admin_dir(self, mirror: Path, worktree: Path) -> Path | None:
+        return admin_dir(mirror, worktree)
+
+    async def _park(self, repo: str, mirror: Path, worktree: Path) -> bool:
+        """Clean a finished job's worktree and keep it as the spare. Caller holds the lock."""
+        spare = self.spare_path(repo)
+        if spare.exists() or not worktree.is_dir():
+            return False
+        admin = self._admin_dir(mirror, worktree)
+        if admin is None or any((admin / name).exists() for name in _BUSY):
+            return False
+        try:
+            remove_nested_repos(worktree)
+            await self._git(["checkout", "--quiet", "--force", "--detach"], worktree)
+            await self._git(["clean", "-ffdxq"], worktree)
+            await self._git(["worktree", "move", str(worktree), str(spare)], mirror)
+        except (WorkspaceError, OSError):
+            log.warning("worktree not kept as spare", exc_info=True)
+            return False
+        return True
+
+    async def _take_spare(
+        self, repo: str, mirror: Path, path: Path, branch: str, start: str
+    ) -> bool:
+        """Move the spare to `path` on `branch` at `start`; False (spare gone) if unusable."""
+        spare = self.spare_path(repo)
+        if not spare.is_dir():
+            return False
+        try:
+            if self._admin_dir(mirror, spare) is None:
+                raise WorkspaceError("spare worktree is not one of the mirror's")
+            await self._git(["worktree", "move", str(spare), str(path)], mirror)
+            await self._git(
+                ["checkout", "--quiet", "--force", "--no-track", "-B", branch, start], path
+            )
+            await self._git(["clean", "-ffdxq"], path)
+        except (WorkspaceError, OSError):
+            log.warning("spare worktree dropped", exc_info=True)
+            for p in (spare, path):
+                await self._drop_worktree(mirror, p)
+            return False
+        return True
+
+    async def _free_branch(self, mirror: Path, branch: str, ours: Path) -> None:
+        """Remove a dead job's worktree that still has `branch` checked out."""
+        ref = f"refs/heads/{branch}"
+        for entry in await self.mirrors.worktrees(mirror):
+            if entry.get("branch") != ref or "bare" in entry:
+                continue
+            other = Path(entry["worktree"])
+            if other == ours:
+                continue
+            if other.parent == self.worktrees_dir and not self._job_is_live(other.name):
+                await self._drop_worktree(mirror, other)
+                continue
+            raise WorkspaceBusy(f"branch {branch!r} is in use by another job ({other.name})")
+
+    def _checkout(self, worktree: Path) -> _Checkout | None:
+        return self._checkouts.get(Path(worktree).resolve())
+
+    def _mirror_of(self, worktree: Path) -> Path | None:
+        """The mirror a worktree belongs to, from its `.git` file (`gitdir: …/worktrees/x`)."""
+        if (c := self._checkout(worktree)) is not None:
+            return c.mirror
+        try:
+            text = (Path(worktree) / ".git").read_text()
+        except OSError:
+            return None
+        gitdir = Path(text.removeprefix("gitdir:").strip())
+        return gitdir.parent.parent if gitdir.parent.name == "worktrees" else None
+
+    async def remove(self, worktree: Path) -> None:
+        """Remove the worktree whatever its state (uncommitted changes, mid-rebase)."""
+        worktree = Path(worktree).resolve()
+        checkout = self._checkouts.pop(worktree, None)
+        mirror = checkout.mirror if checkout else self._mirror_of(worktree)
+        try:
+            if mirror is not None and mirror.exists():
+                async with self.mirrors.lock(Mirrors.repo_of(mirror)):
+                    if checkout is None or not await self._park(checkout.repo, mirror, worktree):
+                        await self._drop_worktree(mirror, worktree)
+                    if checkout is not None:
+                        await self._git(
+                            ["branch", "-D", "--quiet", checkout.branch], mirror, check=False
+                        )
+            else:
+                shutil.rmtree(worktree, ignore_errors=True)
+        finally:
+            shutil.rmtree(worktree, ignore_errors=True)
+            job_id = checkout.job_id if checkout else worktree.name
+            self._release_job(job_id)
+        log.info("worktree removed", extra={"worktree": str(worktree)})
+
+    async def sweep(self) -> list[str]:
+        """Remove worktrees of jobs no process on this machine runs (a killed worker's);
+        returns their job ids. Safe at any time; workers run it when they start."""
+        removed: list[str] = []
+        if not self.worktrees_dir.is_dir():
+            return removed
+        for path in sorted(self.worktrees_dir.iterdir()):
+            if not path.is_dir() or path.is_symlink() or self._job_is_live(path.name):
+                continue
+            await self.remove(path)
+            removed.append(path.name)
+        for mirror in self.mirrors.all():
+            async with self.mirrors.lock(Mirrors.repo_of(mirror)):
+                await self._git(["worktree", "prune"], mirror, check=False)
+        return removed
+
+    # --- working in a worktree --------------------------------------------------------
+
+    def _scrub(self, worktree: Path) -> Path:
+        """A job's worktree loses any nested repository before git looks at it."""
+        wt = Path(worktree)
+        if wt.resolve().parent == self.worktrees_dir:
+            remove_nested_repos(wt)
+        return wt
+
+    async def head(self, worktree: Path) -> str:
+        return await commits.head(self._run, Path(worktree))
+
+    async def changes(self, worktree: Path) -> Changes:
+        """Stage everything (`git add -A`) and report what changed against HEAD."""
+        return await commits.changes(self._run, self._scrub(worktree))
+
+    async def commit(
+        self,
+        worktree: Path,
+        message: str,
+        author: tuple[str, str] | None = None,
+        co_authors: Sequence[tuple[str, str] | str] = (),
+    ) -> str:
+        """Commit everything with the bot as author (unless given); return the new sha."""
+        return await commits.commit(self._run, self._scrub(worktree), message, author, co_authors)
+
+    def _remember(self, worktree: Path, clone_url: str | None, token: str | None) -> _Checkout:
+        checkout = self._checkout(worktree)
+        if checkout is None:
+            mirror = self._mirror_of(worktree)
+            if mirror is None:
+                raise WorkspaceError(f"{worktree} is not a worktree of this workspace")
+            checkout = _Checkout(Mirrors.repo_of(mirror), mirror, "", Path(worktree).name, "", "")
+            self._checkouts[Path(worktree).resolve()] = checkout
+        if clone_url:
+            checkout.clone_url = clone_url
+        if token:
+            checkout.token = token
+        return checkout
+
+    async def push(self, worktree: Path, clone_url: str, token: str | None, branch: str) -> None:
+        """Push HEAD to `branch`, never forcing. A refusal raises `PushRejected`."""
+        wt = Path(worktree)
+        checkout = self._remember(wt, clone_url, token)
+        sha = await commits.push(self._run, wt, clone_url, token, branch)
+        async with self.mirrors.lock(checkout.repo):
+            await self._git(
+                ["update-ref", f"refs/remotes/origin/{branch}", sha], checkout.mirror, check=False
+            )
+        log.info("pushed", extra={"repo": checkout.repo, "branch": branch, "sha": sha})
+
+    async def rebase_onto_remote(
+        self,
+        worktree: Path,
+        branch: str,
+        clone_url: str | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Fetch the remote `branch` and replay our commits on top; return the new HEAD.
+
+        `clone_url`/`token` default to those last given to `prepare`/`push` for this
+        worktree. On conflict the rebase is aborted and `RebaseConflict(files)` raised.
+        """
+        wt = Path(worktree)
+        checkout = self._remember(wt, clone_url, token)
+        if not checkout.clone_url:
+            raise WorkspaceError("rebase_onto_remote needs the clone URL of the repository")
+        remote_ref = f"refs/remotes/origin/{branch}"
+        async with self.mirrors.lock(checkout.repo):
+            await self._git(
+                ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{remote_ref}"],
+                checkout.mirror,
+                clone_url=checkout.clone_url,
+                token=checkout.token or None,
+            )
+        return await commits.rebase(self._run, self._scrub(wt), remote_ref)
+
+    async def remote_branch_exists(
+        self,
+        repo: str,
+        branch: str,
+        clone_url: str | None = None,
+        token: str | None = None,
+    ) -> bool:
+        """Whether the remote has `branch`: asked live when `clone_url` is given, else as
+        of the mirror's last fetch."""
+        if clone_url:
+            return await self.mirrors.ls_remote(branch, clone_url, token, cwd=self.data_dir)
+        mirror = self.mirror_path(repo)
+        if not mirror.exists():
+            return False
+        return await self.mirrors.rev(mirror, f"refs/remotes/origin/{branch}") is not None
+
+    def tracked_files(self, worktree: Path) -> list[str]:
+        """Paths git tracks in the worktree (for the repository map), sorted."""
+        _, out, _ = self.runner.run_sync(["-c", "core.quotepath=off", "ls-files", "-z"], worktree)
+        return sorted(p for p in out.split("\0") if p)
