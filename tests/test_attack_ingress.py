@@ -32,7 +32,8 @@ from sim.github import GitHubSim
 from test_revise import REPO, bot_comments
 from test_webhook import APP, SECRET, headers, make_settings
 
-from pact_bot.jobs.model import Job, Queue
+from pact_bot.jobs.model import Job, Pruned, Queue
+from pact_bot.jobs.retention import DAY, Retention
 from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.triggers import BotIdentity
 from pact_bot.web.app import create_app
@@ -396,7 +397,7 @@ def mutate(rng: random.Random, doc: dict[str, Any]) -> Any:
 
 def fuzz_cases(n: int, seed: int = 20261204) -> list[tuple[str, bytes]]:
     files = sorted(FIXTURES.rglob("*.json"))
-    originals = [(f.parts[-3], json.loads(f.read_text())) for f in files]
+    originals = [(f.parent.name, json.loads(f.read_text())) for f in files]
     rng = random.Random(seed)
     cases = []
     for _ in range(n):
@@ -472,3 +473,39 @@ async def test_ten_thousand_mutated_signed_payloads_never_get_a_5xx(
     assert {200, 202, 400} <= statuses  # the mutations reach every outcome
     ok = await client.get("/healthz")
     assert ok.status_code == 200
+
+
+# -- finding 9c: retention runs by itself ----------------------------------------------------
+
+
+class _PruneOnce:
+    """A queue whose prune fails once, then records the cut-offs and stops the loop."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+        self.calls: list[tuple[float, float]] = []
+
+    async def prune(self, now: float, jobs_before: float, deliveries_before: float) -> Pruned:
+        self.calls.append((now - jobs_before, now - deliveries_before))
+        if len(self.calls) == 1:
+            raise OSError("disk hiccup")
+        self.stop.set()
+        return Pruned(jobs=2, deliveries=5)
+
+
+async def test_the_retention_loop_survives_a_failed_pass_and_uses_the_settings(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        tmp_path, pact_retention_jobs_days=2, pact_retention_deliveries_days=0.5
+    )
+    stop = asyncio.Event()
+    queue = _PruneOnce(stop)
+    clock = Clock()
+    retention = Retention.from_settings(settings, queue, clock=clock)  # type: ignore[arg-type]
+    assert await retention.prune_if_due() is None  # failed: logged, not raised
+    clock.now += 3600  # due again
+
+    await asyncio.wait_for(retention.run(stop, poll=3600), timeout=5)
+
+    assert queue.calls == [(2 * DAY, 0.5 * DAY)] * 2
