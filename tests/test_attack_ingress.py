@@ -223,9 +223,12 @@ async def test_triggers_over_the_window_are_answered_200_and_start_nothing(
         assert (await label(10, "carol", "acme/other")).status_code == 202  # not another one
         clock.now += 61  # the window slides
         assert (await label(11, "alice")).status_code == 202
-        assert await dropped(client, "rate_limited_sender") - by_sender == 3
+        # a concurrent burst gets no more than a slow trickle
+        burst = await asyncio.gather(*(label(100 + n, "dave", "acme/burst") for n in range(10)))
+        assert sorted(r.status_code for r in burst) == [200] * 7 + [202] * 3
+        assert await dropped(client, "rate_limited_sender") - by_sender == 3 + 7
         assert await dropped(client, "rate_limited_repo") - by_repo == 1
-    assert len(await queue.list()) == 7
+    assert len(await queue.list()) == 7 + 3
     await queue.close()
 
 

@@ -46,9 +46,16 @@ class SlidingWindow:
             for old in list(self._hits)[: len(self._hits) // 2]:
                 self._live(old, now)
 
+    def unhit(self, key: str) -> None:
+        hits = self._hits.get(key)
+        if hits:
+            hits.pop()
+
 
 class TriggerLimits:
-    """The two windows together: `check` before recording a job, `hit` once it is new."""
+    """The two windows together. `take` reserves a slot before the job is recorded (a check
+    followed by a hit after the write would let a burst of concurrent deliveries all pass);
+    `give_back` returns it when the delivery turned out to be a duplicate."""
 
     def __init__(
         self,
@@ -60,14 +67,23 @@ class TriggerLimits:
         self.sender = SlidingWindow(per_sender, window, clock)
         self.repo = SlidingWindow(per_repo, window, clock)
 
-    def check(self, repo: str, sender: str) -> str | None:
-        """None when the trigger may start a job, else which limit it is over."""
-        if self.repo.full(repo.lower()):
+    @staticmethod
+    def _keys(repo: str, sender: str) -> tuple[str, str]:
+        return repo.lower(), f"{repo.lower()}\0{sender.lower()}"
+
+    def take(self, repo: str, sender: str) -> str | None:
+        """None when the trigger may start a job (its slot is taken), else which limit it
+        is over (nothing taken)."""
+        by_repo, by_sender = self._keys(repo, sender)
+        if self.repo.full(by_repo):
             return "repo"
-        if self.sender.full(f"{repo.lower()}\0{sender.lower()}"):
+        if self.sender.full(by_sender):
             return "sender"
+        self.repo.hit(by_repo)
+        self.sender.hit(by_sender)
         return None
 
-    def hit(self, repo: str, sender: str) -> None:
-        self.repo.hit(repo.lower())
-        self.sender.hit(f"{repo.lower()}\0{sender.lower()}")
+    def give_back(self, repo: str, sender: str) -> None:
+        by_repo, by_sender = self._keys(repo, sender)
+        self.repo.unhit(by_repo)
+        self.sender.unhit(by_sender)

@@ -215,7 +215,7 @@ class WebhookEndpoint:
         job = decision.job
         # Not recorded as seen: once the window has room, a redelivery from GitHub's
         # delivery log (same id) starts the job.
-        over = self.limits.check(job.repo, job.sender)
+        over = self.limits.take(job.repo, job.sender)
         if over is not None:
             fields["reason"] = f"rate limited ({over})"
             metrics.triggers_dropped.labels(reason=f"rate_limited_{over}").inc()
@@ -225,16 +225,20 @@ class WebhookEndpoint:
         # that starts at once gets 👀 from its own worker. Its own delivery id
         # (`<delivery>:ack`) keeps it unique; a redelivery records neither.
         with_ack = getattr(self.queue, "enqueue_with_ack", None)
-        if decision.ack is None:
-            result = await self.queue.enqueue(job, body_sha256=body_sha256)
-        elif with_ack is not None:
-            result = await with_ack(job, decision.ack, body_sha256=body_sha256)
-        else:  # a queue without it: the ack always, first
-            await self._record_ack(decision.ack, fields)
-            result = await self.queue.enqueue(job, body_sha256=body_sha256)
+        try:
+            if decision.ack is None:
+                result = await self.queue.enqueue(job, body_sha256=body_sha256)
+            elif with_ack is not None:
+                result = await with_ack(job, decision.ack, body_sha256=body_sha256)
+            else:  # a queue without it: the ack always, first
+                await self._record_ack(decision.ack, fields)
+                result = await self.queue.enqueue(job, body_sha256=body_sha256)
+        except BaseException:
+            self.limits.give_back(job.repo, job.sender)
+            raise
         if result is Enqueued.duplicate_delivery:
-            return 200, "duplicate", {"ok": True, "duplicate": True}
-        self.limits.hit(job.repo, job.sender)  # a coalesced one may have recorded an ack
+            self.limits.give_back(job.repo, job.sender)  # a coalesced one keeps its slot:
+            return 200, "duplicate", {"ok": True, "duplicate": True}  # it may have an ack
         if result is Enqueued.coalesced:
             return 200, "coalesced", {"ok": True, "coalesced": True}
         fields["job_id"] = job.id
