@@ -2,9 +2,9 @@
 repository: what is left of a flood once strangers are dropped (a leaked collaborator
 token, a runaway script) must not fill the queue or spend the installation's API budget.
 
-Per process, in memory: a webhook answer must not wait for another round trip to the
-queue, and GitHub does not retry (so nothing is gained by a shared exact count). With
-`PACT_WEB_PROCESSES=N` a flood spread over the N sockets may start up to N times the limit.
+Per process, in memory: no extra round trip to the queue on every delivery's hot path. With
+`PACT_WEB_PROCESSES=N` a flood spread over the N sockets may start up to N times the limit;
+separate `serve` replicas (Postgres) each count their own.
 """
 
 from __future__ import annotations
