@@ -179,6 +179,9 @@ def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Nam
         "PACT_DATABASE_URL": f"sqlite:///{db}",
         "PACT_WORKERS": "0",
         "PACT_DATA_DIR": str(work / "data"),
+        # throughput, not abuse: one sender's many triggers must all be accepted
+        "PACT_RATE_LIMIT_SENDER": "1000000000",
+        "PACT_RATE_LIMIT_REPO": "1000000000",
     }
     schema = None
     if args.postgres:  # a fresh schema in the given database; dropped after counting

@@ -41,6 +41,9 @@ class Server:
             "PACT_DATABASE_URL": f"sqlite:///{tmp_path}/pact.db",
             "PACT_WORKERS": str(workers),
             "PACT_DATA_DIR": str(tmp_path / "data"),
+            # load, not abuse: one sender's many triggers must all be accepted
+            "PACT_RATE_LIMIT_SENDER": "1000000",
+            "PACT_RATE_LIMIT_REPO": "1000000",
         }
         env.pop("GITHUB_PRIVATE_KEY_PATH", None)
         # configured, but its jobs never leave the machine: GitHub is a closed loopback port

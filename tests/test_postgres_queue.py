@@ -11,13 +11,15 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from pg_support import PgSchema, make_schema, postgres_dsn, remove_schema, with_params
 
-from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState
+from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Pruned
 from pact_bot.jobs.postgres import NOT_MIGRATED, NotMigrated, PostgresQueue, apply_schema
 from pact_bot.jobs.worker import JobControl, JobOutcome, run_workers
 
@@ -183,6 +185,34 @@ async def test_heartbeats_keep_a_slow_job(pg: PgSchema) -> None:
             assert await q.claim("w2") is None
         await q.finish(job.id, "w1", JobState.succeeded)
         assert (await q.get(job.id)).attempts == 1  # type: ignore[union-attr]
+
+
+async def test_pruning_deletes_procrastinates_rows_too(queue: PostgresQueue, pg: PgSchema) -> None:
+    done, kept = make_job("r1", 6, n=1), make_job("r2", 7, n=2)
+    await queue.enqueue(done)
+    await queue.enqueue(kept)
+    assert (await queue.claim("w1")) is not None
+    await queue.finish(done.id, "w1", JobState.succeeded)
+    far = time.time() + 10**6
+    assert await queue.prune(far, far, 0) == Pruned(jobs=1, deliveries=0)
+    rows = pg.query("SELECT p.args->>'job_id', p.status::text FROM procrastinate_jobs p")
+    assert rows == [(kept.id, "todo")]  # the finished one and its events are gone
+    assert pg.query("SELECT count(DISTINCT job_id) FROM procrastinate_events") == [(1,)]
+
+
+async def test_a_schema_from_before_body_hashes_is_upgraded_by_migrate(pg: PgSchema) -> None:
+    with psycopg.connect(pg.base_dsn, autocommit=True) as conn:  # as version 1 left it
+        conn.execute(f'ALTER TABLE "{pg.name}".pact_deliveries DROP COLUMN body_sha256')
+    with pytest.raises(NotMigrated):
+        await PostgresQueue(pg.dsn, schema=pg.name).open()
+    await apply_schema(pg.dsn, pg.name)
+    q = PostgresQueue(pg.dsn, schema=pg.name)
+    await q.open()
+    try:
+        assert await q.record_delivery("u1", body_sha256="b") is True
+        assert await q.record_delivery("u2", body_sha256="b") is False
+    finally:
+        await q.close()
 
 
 async def test_cancel_reaches_procrastinate(queue: PostgresQueue, pg: PgSchema) -> None:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 from queue_backends import BACKENDS, QueueFactory
 
-from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Queue
+from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Pruned, Queue
+from pact_bot.jobs.retention import DAY, Retention
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +73,55 @@ async def test_a_delivery_id_is_recorded_once(queue: Queue) -> None:
     late = job(number=9).model_copy(update={"delivery_id": "d-ignored"})
     assert await queue.enqueue(late) is Enqueued.duplicate_delivery
     assert len(await queue.list()) == 1
+
+
+async def test_a_body_is_recorded_once_whatever_its_delivery_id(queue: Queue) -> None:
+    """A signed body replayed under a new delivery id (the signature does not cover the id)
+    is a duplicate; deliveries without a body hash (acks, lost notices) never clash."""
+    j = job()
+    assert await queue.enqueue(j, body_sha256="h1") is Enqueued.created
+    replay = job(number=2)  # new id, new job, same body
+    assert await queue.enqueue(replay, body_sha256="h1") is Enqueued.duplicate_delivery
+    assert await queue.record_delivery("d-new", body_sha256="h1") is False
+    assert await queue.record_delivery("d-other", body_sha256="h2") is True
+    assert await queue.enqueue(job(number=3), body_sha256="h2") is Enqueued.duplicate_delivery
+    assert await queue.enqueue(job(number=4)) is Enqueued.created
+    assert await queue.enqueue(job(number=5)) is Enqueued.created
+    assert sorted(x.number or 0 for x in await queue.list()) == [1, 4, 5]
+
+
+async def test_retention_prunes_finished_jobs_and_old_deliveries(queue: Queue) -> None:
+    done = job(number=1)
+    assert await queue.enqueue(done, body_sha256="b1") is Enqueued.created
+    assert (await queue.claim("w1")) is not None
+    await queue.finish(done.id, "w1", JobState.succeeded)
+    running = job(number=2)
+    await queue.enqueue(running)
+    assert (await queue.claim("w2")) is not None
+    waiting = job(number=3)
+    await queue.enqueue(waiting)
+    assert await queue.record_delivery("d-ignored") is True
+    clock = [time.time() + 8 * DAY]
+    retention = Retention(queue, jobs_days=30, deliveries_days=7, clock=lambda: clock[0])
+
+    pruned = await retention.prune_if_due()
+
+    assert pruned == Pruned(jobs=0, deliveries=4)  # 8 days: deliveries go, jobs stay
+    assert await queue.get(done.id) is not None
+    assert await queue.record_delivery("d-ignored") is True  # forgotten: recorded anew
+    assert await queue.enqueue(job(number=1), body_sha256="b1") is Enqueued.created
+    assert await retention.prune_if_due() is None  # not due again within the hour
+    clock[0] += 23 * DAY
+
+    pruned = await retention.prune_if_due()
+
+    assert pruned is not None and pruned.jobs == 1  # 31 days: the finished job goes
+    assert await queue.get(done.id) is None
+    left = {x.id: x.state for x in await queue.list()}
+    assert left[running.id] is JobState.running and left[waiting.id] is JobState.queued
+    await queue.finish(running.id, "w2", JobState.succeeded)  # a kept job still finishes
+    claimed = await queue.claim("w3")
+    assert claimed is not None and claimed.id == waiting.id
 
 
 async def test_identical_trigger_coalesces_only_while_queued(queue: Queue) -> None:

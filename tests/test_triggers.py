@@ -137,6 +137,41 @@ def test_custom_command_from_repo_config() -> None:
     assert TriggerConfig.from_repo_config({"label": 3}) == CFG
 
 
+@pytest.mark.parametrize(
+    ("association", "starts"),
+    [
+        ("OWNER", True),
+        ("MEMBER", True),
+        ("COLLABORATOR", True),
+        ("CONTRIBUTOR", False),
+        ("FIRST_TIME_CONTRIBUTOR", False),
+        ("FIRST_TIMER", False),
+        ("MANNEQUIN", False),
+        ("NONE", False),
+        (None, False),  # absent: not trusted either
+    ],
+)
+def test_only_the_repositorys_people_trigger_by_comment_or_review(
+    association: str | None, starts: bool
+) -> None:
+    c = comment("/pact code")
+    r = review("changes_requested", "fix it")
+    for p, key in ((c, "comment"), (r, "review")):
+        if association is None:
+            del p[key]["author_association"]
+        else:
+            p[key]["author_association"] = association
+    for event, p in (("issue_comment", c), ("pull_request_review", r)):
+        d = route(event, p, BOT, CFG)
+        assert (d.job is not None) is starts, (event, association)
+        assert d.dropped == (None if starts else "stranger")
+        assert d.ack is None or starts
+    # not a command at all: just a comment, nothing dropped
+    chat = comment("thanks!")
+    chat["comment"]["author_association"] = "NONE"
+    assert route("issue_comment", chat, BOT, CFG).dropped is None
+
+
 def test_edited_and_deleted_comments_start_nothing() -> None:
     for action in ("edited", "deleted"):
         p = comment("/pact code")

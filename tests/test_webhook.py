@@ -215,6 +215,7 @@ async def test_identical_trigger_while_queued_is_coalesced(client: Client) -> No
     p = copy.deepcopy(load_payload("api.github.com/issues/labeled.payload.json"))
     p["label"]["name"] = "pact:code"
     assert (await client.deliver("issues", p)).status_code == 202
+    p["issue"]["updated_at"] = "2019-05-15T15:21:03Z"  # a second labelling: a new body
     r = await client.deliver("issues", p)
     assert r.status_code == 200 and r.json()["coalesced"] is True
     assert len(await client.queue.list()) == 1

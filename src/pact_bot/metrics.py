@@ -12,6 +12,20 @@ deliveries = Counter(
     ["event", "outcome"],
     registry=REGISTRY,
 )
+triggers_dropped = Counter(
+    "pact_webhook_triggers_dropped_total",
+    "Would-be triggers answered 200 that started nothing, by reason (stranger: a comment or "
+    "review from someone not OWNER, MEMBER or COLLABORATOR; rate_limited_sender, "
+    "rate_limited_repo: over PACT_RATE_LIMIT_SENDER / PACT_RATE_LIMIT_REPO).",
+    ["reason"],
+    registry=REGISTRY,
+)
+pruned = Counter(
+    "pact_pruned_total",
+    "Rows deleted by retention (jobs, deliveries).",
+    ["table"],
+    registry=REGISTRY,
+)
 webhook_latency = Histogram(
     "pact_webhook_latency_seconds",
     "Time from request to answer on /webhook.",

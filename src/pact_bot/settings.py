@@ -161,6 +161,34 @@ class Settings(BaseSettings):
     pact_max_attempts: int = Field(
         default=3, ge=1, description="Times a job is claimed before it is failed."
     )
+    pact_rate_window_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="The sliding window of the trigger rate limits below, in seconds.",
+    )
+    pact_rate_limit_sender: int = Field(
+        default=20,
+        ge=1,
+        description="Jobs one person may start on one repository per window; more are "
+        "answered 200 `rate limited` and start nothing. Counted per web process.",
+    )
+    pact_rate_limit_repo: int = Field(
+        default=100,
+        ge=1,
+        description="Jobs all senders together may start on one repository per window. "
+        "Counted per web process.",
+    )
+    pact_retention_jobs_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Finished jobs (succeeded, failed, cancelled) older than this are deleted.",
+    )
+    pact_retention_deliveries_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Delivery ids and body hashes (redelivery and replay dedupe) are "
+        "forgotten after this long.",
+    )
 
     pact_sandbox_pids: int = Field(
         default=512,

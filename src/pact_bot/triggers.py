@@ -27,7 +27,9 @@ coalescing). Per trigger: `comment_id` (react to it), `command` (code | help | s
 cancel; `ack` with `for_kind`, `for_key`, `for_fingerprint`; never `lost`, which only the
 queue makes), `unknown_command`, `spec_paths`, `instructions` (comment lines after the first),
 `title`, `body`, `review_id`, `review_state`, `review_body`, `check_run_id`, `head_sha`,
-`head_ref`, `base_ref`, `default_branch`. Permission is checked by the worker, not here.
+`head_ref`, `base_ref`, `default_branch`. A comment or review whose `author_association` is
+not OWNER, MEMBER or COLLABORATOR starts nothing (`Decision.dropped == "stranger"`); the
+exact permission of everyone else is checked by the worker, not here.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class Decision:
     job: Job | None
     reason: str
     ack: Job | None = None  # recorded first when the job would wait: 👀 while it waits
+    # why a would-be trigger was dropped ("stranger"), for the web's labelled counter
+    dropped: str | None = None
 
     @property
     def starts_job(self) -> bool:
@@ -115,6 +119,20 @@ def new_job_id() -> str:
 
 def _nothing(reason: str) -> Decision:
     return Decision(None, reason)
+
+
+# GitHub's `author_association` values of people the repository trusts; CONTRIBUTOR,
+# FIRST_TIMER, FIRST_TIME_CONTRIBUTOR, MANNEQUIN and NONE are anyone with an account.
+TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
+def _stranger(association: str | None) -> Decision | None:
+    """Drop a comment or review trigger from outside the repository's people: each would
+    cost a queued job and a public refusal (spam amplification). The worker still checks
+    the exact permission of whoever passes."""
+    if association in TRUSTED_ASSOCIATIONS:
+        return None
+    return Decision(None, f"sender is not a collaborator ({association})", dropped="stranger")
 
 
 def route(
@@ -201,6 +219,8 @@ def _issue_comment(
     cmd = parse_command(ev.comment.body, config.command)
     if cmd is None:
         return _nothing("not a command")
+    if (dropped := _stranger(ev.comment.author_association)) is not None:
+        return dropped
     issue = ev.issue
     common = {
         "trigger": "command",
@@ -302,6 +322,8 @@ def _review(
     state = review.state.lower()
     if state not in ("changes_requested", "commented"):
         return _nothing(f"review {state} starts nothing")
+    if (dropped := _stranger(review.author_association)) is not None:
+        return dropped
     job = _job(
         ev,
         JobKind.revise,

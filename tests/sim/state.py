@@ -216,7 +216,7 @@ class World:
             return "NONE"
         if login == repo.owner:
             return "OWNER"
-        if user.role not in ("admin", "maintain", "write", "triage"):
+        if user.role == "none":  # a stranger; any role (read too) makes a collaborator
             return "NONE"
         owner = self.users.get(repo.owner)
         return "MEMBER" if owner is not None and owner.type == "Organization" else "COLLABORATOR"

@@ -58,6 +58,7 @@ class Comment(_Model):
     id: int
     body: str | None = None
     user: Account
+    author_association: str | None = None
 
 
 class RefRepo(_Model):
@@ -86,6 +87,7 @@ class Review(_Model):
     state: str
     body: str | None = None
     user: Account
+    author_association: str | None = None
 
 
 class CheckRunPull(_Model):

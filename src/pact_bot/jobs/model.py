@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -67,6 +68,14 @@ class Enqueued(enum.StrEnum):
     coalesced = "coalesced"  # an identical job is still queued: 200, nothing new
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What one retention pass deleted."""
+
+    jobs: int
+    deliveries: int
+
+
 class Queue(Protocol):
     """Durable, at-least-once, one-at-a-time per key.
 
@@ -80,11 +89,21 @@ class Queue(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
 
-    async def record_delivery(self, delivery_id: str) -> bool:
-        """Remember a delivery that starts nothing; False when seen before."""
+    async def record_delivery(self, delivery_id: str, body_sha256: str | None = None) -> bool:
+        """Remember a delivery that starts nothing; False when its id or its body (sha256
+        of the raw bytes, which the signature covers and the id does not) was seen before."""
         ...
 
-    async def enqueue(self, job: Job) -> Enqueued: ...
+    async def enqueue(self, job: Job, body_sha256: str | None = None) -> Enqueued:
+        """Record `job` and its delivery (id and body hash) in one transaction; a delivery
+        whose id or body was seen before is `duplicate_delivery`."""
+        ...
+
+    async def prune(self, now: float, jobs_before: float, deliveries_before: float) -> Pruned:
+        """Delete finished jobs that finished before `jobs_before` and deliveries received
+        before `deliveries_before` (epoch seconds; `now` dates nothing, it is for the log)."""
+        ...
+
     async def claim(self, worker_id: str) -> Job | None: ...
     async def heartbeat(self, job_id: str, worker_id: str) -> bool:
         """Renew the lease; False when the job is no longer ours (lease lost)."""

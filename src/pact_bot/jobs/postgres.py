@@ -19,9 +19,10 @@ through procrastinate's worker heartbeats (`procrastinate_workers.last_heartbeat
 detection through its `select_stalled_jobs_by_heartbeat` query. What `pact-bot jobs` shows
 (state, attempts, cost, turns, error, PR URL, timestamps, task) lives in `pact_jobs`, one row
 per procrastinate job (its args carry our job id; our row carries its id), changed in the
-same transaction as the procrastinate row. Deliveries (`pact_deliveries`, inserted in the
-job's transaction), the repo-config cache and cancel flags are tables too, so every replica
-sees the same truth. Leases are measured with the database's clock, not the workers'.
+same transaction as the procrastinate row. Deliveries (`pact_deliveries`: id and body
+sha256, each unique, inserted in the job's transaction), the repo-config cache and cancel
+flags are tables too, so every replica sees the same truth. Leases are measured with the
+database's clock, not the workers'.
 
 Where the protocol and procrastinate differ, and what this module does:
 - The protocol leases one *job* to a worker id string; procrastinate heartbeats a *worker*
@@ -44,6 +45,7 @@ Where the protocol and procrastinate differ, and what this module does:
   with `finish(..., cancelled)`, stored by procrastinate as `aborted` (it has no other terminal
   state reachable from `doing`).
 - The tasks are never run by `procrastinate worker`: pact-bot's own worker loop claims them.
+- `prune(now, jobs_before, deliveries_before)`: retention, as SQLite (`jobs.retention`).
 - `enqueue_with_ack(job, ack)` (as in SQLite: the ack only when the key has a queued or
   running job) is one transaction: an advisory lock on the key, the check, the ack if
   needed, the job.
@@ -55,8 +57,9 @@ Where the protocol and procrastinate differ, and what this module does:
   drops while COMMIT is in flight, `enqueue` may answer `duplicate_delivery` for a job it did
   record (the caller then answers 200 instead of 202; the job exists).
 - Schema upgrades: `migrate` applies procrastinate's full schema to an empty schema only and
-  records procrastinate's version; upgrading procrastinate later needs its migrations
-  (`procrastinate schema --migrations`), not handled here.
+  records procrastinate's version; our tables upgrade in place (`ADD COLUMN IF NOT EXISTS`),
+  and `open()` refuses a schema without them (NotMigrated); upgrading procrastinate later
+  needs its migrations (`procrastinate schema --migrations`), not handled here.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ from pact_bot.jobs.model import (
     Job,
     JobKind,
     JobState,
+    Pruned,
     fingerprint,
     lost_notice,
 )
@@ -97,7 +101,7 @@ T = TypeVar("T")
 
 QUEUE_NAME = "pact"
 TASK_NAME = "pact_bot.job"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: pact_deliveries.body_sha256 (replay dedupe), received_at index
 CONNECT_TIMEOUT = 10
 NOT_MIGRATED = "database not migrated: run `pact-bot db migrate`"
 
@@ -139,6 +143,9 @@ CREATE TABLE IF NOT EXISTS pact_deliveries (
     received_at double precision NOT NULL,
     job_id text
 );
+ALTER TABLE pact_deliveries ADD COLUMN IF NOT EXISTS body_sha256 text;
+CREATE UNIQUE INDEX IF NOT EXISTS pact_deliveries_body ON pact_deliveries(body_sha256);
+CREATE INDEX IF NOT EXISTS pact_deliveries_received ON pact_deliveries(received_at);
 CREATE TABLE IF NOT EXISTS pact_repo_config (
     repo text PRIMARY KEY,
     config jsonb NOT NULL,
@@ -159,8 +166,8 @@ _CLAIM_SQL = f"UPDATE pact_jobs SET {_CLAIM_SET} WHERE id=%s AND pj_id=%s RETURN
 # path (savepoint, `JobManager.defer_job_async`, AlreadyEnqueued -> coalesced).
 _ENQUEUE_SQL = """
 WITH d AS (
-    INSERT INTO pact_deliveries(delivery_id, received_at, job_id)
-    VALUES (%(delivery_id)s, %(received_at)s, %(id)s)
+    INSERT INTO pact_deliveries(delivery_id, received_at, job_id, body_sha256)
+    VALUES (%(delivery_id)s, %(received_at)s, %(id)s, %(body_sha256)s)
     ON CONFLICT DO NOTHING RETURNING delivery_id
 ), p AS (
     SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(
@@ -177,7 +184,7 @@ RETURNING id
 """
 _BUSY_SQL = """
 SELECT EXISTS (SELECT 1 FROM pact_jobs WHERE key = %s AND state IN ('queued', 'running')) AS busy,
-    EXISTS (SELECT 1 FROM pact_deliveries WHERE delivery_id = %s) AS seen
+    EXISTS (SELECT 1 FROM pact_deliveries WHERE delivery_id = %s OR body_sha256 = %s) AS seen
 """
 _UPDATABLE = {"cost_usd", "turns", "pr_url", "error"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -219,11 +226,12 @@ def _row_to_job(r: dict[str, Any]) -> Job:
     )
 
 
-def _enqueue_params(job: Job) -> dict[str, Any]:
+def _enqueue_params(job: Job, body_sha256: str | None = None) -> dict[str, Any]:
     """`_ENQUEUE_SQL`'s parameters for one job."""
     fp = fingerprint(job)
     return {
         "delivery_id": job.delivery_id,
+        "body_sha256": body_sha256,
         "received_at": time.time(),
         "id": job.id,
         "queue": QUEUE_NAME,
@@ -389,21 +397,21 @@ class PostgresQueue:
 
     # -- deliveries and enqueue --------------------------------------------------------------
 
-    async def record_delivery(self, delivery_id: str) -> bool:
+    async def record_delivery(self, delivery_id: str, body_sha256: str | None = None) -> bool:
         async def op() -> bool:
             async with self._tx() as conn:
-                row = await self._fetchone(
+                row = await self._fetchone(  # nothing when the id or the body hash is known
                     conn,
-                    "INSERT INTO pact_deliveries(delivery_id, received_at) VALUES (%s, %s) "
-                    "ON CONFLICT DO NOTHING RETURNING delivery_id",
-                    (delivery_id, time.time()),
+                    "INSERT INTO pact_deliveries(delivery_id, received_at, body_sha256) "
+                    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING delivery_id",
+                    (delivery_id, time.time(), body_sha256),
                 )
                 return row is not None
 
         return await self._retrying("record_delivery", op)
 
-    async def enqueue(self, job: Job) -> Enqueued:
-        params = _enqueue_params(job)
+    async def enqueue(self, job: Job, body_sha256: str | None = None) -> Enqueued:
+        params = _enqueue_params(job, body_sha256)
         fp, qlock = params["fingerprint"], params["qlock"]
 
         async def fast() -> Enqueued | None:
@@ -419,24 +427,26 @@ class PostgresQueue:
             if (done := await fast()) is not None:
                 return done
             async with self._tx() as conn:
-                return await self._enqueue_careful(conn, job, qlock, fp)
+                return await self._enqueue_careful(conn, job, qlock, fp, body_sha256)
 
         return await self._retrying("enqueue", op)
 
-    async def enqueue_with_ack(self, job: Job, ack: Job) -> Enqueued:
+    async def enqueue_with_ack(
+        self, job: Job, ack: Job, body_sha256: str | None = None
+    ) -> Enqueued:
         """`enqueue(job)`, recording `ack` first (same transaction) only when `job.key`
         already has a queued or running job: the job would wait, so a worker should react
         👀 now. The result is the job's; a redelivery records neither.
 
         A transaction-scoped advisory lock on the key orders concurrent deliveries for the
         same key (READ COMMITTED would let both see it idle)."""
-        params = _enqueue_params(job)
+        params = _enqueue_params(job, body_sha256)
         fp, qlock = params["fingerprint"], params["qlock"]
 
         async def op() -> Enqueued:
             async with self._tx() as conn:
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (job.key,))
-                row = await self._fetchone(conn, _BUSY_SQL, (job.key, job.delivery_id))
+                row = await self._fetchone(conn, _BUSY_SQL, (job.key, job.delivery_id, body_sha256))
                 assert row is not None
                 if row["seen"]:
                     return Enqueued.duplicate_delivery
@@ -453,20 +463,25 @@ class PostgresQueue:
                         cur = await conn.execute(_ENQUEUE_SQL, params)
                         created = await cur.fetchone()
                 except psycopg.errors.UniqueViolation:
-                    return await self._enqueue_careful(conn, job, qlock, fp)
+                    return await self._enqueue_careful(conn, job, qlock, fp, body_sha256)
                 return Enqueued.created if created else Enqueued.duplicate_delivery
 
         return await self._retrying("enqueue", op)
 
     async def _enqueue_careful(
-        self, conn: psycopg.AsyncConnection[Any], job: Job, qlock: str, fp: str
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        job: Job,
+        qlock: str,
+        fp: str,
+        body_sha256: str | None = None,
     ) -> Enqueued:
         """In the caller's transaction: `enqueue` when the queueing lock may refuse the job."""
         seen = await self._fetchone(
             conn,
-            "INSERT INTO pact_deliveries(delivery_id, received_at, job_id) "
-            "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING delivery_id",
-            (job.delivery_id, time.time(), job.id),
+            "INSERT INTO pact_deliveries(delivery_id, received_at, job_id, body_sha256) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING delivery_id",
+            (job.delivery_id, time.time(), job.id, body_sha256),
         )
         if seen is None:
             return Enqueued.duplicate_delivery
@@ -530,6 +545,34 @@ class PostgresQueue:
         if self._jobs is None:
             raise RuntimeError("PostgresQueue is not open")
         return self._jobs
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def prune(self, now: float, jobs_before: float, deliveries_before: float) -> Pruned:
+        """Finished jobs (our rows and procrastinate's, whose events cascade) and old
+        deliveries go; queued and running jobs never do."""
+
+        async def op() -> Pruned:
+            async with self._tx() as conn:
+                gone = await self._fetchall(
+                    conn,
+                    "DELETE FROM pact_jobs WHERE state IN ('succeeded','failed','cancelled') "
+                    "AND COALESCE(finished_at, created_at) < %s RETURNING pj_id",
+                    (jobs_before,),
+                )
+                pj_ids = [r["pj_id"] for r in gone if r["pj_id"] is not None]
+                if pj_ids:
+                    await conn.execute(
+                        "DELETE FROM procrastinate_jobs WHERE id = ANY(%s) "
+                        "AND status NOT IN ('todo', 'doing')",
+                        (pj_ids,),
+                    )
+                cur = await conn.execute(
+                    "DELETE FROM pact_deliveries WHERE received_at < %s", (deliveries_before,)
+                )
+                return Pruned(len(gone), cur.rowcount)
+
+        return await self._retrying("prune", op)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -904,7 +947,9 @@ async def _is_migrated(connector: PsycopgConnector) -> bool:
         query="SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS p, "  # type: ignore[arg-type]
         "to_regclass('pact_jobs') IS NOT NULL AS j, "
         "to_regclass('pact_deliveries') IS NOT NULL AS d, "
-        "to_regclass('pact_repo_config') IS NOT NULL AS c"
+        "to_regclass('pact_repo_config') IS NOT NULL AS c, "
+        "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('pact_deliveries') "
+        "AND attname = 'body_sha256' AND NOT attisdropped) AS h"
     )
     return all(row.values())
 

@@ -14,8 +14,11 @@ opened it. Several processes (serve + `pact-bot worker`) may share the
 file: transactions are `BEGIN IMMEDIATE` with a busy timeout.
 
 Semantics (shared with the Postgres backend):
-- `deliveries` remembers every delivery id; a job insert records its delivery in the same
-  transaction, so a redelivery is `duplicate_delivery` whether or not it started a job.
+- `deliveries` remembers every delivery id and the sha256 of its body; a job insert records
+  its delivery in the same transaction, so a redelivery (same id) or a replay (same signed
+  body, new id) is `duplicate_delivery` whether or not it started a job.
+- `prune(now, jobs_before, deliveries_before)` deletes finished jobs and old deliveries
+  (retention, `jobs.retention`).
 - A job identical to one still queued (same key and `fingerprint()`) is `coalesced`.
 - `enqueue_with_ack(job, ack)`: the job, and before it (same transaction) its 👀 `ack`
   reply job only when the job's key already has a queued or running job.
@@ -49,6 +52,7 @@ from pact_bot.jobs.model import (
     Job,
     JobKind,
     JobState,
+    Pruned,
     fingerprint,
     lost_notice,
 )
@@ -87,14 +91,29 @@ CREATE INDEX IF NOT EXISTS jobs_key_state ON jobs(key, state);
 CREATE TABLE IF NOT EXISTS deliveries (
     delivery_id TEXT PRIMARY KEY,
     received_at REAL NOT NULL,
-    job_id TEXT
+    job_id TEXT,
+    body_sha256 TEXT
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries(received_at);
 CREATE TABLE IF NOT EXISTS repo_config (
     repo TEXT PRIMARY KEY,
     config TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
 """
+
+# Files made before body hashes: the column and its unique index (NULLs never clash: acks,
+# lost notices and old rows have none).
+_BODY_HASH = "CREATE UNIQUE INDEX IF NOT EXISTS deliveries_body ON deliveries(body_sha256)"
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+    if "body_sha256" not in columns:
+        conn.execute("ALTER TABLE deliveries ADD COLUMN body_sha256 TEXT")
+    conn.execute(_BODY_HASH)
+
 
 _COLUMNS = (
     "id, kind, key, repo, number, installation_id, delivery_id, sender, task, state, attempts, "
@@ -333,7 +352,9 @@ def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_exception(value)
 
 
-def _enqueue_op(job: Job) -> Callable[[sqlite3.Connection], Enqueued]:
+def _enqueue_op(
+    job: Job, body_sha256: str | None = None
+) -> Callable[[sqlite3.Connection], Enqueued]:
     """The enqueue transaction's body, also run inside a claim (a lost job's notice)."""
     fp = fingerprint(job)
     task = orjson.dumps(job.task, default=str).decode()
@@ -357,9 +378,10 @@ def _enqueue_op(job: Job) -> Callable[[sqlite3.Connection], Enqueued]:
     def op(c: sqlite3.Connection) -> Enqueued:
         # Two statements on the common path; self-contained (no savepoint): the only
         # write before a possible failure is undone by hand.
-        cur = c.execute(
-            "INSERT OR IGNORE INTO deliveries(delivery_id, received_at, job_id) VALUES (?,?,?)",
-            (job.delivery_id, time.time(), job.id),
+        cur = c.execute(  # ignored when the id or the body hash is there already
+            "INSERT OR IGNORE INTO deliveries(delivery_id, received_at, job_id, body_sha256) "
+            "VALUES (?,?,?,?)",
+            (job.delivery_id, time.time(), job.id, body_sha256),
         )
         if cur.rowcount != 1:
             return Enqueued.duplicate_delivery
@@ -386,11 +408,13 @@ def _enqueue_op(job: Job) -> Callable[[sqlite3.Connection], Enqueued]:
     return op
 
 
-def _enqueue_with_ack_op(job: Job, ack: Job) -> Callable[[sqlite3.Connection], Enqueued]:
+def _enqueue_with_ack_op(
+    job: Job, ack: Job, body_sha256: str | None = None
+) -> Callable[[sqlite3.Connection], Enqueued]:
     """`job`, and before it `ack` only when `job.key` already has a queued or running job
     (otherwise a free worker claims `job` at once and reacts itself). One indexed lookup on
     the common path; a redelivery records neither."""
-    job_op, ack_op = _enqueue_op(job), _enqueue_op(ack)
+    job_op, ack_op = _enqueue_op(job, body_sha256), _enqueue_op(ack)
 
     def op(c: sqlite3.Connection) -> Enqueued:
         busy = c.execute(
@@ -400,7 +424,8 @@ def _enqueue_with_ack_op(job: Job, ack: Job) -> Callable[[sqlite3.Connection], E
         if busy is None:
             return job_op(c)
         if c.execute(
-            "SELECT 1 FROM deliveries WHERE delivery_id = ?", (job.delivery_id,)
+            "SELECT 1 FROM deliveries WHERE delivery_id = ? OR body_sha256 = ?",
+            (job.delivery_id, body_sha256),
         ).fetchone():
             return Enqueued.duplicate_delivery
         c.execute("SAVEPOINT enqueue_ack")
@@ -449,7 +474,7 @@ class SqliteQueue:
 
         def connect() -> sqlite3.Connection:
             conn = _connect(self.path)
-            conn.executescript(SCHEMA)
+            _create_schema(conn)
             # checkpoints run in a thread (`_Committer`), not inside an inline COMMIT
             conn.execute("PRAGMA wal_autocheckpoint=0")
             return conn
@@ -485,7 +510,7 @@ class SqliteQueue:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(self.path)
         try:
-            conn.executescript(SCHEMA)
+            _create_schema(conn)
         finally:
             conn.close()
 
@@ -534,30 +559,51 @@ class SqliteQueue:
 
     # -- deliveries and enqueue --------------------------------------------------------------
 
-    async def record_delivery(self, delivery_id: str) -> bool:
+    async def record_delivery(self, delivery_id: str, body_sha256: str | None = None) -> bool:
         def op(c: sqlite3.Connection) -> bool:
             cur = c.execute(
-                "INSERT OR IGNORE INTO deliveries(delivery_id, received_at) VALUES (?, ?)",
-                (delivery_id, time.time()),
+                "INSERT OR IGNORE INTO deliveries(delivery_id, received_at, body_sha256) "
+                "VALUES (?, ?, ?)",
+                (delivery_id, time.time(), body_sha256),
             )
             return cur.rowcount == 1
 
         return await self._write(op, isolated=False)
 
-    async def enqueue(self, job: Job) -> Enqueued:
-        result = await self._write(_enqueue_op(job), isolated=False)
+    async def enqueue(self, job: Job, body_sha256: str | None = None) -> Enqueued:
+        result = await self._write(_enqueue_op(job, body_sha256), isolated=False)
         if result is Enqueued.created:
             self._work.set()
         return result
 
-    async def enqueue_with_ack(self, job: Job, ack: Job) -> Enqueued:
+    async def enqueue_with_ack(
+        self, job: Job, ack: Job, body_sha256: str | None = None
+    ) -> Enqueued:
         """`enqueue(job)`, recording `ack` first (in the same transaction) only when
         `job.key` already has a queued or running job: the job would wait, so a worker
         should react 👀 now. The result is the job's."""
-        result = await self._write(_enqueue_with_ack_op(job, ack), isolated=False)
+        result = await self._write(_enqueue_with_ack_op(job, ack, body_sha256), isolated=False)
         if result is Enqueued.created:
             self._work.set()
         return result
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def prune(self, now: float, jobs_before: float, deliveries_before: float) -> Pruned:
+        """Finished jobs and old deliveries go; queued and running jobs never do."""
+
+        def op(c: sqlite3.Connection) -> Pruned:
+            jobs = c.execute(
+                "DELETE FROM jobs WHERE state IN ('succeeded','failed','cancelled') "
+                "AND COALESCE(finished_at, created_at) < ?",
+                (jobs_before,),
+            ).rowcount
+            deliveries = c.execute(
+                "DELETE FROM deliveries WHERE received_at < ?", (deliveries_before,)
+            ).rowcount
+            return Pruned(jobs, deliveries)
+
+        return await self._write(op)
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when this process enqueued or finished a job, or after `timeout`.

@@ -255,6 +255,7 @@ async def sweep_worktrees(settings: Settings) -> None:
 def run_worker_process(settings: Settings, concurrency: int) -> None:
     """`pact-bot worker`: workers only, stopped by SIGTERM/SIGINT."""
     from pact_bot.jobs.backends import open_queue
+    from pact_bot.jobs.retention import Retention
 
     async def main() -> None:
         queue = open_queue(settings)
@@ -265,9 +266,12 @@ def run_worker_process(settings: Settings, concurrency: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         await sweep_worktrees(settings)
         log.info("worker started", extra={"concurrency": concurrency})
+        pruning = asyncio.create_task(Retention.from_settings(settings, queue).run(stop))
         try:
             await run_workers(queue, load_handler(settings), concurrency, stop)
         finally:
+            stop.set()
+            await pruning
             await queue.close()
         log.info("worker stopped")
 

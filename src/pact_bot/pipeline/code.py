@@ -49,6 +49,7 @@ from pact_bot.pipeline import report
 from pact_bot.pipeline.base import RepoJob
 from pact_bot.pipeline.checks import CheckResult, run_checks, summary_files
 from pact_bot.pipeline.progress import ProgressComment
+from pact_bot.pipeline.refusal import refuse_once
 from pact_bot.pipeline.report import Failure, Phase, Progress, RunStats
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.repo_config import CONFIG_PATH, Effective, RepoConfigError, parse_repo_config
@@ -830,7 +831,7 @@ class CodeJob(RepoJob):
             return True
         log.info("sender lacks permission", extra={"sender": sender, "permission": perm})
         command = str(self.task.get("command_word") or "/pact")
-        await self.comment(report.refusal_comment(sender, perm, command))
+        await refuse_once(self, report.refusal_comment(sender, perm, command))
         return False
 
     async def _run_agent(

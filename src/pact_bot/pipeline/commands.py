@@ -45,6 +45,7 @@ from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import report
 from pact_bot.pipeline.base import RepoJob
 from pact_bot.pipeline.code import WRITE_PERMISSIONS
+from pact_bot.pipeline.refusal import refuse_once
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.repo_config import CONFIG_PATH, Effective, RepoConfigError, parse_repo_config
 
@@ -252,7 +253,7 @@ class ReplyJob(RepoJob):
         perm = await permission_of(self.api, self.repo_path(), job.sender)
         if perm not in WRITE_PERMISSIONS:
             command = await self._command_word(rc)
-            await self.comment(refusal_text(job.sender, perm, name, command))
+            await refuse_once(self, refusal_text(job.sender, perm, name, command))
             return JobOutcome(
                 JobState.failed, error=f"refused: {job.sender} lacks write permission"
             )

@@ -41,6 +41,7 @@ from pact_bot.pipeline.code import (
     JobFailed,
     failure_of,
 )
+from pact_bot.pipeline.refusal import refuse_once
 from pact_bot.pipeline.report import Failure, Phase, Progress, RunStats
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.repo_config import glob_match
@@ -284,7 +285,7 @@ class ReviseJob(CodeJob):
             return True
         log.info("sender lacks permission", extra={"sender": self.job.sender, "permission": perm})
         what = "review" if self.task.get("trigger") == "review" else "command"
-        await self.comment(refusal_text(self.job.sender, perm, what))
+        await refuse_once(self, refusal_text(self.job.sender, perm, what))
         return False
 
     async def _react(self) -> None:

@@ -33,6 +33,7 @@ import uvicorn
 
 from pact_bot.jobs.backends import open_queue
 from pact_bot.jobs.model import Job
+from pact_bot.jobs.retention import Retention
 from pact_bot.jobs.worker import (
     JobControl,
     JobOutcome,
@@ -128,6 +129,7 @@ async def _serve_one(
     )
     server = _Server(config, stop)
     workers: asyncio.Task[None] | None = None
+    pruning: asyncio.Task[None] | None = None
     if settings.pact_workers > 0:
         current = {"handler": load_handler(settings)}
 
@@ -150,6 +152,7 @@ async def _serve_one(
             )
 
         workers = asyncio.create_task(work())
+        pruning = asyncio.create_task(Retention.from_settings(settings, queue).run(stop))
     serving = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
     try:
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
@@ -168,6 +171,8 @@ async def _serve_one(
         stop.set()
         if workers is not None:
             await workers
+        if pruning is not None:
+            await pruning
         await queue.close()
         log.info("stopped")
 

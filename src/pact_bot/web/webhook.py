@@ -6,12 +6,18 @@ id, private key); 413 over
 401 on a missing or wrong `X-Hub-Signature-256` (the sha1 header alone is refused); 400 on
 missing `X-GitHub-Event`/`X-GitHub-Delivery` or a body that is not a JSON object; 200 for
 `ping`, for redeliveries and for events that start nothing; 202 once the job is committed.
+A delivery is a duplicate when its id (GitHub's redelivery) or the sha256 of its raw body (a
+captured signed body replayed under a new id: the signature does not cover the id) was seen.
+A comment or review from a sender whose `author_association` is not OWNER, MEMBER or
+COLLABORATOR starts nothing (200, `triggers.route` decides); triggers over the per-sender or
+per-repository window (`web.ratelimit`) answer 200 `rate limited` — GitHub never retries, so
+a 429 would gain nothing. Both are counted in `pact_webhook_triggers_dropped_total`.
 Nothing here calls GitHub or the model: a comment-triggered code or revise job whose key
 already has a queued or running job comes with an `ack` reply job (recorded first, in the
 same transaction, delivery id `<delivery>:ack`) that a worker answers with 👀 while the job
 waits; a job that starts at once reacts itself.
 
-Public API: `WebhookEndpoint(settings, queue, bot, config_ttl)` with `.asgi(scope, receive,
+Public API: `WebhookEndpoint(settings, queue, bot, config_ttl, clock)` with `.asgi(scope, receive,
 send)` (what `web.app.create_app` mounts: no Request/Response objects on the hot path),
 `await endpoint(request) -> Response` (the same as a starlette handler) and
 `await endpoint.handle(headers, receive) -> (status, body)`; `verify_signature(secret, body,
@@ -37,6 +43,7 @@ from pact_bot import metrics
 from pact_bot.jobs.model import Enqueued, Job, Queue
 from pact_bot.settings import Settings
 from pact_bot.triggers import BotIdentity, TriggerConfig, route
+from pact_bot.web.ratelimit import TriggerLimits
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +106,7 @@ class WebhookEndpoint:
         queue: Queue,
         bot: BotIdentity,
         config_ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -111,6 +119,12 @@ class WebhookEndpoint:
         self.max_body = settings.pact_max_body_bytes
         self.config_ttl = config_ttl
         self._configs: dict[str, tuple[float, TriggerConfig]] = {}
+        self.limits = TriggerLimits(
+            settings.pact_rate_limit_sender,
+            settings.pact_rate_limit_repo,
+            settings.pact_rate_window_seconds,
+            clock,
+        )
 
     async def asgi(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         """The endpoint as a bare ASGI app: no Request/Response objects on the hot path."""
@@ -178,7 +192,8 @@ class WebhookEndpoint:
         action = payload.get("action")
         repo = payload.get("repository")
         fields["action"] = action if isinstance(action, str) else None
-        fields["repo"] = repo.get("full_name") if isinstance(repo, dict) else None
+        name = repo.get("full_name") if isinstance(repo, dict) else None
+        fields["repo"] = name if isinstance(name, str) else None  # the models say the rest
         if event == "ping":
             return 200, "ping", {"ok": True, "event": "ping"}
 
@@ -189,26 +204,41 @@ class WebhookEndpoint:
             where = ".".join(str(x) for x in e.errors()[0]["loc"])
             return 400, "rejected", {"error": f"payload of {event} is malformed at {where}"}
         fields["reason"] = decision.reason
+        body_sha256 = hashlib.sha256(raw).hexdigest()
         if decision.job is None:
-            if not await self.queue.record_delivery(delivery_id):
+            if not await self.queue.record_delivery(delivery_id, body_sha256=body_sha256):
                 return 200, "duplicate", {"ok": True, "duplicate": True}
+            if decision.dropped is not None:
+                metrics.triggers_dropped.labels(reason=decision.dropped).inc()
             return 200, "ignored", {"ok": True, "reason": decision.reason}
 
         job = decision.job
+        # Not recorded as seen: once the window has room, a redelivery from GitHub's
+        # delivery log (same id) starts the job.
+        over = self.limits.take(job.repo, job.sender)
+        if over is not None:
+            fields["reason"] = f"rate limited ({over})"
+            metrics.triggers_dropped.labels(reason=f"rate_limited_{over}").inc()
+            return 200, "rate_limited", {"ok": True, "reason": "rate limited"}
         # The ack only when the job would wait (its key has a queued or running job): the
         # backend decides and records it before the job, in the job's transaction; a job
         # that starts at once gets 👀 from its own worker. Its own delivery id
         # (`<delivery>:ack`) keeps it unique; a redelivery records neither.
         with_ack = getattr(self.queue, "enqueue_with_ack", None)
-        if decision.ack is None:
-            result = await self.queue.enqueue(job)
-        elif with_ack is not None:
-            result = await with_ack(job, decision.ack)
-        else:  # a queue without it: the ack always, first
-            await self._record_ack(decision.ack, fields)
-            result = await self.queue.enqueue(job)
+        try:
+            if decision.ack is None:
+                result = await self.queue.enqueue(job, body_sha256=body_sha256)
+            elif with_ack is not None:
+                result = await with_ack(job, decision.ack, body_sha256=body_sha256)
+            else:  # a queue without it: the ack always, first
+                await self._record_ack(decision.ack, fields)
+                result = await self.queue.enqueue(job, body_sha256=body_sha256)
+        except BaseException:
+            self.limits.give_back(job.repo, job.sender)
+            raise
         if result is Enqueued.duplicate_delivery:
-            return 200, "duplicate", {"ok": True, "duplicate": True}
+            self.limits.give_back(job.repo, job.sender)  # a coalesced one keeps its slot:
+            return 200, "duplicate", {"ok": True, "duplicate": True}  # it may have an ack
         if result is Enqueued.coalesced:
             return 200, "coalesced", {"ok": True, "coalesced": True}
         fields["job_id"] = job.id

@@ -1,0 +1,78 @@
+"""Retention: finished jobs and remembered deliveries are deleted once old enough, so the
+queue's tables stop growing with every webhook ever received.
+
+Run by every process that runs workers (`serve` with workers, `pact-bot worker`): each
+prunes at most once per `every` seconds; several doing it is harmless (the deletes are
+idempotent). Delivery ids and body hashes only need to outlive GitHub's redeliveries and a
+replay's usefulness; finished jobs stay for `pact-bot jobs` and the status page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from pact_bot import metrics
+from pact_bot.jobs.model import Pruned, Queue
+from pact_bot.settings import Settings
+
+log = logging.getLogger(__name__)
+DAY = 86_400.0
+
+
+class Retention:
+    """`prune_if_due()` deletes what is past its age, at most once per `every` seconds of
+    the injected wall clock (the tables store epoch seconds)."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        jobs_days: float,
+        deliveries_days: float,
+        every: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.queue = queue
+        self.jobs_age = jobs_days * DAY
+        self.deliveries_age = deliveries_days * DAY
+        self.every = every
+        self.clock = clock
+        self._due = float("-inf")
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, queue: Queue, clock: Callable[[], float] = time.time
+    ) -> Retention:
+        return cls(
+            queue,
+            settings.pact_retention_jobs_days,
+            settings.pact_retention_deliveries_days,
+            clock=clock,
+        )
+
+    async def prune_if_due(self) -> Pruned | None:
+        """None when not due yet or when the queue failed (logged; tried again next time)."""
+        now = self.clock()
+        if now < self._due:
+            return None
+        self._due = now + self.every
+        try:
+            pruned = await self.queue.prune(now, now - self.jobs_age, now - self.deliveries_age)
+        except Exception:
+            log.exception("retention: pruning the queue failed")
+            return None
+        metrics.pruned.labels(table="jobs").inc(pruned.jobs)
+        metrics.pruned.labels(table="deliveries").inc(pruned.deliveries)
+        if pruned.jobs or pruned.deliveries:
+            log.info("retention", extra={"jobs": pruned.jobs, "deliveries": pruned.deliveries})
+        return pruned
+
+    async def run(self, stop: asyncio.Event, poll: float = 60.0) -> None:
+        """Until `stop`: prune when due, look again every `poll` seconds."""
+        while not stop.is_set():
+            await self.prune_if_due()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll)
