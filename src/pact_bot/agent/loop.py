@@ -99,7 +99,7 @@ class RetryPolicy:
     max_retry_after: float = 300.0
 
     def backoff(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(0.75, 1.0)
+        return min(self.max_delay, self.base_delay * 2.0**attempt) * random.uniform(0.75, 1.0)
 
 
 @dataclass(frozen=True)
@@ -478,8 +478,9 @@ def _describe(e: anthropic.APIError) -> str:
     status = _status(e)
     kind = _event_error_type(e)
     message = getattr(e, "message", str(e))
-    if isinstance(getattr(e, "body", None), dict):
-        inner = e.body.get("error", {})  # type: ignore[union-attr]
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", {})
         if isinstance(inner, dict) and inner.get("message"):
             message = inner["message"]
     parts = [str(status)] if status and status >= 400 else []

@@ -404,16 +404,17 @@ class PostgresQueue(Queue):
         self, conn: psycopg.AsyncConnection[Any], name: str, **args: Any
     ) -> dict[str, Any]:
         """Run one of procrastinate's own queries on our transaction's connection."""
-        return await self.connector.execute_query_one_async_with_connection(
+        row: dict[str, Any] = await self.connector.execute_query_one_async_with_connection(
             conn, query=psql.queries[name], **args
         )
+        return row
 
     @staticmethod
     async def _fetchone(
         conn: psycopg.AsyncConnection[Any], query: str, args: tuple[Any, ...] | dict[str, Any] = ()
     ) -> dict[str, Any] | None:
         async with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-            await cur.execute(query, args)  # type: ignore[arg-type]
+            await cur.execute(query, args)
             return await cur.fetchone()
 
     @staticmethod
@@ -421,7 +422,7 @@ class PostgresQueue(Queue):
         conn: psycopg.AsyncConnection[Any], query: str, args: tuple[Any, ...] | dict[str, Any] = ()
     ) -> list[dict[str, Any]]:
         async with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-            await cur.execute(query, args)  # type: ignore[arg-type]
+            await cur.execute(query, args)
             return await cur.fetchall()
 
     # -- deliveries and enqueue --------------------------------------------------------------
@@ -714,7 +715,7 @@ class PostgresQueue(Queue):
                     )
                     args.append(Jsonb(extra))
                 await conn.execute(
-                    f"UPDATE pact_jobs SET {', '.join(sets)} WHERE id = %s",  # type: ignore[arg-type]  # noqa: S608
+                    f"UPDATE pact_jobs SET {', '.join(sets)} WHERE id = %s",  # noqa: S608
                     (*args, job_id),
                 )
 
@@ -925,7 +926,7 @@ class PostgresQueue(Queue):
 
 async def _is_migrated(connector: PsycopgConnector) -> bool:
     row = await connector.execute_query_one_async(
-        query="SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS p, "  # type: ignore[arg-type]
+        query="SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS p, "
         "to_regclass('pact_jobs') IS NOT NULL AS j, "
         "to_regclass('pact_deliveries') IS NOT NULL AS d, "
         "to_regclass('pact_repo_config') IS NOT NULL AS c"
@@ -958,14 +959,14 @@ async def apply_schema(dsn: str, schema: str | None = None) -> str:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('pact-bot migrate:' || %s))", (target,)
             )
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target}"')  # type: ignore[arg-type]
-            await conn.execute(f'SET LOCAL search_path TO "{target}"')  # type: ignore[arg-type]
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target}"')
+            await conn.execute(f'SET LOCAL search_path TO "{target}"')
             row = await (
                 await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
             ).fetchone()
             if not (row and row[0]):
                 await conn.execute(SchemaManager.get_schema())
-            await conn.execute(PACT_SCHEMA)  # type: ignore[arg-type]
+            await conn.execute(PACT_SCHEMA)
             await conn.execute(
                 "INSERT INTO pact_meta(key, value) VALUES ('schema_version', %s), "
                 "('procrastinate_version', %s) "
@@ -999,4 +1000,4 @@ async def drop_schema(dsn: str, schema: str) -> None:
     async with await psycopg.AsyncConnection.connect(
         dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT
     ) as conn:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -163,7 +163,8 @@ def _lock(request: Request) -> asyncio.Lock:
 
 
 def current_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def _public_url(settings: Settings, request: Request) -> str:
@@ -319,7 +320,7 @@ async def _exchange(settings: Settings, code: str) -> dict[str, Any]:
         base_url=settings.github_api_url, http_cache=False, auto_retry=False, timeout=30
     ) as gh:
         resp = await gh.rest.apps.async_create_from_manifest(code)
-        return resp.json()
+        return dict(resp.json())
 
 
 async def setup_callback(request: Request) -> HTMLResponse:
