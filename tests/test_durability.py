@@ -301,6 +301,49 @@ async def test_heartbeats_keep_a_long_job_from_being_taken(tmp_path: Path) -> No
         assert got and got.attempts == 1
 
 
+async def test_a_worker_that_lost_its_lease_stops_the_job_and_records_nothing(
+    tmp_path: Path,
+) -> None:
+    """Another worker took the job after the lease lapsed (here: the rival's clock ran 31 s
+    ahead, as if this worker had stalled): the next heartbeat is refused, the handler is
+    cancelled, and the rival's run is left alone."""
+    clock = FakeClock()
+    rival_clock = FakeClock(clock.now())
+    async with (
+        SqliteQueue(tmp_path / "q.db", lease_seconds=30, clock=clock) as queue,
+        SqliteQueue(tmp_path / "q.db", lease_seconds=30, clock=rival_clock) as rival,
+    ):
+        j = make_job()
+        running, stopped = asyncio.Event(), asyncio.Event()
+
+        async def handler(job: Job, control: JobControl) -> JobOutcome:
+            running.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                stopped.set()
+                raise
+            return JobOutcome(JobState.succeeded)
+
+        await queue.enqueue(j)
+        stop = asyncio.Event()
+        workers = asyncio.create_task(
+            run_workers(queue, handler, 1, stop, poll_interval=0.02, clock=clock)
+        )
+        await asyncio.wait_for(running.wait(), 10)
+        assert await rival.claim("rival") is None  # the lease holds on the rival's clock too
+        await rival_clock.advance(31)
+        taken = await rival.claim("rival")
+        assert taken is not None and taken.id == j.id and taken.attempts == 2
+        assert not stopped.is_set()
+        await clock.advance(10)  # this worker's next heartbeat: refused
+        await asyncio.wait_for(stopped.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(workers, 10)
+        got = await queue.get(j.id)
+        assert got is not None and got.state is JobState.running and got.worker_id == "rival"
+
+
 async def test_shutdown_waits_for_running_jobs_then_hands_back_the_rest(tmp_path: Path) -> None:
     async with SqliteQueue(tmp_path / "q.db") as queue:
         quick, slow = make_job(1), make_job(2)
