@@ -267,8 +267,8 @@ async def test_many_workers_on_two_replicas_run_each_job_once_in_key_order(pg: P
         return JobOutcome(JobState.succeeded)
 
     async with (
-        PostgresQueue(pg.dsn, lease_seconds=5, schema=pg.name) as web,
-        PostgresQueue(pg.dsn, lease_seconds=5, schema=pg.name) as other,
+        PostgresQueue(pg.dsn, lease_seconds=30, schema=pg.name) as web,
+        PostgresQueue(pg.dsn, lease_seconds=30, schema=pg.name) as other,
     ):
         order: dict[str, list[str]] = {}
         for i in range(40):

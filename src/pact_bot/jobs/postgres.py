@@ -1,7 +1,7 @@
 """The distributed queue: procrastinate's jobs table on Postgres, behind the `Queue` protocol.
 
 Public API:
-- `PostgresQueue(dsn, lease_seconds=60, max_attempts=3, schema=None)` implements
+- `PostgresQueue(dsn, lease_seconds=60, max_attempts=3, schema=None, clock=None)` implements
   `pact_bot.jobs.model.Queue`, plus `release(job_id, worker_id)` (hand a job back on shutdown),
   like `SqliteQueue`.
 - `migrate(settings_or_dsn, schema=None) -> int`: `pact-bot db migrate` (idempotent, one line).

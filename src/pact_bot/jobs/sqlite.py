@@ -1,6 +1,6 @@
 """The embedded queue: one SQLite file in WAL mode, durable before the webhook answers 202.
 
-Public API: `SqliteQueue(path, lease_seconds=60, max_attempts=3)` implements
+Public API: `SqliteQueue(path, lease_seconds=60, max_attempts=3, clock=SYSTEM_CLOCK)` implements
 `pact_bot.jobs.model.Queue`, plus `release(job_id, worker_id)` (hand a job back on shutdown)
 and `migrate()` (create the schema; `open()` does it too).
 
