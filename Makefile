@@ -22,6 +22,7 @@ serve: venv
 lint: venv
 	.venv/bin/ruff check src tests bench
 	.venv/bin/ruff format --check src tests bench
+	.venv/bin/mypy
 
 format: venv
 	.venv/bin/ruff format src tests bench

@@ -2,7 +2,8 @@
 
 `QueueFactory(backend, tmp_path)` makes queues that share one store: calling it twice gives two
 independent clients (two connections / writers), like two processes. `spec()` is a JSON-able
-description a subprocess can rebuild the same queue from with `queue_from_spec`.
+description a subprocess can rebuild the same queue from with `queue_from_spec`. A `clock`
+(a `FakeClock`) runs the queue's leases on time the test moves by hand.
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from typing import Any
 
 import pytest
 
+from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.jobs.model import Queue
 from pact_bot.jobs.sqlite import SqliteQueue
 
 BACKENDS = ["sqlite", "postgres"]
 
 
-def queue_from_spec(spec: dict[str, Any]) -> Queue:
+def queue_from_spec(spec: dict[str, Any], clock: Clock | None = None) -> Queue:
     if spec["backend"] == "sqlite":
         return SqliteQueue(
-            spec["path"], lease_seconds=spec["lease_seconds"], max_attempts=spec["max_attempts"]
+            spec["path"],
+            lease_seconds=spec["lease_seconds"],
+            max_attempts=spec["max_attempts"],
+            clock=clock or SYSTEM_CLOCK,
         )
     postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
     return postgres.PostgresQueue(
@@ -32,6 +37,7 @@ def queue_from_spec(spec: dict[str, Any]) -> Queue:
         lease_seconds=spec["lease_seconds"],
         max_attempts=spec["max_attempts"],
         schema=spec["schema"],
+        clock=clock,
     )
 
 
@@ -60,12 +66,14 @@ class QueueFactory:
             "max_attempts": max_attempts,
         }
 
-    async def __call__(self, lease_seconds: float = 30.0, max_attempts: int = 3) -> Queue:
+    async def __call__(
+        self, lease_seconds: float = 30.0, max_attempts: int = 3, clock: Clock | None = None
+    ) -> Queue:
         if self.backend == "postgres" and not self._migrated:  # one fresh schema per test
             postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
             await postgres.apply_schema(os.environ["PACT_TEST_POSTGRES_DSN"], self.schema)
             self._migrated = True
-        queue = queue_from_spec(self.spec(lease_seconds, max_attempts))
+        queue = queue_from_spec(self.spec(lease_seconds, max_attempts), clock)
         await queue.open()
         self.opened.append(queue)
         return queue

@@ -12,6 +12,7 @@ from sim.bot import BotServer, InProcessBot, bot, bot_server, without_acks  # no
 from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy
 
+from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import JobState
 from pact_bot.settings import DEFAULT_PRICES
 
@@ -581,6 +582,9 @@ async def test_progress_edits_are_throttled(
 ) -> None:
     setup_repo(github_sim)
     bot.runtime.progress_interval = 1.0
+    # The clock stands still: every turn falls inside the interval, though the turns take
+    # longer than it in real time (a throttle on the real clock would edit per turn).
+    bot.runtime.clock = FakeClock()
     anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.25))
     number = label(github_sim)
 
@@ -593,7 +597,9 @@ async def test_progress_edits_are_throttled(
         if r.method == "PATCH" and "/issues/comments/" in r.path and r.status == 200
     ]
     turn_edits = [r for r in edits if "so far" in str(r.body)]
-    assert 1 <= len(turn_edits) <= 3, len(turn_edits)  # not one per turn
+    assert turn_edits == []  # not one per turn: only phase changes and the end, forced
+    phases = ["reading specs", "implementing", "opening the pull request"]
+    assert [next(p for p in phases if p in str(r.body)) for r in edits[:-1]] == phases
     assert "opened" in progress_comment(github_sim, number, job.id)
 
 

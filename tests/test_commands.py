@@ -13,6 +13,7 @@ from sim.github import GitHubSim
 from sim.policies import RevisePolicy, SpecCoderPolicy
 from test_revise import BRANCH, REPO, SPEC, THREE, bot_comments, drive, open_bot_pr
 
+from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.jobs.worker import JobControl
@@ -185,7 +186,8 @@ async def test_a_job_whose_worker_keeps_vanishing_fails_with_a_comment_on_github
     anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=5))
     number = labelled_issue(github_sim)
     [job] = await bot.route_new()
-    lossy = SqliteQueue(bot.data_dir / "pact.db", lease_seconds=0.3, max_attempts=1)
+    clock = FakeClock()
+    lossy = SqliteQueue(bot.data_dir / "pact.db", lease_seconds=30, max_attempts=1, clock=clock)
     await lossy.open()
     try:
         claimed = await lossy.claim("doomed")
@@ -196,7 +198,7 @@ async def test_a_job_whose_worker_keeps_vanishing_fails_with_a_comment_on_github
         attempt.cancel()  # the worker vanishes mid-run: no finish, its lease lapses
         with contextlib.suppress(asyncio.CancelledError):
             await attempt
-        await asyncio.sleep(0.5)
+        await clock.advance(31)
         notice = await lossy.claim("test-worker")  # the claim fails the job, queues its notice
     finally:
         await lossy.close()

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from conftest import app_credentials, load_payload
 
+from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.jobs.worker import JobControl, JobOutcome, load_handler, run_workers
@@ -177,7 +178,9 @@ def make_job(n: int = 1) -> Job:
 async def _run_until(queue: SqliteQueue, handler, done, grace: float = 5.0) -> None:  # type: ignore[no-untyped-def]
     stop = asyncio.Event()
     task = asyncio.create_task(
-        run_workers(queue, handler, 2, stop, poll_interval=0.02, grace_seconds=grace)
+        run_workers(
+            queue, handler, 2, stop, poll_interval=0.02, grace_seconds=grace, clock=queue.clock
+        )
     )
     for _ in range(300):
         if await done():
@@ -264,17 +267,29 @@ async def test_worker_sees_cancel_requests(tmp_path: Path) -> None:
 
 
 async def test_heartbeats_keep_a_long_job_from_being_taken(tmp_path: Path) -> None:
+    clock = FakeClock()
     async with (
-        SqliteQueue(tmp_path / "q.db", lease_seconds=0.3) as queue,
-        SqliteQueue(tmp_path / "q.db", lease_seconds=0.3) as rival,
+        SqliteQueue(tmp_path / "q.db", lease_seconds=30, clock=clock) as queue,
+        SqliteQueue(tmp_path / "q.db", lease_seconds=30, clock=clock) as rival,
     ):
         j = make_job()
         seen_by_rival: list[Job | None] = []
 
+        async def heartbeat_asleep() -> None:
+            """The worker's heartbeat loop sleeps on the clock again: its last beat committed."""
+            for _ in range(1000):
+                if clock.sleepers == 1:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("the heartbeat loop never went back to sleep")
+
         async def handler(job: Job, control: JobControl) -> JobOutcome:
-            for _ in range(8):
-                await asyncio.sleep(0.1)
+            await heartbeat_asleep()
+            for _ in range(8):  # 80 s, the lease is 30 s: only the beats (every 10 s) keep it
+                await clock.advance(9.5)  # just before the next beat
                 seen_by_rival.append(await rival.claim("rival"))
+                await clock.advance(0.5)
+                await heartbeat_asleep()
             return JobOutcome(JobState.succeeded)
 
         await queue.enqueue(j)
@@ -287,6 +302,49 @@ async def test_heartbeats_keep_a_long_job_from_being_taken(tmp_path: Path) -> No
         assert seen_by_rival == [None] * 8
         got = await queue.get(j.id)
         assert got and got.attempts == 1
+
+
+async def test_a_worker_that_lost_its_lease_stops_the_job_and_records_nothing(
+    tmp_path: Path,
+) -> None:
+    """Another worker took the job after the lease lapsed (here: the rival's clock ran 31 s
+    ahead, as if this worker had stalled): the next heartbeat is refused, the handler is
+    cancelled, and the rival's run is left alone."""
+    clock = FakeClock()
+    rival_clock = FakeClock(clock.now())
+    async with (
+        SqliteQueue(tmp_path / "q.db", lease_seconds=30, clock=clock) as queue,
+        SqliteQueue(tmp_path / "q.db", lease_seconds=30, clock=rival_clock) as rival,
+    ):
+        j = make_job()
+        running, stopped = asyncio.Event(), asyncio.Event()
+
+        async def handler(job: Job, control: JobControl) -> JobOutcome:
+            running.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                stopped.set()
+                raise
+            return JobOutcome(JobState.succeeded)
+
+        await queue.enqueue(j)
+        stop = asyncio.Event()
+        workers = asyncio.create_task(
+            run_workers(queue, handler, 1, stop, poll_interval=0.02, clock=clock)
+        )
+        await asyncio.wait_for(running.wait(), 10)
+        assert await rival.claim("rival") is None  # the lease holds on the rival's clock too
+        await rival_clock.advance(31)
+        taken = await rival.claim("rival")
+        assert taken is not None and taken.id == j.id and taken.attempts == 2
+        assert not stopped.is_set()
+        await clock.advance(10)  # this worker's next heartbeat: refused
+        await asyncio.wait_for(stopped.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(workers, 10)
+        got = await queue.get(j.id)
+        assert got is not None and got.state is JobState.running and got.worker_id == "rival"
 
 
 async def test_shutdown_waits_for_running_jobs_then_hands_back_the_rest(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from pg_support import PgSchema, make_schema, postgres_dsn, remove_schema, with_params
 
+from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Pruned
 from pact_bot.jobs.postgres import NOT_MIGRATED, NotMigrated, PostgresQueue, apply_schema
 from pact_bot.jobs.worker import JobControl, JobOutcome, run_workers
@@ -151,18 +152,21 @@ async def test_each_job_is_a_procrastinate_job_with_the_key_as_lock(
 
 
 async def test_a_job_whose_worker_stops_beating_is_retried_then_failed(pg: PgSchema) -> None:
-    async with PostgresQueue(pg.dsn, lease_seconds=0.3, max_attempts=2, schema=pg.name) as q:
+    clock = FakeClock()
+    async with PostgresQueue(
+        pg.dsn, lease_seconds=30, max_attempts=2, schema=pg.name, clock=clock
+    ) as q:
         job = make_job("d-stall")
         await q.enqueue(job)
         assert (await q.claim("dead-1")) is not None
-        await asyncio.sleep(0.5)  # no heartbeat: procrastinate sees a stalled worker
+        await clock.advance(31)  # no heartbeat: procrastinate's worker row looks stalled
         again = await q.claim("alive")
         assert again is not None and again.id == job.id and again.attempts == 2
         assert not await q.heartbeat(job.id, "dead-1")
         await q.finish(job.id, "dead-1", JobState.succeeded)  # too late: not its job any more
         assert (await q.get(job.id)).state is JobState.running  # type: ignore[union-attr]
 
-        await asyncio.sleep(0.5)  # the second worker dies too: attempts exhausted
+        await clock.advance(31)  # the second worker dies too: attempts exhausted
         notice = await q.claim("third")  # all that is left: the reply that says so on GitHub
         assert notice is not None and notice.task["lost_job_id"] == job.id
         failed = await q.get(job.id)
@@ -175,14 +179,21 @@ async def test_a_job_whose_worker_stops_beating_is_retried_then_failed(pg: PgSch
 
 
 async def test_heartbeats_keep_a_slow_job(pg: PgSchema) -> None:
-    async with PostgresQueue(pg.dsn, lease_seconds=0.3, max_attempts=2, schema=pg.name) as q:
+    clock = FakeClock()
+    async with PostgresQueue(
+        pg.dsn, lease_seconds=30, max_attempts=2, schema=pg.name, clock=clock
+    ) as q:
         job = make_job("d-slow")
         await q.enqueue(job)
         await q.claim("w1")
-        for _ in range(6):
-            await asyncio.sleep(0.1)
+        for _ in range(6):  # three leases long
+            await clock.advance(15)
             assert await q.heartbeat(job.id, "w1")
             assert await q.claim("w2") is None
+        beats = pg.query(
+            "SELECT extract(epoch FROM last_heartbeat)::float8 FROM procrastinate_workers"
+        )
+        assert beats == [(pytest.approx(clock.now(), abs=0.01),)]  # stamped on our clock
         await q.finish(job.id, "w1", JobState.succeeded)
         assert (await q.get(job.id)).attempts == 1  # type: ignore[union-attr]
 
@@ -213,6 +224,26 @@ async def test_a_schema_from_before_body_hashes_is_upgraded_by_migrate(pg: PgSch
         assert await q.record_delivery("u2", body_sha256="b") is False
     finally:
         await q.close()
+
+
+async def test_without_a_clock_leases_run_on_the_database_clock(pg: PgSchema) -> None:
+    """The default: stamps and the stall test use Postgres's own time, whatever the hosts say."""
+    async with PostgresQueue(pg.dsn, lease_seconds=1, max_attempts=3, schema=pg.name) as q:
+        job = make_job("d-db-clock")
+        await q.enqueue(job)
+        assert await q.claim("dead") is not None
+        claimed = time.monotonic()
+        (db_now,) = pg.query("SELECT extract(epoch FROM clock_timestamp())::float8")[0]
+        (beat,) = pg.query(
+            "SELECT extract(epoch FROM last_heartbeat)::float8 FROM procrastinate_workers"
+        )[0]
+        assert db_now - 5 < beat <= db_now
+        again = None
+        while again is None and time.monotonic() - claimed < 60:
+            again = await q.claim("survivor")
+            await asyncio.sleep(0.05)
+        assert again is not None and again.id == job.id and again.attempts == 2
+        assert time.monotonic() - claimed >= 1  # not before the lease ran out
 
 
 async def test_cancel_reaches_procrastinate(queue: PostgresQueue, pg: PgSchema) -> None:
@@ -265,8 +296,8 @@ async def test_many_workers_on_two_replicas_run_each_job_once_in_key_order(pg: P
         return JobOutcome(JobState.succeeded)
 
     async with (
-        PostgresQueue(pg.dsn, lease_seconds=5, schema=pg.name) as web,
-        PostgresQueue(pg.dsn, lease_seconds=5, schema=pg.name) as other,
+        PostgresQueue(pg.dsn, lease_seconds=30, schema=pg.name) as web,
+        PostgresQueue(pg.dsn, lease_seconds=30, schema=pg.name) as other,
     ):
         order: dict[str, list[str]] = {}
         for i in range(40):

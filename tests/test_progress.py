@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from pact_bot.clock import FakeClock
 from pact_bot.pipeline.progress import ProgressComment
 
 
@@ -21,24 +20,44 @@ class Recorder:
 
 async def test_first_show_posts_then_edits_are_throttled_with_trailing_edit() -> None:
     rec = Recorder()
-    pc = ProgressComment(rec.post, rec.edit, min_interval=0.2)
+    clock = FakeClock()
+    pc = ProgressComment(rec.post, rec.edit, min_interval=3, clock=clock)
     await pc.show("a")
+    await clock.advance(1)
     for i in range(10):
         await pc.show(f"turn {i}")
+    await clock.advance(1.9)  # 2.9 s after the post: still throttled
     assert rec.calls == [("post", None, "a")]
-    await asyncio.sleep(0.3)
+    await clock.advance(0.1)
     assert rec.calls == [("post", None, "a"), ("edit", 42, "turn 9")]
+    await pc.show("turn 10")  # the interval counts from the trailing edit
+    await clock.advance(2.9)
+    assert rec.calls[-1] == ("edit", 42, "turn 9")
+    await clock.advance(0.1)
+    assert rec.calls[-1] == ("edit", 42, "turn 10") and len(rec.calls) == 3
+    await pc.close()
+
+
+async def test_an_update_after_a_quiet_interval_goes_out_at_once() -> None:
+    rec = Recorder()
+    clock = FakeClock()
+    pc = ProgressComment(rec.post, rec.edit, min_interval=3, clock=clock)
+    await pc.show("a")
+    await clock.advance(3)
+    await pc.show("b")
+    assert rec.calls == [("post", None, "a"), ("edit", 42, "b")]
     await pc.close()
 
 
 async def test_forced_updates_go_out_at_once_and_drop_the_pending_one() -> None:
     rec = Recorder()
-    pc = ProgressComment(rec.post, rec.edit, min_interval=10)
+    clock = FakeClock()
+    pc = ProgressComment(rec.post, rec.edit, min_interval=10, clock=clock)
     await pc.show("a")
     await pc.show("b")
     await pc.show("final", force=True)
+    await clock.advance(60)  # the dropped trailing edit never comes
     await pc.close()
-    await asyncio.sleep(0.05)
     assert [c[2] for c in rec.calls] == ["a", "final"]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from queue_backends import BACKENDS, QueueFactory
 
+from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Pruned, Queue
 from pact_bot.jobs.retention import DAY, Retention
 
@@ -239,23 +240,30 @@ async def test_two_workers_racing_never_share_a_job(queues: QueueFactory) -> Non
 
 
 async def test_heartbeats_keep_the_lease(queues: QueueFactory) -> None:
-    q = await queues(lease_seconds=0.4)
+    clock = FakeClock()
+    q = await queues(lease_seconds=30, clock=clock)
     await q.enqueue(job())
     claimed = await q.claim("w1")
     assert claimed is not None
-    for _ in range(6):
-        await asyncio.sleep(0.15)
+    for _ in range(6):  # 120 s in all, four leases long
+        await clock.advance(20)
         assert await q.heartbeat(claimed.id, "w1") is True
         assert await q.claim("w2") is None
+    await clock.advance(31)  # the beats stop: the lease lapses 30 s after the last one
+    again = await q.claim("w2")
+    assert again is not None and again.id == claimed.id and again.attempts == 2
 
 
 async def test_lapsed_lease_hands_the_job_to_another_worker(queues: QueueFactory) -> None:
-    q = await queues(lease_seconds=0.3)
+    clock = FakeClock()
+    q = await queues(lease_seconds=30, clock=clock)
     j = job()
     await q.enqueue(j)
     first = await q.claim("w1")
     assert first is not None and first.attempts == 1
-    await asyncio.sleep(0.5)
+    await clock.advance(29)
+    assert await q.claim("w2") is None  # not yet
+    await clock.advance(2)
     second = await q.claim("w2")
     assert second is not None and second.id == j.id and second.attempts == 2
     assert await q.heartbeat(j.id, "w1") is False  # the first worker lost it
@@ -268,12 +276,13 @@ async def test_lapsed_lease_hands_the_job_to_another_worker(queues: QueueFactory
 
 
 async def test_job_fails_after_max_attempts_of_lost_workers(queues: QueueFactory) -> None:
-    q = await queues(lease_seconds=0.2, max_attempts=2)
+    clock = FakeClock()
+    q = await queues(lease_seconds=30, max_attempts=2, clock=clock)
     j = job()
     await q.enqueue(j)
     for _ in range(2):
         assert await q.claim("w") is not None
-        await asyncio.sleep(0.3)
+        await clock.advance(31)
     nxt = await q.claim("w")  # only the notice of its failure is left
     assert nxt is not None and nxt.task["command"] == "lost"
     got = await q.get(j.id)
@@ -285,7 +294,8 @@ async def test_a_job_failed_for_lost_workers_leaves_one_notice_for_github(
     queues: QueueFactory,
 ) -> None:
     """The failure is not silent: the failing transaction queues a `lost` reply job."""
-    q = await queues(lease_seconds=0.2, max_attempts=2)
+    clock = FakeClock()
+    q = await queues(lease_seconds=30, max_attempts=2, clock=clock)
     j = job(7, comment_id=42, trigger="command", is_pr=False)
     quiet = job(8, kind=JobKind.reply, command="help").model_copy(
         update={"key": "octo/repo#8:reply"}
@@ -295,7 +305,7 @@ async def test_a_job_failed_for_lost_workers_leaves_one_notice_for_github(
     for _ in range(2):
         claimed = [await q.claim("w"), await q.claim("w")]
         assert {c.id for c in claimed if c} == {j.id, quiet.id}
-        await asyncio.sleep(0.3)
+        await clock.advance(31)
     notice = await q.claim("w")
     assert notice is not None and notice.kind is JobKind.reply
     assert notice.key == "octo/repo#7:reply" and notice.number == 7 and notice.sender == "alice"
@@ -311,9 +321,13 @@ async def test_a_job_failed_for_lost_workers_leaves_one_notice_for_github(
 
 
 async def test_crash_between_claim_and_finish(queues: QueueFactory) -> None:
-    """A real process claims the job and dies (os._exit); another worker gets it later."""
-    spec = queues.spec(lease_seconds=0.5)
-    q = await queues(lease_seconds=0.5)
+    """A real process claims the job and dies (os._exit); another worker gets it later.
+
+    The dead process stamped its lease on the real clock; the survivor judges it on a fake
+    clock that starts after the death, so a slow machine cannot make the lease lapse early.
+    """
+    spec = queues.spec(lease_seconds=30)
+    q = await queues(lease_seconds=30)
     j = job()
     await q.enqueue(j)
     script = textwrap.dedent(
@@ -335,9 +349,11 @@ async def test_crash_between_claim_and_finish(queues: QueueFactory) -> None:
     assert out.stdout.strip() == j.id
     running = await q.get(j.id)
     assert running is not None and running.state is JobState.running
-    assert await q.claim("survivor") is None  # lease still held by the dead worker
-    await asyncio.sleep(0.7)
-    again = await q.claim("survivor")
+    clock = FakeClock()
+    survivor = await queues(lease_seconds=30, clock=clock)
+    assert await survivor.claim("survivor") is None  # lease still held by the dead worker
+    await clock.advance(31)
+    again = await survivor.claim("survivor")
     assert again is not None and again.id == j.id and again.attempts == 2
 
 

@@ -262,7 +262,10 @@ def test_two_replicas_three_workers_200_deliveries_each_twice(
 def test_kill_9_a_worker_mid_jobs_each_job_succeeds_exactly_once(
     procs: Procs, pg: PgSchema
 ) -> None:
-    env = {"PACT_TEST_SLEEP": "0.8", "PACT_LEASE_SECONDS": "1.5"}
+    # Real processes on the real clock: a lease long enough that a loaded runner's late
+    # heartbeat (every 2 s) never hands a live worker's job to another; the killed worker's
+    # jobs come back 6 s after its last beat.
+    env = {"PACT_TEST_SLEEP": "0.8", "PACT_LEASE_SECONDS": "6"}
     workers = [procs.worker(concurrency=2, **env) for _ in range(3)]
 
     async def enqueue() -> list[str]:
@@ -317,7 +320,8 @@ def test_kill_9_a_worker_mid_jobs_each_job_succeeds_exactly_once(
 def test_workers_reconnect_after_their_connections_are_terminated(
     procs: Procs, pg: PgSchema
 ) -> None:
-    env = {"PACT_TEST_SLEEP": "0.2", "PACT_LEASE_SECONDS": "2"}
+    # the heartbeat's reconnect backoff (up to ~4 s) must fit inside the lease
+    env = {"PACT_TEST_SLEEP": "0.2", "PACT_LEASE_SECONDS": "10"}
     for _ in range(3):
         procs.worker(concurrency=2, **env)
 

@@ -131,7 +131,7 @@ class RetryPolicy:
     max_retry_after: float = 300.0
 
     def backoff(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(0.75, 1.0)
+        return min(self.max_delay, self.base_delay * 2.0**attempt) * random.uniform(0.75, 1.0)
 
 
 @dataclass(frozen=True)

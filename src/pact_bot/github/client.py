@@ -30,7 +30,7 @@ import logging
 from collections.abc import AsyncGenerator, Generator
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from githubkit import GitHub
@@ -44,10 +44,13 @@ from pact_bot import metrics
 from pact_bot.logs import register_secrets
 from pact_bot.settings import Settings
 
+if TYPE_CHECKING:
+    from githubkit_schemas.latest.types import AppPermissionsType  # githubkit.versions.latest
+
 log = logging.getLogger(__name__)
 
 # What a job's token may do: push the branch, open the PR, comment, report a check run.
-REPO_PERMISSIONS: dict[str, str] = {
+REPO_PERMISSIONS: AppPermissionsType = {
     "contents": "write",
     "pull_requests": "write",
     "issues": "write",
@@ -169,6 +172,8 @@ class GitHubApp:
         """(slug, bot login), e.g. ("pact-bot", "pact-bot[bot]"); asked once."""
         if self._identity is None:
             data = (await self.gh.rest.apps.async_get_authenticated()).json()
+            if data is None:
+                raise GitHubAppError("GitHub answered GET /app with no App")
             slug = data["slug"]
             self._identity = (slug, f"{slug}[bot]")
         return self._identity
@@ -272,11 +277,11 @@ class RepoClient:
         """GET /repos/{owner}/{name} as JSON (clone_url, default_branch, ...), cached."""
         if self._repository is None:
             resp = await self.gh.rest.repos.async_get(self.owner, self.name)
-            self._repository = resp.json()
+            self._repository = dict(resp.json())
         return self._repository
 
     async def __aenter__(self) -> RepoClient:
-        await self.gh.__aenter__()
+        await self.gh.__aenter__()  # type: ignore[no-untyped-call]  # githubkit leaves it unannotated
         return self
 
     async def __aexit__(

@@ -18,8 +18,9 @@ from pact_bot.settings import Settings
 def open_queue(settings: Settings) -> Queue:
     """SQLite for `sqlite:///…`; `pact_bot.jobs.postgres.PostgresQueue` for `postgresql://…`."""
     if settings.is_postgres:
-        postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
-        return postgres.PostgresQueue(
+        from pact_bot.jobs.postgres import PostgresQueue  # psycopg only when configured
+
+        return PostgresQueue(
             settings.pact_database_url,
             lease_seconds=settings.pact_lease_seconds,
             max_attempts=settings.pact_max_attempts,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import enum
 import time
 import uuid
@@ -84,7 +86,12 @@ class Queue(Protocol):
     `heartbeat` renews; a job whose lease lapsed is claimable again (attempts+1)
     until `max_attempts`, after which it is failed and, in the same transaction, its
     `lost_notice` reply job is enqueued (the failure is said on GitHub).
+
+    Backends subclass it for the default `wait_for_work`. Inside this class `list` is the
+    method, hence `builtins.list` in annotations.
     """
+
+    lease_seconds: float
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -104,6 +111,13 @@ class Queue(Protocol):
         before `deliveries_before` (epoch seconds; `now` dates nothing, it is for the log)."""
         ...
 
+    async def enqueue_with_ack(
+        self, job: Job, ack: Job, body_sha256: str | None = None
+    ) -> Enqueued:
+        """`enqueue(job)`, recording `ack` first in the same transaction only when the job's
+        key already has a queued or running job (the job would wait: react now)."""
+        ...
+
     async def claim(self, worker_id: str) -> Job | None: ...
     async def heartbeat(self, job_id: str, worker_id: str) -> bool:
         """Renew the lease; False when the job is no longer ours (lease lost)."""
@@ -119,12 +133,12 @@ class Queue(Protocol):
     async def get(self, job_id: str) -> Job | None: ...
     async def list(
         self, state: JobState | None = None, key: str | None = None, limit: int = 100
-    ) -> list[Job]: ...
+    ) -> builtins.list[Job]: ...
     async def depth(self) -> dict[str, int]:
         """Number of jobs per state."""
         ...
 
-    async def request_cancel(self, key: str) -> list[str]:
+    async def request_cancel(self, key: str) -> builtins.list[str]:
         """Mark queued and running jobs of a key cancelled; returns their ids."""
         ...
 
@@ -135,6 +149,17 @@ class Queue(Protocol):
         ...
 
     async def set_repo_config(self, repo: str, config: dict[str, Any]) -> None: ...
+
+    async def release(self, job_id: str, worker_id: str) -> bool:
+        """Hand a running job back unstarted (shutdown); False when it is not ours."""
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when work may have arrived, or after `timeout`.
+
+        Without a way to hear of new work, this just waits: the worker polls.
+        """
+        await asyncio.sleep(timeout)
 
 
 LOST_NOTICE_KINDS = frozenset({JobKind.code, JobKind.revise})

@@ -1,7 +1,7 @@
 """The distributed queue: procrastinate's jobs table on Postgres, behind the `Queue` protocol.
 
 Public API:
-- `PostgresQueue(dsn, lease_seconds=60, max_attempts=3, schema=None)` implements
+- `PostgresQueue(dsn, lease_seconds=60, max_attempts=3, schema=None, clock=None)` implements
   `pact_bot.jobs.model.Queue`, plus `release(job_id, worker_id)` (hand a job back on shutdown),
   like `SqliteQueue`.
 - `migrate(settings_or_dsn, schema=None) -> int`: `pact-bot db migrate` (idempotent, one line).
@@ -16,13 +16,14 @@ refuses a second identical waiting job: `AlreadyEnqueued` → `Enqueued.coalesce
 through `procrastinate_fetch_job_v2`, finishes through `procrastinate_finish_job_v1`, retries
 through `procrastinate_retry_job_v2`, cancels through `procrastinate_cancel_job_v1`, leases
 through procrastinate's worker heartbeats (`procrastinate_workers.last_heartbeat`) and stall
-detection through its `select_stalled_jobs_by_heartbeat` query. What `pact-bot jobs` shows
+detection by the test of its `select_stalled_jobs_by_heartbeat` query. What `pact-bot jobs` shows
 (state, attempts, cost, turns, error, PR URL, timestamps, task) lives in `pact_jobs`, one row
 per procrastinate job (its args carry our job id; our row carries its id), changed in the
 same transaction as the procrastinate row. Deliveries (`pact_deliveries`: id and body
 sha256, each unique, inserted in the job's transaction), the repo-config cache and cancel
 flags are tables too, so every replica sees the same truth. Leases are measured with the
-database's clock, not the workers'.
+database's clock, not the workers' (a `clock` given to `PostgresQueue` replaces it, so tests
+move leases by hand).
 
 Where the protocol and procrastinate differ, and what this module does:
 - The protocol leases one *job* to a worker id string; procrastinate heartbeats a *worker*
@@ -84,6 +85,7 @@ from procrastinate.psycopg_connector import PsycopgConnector
 from procrastinate.schema import SchemaManager
 from psycopg.types.json import Jsonb
 
+from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.jobs.model import (
     TERMINAL,
     Enqueued,
@@ -91,6 +93,7 @@ from pact_bot.jobs.model import (
     JobKind,
     JobState,
     Pruned,
+    Queue,
     fingerprint,
     lost_notice,
 )
@@ -185,6 +188,29 @@ RETURNING id
 _BUSY_SQL = """
 SELECT EXISTS (SELECT 1 FROM pact_jobs WHERE key = %s AND state IN ('queued', 'running')) AS busy,
     EXISTS (SELECT 1 FROM pact_deliveries WHERE delivery_id = %s OR body_sha256 = %s) AS seen
+"""
+# Leases run on `now` (%(now)s): the database's clock, or the epoch seconds of an injected one.
+_STALLED_SQL = """
+WITH lease_now AS (SELECT COALESCE(to_timestamp(%(now)s::double precision), clock_timestamp()) AS t)
+SELECT p.id FROM procrastinate_jobs p
+LEFT JOIN procrastinate_workers w ON w.id = p.worker_id
+WHERE p.status = 'doing' AND p.queue_name = %(queue)s
+  AND (w.id IS NULL
+       OR w.last_heartbeat < (SELECT t FROM lease_now) - make_interval(secs => %(lease)s))
+"""
+_LOCK_STALLED_SQL = """
+WITH lease_now AS (SELECT COALESCE(to_timestamp(%(now)s::double precision), clock_timestamp()) AS t)
+SELECT p.id, p.worker_id FROM procrastinate_jobs p
+LEFT JOIN procrastinate_workers w ON w.id = p.worker_id
+WHERE p.id = %(id)s AND p.status = 'doing'
+  AND (w.id IS NULL
+       OR w.last_heartbeat < (SELECT t FROM lease_now) - make_interval(secs => %(lease)s))
+FOR UPDATE OF p SKIP LOCKED
+"""
+_BEAT_SQL = """
+UPDATE procrastinate_workers
+SET last_heartbeat = COALESCE(to_timestamp(%(now)s::double precision), clock_timestamp())
+WHERE id = %(id)s
 """
 _UPDATABLE = {"cost_usd", "turns", "pr_url", "error"}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -282,8 +308,12 @@ def _conn_kwargs(schema: str | None) -> dict[str, Any]:
     return {"options": f"-c search_path={schema}"}
 
 
-class PostgresQueue:
-    """The `Queue` protocol on procrastinate (see the module docstring)."""
+class PostgresQueue(Queue):
+    """The `Queue` protocol on procrastinate (see the module docstring).
+
+    Without `clock`, leases run on the database's clock (replicas on several hosts agree on
+    it) and job timestamps on the system clock; with one, both on it.
+    """
 
     def __init__(
         self,
@@ -293,11 +323,14 @@ class PostgresQueue:
         schema: str | None = None,
         min_connections: int = 1,
         max_connections: int = 10,
+        clock: Clock | None = None,
     ) -> None:
         self.dsn = dsn
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.schema = schema
+        self.clock = clock or SYSTEM_CLOCK
+        self._lease_clock = clock
         self._pool_args: dict[str, Any] = {
             "conninfo": self.dsn,
             # autocommit: every transaction is an explicit `_tx()` block
@@ -350,6 +383,10 @@ class PostgresQueue:
             raise RuntimeError("PostgresQueue is not open")
         return self._connector
 
+    def _lease_now(self) -> float | None:
+        """`%(now)s` of the lease queries: None for the database's clock."""
+        return None if self._lease_clock is None else self._lease_clock.now()
+
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         async with self.connector.pool.connection() as conn, conn.transaction():
@@ -375,24 +412,25 @@ class PostgresQueue:
         self, conn: psycopg.AsyncConnection[Any], name: str, **args: Any
     ) -> dict[str, Any]:
         """Run one of procrastinate's own queries on our transaction's connection."""
-        return await self.connector.execute_query_one_async_with_connection(
+        row: dict[str, Any] = await self.connector.execute_query_one_async_with_connection(
             conn, query=psql.queries[name], **args
         )
+        return row
 
     @staticmethod
     async def _fetchone(
-        conn: psycopg.AsyncConnection[Any], query: str, args: tuple[Any, ...] = ()
+        conn: psycopg.AsyncConnection[Any], query: str, args: tuple[Any, ...] | dict[str, Any] = ()
     ) -> dict[str, Any] | None:
         async with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-            await cur.execute(query, args)  # type: ignore[arg-type]
+            await cur.execute(query, args)
             return await cur.fetchone()
 
     @staticmethod
     async def _fetchall(
-        conn: psycopg.AsyncConnection[Any], query: str, args: tuple[Any, ...] = ()
+        conn: psycopg.AsyncConnection[Any], query: str, args: tuple[Any, ...] | dict[str, Any] = ()
     ) -> list[dict[str, Any]]:
         async with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-            await cur.execute(query, args)  # type: ignore[arg-type]
+            await cur.execute(query, args)
             return await cur.fetchall()
 
     # -- deliveries and enqueue --------------------------------------------------------------
@@ -578,23 +616,10 @@ class PostgresQueue:
 
     async def _recover_stalled(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Requeue, fail or cancel jobs whose procrastinate worker stopped beating."""
-        stalled = await self.connector.execute_query_all_async_with_connection(
-            conn,
-            query=psql.queries["select_stalled_jobs_by_heartbeat"],
-            queue=QUEUE_NAME,
-            task_name=None,
-            seconds_since_heartbeat=self.lease_seconds,
-        )
+        lease = {"now": self._lease_now(), "lease": self.lease_seconds}
+        stalled = await self._fetchall(conn, _STALLED_SQL, {"queue": QUEUE_NAME, **lease})
         for s in stalled:
-            locked = await self._fetchone(
-                conn,
-                "SELECT p.id, p.worker_id FROM procrastinate_jobs p "
-                "LEFT JOIN procrastinate_workers w ON w.id = p.worker_id "
-                "WHERE p.id = %s AND p.status = 'doing' AND (w.id IS NULL OR "
-                "w.last_heartbeat < clock_timestamp() - make_interval(secs => %s)) "
-                "FOR UPDATE OF p SKIP LOCKED",
-                (s["id"], self.lease_seconds),
-            )
+            locked = await self._fetchone(conn, _LOCK_STALLED_SQL, {"id": s["id"], **lease})
             if locked is None:  # beat again, or another claimer is recovering it
                 continue
             mine = await self._fetchone(
@@ -602,7 +627,7 @@ class PostgresQueue:
                 "SELECT id, attempts, cancel_requested FROM pact_jobs WHERE pj_id = %s FOR UPDATE",
                 (locked["id"],),
             )
-            now = time.time()
+            now = self.clock.now()
             if mine is None:
                 await self._p_one(
                     conn, "finish_job", job_id=locked["id"], status="failed", delete_job=False
@@ -677,17 +702,13 @@ class PostgresQueue:
                     got = await self._fetchone(
                         conn,
                         _CLAIM_SQL,
-                        (time.time(), worker_id, row["args"].get("job_id"), row["id"]),
+                        (self.clock.now(), worker_id, row["args"].get("job_id"), row["id"]),
                     )
                     if got is not None:
                         # procrastinate stamps a new worker with NOW(), the transaction's start;
                         # under load that can already look stale to the next claimer. Stamp
                         # the lease from the clock, at the end of the claim.
-                        await conn.execute(
-                            "UPDATE procrastinate_workers SET last_heartbeat = clock_timestamp() "
-                            "WHERE id = %s",
-                            (pw,),
-                        )
+                        await self._beat(conn, pw)
                         return _row_to_job(got)
                     # A procrastinate job without our record: never run it.
                     await self._p_one(
@@ -710,10 +731,14 @@ class PostgresQueue:
                 )
                 if row is None or row["worker_id"] is None:
                     return False
-                await self._p_one(conn, "update_heartbeat", worker_id=row["worker_id"])
+                await self._beat(conn, row["worker_id"])
                 return True
 
         return await self._retrying("heartbeat", op)
+
+    async def _beat(self, conn: psycopg.AsyncConnection[Any], procrastinate_worker: int) -> None:
+        """procrastinate's `update_heartbeat`, on the lease clock."""
+        await conn.execute(_BEAT_SQL, {"now": self._lease_now(), "id": procrastinate_worker})
 
     async def update(self, job_id: str, **fields: Any) -> None:
         """Known columns are set; any other field is merged into `task["progress"]`."""
@@ -733,7 +758,7 @@ class PostgresQueue:
                     )
                     args.append(Jsonb(extra))
                 await conn.execute(
-                    f"UPDATE pact_jobs SET {', '.join(sets)} WHERE id = %s",  # type: ignore[arg-type]  # noqa: S608
+                    f"UPDATE pact_jobs SET {', '.join(sets)} WHERE id = %s",  # noqa: S608
                     (*args, job_id),
                 )
 
@@ -783,7 +808,7 @@ class PostgresQueue:
                 await conn.execute(
                     "UPDATE pact_jobs SET state=%s, error=COALESCE(%s, error), finished_at=%s "
                     "WHERE id=%s",
-                    (str(state), error, time.time(), job_id),
+                    (str(state), error, self.clock.now(), job_id),
                 )
 
         await self._retrying("finish", op)
@@ -829,7 +854,7 @@ class PostgresQueue:
                     (key, QUEUE_NAME),
                 )
                 ids: list[str] = []
-                now = time.time()
+                now = self.clock.now()
                 for r in rows:
                     mine = await self._fetchone(
                         conn, "SELECT id FROM pact_jobs WHERE pj_id = %s FOR UPDATE", (r["pj_id"],)
@@ -944,7 +969,7 @@ class PostgresQueue:
 
 async def _is_migrated(connector: PsycopgConnector) -> bool:
     row = await connector.execute_query_one_async(
-        query="SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS p, "  # type: ignore[arg-type]
+        query="SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS p, "
         "to_regclass('pact_jobs') IS NOT NULL AS j, "
         "to_regclass('pact_deliveries') IS NOT NULL AS d, "
         "to_regclass('pact_repo_config') IS NOT NULL AS c, "
@@ -979,14 +1004,14 @@ async def apply_schema(dsn: str, schema: str | None = None) -> str:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('pact-bot migrate:' || %s))", (target,)
             )
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target}"')  # type: ignore[arg-type]
-            await conn.execute(f'SET LOCAL search_path TO "{target}"')  # type: ignore[arg-type]
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target}"')
+            await conn.execute(f'SET LOCAL search_path TO "{target}"')
             row = await (
                 await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
             ).fetchone()
             if not (row and row[0]):
                 await conn.execute(SchemaManager.get_schema())
-            await conn.execute(PACT_SCHEMA)  # type: ignore[arg-type]
+            await conn.execute(PACT_SCHEMA)
             await conn.execute(
                 "INSERT INTO pact_meta(key, value) VALUES ('schema_version', %s), "
                 "('procrastinate_version', %s) "
@@ -1020,4 +1045,4 @@ async def drop_schema(dsn: str, schema: str) -> None:
     async with await psycopg.AsyncConnection.connect(
         dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT
     ) as conn:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -1,6 +1,6 @@
 """The embedded queue: one SQLite file in WAL mode, durable before the webhook answers 202.
 
-Public API: `SqliteQueue(path, lease_seconds=60, max_attempts=3)` implements
+Public API: `SqliteQueue(path, lease_seconds=60, max_attempts=3, clock=SYSTEM_CLOCK)` implements
 `pact_bot.jobs.model.Queue`, plus `release(job_id, worker_id)` (hand a job back on shutdown)
 and `migrate()` (create the schema; `open()` does it too).
 
@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.jobs.model import (
     TERMINAL,
     Enqueued,
@@ -53,6 +54,7 @@ from pact_bot.jobs.model import (
     JobKind,
     JobState,
     Pruned,
+    Queue,
     fingerprint,
     lost_notice,
 )
@@ -445,15 +447,24 @@ def _enqueue_with_ack_op(
     return op
 
 
-class SqliteQueue:
-    """The `Queue` protocol on one SQLite file (see the module docstring)."""
+class SqliteQueue(Queue):
+    """The `Queue` protocol on one SQLite file (see the module docstring).
+
+    `clock` stamps and judges leases (`now()`); processes sharing the file share the wall
+    clock.
+    """
 
     def __init__(
-        self, path: str | Path, lease_seconds: float = 60.0, max_attempts: int = 3
+        self,
+        path: str | Path,
+        lease_seconds: float = 60.0,
+        max_attempts: int = 3,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.path = Path(path)
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        self.clock = clock
         self._writer: _Committer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
@@ -653,7 +664,7 @@ class SqliteQueue:
 
     async def claim(self, worker_id: str) -> Job | None:
         def op(c: sqlite3.Connection) -> Job | None:
-            now = time.time()
+            now = self.clock.now()
             self._expire_leases(c, now)
             row = c.execute(
                 "SELECT j.seq FROM jobs j WHERE j.state = 'queued' "
@@ -679,7 +690,7 @@ class SqliteQueue:
         def op(c: sqlite3.Connection) -> bool:
             cur = c.execute(
                 "UPDATE jobs SET lease_until=? WHERE id=? AND worker_id=? AND state='running'",
-                (time.time() + self.lease_seconds, job_id, worker_id),
+                (self.clock.now() + self.lease_seconds, job_id, worker_id),
             )
             return cur.rowcount == 1
 
@@ -717,7 +728,7 @@ class SqliteQueue:
             c.execute(
                 "UPDATE jobs SET state=?, error=COALESCE(?, error), finished_at=?, "
                 "lease_until=NULL WHERE id=? AND worker_id=? AND state='running'",
-                (str(state), error, time.time(), job_id, worker_id),
+                (str(state), error, self.clock.now(), job_id, worker_id),
             )
 
         await self._write(op)
@@ -740,7 +751,7 @@ class SqliteQueue:
 
     async def request_cancel(self, key: str) -> list[str]:
         def op(c: sqlite3.Connection) -> list[str]:
-            now = time.time()
+            now = self.clock.now()
             rows = c.execute(
                 "SELECT id, state FROM jobs WHERE key=? AND state IN ('queued','running') "
                 "ORDER BY seq",

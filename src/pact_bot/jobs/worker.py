@@ -7,10 +7,10 @@ Public API:
   lands in `task["progress"]`), `await cancelled() -> bool` (someone ran `/pact cancel`, or
   this worker lost the lease: stop soon and return a cancelled outcome), `await
   set_repo_config(repo, config)` (cache a repository's trigger settings for ingress).
-- `run_workers(queue, handler, n, stop, poll_interval=1.0, grace_seconds=30.0)`: n tasks
-  until `stop` is set; then nothing new is claimed, running jobs get `grace_seconds` to finish
-  and the rest are handed back (`queue.release` when the backend has it, else their lease
-  lapses and another worker takes them).
+- `run_workers(queue, handler, n, stop, poll_interval=1.0, grace_seconds=30.0, clock=...)`:
+  n tasks until `stop` is set; then nothing new is claimed, running jobs get `grace_seconds` to
+  finish and the rest are handed back (`queue.release`). Heartbeats sleep on `clock` (give the
+  queue's, so a test moves both by hand).
 - `load_handler(settings) -> Handler`: `pact_bot.pipeline.build_handler(settings)`. For tests
   and benchmarks only, `PACT_TEST_HANDLER=module:function` names the handler instead.
 - `run_worker_process(settings, concurrency)` for `pact-bot worker`; it and `pact-bot serve`
@@ -27,13 +27,13 @@ import logging
 import os
 import signal
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pact_bot import metrics
+from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.jobs.model import Job, JobState, Queue
 from pact_bot.logs import log_context, redact
 from pact_bot.settings import Settings
@@ -96,12 +96,8 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 async def _idle(queue: Queue, stop: asyncio.Event, seconds: float) -> None:
     """Wait for the next poll, waking early when the backend says work arrived."""
-    wait_for_work = getattr(queue, "wait_for_work", None)
-    if wait_for_work is None:
-        await _wait(stop, seconds)
-        return
     stopping = asyncio.ensure_future(stop.wait())
-    work = asyncio.ensure_future(wait_for_work(seconds))
+    work = asyncio.ensure_future(queue.wait_for_work(seconds))
     try:
         await asyncio.wait({stopping, work}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -118,6 +114,7 @@ class _Runner:
         poll_interval: float,
         grace_seconds: float,
         lease_seconds: float,
+        clock: Clock,
     ) -> None:
         self.queue = queue
         self.handler = handler
@@ -125,6 +122,7 @@ class _Runner:
         self.poll_interval = poll_interval
         self.grace_seconds = grace_seconds
         self.lease_seconds = lease_seconds
+        self.clock = clock
 
     async def loop(self, worker_id: str) -> None:
         while not self.stop.is_set():
@@ -143,7 +141,7 @@ class _Runner:
     async def _heartbeat(self, job: Job, worker_id: str, control: JobControl) -> None:
         interval = max(self.lease_seconds / 3, 0.05)
         while True:
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
             try:
                 ok = await self.queue.heartbeat(job.id, worker_id)
             except Exception:
@@ -155,12 +153,12 @@ class _Runner:
 
     async def run(self, job: Job, worker_id: str) -> None:
         control = JobControl(self.queue, job)
-        started = time.monotonic()
+        started = self.clock.monotonic()
         log.info(
             "job started",
             extra={"kind": str(job.kind), "key": job.key, "attempt": job.attempts},
         )
-        task = asyncio.create_task(self.handler(job, control))
+        task: asyncio.Task[JobOutcome] = asyncio.ensure_future(self.handler(job, control))
         beat = asyncio.create_task(self._heartbeat(job, worker_id, control))
         stopping = asyncio.create_task(self.stop.wait())
         try:
@@ -179,9 +177,8 @@ class _Runner:
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
-                    release = getattr(self.queue, "release", None)
-                    if release is not None and not control.lease_lost:
-                        await release(job.id, worker_id)
+                    if not control.lease_lost:
+                        await self.queue.release(job.id, worker_id)
                     log.warning("job handed back at shutdown")
                     return
             outcome = self._outcome(task)
@@ -191,7 +188,7 @@ class _Runner:
         if outcome.pr_url:
             await self.queue.update(job.id, pr_url=outcome.pr_url)
         await self.queue.finish(job.id, worker_id, outcome.state, outcome.error)
-        elapsed = time.monotonic() - started
+        elapsed = self.clock.monotonic() - started
         metrics.jobs.labels(kind=str(job.kind), outcome=str(outcome.state)).inc()
         metrics.job_duration.labels(kind=str(job.kind)).observe(elapsed)
         log.info(
@@ -229,12 +226,13 @@ async def run_workers(
     poll_interval: float = 1.0,
     grace_seconds: float = 30.0,
     lease_seconds: float | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Run n worker tasks until `stop` is set and their jobs are finished or handed back."""
     if n <= 0:
         return
-    lease = lease_seconds or float(getattr(queue, "lease_seconds", 60.0))
-    runner = _Runner(queue, handler, stop, poll_interval, grace_seconds, lease)
+    lease = lease_seconds or queue.lease_seconds
+    runner = _Runner(queue, handler, stop, poll_interval, grace_seconds, lease, clock)
     await asyncio.gather(*(runner.loop(_worker_id(i)) for i in range(n)))
 
 

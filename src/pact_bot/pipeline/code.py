@@ -902,7 +902,11 @@ class CodeJob(RepoJob):
         if cid is None:
             cid = await self._find_marker()
         self.progress = ProgressComment(
-            self.comment, self.edit_comment, comment_id=cid, min_interval=self._interval()
+            self.comment,
+            self.edit_comment,
+            comment_id=cid,
+            min_interval=self._interval(),
+            clock=self.rt.clock,
         )
         await self._show(Progress(self.job.id, Phase.preparing), force=True)
 

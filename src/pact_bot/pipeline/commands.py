@@ -432,7 +432,9 @@ class ReplyJob(RepoJob):
 
     async def _recently_cancelled(self) -> list[Job]:
         """Jobs ingress cancelled for this command (queued ones are already terminal)."""
-        out = []
+        out: list[Job] = []
+        if self.queue is None:
+            return out
         since = self.job.created_at - 5
         for key in self._keys():
             for j in await self.queue.list(key=key):

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
+
+from pact_bot.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class ProgressComment:
         *,
         comment_id: int | None = None,
         min_interval: float = 3.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._post = post
         self._edit = edit
@@ -50,7 +51,7 @@ class ProgressComment:
         """Show `body`: now when forced or due, otherwise as the trailing edit."""
         if body == self._written and self._pending is None:
             return
-        wait = self._last_write + self.min_interval - self._clock()
+        wait = self._last_write + self.min_interval - self._clock.monotonic()
         if force or self.comment_id is None or wait <= 0:
             self._cancel_timer()
             self._pending = None
@@ -58,10 +59,10 @@ class ProgressComment:
             return
         self._pending = body
         if self._timer is None or self._timer.done():
-            self._timer = asyncio.create_task(self._trailing(wait))
+            self._timer = asyncio.create_task(self._trailing(self._clock.monotonic() + wait))
 
-    async def _trailing(self, wait: float) -> None:
-        await asyncio.sleep(wait)
+    async def _trailing(self, due: float) -> None:
+        await self._clock.sleep(due - self._clock.monotonic())
         body, self._pending = self._pending, None
         if body is not None:
             try:
@@ -78,7 +79,7 @@ class ProgressComment:
             else:
                 await self._edit(self.comment_id, body)
             self._written = body
-            self._last_write = self._clock()
+            self._last_write = self._clock.monotonic()
             self.writes += 1
 
     def _cancel_timer(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.logs import register_secrets
 from pact_bot.settings import Settings
 
@@ -56,6 +57,7 @@ class Runtime:
         queue: Any = None,
         agent_retry: Any = None,
         progress_interval: float = 3.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self._app = app
@@ -67,6 +69,8 @@ class Runtime:
         self.agent_retry = agent_retry
         # Minimum seconds between progress-comment edits (GitHub's secondary rate limits).
         self.progress_interval = progress_interval
+        # What the progress throttle measures time with (tests: a FakeClock).
+        self.clock = clock
         register_secrets(settings.secrets())
 
     @property

@@ -80,7 +80,7 @@ class _Server(uvicorn.Server):
 def _lean_log_records() -> None:
     """Skip what our formatters never print (caller frame, thread, process): the logging
     docs' own optimisation, a few percent of each webhook's CPU."""
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
@@ -125,7 +125,8 @@ async def _serve_one(
         lifespan="on",
         http="httptools" if _has("httptools") else "h11",
         server_header=False,
-        timeout_graceful_shutdown=grace_seconds,
+        # uvicorn annotates int, and only hands it to asyncio.wait_for: seconds may be fractional
+        timeout_graceful_shutdown=grace_seconds,  # type: ignore[arg-type]
     )
     server = _Server(config, stop)
     workers: asyncio.Task[None] | None = None

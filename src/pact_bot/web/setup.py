@@ -262,7 +262,8 @@ def _lock(request: Request) -> asyncio.Lock:
 
 
 def current_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def _public_url(settings: Settings, request: Request) -> str:
@@ -456,7 +457,7 @@ async def token_submit(request: Request) -> Response:
             return _token_needed(413, "<p class=err>That form is too large.</p>")
     fields = parse_qs(body.decode("utf-8", "replace"))
     token = (fields.get("token") or [""])[0].strip()
-    org = (fields.get("org") or [None])[0] or request.query_params.get("org")
+    org = (fields.get("org") or [""])[0] or request.query_params.get("org")
     return _accept_token(request, token, org if org and valid_org(org) else None)
 
 
@@ -505,7 +506,7 @@ async def _exchange(settings: Settings, code: str) -> dict[str, Any]:
         base_url=settings.github_api_url, http_cache=False, auto_retry=False, timeout=30
     ) as gh:
         resp = await gh.rest.apps.async_create_from_manifest(code)
-        return resp.json()
+        return dict(resp.json())
 
 
 async def setup_callback(request: Request) -> Response:

@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
@@ -95,7 +95,7 @@ _WANTED = {
 }
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]  # starlette.types.Receive
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
