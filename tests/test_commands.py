@@ -16,7 +16,7 @@ from test_revise import BRANCH, REPO, SPEC, THREE, bot_comments, drive, open_bot
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.jobs.worker import JobControl
-from pact_bot.pipeline.commands import cancel_text, help_text, refusal_text, status_text
+from pact_bot.pipeline.reply import cancel_text, help_text, refusal_text, status_text
 from pact_bot.repo_config import parse_repo_config
 from pact_bot.settings import Settings
 

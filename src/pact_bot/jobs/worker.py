@@ -79,7 +79,7 @@ def load_handler(settings: Settings) -> Handler:
         module, _, name = test_handler.partition(":")
         log.warning("PACT_TEST_HANDLER set: jobs run %s, not the pipeline", test_handler)
         return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-    from pact_bot.pipeline import build_handler
+    from pact_bot.pipeline.handlers import build_handler
 
     return build_handler(settings)
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TextIO
 
 from pact_bot.pipeline import report
-from pact_bot.pipeline.code import AGENT_DOCS, failure_of, first_message, implement
+from pact_bot.pipeline.agent_run import failure_of, implement
+from pact_bot.pipeline.prompts import AGENT_DOCS, first_message
 from pact_bot.pipeline.runtime import MissingModelKey, Runtime, anthropic_client
 from pact_bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config
 from pact_bot.settings import Settings

@@ -122,7 +122,7 @@ def tokens(n: int) -> str:
 
 
 @dataclass(frozen=True)
-class Progress:
+class JobProgress:
     """One state of the progress comment."""
 
     job_id: str
@@ -137,7 +137,7 @@ class Progress:
     updated_pr: bool = False
 
 
-def progress_body(p: Progress) -> str:
+def progress_body(p: JobProgress) -> str:
     lines = [marker(p.job_id)]
     if p.phase is Phase.done:
         verb = "updated" if p.updated_pr else "opened"
