@@ -11,9 +11,10 @@ Public API:
   until `stop` is set; then nothing new is claimed, running jobs get `grace_seconds` to finish
   and the rest are handed back (`queue.release` when the backend has it, else their lease
   lapses and another worker takes them).
-- `load_handler(settings) -> Handler`: `pact_bot.pipeline.build_handler(settings)`. For tests
-  and benchmarks only, `PACT_TEST_HANDLER=module:function` names the handler instead.
-- `run_worker_process(settings, concurrency)` for `pact-bot worker`.
+- `run_worker_process(settings, concurrency, handler)` for `pact-bot worker`.
+
+The handler is injected by the process wiring (`cli`, `web.server`): this package knows
+nothing of job kinds, and a test passes its own.
 
 A handler exception fails the job with its text (traceback in the log, secrets redacted).
 """
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pact_bot import metrics
+from pact_bot.jobs.backends import open_queue
 from pact_bot.jobs.model import Job, JobState, Queue
 from pact_bot.logs import log_context, redact
 from pact_bot.settings import Settings
@@ -69,19 +71,6 @@ class JobControl:
 
 
 Handler = Callable[[Job, JobControl], Awaitable[JobOutcome]]
-
-
-def load_handler(settings: Settings) -> Handler:
-    test_handler = os.environ.get("PACT_TEST_HANDLER")
-    if test_handler:  # tests and benchmarks only: `module:function`, a Handler itself
-        import importlib
-
-        module, _, name = test_handler.partition(":")
-        log.warning("PACT_TEST_HANDLER set: jobs run %s, not the pipeline", test_handler)
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-    from pact_bot.pipeline.handlers import build_handler
-
-    return build_handler(settings)
 
 
 def _worker_id(i: int) -> str:
@@ -237,9 +226,8 @@ async def run_workers(
     await asyncio.gather(*(runner.loop(_worker_id(i)) for i in range(n)))
 
 
-def run_worker_process(settings: Settings, concurrency: int) -> None:
+def run_worker_process(settings: Settings, concurrency: int, handler: Handler) -> None:
     """`pact-bot worker`: workers only, stopped by SIGTERM/SIGINT."""
-    from pact_bot.jobs.backends import open_queue
 
     async def main() -> None:
         queue = open_queue(settings)
@@ -250,7 +238,7 @@ def run_worker_process(settings: Settings, concurrency: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         log.info("worker started", extra={"concurrency": concurrency})
         try:
-            await run_workers(queue, load_handler(settings), concurrency, stop)
+            await run_workers(queue, handler, concurrency, stop)
         finally:
             await queue.close()
         log.info("worker stopped")

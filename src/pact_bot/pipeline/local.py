@@ -28,6 +28,7 @@ from pact_bot.pipeline.runtime import MissingModelKey, Runtime, anthropic_client
 from pact_bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config
 from pact_bot.settings import Settings
 from pact_bot.specs import branch_name, component_name, summary_path
+from pact_bot.workspace import Workspace
 
 
 class LocalError(Exception):
@@ -135,7 +136,6 @@ async def _run(
     data_dir = git_dir / "pact-bot"
     data_dir.mkdir(parents=True, exist_ok=True)
     from pact_bot.agent.transcript import Transcript
-    from pact_bot.workspace import Workspace
 
     name = _git(root, "config", "--default", "", "user.name").strip() or "pact-bot"
     email = (

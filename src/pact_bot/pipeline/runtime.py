@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from pact_bot.github.client import GitHubApp
+from pact_bot.jobs.model import Queue
 from pact_bot.logs import register_secrets
 from pact_bot.settings import Settings
+from pact_bot.workspace import Workspace
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
-    from pact_bot.github.client import GitHubApp
-    from pact_bot.workspace import Workspace
+    from pact_bot.agent.loop import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ def anthropic_client(settings: Settings, *, max_retries: int = 0) -> AsyncAnthro
     SDK retries are off: the agent loop retries 429/529/5xx itself so that waiting
     counts against the job's wall-time budget and shows in the transcript.
     """
-    from anthropic import AsyncAnthropic
+    from anthropic import AsyncAnthropic  # the SDK costs ~2 s to import: only when used
 
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     if not key and not settings.anthropic_base_url:
@@ -53,8 +55,8 @@ class Runtime:
         app: GitHubApp | None = None,
         workspace: Workspace | None = None,
         model_client: AsyncAnthropic | None = None,
-        queue: Any = None,
-        agent_retry: Any = None,
+        queue: Queue | None = None,
+        agent_retry: RetryPolicy | None = None,
         progress_interval: float = 3.0,
     ) -> None:
         self.settings = settings
@@ -72,16 +74,12 @@ class Runtime:
     @property
     def app(self) -> GitHubApp:
         if self._app is None:
-            from pact_bot.github.client import GitHubApp
-
             self._app = GitHubApp(self.settings)
         return self._app
 
     @property
     def workspace(self) -> Workspace:
         if self._workspace is None:
-            from pact_bot.workspace import Workspace
-
             self._workspace = Workspace(self.settings.pact_data_dir)
         return self._workspace
 
@@ -90,7 +88,3 @@ class Runtime:
         if self._model is None:
             self._model = anthropic_client(self.settings)
         return self._model
-
-    @property
-    def transcripts_dir(self) -> Any:
-        return self.settings.pact_data_dir / "transcripts"
