@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from pact_bot.pipeline.pr_text import (
+    Summary,
+    check_run_output,
+    commit_message,
+    file_rows,
+    file_table,
+    handoff_comment,
+    parse_summary,
+    pr_body,
+    pr_title,
+)
 from pact_bot.pipeline.report import (
     Failure,
     JobProgress,
     Phase,
     RunStats,
-    Summary,
-    check_run_output,
-    commit_message,
     failure_text,
-    file_rows,
-    file_table,
-    handoff_comment,
     job_of,
     no_specs_comment,
-    parse_summary,
-    pr_body,
-    pr_title,
     progress_body,
     refusal_comment,
 )

@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 
 from pact_bot.jobs.tasks import TASK_MODELS, ReplyTask, TaskBase, wire
 
+ERROR_LIMIT = 2_000  # characters of the error a finished job records
+
 
 class JobKind(enum.StrEnum):
     code = "code"  # implement specs, open or update a PR

@@ -35,7 +35,7 @@ from typing import Any
 
 from pact_bot import metrics
 from pact_bot.jobs.backends import open_queue
-from pact_bot.jobs.model import Job, JobState, Queue
+from pact_bot.jobs.model import ERROR_LIMIT, Job, JobState, Queue
 from pact_bot.logs import log_context, redact
 from pact_bot.settings import Settings
 
@@ -199,7 +199,7 @@ class _Runner:
         exc = task.exception()
         if exc is not None:
             log.error("job handler raised", exc_info=exc)
-            text = redact(f"{type(exc).__name__}: {exc}")[:2000]
+            text = redact(f"{type(exc).__name__}: {exc}")[:ERROR_LIMIT]
             return JobOutcome(JobState.failed, error=text)
         outcome = task.result()
         if not isinstance(outcome, JobOutcome):

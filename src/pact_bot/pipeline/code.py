@@ -27,7 +27,7 @@ from githubkit_schemas.latest.models import DiffEntry
 from pact_bot.jobs.model import Job
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline import report
+from pact_bot.pipeline import pr_text, report
 from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
 from pact_bot.pipeline.checks import summary_files
 from pact_bot.pipeline.context import JobContext, open_context
@@ -186,7 +186,7 @@ async def _run(
             summaries = summary_files(runtime.workspace.tracked_files(wt))
             pub.sha = pushed
             pub.stats = RunStats(**ctx.saved.stats) if ctx.saved.stats else RunStats()
-            pub.rows = report.file_rows(ctx.saved.diff or await _head_diff(wt))
+            pub.rows = pr_text.file_rows(ctx.saved.diff or await _head_diff(wt))
             if summary_file not in summaries:
                 pub.summary_file = (summaries or [summary_file])[0]
             pub.model = ctx.saved.model or eff.model
@@ -223,7 +223,7 @@ async def _run(
         helper = await co_author(ctx)
         sha = await runtime.workspace.commit(
             wt,
-            report.commit_message(components, specs, None).rstrip()
+            pr_text.commit_message(components, specs, None).rstrip()
             + "\n\n"
             + _JOB_LINE.format(job_id=job.id),
             author=await author(ctx),
@@ -241,7 +241,7 @@ async def _run(
         pub.sha, pub.stats, pub.rows, pub.model = (
             sha,
             stats,
-            report.file_rows(impl.diff),
+            pr_text.file_rows(impl.diff),
             impl.model,
         )
         return await publish(ctx, tracker, wt, pub)

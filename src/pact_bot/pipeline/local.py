@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
-from pact_bot.pipeline import report
+from pact_bot.pipeline import pr_text, report
 from pact_bot.pipeline.agent_run import failure_of, implement
 from pact_bot.pipeline.prompts import AGENT_DOCS, first_message
 from pact_bot.pipeline.runtime import MissingModelKey, Runtime, anthropic_client
@@ -199,12 +199,12 @@ async def _run(
         return 1
     sha = await workspace.commit(
         root,
-        report.commit_message(components, rel_specs, None).rstrip()
+        pr_text.commit_message(components, rel_specs, None).rstrip()
         + f"\n\nWritten by pact-bot ({impl.model}); "
         f"{impl.stats.line()}",
         author=(name, email),
     )
-    rows = report.file_rows(impl.diff)
+    rows = pr_text.file_rows(impl.diff)
     display.say(f"pact-bot: committed {sha[:12]} on {branch}:")
     for r in rows:
         display.say(f"  {r.status:<9} {r.path} (+{r.added} −{r.removed})")

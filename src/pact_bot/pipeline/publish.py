@@ -13,7 +13,7 @@ from pact_bot.github.repo_api import best_effort
 from pact_bot.jobs.model import JobState
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobOutcome
-from pact_bot.pipeline import report
+from pact_bot.pipeline import pr_text
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import JobProgress, Phase, RunStats
 from pact_bot.pipeline.steps import ProgressTracker, post_check_run
@@ -30,7 +30,7 @@ class Publication:
     existing: PullRequestSimple | None  # the open bot PR for the same specs
     sha: str
     stats: RunStats
-    rows: list[report.FileRow]
+    rows: list[pr_text.FileRow]
     summary_file: str
     model: str
     draft: bool
@@ -50,9 +50,9 @@ async def publish(
 ) -> JobOutcome:
     job, api = ctx.job, ctx.api
     sfile = worktree / pub.summary_file
-    summary = report.parse_summary(sfile.read_text(errors="replace") if sfile.is_file() else "")
+    summary = pr_text.parse_summary(sfile.read_text(errors="replace") if sfile.is_file() else "")
     web = ctx.rt.settings.web_url.rstrip("/")
-    body = report.pr_body(
+    body = pr_text.pr_body(
         job_id=job.id,
         specs=pub.specs,
         rows=pub.rows,
@@ -67,7 +67,7 @@ async def publish(
     updated = pr is not None
     if pr is None:
         pr = await api.create_pull(
-            title=report.pr_title(pub.components),
+            title=pr_text.pr_title(pub.components),
             head=pub.branch,
             base=pub.pr_base,
             body=body,
@@ -82,10 +82,10 @@ async def publish(
     await ctx.save(pr_url=pr_url, pr_number=number)
     summary_url = f"{web}/{job.repo}/blob/{pub.branch}/{pub.summary_file}"
     if ctx.saved.handoff_sha != pub.sha:
-        await api.comment(number, report.handoff_comment(summary, pub.summary_file, summary_url))
+        await api.comment(number, pr_text.handoff_comment(summary, pub.summary_file, summary_url))
         await ctx.save(handoff_sha=pub.sha)
     if ctx.saved.check_sha != pub.sha:
-        output = report.check_run_output(
+        output = pr_text.check_run_output(
             specs=pub.specs,
             stats=pub.stats,
             rows=pub.rows,

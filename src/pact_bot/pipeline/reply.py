@@ -46,6 +46,7 @@ from pact_bot.repo_config import CONFIG_PATH, Effective, RepoConfigError
 
 log = logging.getLogger(__name__)
 
+AHEAD_LISTED = 3  # jobs named in a "queued behind" note
 INGRESS_CANCEL_WINDOW = 5.0  # seconds before the command in which ingress cancelled its jobs
 
 
@@ -169,11 +170,12 @@ def lost_marker(job_id: str) -> str:
 def queued_text(job: Job, ahead: Sequence[Job], command: str = "/pact") -> str:
     """One line: the command's job waits, behind what, and where it is in line."""
     running = [j for j in ahead if j.state is JobState.running]
-    behind = ", ".join(f"`{j.id}` ({j.kind}, {j.state})" for j in (running or ahead)[:3])
+    shown = (running or ahead)[:AHEAD_LISTED]
+    behind = ", ".join(f"`{j.id}` ({j.kind}, {j.state})" for j in shown)
     return (
         f"{ack_marker(job.id)}\nQueued: job `{job.id}` is number {len(ahead) + 1} in line "
         f"here; it starts when {behind}"
-        + (f" and {len(ahead) - 3} more" if len(ahead) > 3 else "")
+        + (f" and {len(ahead) - AHEAD_LISTED} more" if len(ahead) > AHEAD_LISTED else "")
         + f" finish{'es' if len(ahead) == 1 else ''}. `{command} status` shows them."
     )
 
@@ -182,7 +184,7 @@ def lost_text(job: Job, attempts: int, command: str = "/pact") -> str:
     """Why a job stopped when its workers kept vanishing, and how to try again."""
     pushed = Saved.model_validate(job.task.get("progress") or {}).pushed_sha or ""
     kept = (
-        f"Its last attempt had already pushed commit `{pushed[:7]}`"
+        f"Its last attempt had already pushed commit `{pushed[: report.SHA_SHORT]}`"
         + (f" ({job.pr_url})" if job.pr_url else "")
         + "; nothing more was pushed."
         if pushed

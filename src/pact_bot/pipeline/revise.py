@@ -26,14 +26,13 @@ from pathlib import Path
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.tasks import ReviseTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline import report
+from pact_bot.pipeline import pr_text
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
 from pact_bot.pipeline.checks import summary_files
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.reply import refusal_text
-from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
+from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.revise_text import (
-    SHA_SHORT,
     ReviewComment,
     command_instructions,
     commit_title,
@@ -305,10 +304,10 @@ async def _answer(
         await ctx.api.comment(ctx.number, f"{head}\n\n{said}")
         await ctx.save(pr_comment=True)
     if sha and ctx.saved.check_sha != sha:
-        output = report.check_run_output(
+        output = pr_text.check_run_output(
             specs=list(specs),
             stats=stats,
-            rows=report.file_rows(diff),
+            rows=pr_text.file_rows(diff),
             model=model,
             job_id=job.id,
             summary_file=None,

@@ -12,14 +12,13 @@ from githubkit_schemas.latest.models import ReviewComment as ApiReviewComment
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.pipeline import report
 from pact_bot.pipeline.prompts import SPEC_LIMIT, clip
-from pact_bot.pipeline.report import JobProgress, Phase
+from pact_bot.pipeline.report import SHA_SHORT, JobProgress, Phase
 
 HUNK_LIMIT = 3_000
 COMMENT_LIMIT = 10_000
 SUMMARY_LIMIT = 40_000
 MAX_COMMENTS = 100
 MAX_LISTED_FILES = 200
-SHA_SHORT = 7
 _REPLY = re.compile(
     r"^[ \t>*_`-]*REPLY[ \t]+#?(\d+)[*_`]*[ \t]*:[ \t]*[*_`]*[ \t]*(.*?)[ \t]*$", re.M
 )

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from githubkit.exception import GitHubException, RequestFailed
 
 from pact_bot.github.repo_api import WRITE_PERMISSIONS, best_effort
-from pact_bot.jobs.model import JobState
+from pact_bot.jobs.model import ERROR_LIMIT, JobState
 from pact_bot.jobs.worker import JobOutcome
 from pact_bot.logs import redact
 from pact_bot.pipeline import report
@@ -27,7 +27,6 @@ from pact_bot.repo_config import RepoConfig, RepoConfigError
 log = logging.getLogger(__name__)
 
 ERROR_LINE_LIMIT = 300  # one line of an unexpected error, in the failure comment
-OUTCOME_ERROR_LIMIT = 2_000  # a job's recorded error
 BOT_LOGIN = "pact-bot[bot]"  # when the App's own login cannot be asked
 NOREPLY = "users.noreply.github.com"
 
@@ -155,7 +154,7 @@ async def fail(
         )
         await tracker.show(state, force=True)
     error = f"{kind.value}: {detail or text}"
-    return JobOutcome(JobState.failed, error=error[:OUTCOME_ERROR_LIMIT])
+    return JobOutcome(JobState.failed, error=error[:ERROR_LIMIT])
 
 
 async def config_or_fail(ctx: JobContext[Any]) -> RepoConfig:
