@@ -14,12 +14,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from githubkit.exception import GitHubException, RequestFailed
 from githubkit_schemas.latest.models import (
     ContentFile,
     DiffEntry,
+    IssueComment,
     PullRequest,
     PullRequestSimple,
     ReviewComment,
@@ -81,6 +82,7 @@ class RepoAPI:
         """Ids of the first comments holding each hidden marker (first 1,000 comments)."""
         found: dict[str, int] = {}
         seen = 0
+        c: IssueComment
         async for c in self.gh.rest.paginate(
             self.gh.rest.issues.async_list_comments,
             owner=self.owner,
@@ -170,7 +172,8 @@ class RepoAPI:
         resp = await self.gh.rest.pulls.async_list(
             self.owner, self.name, state="open", head=f"{self.owner}:{branch}", per_page=10
         )
-        return next((pr for pr in resp.parsed_data if pr.head.ref == branch), None)
+        pulls = cast(list[PullRequestSimple], resp.parsed_data)
+        return next((pr for pr in pulls if pr.head.ref == branch), None)
 
     async def create_pull(
         self, *, title: str, head: str, base: str, body: str, draft: bool
@@ -233,7 +236,7 @@ class RepoAPI:
         }
         if actions:
             body["actions"] = actions
-        await self.gh.rest.checks.async_create(self.owner, self.name, data=body)  # type: ignore[arg-type]
+        await self.gh.rest.checks.async_create(self.owner, self.name, data=body)  # type: ignore[call-overload]
 
     def _pages(self, method: Any, **kwargs: Any) -> AsyncIterator[Any]:
         return aiter(

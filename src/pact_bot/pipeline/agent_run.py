@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SETUP_OUTPUT_TAIL = 2_000  # characters of a failed setup command's output the agent sees
-_USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 ProgressFn = Callable[[int, float, str | None], Awaitable[None]]
 
@@ -104,7 +103,7 @@ async def implement(
         user_message += "\n\n<setup>\n" + "\n".join(notes) + "\n</setup>"
 
     async def run(
-        message: str, messages: list[dict[str, object]] | None, turns_used: int, cost_used: float
+        message: str, messages: list[dict[str, Any]] | None, turns_used: int, cost_used: float
     ) -> RunResult:
         budget = Budget(
             max_turns=max(effective.max_turns - turns_used, 1),
@@ -126,7 +125,7 @@ async def implement(
             transcript=transcript,
             on_progress=progress,
             should_cancel=should_cancel,
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             retry=runtime.agent_retry,
         )
 
@@ -262,18 +261,14 @@ def _budget_detail(stop: str, stats: RunStats, eff: Effective) -> str:
 
 
 def _stats(results: Sequence[RunResult], tools: Tools) -> RunStats:
-    usage: Counter[str] = Counter()
-    for r in results:
-        for k in _USAGE_KEYS:
-            usage[k] += int(getattr(r.usage, k))
     calls: Counter[str] = Counter(c.name for c in tools.calls)
     return RunStats(
         turns=sum(r.turns for r in results),
         cost_usd=sum(float(r.cost_usd) for r in results),
-        input_tokens=usage["input_tokens"],
-        output_tokens=usage["output_tokens"],
-        cache_read_tokens=usage["cache_read_tokens"],
-        cache_write_tokens=usage["cache_write_tokens"],
+        input_tokens=sum(r.usage.input_tokens for r in results),
+        output_tokens=sum(r.usage.output_tokens for r in results),
+        cache_read_tokens=sum(r.usage.cache_read_tokens for r in results),
+        cache_write_tokens=sum(r.usage.cache_write_tokens for r in results),
         duration_s=sum(float(r.duration_s) for r in results),
         stop=str(results[-1].stop),
         tool_calls=dict(calls),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ async def handle_code(runtime: Runtime, job: Job, control: JobControl) -> JobOut
                 await work.tracker.close()
 
 
-def refusal(user: str) -> Any:
+def refusal(user: str) -> Callable[[str, str], str]:
     return lambda perm, command: report.refusal_comment(user, perm, command)
 
 

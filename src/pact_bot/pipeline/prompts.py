@@ -4,7 +4,7 @@ its own agent instructions. Pure; shared with local mode."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 AGENT_DOCS = ("CLAUDE.md", "AGENTS.md", ".github/copilot-instructions.md")
 MAP_LIMIT = 400  # lines of the repository map
@@ -60,7 +60,7 @@ def first_message(
     files: Sequence[str],
     agent_docs: Sequence[tuple[str, str]],
     summary_file: str,
-    sections: dict[str, Sequence[str]] | None = None,
+    sections: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     """The task: specs (full text), where the request came from, the repository's map
     and its own agent instructions."""
