@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pact_bot.pipeline.checks import CheckResult, run_checks
 from pact_bot.pipeline.context import JobContext
+from pact_bot.pipeline.post_run import CheckResult, run_checks
 from pact_bot.pipeline.prompts import SUMMARY_REMINDER
 from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.runtime import Runtime

@@ -29,8 +29,8 @@ from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import pr_text, report
 from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
-from pact_bot.pipeline.checks import summary_files
 from pact_bot.pipeline.context import JobContext, open_context
+from pact_bot.pipeline.post_run import summary_files
 from pact_bot.pipeline.prompts import AGENT_DOCS, REQUEST_LIMIT, first_message
 from pact_bot.pipeline.publish import Publication, publish
 from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats

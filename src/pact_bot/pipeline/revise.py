@@ -28,8 +28,8 @@ from pact_bot.jobs.tasks import ReviseTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import pr_text
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
-from pact_bot.pipeline.checks import summary_files
 from pact_bot.pipeline.context import JobContext, open_context
+from pact_bot.pipeline.post_run import summary_files
 from pact_bot.pipeline.reply import refusal_text
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.revise_text import (
