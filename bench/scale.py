@@ -1,9 +1,9 @@
 """Scale-out benchmark: 3 `pact-bot worker` processes against 1, on the Postgres queue.
 
 60 jobs (distinct keys, so nothing serialises them) of a handler with a fixed 1 s latency
-(`bench/scale.py:fixed_latency`, selected with PACT_TEST_HANDLER; it sleeps, it does not run
-the pipeline) are queued in a fresh schema, then W worker processes (concurrency 1 each) are
-started; the run ends when every job has succeeded. Printed:
+(`bench/scale.py:fixed_latency`, injected into pact-bot's CLI by `bench/scale.py worker`; it
+sleeps, it does not run the pipeline) are queued in a fresh schema, then W worker processes
+(concurrency 1 each) are started; the run ends when every job has succeeded. Printed:
 
 - wall time per run (first handler start → last handler end) and the speed-up, 3 vs 1
   (ideal 3.0×, target ≥ 2.7×);
@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -98,14 +97,13 @@ def run(dsn: str, workers: int, jobs: int, latency: float, work: Path) -> dict[s
         PACT_DATABASE_URL=dsn,
         PACT_DATABASE_SCHEMA=schema,
         PACT_DATA_DIR=str(work / "data"),
-        PACT_TEST_HANDLER="scale:fixed_latency",
         PACT_BENCH_LATENCY=str(latency),
         PACT_BENCH_RECORD=str(record),
         PYTHONPATH=str(ROOT / "bench"),
     )
     procs = [
         subprocess.Popen(
-            [str(VENV_BIN / "pact-bot"), "worker", "--concurrency", "1"],
+            [sys.executable, str(ROOT / "bench" / "scale.py"), "worker", "--concurrency", "1"],
             env=env,
             cwd=work,
             stdout=subprocess.DEVNULL,
@@ -195,4 +193,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["worker"]:  # a worker process: pact-bot's CLI running fixed_latency
+        from pact_bot.cli import main as pact_bot
+
+        pact_bot(obj={"handler_factory": lambda settings: fixed_latency})
     sys.exit(main())

@@ -53,7 +53,7 @@ from pact_bot.agent.loop import Budget, RetryPolicy, run_agent  # noqa: E402
 from pact_bot.agent.tools import build_tools  # noqa: E402
 from pact_bot.agent.tools.editor import VIEW_MAX_CHARACTERS  # noqa: E402
 from pact_bot.agent.transcript import Transcript  # noqa: E402
-from pact_bot.pipeline.code import repo_map  # noqa: E402
+from pact_bot.pipeline.prompts import repo_map  # noqa: E402
 from pact_bot.settings import DEFAULT_PRICES  # noqa: E402
 
 MODEL = "claude-sonnet-5-5"

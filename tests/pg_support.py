@@ -93,7 +93,7 @@ def remove_schema(schema: PgSchema) -> None:
     _run(drop_schema(schema.base_dsn, schema.name))
 
 
-# -- handlers for worker subprocesses (PACT_TEST_HANDLER=pg_support:sleep_handler) -------------
+# -- handlers for worker subprocesses (`python -m pg_support worker|serve ...`) ---------------
 
 
 async def sleep_handler(job: Job, control: JobControl) -> JobOutcome:
@@ -121,3 +121,9 @@ def read_records(path: Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+if __name__ == "__main__":  # pact-bot's CLI with `sleep_handler` injected as the job handler
+    from pact_bot.cli import main
+
+    main(obj={"handler_factory": lambda settings: sleep_handler})

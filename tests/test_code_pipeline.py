@@ -410,6 +410,28 @@ async def test_sender_without_write_permission_is_refused_before_any_work(
     assert not bot.runtime.workspace.mirror_path(REPO).exists()  # the repo was not cloned
 
 
+async def test_refusal_names_the_repositorys_own_command_word(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    """A repository that renamed its command is told its own word, not `/pact`."""
+    setup_repo(github_sim, {**FILES, ".github/pact.yml": "command: /bot\n"})
+    github_sim.add_user("tria", "triage")  # may label issues, may not have code written
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    number = github_sim.open_issue(REPO, "Cart", body="docs/cart-spec.md", user="tria")
+    github_sim.label_issue(REPO, number, "pact:code", user="tria")
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.failed]
+    comments = bot_comments(github_sim, number)
+    assert len(comments) == 1
+    assert "@tria" in comments[0] and "(yours: triage)" in comments[0]
+    assert "`/bot code`" in comments[0] and "/pact" not in comments[0]
+    assert anthropic_sim.requests == []
+
+
 async def test_issue_without_spec_explains_how_to_name_one(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
@@ -607,7 +629,7 @@ async def test_progress_edits_are_throttled(
 
 
 def test_repo_map_is_bounded_for_large_repositories() -> None:
-    from pact_bot.pipeline.code import repo_map
+    from pact_bot.pipeline.prompts import repo_map
 
     small = ["a.py", "src/b.py"]
     assert repo_map(small) == "a.py\nsrc/b.py"
@@ -621,7 +643,7 @@ def test_repo_map_is_bounded_for_large_repositories() -> None:
 
 
 def test_first_message_holds_specs_context_map_and_repo_instructions() -> None:
-    from pact_bot.pipeline.code import first_message
+    from pact_bot.pipeline.prompts import first_message
 
     text = first_message(
         specs=[("docs/cart-spec.md", SPEC)],

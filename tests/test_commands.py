@@ -17,7 +17,7 @@ from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.jobs.worker import JobControl
-from pact_bot.pipeline.commands import cancel_text, help_text, refusal_text, status_text
+from pact_bot.pipeline.reply import cancel_text, help_text, refusal_text, status_text
 from pact_bot.repo_config import parse_repo_config
 from pact_bot.settings import Settings
 

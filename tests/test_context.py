@@ -24,8 +24,8 @@ from pact_bot.agent.definition import load_definition, system_prompt
 from pact_bot.agent.loop import Budget, RetryPolicy, RunResult, run_agent
 from pact_bot.agent.tools import build_tools
 from pact_bot.agent.transcript import Transcript, render_transcript
-from pact_bot.pipeline.checks import CheckResult
-from pact_bot.pipeline.code import Implementation, failure_of
+from pact_bot.pipeline.agent_run import Implementation, failure_of
+from pact_bot.pipeline.post_run import CheckResult
 from pact_bot.pipeline.report import Failure, RunStats, failure_text
 from pact_bot.settings import DEFAULT_PRICES
 

@@ -72,7 +72,9 @@ def test_env_vars_named_in_docs_exist(page: str) -> None:
     assert named - known == set(), f"{page} names variables pact-bot does not read"
 
 
-@pytest.mark.parametrize("page", ["deployment.md", "security.md", "configuration.md"])
+@pytest.mark.parametrize(
+    "page", ["deployment.md", "security.md", "configuration.md", "architecture.md"]
+)
 def test_relative_links_resolve(page: str) -> None:
     text = (DOCS / page).read_text()
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
@@ -100,7 +102,7 @@ def _commands(text: str) -> list[list[str]]:
     return out
 
 
-@pytest.mark.parametrize("page", ["deployment.md", "security.md"])
+@pytest.mark.parametrize("page", ["deployment.md", "security.md", "architecture.md"])
 def test_commands_in_docs_are_real_cli_commands(page: str) -> None:
     import click
 

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 from conftest import app_credentials, load_payload
@@ -23,8 +24,7 @@ from conftest import app_credentials, load_payload
 from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
-from pact_bot.jobs.worker import JobControl, JobOutcome, load_handler, run_workers
-from pact_bot.settings import Settings
+from pact_bot.jobs.worker import JobControl, JobOutcome, run_workers
 
 SECRET = "durability-secret"
 PACT_BOT = Path(sys.executable).parent / "pact-bot"
@@ -369,17 +369,15 @@ async def test_shutdown_waits_for_running_jobs_then_hands_back_the_rest(tmp_path
         assert s and s.state is JobState.queued and s.attempts == 0 and s.worker_id is None
 
 
-def test_load_handler_is_the_pipeline_never_a_stub(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A worker without its pipeline must not mark jobs succeeded: it fails to start."""
-    settings = Settings(_env_file=None, pact_data_dir=tmp_path)  # type: ignore[call-arg]
-    monkeypatch.delenv("PACT_TEST_HANDLER", raising=False)
-    monkeypatch.setitem(sys.modules, "pact_bot.pipeline", None)  # import fails
-    with pytest.raises(ImportError):
-        load_handler(settings)
-    monkeypatch.setenv("PACT_TEST_HANDLER", "test_durability:make_job")
-    assert load_handler(settings) is make_job  # tests and benchmarks name their own
+def test_the_cli_runs_the_pipeline_unless_its_caller_injects_a_handler() -> None:
+    """A worker without its pipeline must not mark jobs succeeded: the wiring always names
+    a real handler, the pipeline's unless the program running the CLI passes its own."""
+    from pact_bot.cli import _handler_factory
+    from pact_bot.pipeline.handlers import build_handler
+
+    assert _handler_factory(click.Context(click.Command("x"))) is build_handler
+    own = click.Context(click.Command("x"), obj={"handler_factory": make_job})
+    assert _handler_factory(own) is make_job
 
 
 async def test_job_control_caches_repo_config_in_its_queue(tmp_path: Path) -> None:

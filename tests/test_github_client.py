@@ -12,7 +12,7 @@ import pytest
 from githubkit.exception import RequestFailed
 
 from pact_bot import metrics
-from pact_bot.github.client import GitHubApp, NotInstalled, RepoClient, RetryPolicy
+from pact_bot.github.client import GitHubApp, NotInstalled, RateLimitRetry, RepoClient
 from pact_bot.logs import redact
 from pact_bot.settings import Settings
 from pact_bot.workspace import GitError, PushRejected, Workspace
@@ -135,7 +135,7 @@ async def test_secondary_rate_limit_is_waited_out(
 async def test_rate_limit_longer_than_max_wait_fails_fast(
     settings: Settings, github_sim: Any, demo: Any
 ):
-    app = GitHubApp(settings, retry=RetryPolicy(max_wait=timedelta(milliseconds=500)))
+    app = GitHubApp(settings, retry=RateLimitRetry(max_wait=timedelta(milliseconds=500)))
     rc = await app.repo_client("acme/demo")
     github_sim.rate_limit(after=0, retry_after=30, count=1)
     start = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pact_bot.pipeline.checks import protected_touched
+from pact_bot.pipeline.post_run import protected_touched
 from pact_bot.repo_config import (
     RepoConfigError,
     glob_match,

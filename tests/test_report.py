@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from pact_bot.pipeline.report import (
-    Failure,
-    Phase,
-    Progress,
-    RunStats,
+from pact_bot.pipeline.pr_text import (
     Summary,
     check_run_output,
     commit_message,
-    failure_text,
     file_rows,
     file_table,
     handoff_comment,
-    job_of,
-    no_specs_comment,
     parse_summary,
     pr_body,
     pr_title,
+)
+from pact_bot.pipeline.report import (
+    Failure,
+    JobProgress,
+    Phase,
+    RunStats,
+    failure_text,
+    job_of,
+    no_specs_comment,
     progress_body,
     refusal_comment,
 )
@@ -108,7 +110,7 @@ def test_file_rows_from_unified_diff() -> None:
 
 def test_progress_comment_shows_phase_turn_and_cost_with_marker() -> None:
     body = progress_body(
-        Progress(
+        JobProgress(
             "job1",
             Phase.implementing,
             specs=("docs/a-spec.md",),
@@ -133,15 +135,15 @@ def test_final_progress_states() -> None:
         output_tokens=200,
         duration_s=125,
     )
-    done = progress_body(Progress("j", Phase.done, pr_url="http://x/pull/2", stats=stats))
+    done = progress_body(JobProgress("j", Phase.done, pr_url="http://x/pull/2", stats=stats))
     assert "opened http://x/pull/2" in done
     assert "$0.50 · 3 turns · 2m 05s · 4k tokens in (75% cached), 200 out" in done
     failed = progress_body(
-        Progress("j", Phase.failed, failure=failure_text(Failure.push_refused, "protected"))
+        JobProgress("j", Phase.failed, failure=failure_text(Failure.push_refused, "protected"))
     )
     assert "could not finish" in failed and "refused the push (protected)" in failed
     assert "job `j`" in failed
-    assert "cancelled" in progress_body(Progress("j", Phase.cancelled))
+    assert "cancelled" in progress_body(JobProgress("j", Phase.cancelled))
 
 
 def test_every_failure_kind_has_a_paragraph() -> None:

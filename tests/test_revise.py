@@ -15,18 +15,18 @@ from sim.github import GitHubSim
 from sim.policies import RevisePolicy
 
 from pact_bot.jobs.model import TERMINAL, Job, JobState
-from pact_bot.jobs.worker import JobControl, run_workers
-from pact_bot.pipeline.code import JobFailed
-from pact_bot.pipeline.report import Failure, Phase, Progress
-from pact_bot.pipeline.revise import (
+from pact_bot.jobs.worker import run_workers
+from pact_bot.pipeline.report import Failure, JobProgress, Phase
+from pact_bot.pipeline.revise import check_pr
+from pact_bot.pipeline.revise_text import (
     ReviewComment,
-    ReviseJob,
     parse_replies,
     progress_body,
     revise_message,
     thread_reply,
     without_replies,
 )
+from pact_bot.pipeline.steps import JobFailed
 from pact_bot.triggers import BotIdentity, TriggerConfig, route
 
 REPO = "acme/shop"
@@ -394,16 +394,9 @@ async def test_review_without_body_or_comments_is_left_alone(
     assert anthropic_sim.requests == []
 
 
-async def test_fork_head_stops_with_a_clear_reason(bot: InProcessBot) -> None:  # noqa: F811
-    job = Job(kind="revise", key=f"{REPO}#1", repo=REPO, number=1, delivery_id="d", sender="a")
-    revise = ReviseJob(bot.runtime, job, JobControl(bot.queue, job))
-    pr = {
-        "state": "open",
-        "head": {"repo": {"full_name": "mallory/shop"}},
-        "base": {"repo": {"full_name": REPO}},
-    }
+def test_fork_head_stops_with_a_clear_reason() -> None:
     with pytest.raises(JobFailed) as e:
-        revise._check_pr(pr)
+        check_pr(REPO, head_repo="mallory/shop", base_repo=REPO, state="open")
     assert e.value.kind is Failure.unsupported
     assert "lives in a fork" in e.value.detail
 
@@ -454,11 +447,13 @@ def test_revise_message_keeps_each_comment_with_its_location() -> None:
 
 
 def test_progress_body_names_the_reviewer_and_the_turn() -> None:
-    body = progress_body(Progress("j1", Phase.implementing, turn=3, cost_usd=0.12), reviewer="al")
+    body = progress_body(
+        JobProgress("j1", Phase.implementing, turn=3, cost_usd=0.12), reviewer="al"
+    )
     assert "<!-- pact-bot:job:j1 -->" in body
     assert "- [x] Preparing" in body
     assert "- [ ] Addressing the review by @al — turn 3, $0.12 so far" in body
-    done = progress_body(Progress("j1", Phase.done), reviewer="al", done="pushed `abc`.")
+    done = progress_body(JobProgress("j1", Phase.done), reviewer="al", done="pushed `abc`.")
     assert "✅ **pact-bot** pushed `abc`." in done
-    cancelled = progress_body(Progress("j1", Phase.cancelled), reviewer="al")
+    cancelled = progress_body(JobProgress("j1", Phase.cancelled), reviewer="al")
     assert "cancelled. Nothing was pushed." in cancelled

@@ -1,11 +1,11 @@
 """Scale-out on Postgres with real processes: `pact-bot serve` replicas (PACT_WORKERS=0) and
 `pact-bot worker` processes sharing one schema.
 
-Workers run `pg_support:sleep_handler` (PACT_TEST_HANDLER), which takes a fixed time and
-records its start and end, so the tests can check from the outside that jobs of one key
-never overlapped, and that none was lost or finished twice after crashes and dropped
-connections. procrastinate's own event log (`procrastinate_events`) is the witness for
-"finished exactly once".
+Workers run `pg_support:sleep_handler` (`python -m pg_support`: the CLI with it injected),
+which takes a fixed time and records its start and end, so the tests can check from the
+outside that jobs of one key never overlapped, and that none was lost or finished twice
+after crashes and dropped connections. procrastinate's own event log
+(`procrastinate_events`) is the witness for "finished exactly once".
 """
 
 from __future__ import annotations
@@ -73,7 +73,6 @@ class Procs:
             GITHUB_WEBHOOK_SECRET=SECRET,
             **app_credentials(),
             PACT_DATA_DIR=str(self.tmp / "data"),
-            PACT_TEST_HANDLER="pg_support:sleep_handler",
             PACT_TEST_RECORD=str(self.record),
             # load, not abuse: one sender's many triggers must all be accepted
             PACT_RATE_LIMIT_SENDER="1000000",
@@ -83,10 +82,12 @@ class Procs:
         env.update(extra)
         return env
 
-    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, pipeline: bool = False, **env: str) -> subprocess.Popen[bytes]:
+        """`pact-bot <args>`; jobs run `sleep_handler` unless `pipeline` (the real one)."""
         log = self.tmp / f"proc-{len(self.procs)}.log"
+        program = [str(PACT_BOT)] if pipeline else [sys.executable, "-m", "pg_support"]
         proc = subprocess.Popen(
-            [str(PACT_BOT), *args, "--log-format", "json"],
+            [*program, *args, "--log-format", "json"],
             env=self.env(**env),
             cwd=self.tmp,
             stdout=subprocess.DEVNULL,
@@ -111,13 +112,15 @@ class Procs:
             time.sleep(0.05)
         raise AssertionError(f"no {message!r} from {proc.args}: {self.logs[proc.pid].read_text()}")
 
-    def serve(self, **env: str) -> str:
-        proc = self.start("serve", "--port", "0", PACT_WORKERS="0", **env)
+    def serve(self, pipeline: bool = False, **env: str) -> str:
+        proc = self.start("serve", "--port", "0", pipeline=pipeline, PACT_WORKERS="0", **env)
         entry = self.wait_log(proc, "listening")
         return f"http://127.0.0.1:{entry['port']}"
 
-    def worker(self, concurrency: int = 2, **env: str) -> subprocess.Popen[bytes]:
-        proc = self.start("worker", "--concurrency", str(concurrency), **env)
+    def worker(
+        self, concurrency: int = 2, pipeline: bool = False, **env: str
+    ) -> subprocess.Popen[bytes]:
+        proc = self.start("worker", "--concurrency", str(concurrency), pipeline=pipeline, **env)
         self.wait_log(proc, "worker started")
         return proc
 
@@ -449,13 +452,14 @@ def test_kill_9_mid_pipeline_each_issue_gets_exactly_one_pr(
         "GITHUB_WEB_URL": github_sim.web_url,
         "ANTHROPIC_BASE_URL": anthropic_sim.base_url,
         "ANTHROPIC_API_KEY": anthropic_sim.api_key,
-        "PACT_TEST_HANDLER": "",  # the pipeline itself
         "PACT_LEASE_SECONDS": "6",  # heartbeats every 2 s, even on a loaded CI machine
         "PACT_MAX_ATTEMPTS": "5",
     }
-    github_sim.set_webhook_url(procs.serve(**env) + "/webhook")
+    github_sim.set_webhook_url(procs.serve(pipeline=True, **env) + "/webhook")
     workers = [
-        procs.worker(concurrency=2, PACT_DATA_DIR=str(procs.tmp / f"data-{i}"), **env)
+        procs.worker(
+            concurrency=2, pipeline=True, PACT_DATA_DIR=str(procs.tmp / f"data-{i}"), **env
+        )
         for i in range(3)
     ]
     numbers = []
@@ -484,7 +488,12 @@ def test_kill_9_mid_pipeline_each_issue_gets_exactly_one_pr(
         killed += 1
         workers.remove(victim)
         workers.append(
-            procs.worker(concurrency=2, PACT_DATA_DIR=str(procs.tmp / f"data-r{killed}"), **env)
+            procs.worker(
+                concurrency=2,
+                pipeline=True,
+                PACT_DATA_DIR=str(procs.tmp / f"data-r{killed}"),
+                **env,
+            )
         )
     assert killed >= 1
 

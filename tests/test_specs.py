@@ -7,7 +7,7 @@ from pact_bot.specs import (
     branch_name,
     changed_sections,
     component_name,
-    refusal_text,
+    refused_paths_text,
     spec_changes,
     spec_refs,
     spec_slug,
@@ -97,8 +97,8 @@ def test_paths_leaving_the_repository_are_refused_at_their_source() -> None:
     assert spec_refs(body, refused=refused) == ["docs/c-spec.md"]
     assert [r.reason for r in refused] == ["points outside the repository", "inside .git"]
     assert specs_from_args(["docs/../x-spec.md"]) == ([], [])  # dropped even unasked
-    assert "`../a`b.md` (x)" not in refusal_text([Refused("../a`b.md", "x")])
-    assert refusal_text([Refused("../a.md", "points outside the repository")]) == (
+    assert "`../a`b.md` (x)" not in refused_paths_text([Refused("../a`b.md", "x")])
+    assert refused_paths_text([Refused("../a.md", "points outside the repository")]) == (
         "These spec paths were refused: `../a.md` (points outside the repository). "
         "A spec must be a file inside this repository."
     )

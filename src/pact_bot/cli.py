@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pact_bot import __version__
 from pact_bot.logs import setup_logging
 from pact_bot.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from pact_bot.jobs.worker import Handler
+
+HandlerFactory = Callable[[Settings], "Handler"]
 
 
 def _settings() -> Settings:
@@ -63,6 +69,17 @@ def main() -> None:
     """A GitHub App that implements specs through pull requests."""
 
 
+def _handler_factory(ctx: click.Context) -> HandlerFactory:
+    """The job handler of `serve` and `worker`: the pipeline's, unless the program that
+    runs this CLI passes its own (`main(obj={"handler_factory": ...})`, e.g. a test)."""
+    factory = (ctx.obj or {}).get("handler_factory")
+    if factory is None:
+        from pact_bot.pipeline.handlers import build_handler
+
+        factory = build_handler
+    return factory
+
+
 @main.command()
 @click.option("--host", default=None, help="Bind address (default PACT_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default PACT_PORT).")
@@ -73,7 +90,14 @@ def main() -> None:
     help="Processes answering webhooks on the port (default PACT_WEB_PROCESSES).",
 )
 @log_format_option
-def serve(host: str | None, port: int | None, web_processes: int | None, log_format: str) -> None:
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    web_processes: int | None,
+    log_format: str,
+) -> None:
     """Run the webhook server and PACT_WORKERS worker tasks."""
     setup_logging(log_format)
     settings = _private_settings()
@@ -86,19 +110,22 @@ def serve(host: str | None, port: int | None, web_processes: int | None, log_for
             settings,
             host=host or settings.pact_host,
             port=settings.pact_port if port is None else port,
+            handler_factory=_handler_factory(ctx),
         )
 
 
 @main.command()
 @click.option("--concurrency", type=int, default=1, show_default=True)
 @log_format_option
-def worker(concurrency: int, log_format: str) -> None:
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int, log_format: str) -> None:
     """Run jobs from the queue (no web server)."""
     setup_logging(log_format)
     from pact_bot.jobs.worker import run_worker_process
 
+    settings = _private_settings()
     with _one_line_errors():
-        run_worker_process(_private_settings(), concurrency=concurrency)
+        run_worker_process(settings, concurrency, _handler_factory(ctx)(settings))
 
 
 @main.command()
@@ -121,7 +148,7 @@ def jobs(ctx: click.Context, as_json: bool, state: str | None) -> None:
     """List jobs from the configured database."""
     if ctx.invoked_subcommand is None:
         settings = _settings()
-        from pact_bot.jobs.commands import list_jobs
+        from pact_bot.jobs.cli_output import list_jobs
 
         with _one_line_errors():
             sys.exit(list_jobs(settings, as_json=as_json, state=state))
@@ -133,10 +160,15 @@ def jobs(ctx: click.Context, as_json: bool, state: str | None) -> None:
 @click.option("--transcript", is_flag=True, help="Print the agent conversation.")
 def jobs_show(job_id: str, as_json: bool, transcript: bool) -> None:
     """Show one job, optionally with its transcript."""
-    from pact_bot.jobs.commands import show_job
+    from pact_bot.jobs.cli_output import Renderer, show_job
 
+    render: Renderer | None = None
+    if transcript:  # the agent's renderer: jobs/ does not import the agent
+        from pact_bot.agent.transcript import render_transcript
+
+        render = render_transcript
     with _one_line_errors():
-        sys.exit(show_job(_settings(), job_id, as_json=as_json, transcript=transcript))
+        sys.exit(show_job(_settings(), job_id, as_json=as_json, transcript=render))
 
 
 @main.command()

@@ -222,7 +222,7 @@ def summary_path(component: str) -> str:
     return f"docs/implementation-summary-{component}.md"
 
 
-def refusal_text(refused: Iterable[Refused]) -> str:
+def refused_paths_text(refused: Iterable[Refused]) -> str:
     """One sentence naming refused spec paths and why, safe inside a Markdown comment."""
     items = [f"`{_shown(r.path)}` ({r.reason})" for r in refused]
     more = f" and {len(items) - 10} more" if len(items) > 10 else ""

@@ -21,15 +21,10 @@ Keys: code and revise jobs use `owner/repo#N` (one at a time per issue/PR). Repl
 `owner/repo#N:reply` and spec checks `owner/repo#N:check`: they are quick, and must not sit
 behind a 30-minute code job of the same issue.
 
-Task fields (`job.task`), all kinds: `trigger` (label | command | check_run | review |
-pull_request), `number`, `is_pr`, `fingerprint` (what makes a second trigger identical, for
-coalescing). Per trigger: `comment_id` (react to it), `command` (code | help | status |
-cancel; `ack` with `for_kind`, `for_key`, `for_fingerprint`; never `lost`, which only the
-queue makes), `unknown_command`, `spec_paths`, `instructions` (comment lines after the first),
-`title`, `body`, `review_id`, `review_state`, `review_body`, `check_run_id`, `head_sha`,
-`head_ref`, `base_ref`, `default_branch`. A comment or review whose `author_association` is
-not OWNER, MEMBER or COLLABORATOR starts nothing (`Decision.dropped == "stranger"`); the
-exact permission of everyone else is checked by the worker, not here.
+Tasks are the typed models of `pact_bot.jobs.tasks` (one per job kind), stored as the
+fields each trigger sets. A comment or review whose `author_association` is not OWNER,
+MEMBER or COLLABORATOR starts nothing (`Decision.dropped == "stranger"`); the exact
+permission of everyone else is checked by the worker, not here.
 """
 
 from __future__ import annotations
@@ -43,6 +38,7 @@ from pydantic import ValidationError
 
 from pact_bot.github import payloads as p
 from pact_bot.jobs.model import Job, JobKind
+from pact_bot.jobs.tasks import CodeTask, ReplyTask, ReviseTask, SpecCheckTask, TaskBase, wire
 
 REPLY_COMMANDS = ("help", "status", "cancel")
 SPEC_CHECK_ACTIONS = ("opened", "synchronize", "reopened")
@@ -160,16 +156,16 @@ def _job(
     kind: JobKind,
     number: int,
     delivery_id: str,
-    task: dict[str, Any],
+    task: TaskBase,
     key_suffix: str = "",
 ) -> Job:
     assert ev.repository is not None
     repo = ev.repository.full_name
-    task = {
-        "number": number,
-        "default_branch": ev.repository.default_branch,
-        **task,
-    }
+    typed = type(task)(
+        number=number,
+        default_branch=ev.repository.default_branch,
+        **task.model_dump(exclude_unset=True),
+    )
     return Job(
         id=new_job_id(),
         kind=kind,
@@ -179,7 +175,7 @@ def _job(
         installation_id=ev.installation_id,
         delivery_id=delivery_id,
         sender=ev.sender.login if ev.sender else "",
-        task=task,
+        task=wire(typed),
     )
 
 
@@ -197,15 +193,15 @@ def _issues(
         JobKind.code,
         issue.number,
         delivery_id,
-        {
-            "trigger": "label",
-            "is_pr": issue.is_pr,
-            "spec_paths": [],
-            "instructions": "",
-            "title": issue.title,
-            "body": issue.body or "",
-            "fingerprint": "code::",
-        },
+        CodeTask(
+            trigger="label",
+            is_pr=issue.is_pr,
+            spec_paths=[],
+            instructions="",
+            title=issue.title,
+            body=issue.body or "",
+            fingerprint="code::",
+        ),
     )
     return Decision(job, f"label {config.label}")
 
@@ -222,7 +218,7 @@ def _issue_comment(
     if (dropped := _stranger(ev.comment.author_association)) is not None:
         return dropped
     issue = ev.issue
-    common = {
+    common: dict[str, Any] = {
         "trigger": "command",
         "is_pr": issue.is_pr,
         "comment_id": ev.comment.id,
@@ -231,44 +227,41 @@ def _issue_comment(
     if cmd.name == "code":
         bot_pr = issue.is_pr and issue.user.login == bot.login
         kind = JobKind.revise if bot_pr else JobKind.code
+        model = ReviseTask if bot_pr else CodeTask
         job = _job(
             ev,
             kind,
             issue.number,
             delivery_id,
-            {
+            model(
                 **common,
-                "command": "code",
-                "spec_paths": cmd.args,
-                "instructions": cmd.instructions,
-                "body": issue.body or "",
-                "fingerprint": f"code:{' '.join(cmd.args)}:{cmd.instructions}",
-            },
+                command="code",
+                spec_paths=cmd.args,
+                instructions=cmd.instructions,
+                body=issue.body or "",
+                fingerprint=f"code:{' '.join(cmd.args)}:{cmd.instructions}",
+            ),
         )
         ack = _job(
             ev,
             JobKind.reply,
             issue.number,
             f"{delivery_id}:ack",
-            {
+            ReplyTask(
                 **common,
-                "command": "ack",
-                "for_kind": str(kind),
-                "for_key": job.key,
-                "for_fingerprint": job.task["fingerprint"],
-                "fingerprint": f"ack:{ev.comment.id}",
-            },
+                command="ack",
+                for_kind=str(kind),
+                for_key=job.key,
+                for_fingerprint=job.task["fingerprint"],
+                fingerprint=f"ack:{ev.comment.id}",
+            ),
             key_suffix=":reply",
         )
         return Decision(job, f"{config.command} code", ack=ack)
     name = cmd.name if cmd.name in REPLY_COMMANDS else "help"
-    task: dict[str, Any] = {
-        **common,
-        "command": name,
-        "fingerprint": f"{name}:{ev.comment.id}",
-    }
+    task = ReplyTask(**common, command=name, fingerprint=f"{name}:{ev.comment.id}")
     if cmd.name not in REPLY_COMMANDS:
-        task["unknown_command"] = cmd.name
+        task.unknown_command = cmd.name
     job = _job(ev, JobKind.reply, issue.number, delivery_id, task, key_suffix=":reply")
     return Decision(job, f"{config.command} {cmd.name or '(bare)'}")
 
@@ -296,15 +289,15 @@ def _pull_request(
         JobKind.spec_check,
         pr.number,
         delivery_id,
-        {
-            "trigger": "pull_request",
-            "is_pr": True,
-            "head_sha": pr.head.sha,
-            "head_ref": pr.head.ref,
-            "base_ref": pr.base.ref,
-            "title": pr.title,
-            "fingerprint": f"spec_check:{pr.head.sha}",
-        },
+        SpecCheckTask(
+            trigger="pull_request",
+            is_pr=True,
+            head_sha=pr.head.sha,
+            head_ref=pr.head.ref,
+            base_ref=pr.base.ref,
+            title=pr.title,
+            fingerprint=f"spec_check:{pr.head.sha}",
+        ),
         key_suffix=":check",
     )
     return Decision(job, f"pull_request.{ev.action}: check for specs")
@@ -329,18 +322,18 @@ def _review(
         JobKind.revise,
         pr.number,
         delivery_id,
-        {
-            "trigger": "review",
-            "is_pr": True,
-            "review_id": review.id,
-            "review_state": state,
-            "review_body": review.body or "",
-            "head_sha": pr.head.sha,
-            "head_ref": pr.head.ref,
-            "base_ref": pr.base.ref,
-            "title": pr.title,
-            "fingerprint": f"review:{review.id}",
-        },
+        ReviseTask(
+            trigger="review",
+            is_pr=True,
+            review_id=review.id,
+            review_state=state,
+            review_body=review.body or "",
+            head_sha=pr.head.sha,
+            head_ref=pr.head.ref,
+            base_ref=pr.base.ref,
+            title=pr.title,
+            fingerprint=f"review:{review.id}",
+        ),
     )
     return Decision(job, f"review {state} on a bot PR")
 
@@ -361,17 +354,17 @@ def _check_run(
         JobKind.code,
         pull.number,
         delivery_id,
-        {
-            "trigger": "check_run",
-            "is_pr": True,
-            "check_run_id": ev.check_run.id,
-            "head_sha": ev.check_run.head_sha,
-            "head_ref": pull.head.ref,
-            "base_ref": pull.base.ref,
-            "spec_paths": [],
-            "instructions": "",
-            "fingerprint": "code::",
-        },
+        CodeTask(
+            trigger="check_run",
+            is_pr=True,
+            check_run_id=ev.check_run.id,
+            head_sha=ev.check_run.head_sha,
+            head_ref=pull.head.ref,
+            base_ref=pull.base.ref,
+            spec_paths=[],
+            instructions="",
+            fingerprint="code::",
+        ),
     )
     return Decision(job, "check run: implement")
 

@@ -33,7 +33,7 @@ from pydantic import SecretStr
 from pact_bot.jobs.model import Enqueued, Job, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline import build_handler
+from pact_bot.pipeline.handlers import build_handler
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.settings import Settings
 from pact_bot.triggers import BotIdentity, TriggerConfig, route

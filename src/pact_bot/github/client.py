@@ -69,7 +69,7 @@ class NotInstalled(GitHubAppError):
     """The App is not installed on the repository (or the installation lost access)."""
 
 
-class RetryPolicy:
+class RateLimitRetry:
     """githubkit retry decision: rate limits (waiting as GitHub asks) and 5xx.
 
     githubkit's default retries a rate limit once, and only when it recognises it; a 429,
@@ -127,11 +127,11 @@ async def _on_response(response: httpx.Response) -> None:
         metrics.github_rate_remaining.set(int(remaining))
 
 
-def _client_options(settings: Settings, retry: RetryPolicy | None) -> dict[str, Any]:
+def _client_options(settings: Settings, retry: RateLimitRetry | None) -> dict[str, Any]:
     return {
         "base_url": settings.github_api_url.rstrip("/") + "/",
         "user_agent": USER_AGENT,
-        "auto_retry": retry or RetryPolicy(),
+        "auto_retry": retry or RateLimitRetry(),
         "http_cache": False,
         "async_event_hooks": {"response": [_on_response]},
         # Per client, so JWTs of different Apps in one process never share a cache.
@@ -157,7 +157,7 @@ def _expiry(value: str | None) -> datetime:
 class GitHubApp:
     """The App itself: JWT-authenticated calls and the factory of per-repo clients."""
 
-    def __init__(self, settings: Settings, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, settings: Settings, *, retry: RateLimitRetry | None = None) -> None:
         if settings.github_app_id is None or settings.github_private_key is None:
             raise GitHubAppError("GITHUB_APP_ID and GITHUB_PRIVATE_KEY are required")
         self.settings = settings

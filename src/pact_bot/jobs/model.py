@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import builtins
 import enum
+import hashlib
+import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
+
+from pact_bot.jobs.tasks import TASK_MODELS, ReplyTask, TaskBase, wire
+
+ERROR_LIMIT = 2_000  # characters of the error a finished job records
 
 
 class JobKind(enum.StrEnum):
@@ -32,7 +38,8 @@ TERMINAL = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
 
 
 class Job(BaseModel):
-    """What a trigger asks for; `task` holds the trigger's details for the worker.
+    """What a trigger asks for; `task` holds the trigger's details for the worker, stored as
+    JSON and read as its kind's model (`jobs.tasks`) with `typed_task()`.
 
     `key` serialises work: jobs with one key (repository + issue/PR number) run one
     at a time, in arrival order.
@@ -58,6 +65,10 @@ class Job(BaseModel):
     turns: int = 0
     cancel_requested: bool = False
     worker_id: str | None = None
+
+    def typed_task(self) -> TaskBase:
+        """The task as its kind's model (pydantic's ValidationError when it is not one)."""
+        return TASK_MODELS[self.kind].model_validate(self.task)
 
     @staticmethod
     def key_for(repo: str, number: int | None) -> str:
@@ -185,22 +196,24 @@ def lost_notice(job: Job) -> Job | None:
         installation_id=job.installation_id,
         delivery_id=f"lost:{job.id}",
         sender=job.sender,
-        task={
-            "trigger": "system",
-            "command": "lost",
-            "lost_job_id": job.id,
-            "lost_kind": str(job.kind),
-            "attempts": job.attempts,
-            "number": job.number,
-            "is_pr": task.get("is_pr"),
-            "default_branch": task.get("default_branch"),
-            "original": {
-                k: task[k]
-                for k in ("trigger", "comment_id", "review_id", "check_run_id", "command")
-                if k in task
-            },
-            "fingerprint": f"lost:{job.id}",
-        },
+        task=wire(
+            ReplyTask(
+                trigger="system",
+                command="lost",
+                lost_job_id=job.id,
+                lost_kind=str(job.kind),
+                attempts=job.attempts,
+                number=job.number,
+                is_pr=bool(task.get("is_pr")),
+                default_branch=task.get("default_branch"),
+                original={
+                    k: task[k]
+                    for k in ("trigger", "comment_id", "review_id", "check_run_id", "command")
+                    if k in task
+                },
+                fingerprint=f"lost:{job.id}",
+            )
+        ),
     )
 
 
@@ -210,9 +223,6 @@ def fingerprint(job: Job) -> str:
     Triggers put a `fingerprint` string in the task (command, spec paths, review id…);
     without one, the whole task is hashed. Both backends coalesce on this value.
     """
-    import hashlib
-    import json
-
     fp = job.task.get("fingerprint")
     if not isinstance(fp, str):
         fp = hashlib.sha256(json.dumps(job.task, sort_keys=True, default=str).encode()).hexdigest()

@@ -11,10 +11,11 @@ Public API:
   n tasks until `stop` is set; then nothing new is claimed, running jobs get `grace_seconds` to
   finish and the rest are handed back (`queue.release`). Heartbeats sleep on `clock` (give the
   queue's, so a test moves both by hand).
-- `load_handler(settings) -> Handler`: `pact_bot.pipeline.build_handler(settings)`. For tests
-  and benchmarks only, `PACT_TEST_HANDLER=module:function` names the handler instead.
-- `run_worker_process(settings, concurrency)` for `pact-bot worker`; it and `pact-bot serve`
-  first run `sweep_worktrees(settings)`: a killed worker's worktrees go.
+- `run_worker_process(settings, concurrency, handler)` for `pact-bot worker`; it and `pact-bot
+  serve` first run `sweep_worktrees(settings)`: a killed worker's worktrees go.
+
+The handler is injected by the process wiring (`cli`, `web.server`): this package knows
+nothing of job kinds, and a test passes its own.
 
 A handler exception fails the job with its text (traceback in the log, secrets redacted).
 """
@@ -34,9 +35,12 @@ from typing import Any
 
 from pact_bot import metrics
 from pact_bot.clock import SYSTEM_CLOCK, Clock
-from pact_bot.jobs.model import Job, JobState, Queue
+from pact_bot.jobs.backends import open_queue
+from pact_bot.jobs.model import ERROR_LIMIT, Job, JobState, Queue
+from pact_bot.jobs.retention import Retention
 from pact_bot.logs import log_context, redact
 from pact_bot.settings import Settings
+from pact_bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +74,6 @@ class JobControl:
 
 
 Handler = Callable[[Job, JobControl], Awaitable[JobOutcome]]
-
-
-def load_handler(settings: Settings) -> Handler:
-    test_handler = os.environ.get("PACT_TEST_HANDLER")
-    if test_handler:  # tests and benchmarks only: `module:function`, a Handler itself
-        import importlib
-
-        module, _, name = test_handler.partition(":")
-        log.warning("PACT_TEST_HANDLER set: jobs run %s, not the pipeline", test_handler)
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-    from pact_bot.pipeline import build_handler
-
-    return build_handler(settings)
 
 
 def _worker_id(i: int) -> str:
@@ -208,7 +199,7 @@ class _Runner:
         exc = task.exception()
         if exc is not None:
             log.error("job handler raised", exc_info=exc)
-            text = redact(f"{type(exc).__name__}: {exc}")[:2000]
+            text = redact(f"{type(exc).__name__}: {exc}")[:ERROR_LIMIT]
             return JobOutcome(JobState.failed, error=text)
         outcome = task.result()
         if not isinstance(outcome, JobOutcome):
@@ -239,8 +230,6 @@ async def run_workers(
 async def sweep_worktrees(settings: Settings) -> None:
     """Remove the worktrees a killed worker's jobs left behind on this machine (no live
     process holds their job lock), before this worker claims anything."""
-    from pact_bot.workspace import Workspace
-
     try:
         removed = await Workspace(settings.pact_data_dir).sweep()
     except Exception:  # a failed clean-up must not keep the worker from starting
@@ -250,10 +239,8 @@ async def sweep_worktrees(settings: Settings) -> None:
         log.info("dead jobs' worktrees removed", extra={"jobs": removed})
 
 
-def run_worker_process(settings: Settings, concurrency: int) -> None:
+def run_worker_process(settings: Settings, concurrency: int, handler: Handler) -> None:
     """`pact-bot worker`: workers only, stopped by SIGTERM/SIGINT."""
-    from pact_bot.jobs.backends import open_queue
-    from pact_bot.jobs.retention import Retention
 
     async def main() -> None:
         queue = open_queue(settings)
@@ -266,7 +253,7 @@ def run_worker_process(settings: Settings, concurrency: int) -> None:
         log.info("worker started", extra={"concurrency": concurrency})
         pruning = asyncio.create_task(Retention.from_settings(settings, queue).run(stop))
         try:
-            await run_workers(queue, load_handler(settings), concurrency, stop)
+            await run_workers(queue, handler, concurrency, stop)
         finally:
             stop.set()
             await pruning

@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import TextIO
 
 from pact_bot.confined import NotFound, Refused, read_present, read_text
-from pact_bot.pipeline import report
-from pact_bot.pipeline.code import AGENT_DOCS, failure_of, first_message, implement
+from pact_bot.pipeline import pr_text, report
+from pact_bot.pipeline.agent_run import failure_of, implement
+from pact_bot.pipeline.prompts import AGENT_DOCS, first_message
 from pact_bot.pipeline.runtime import MissingModelKey, Runtime, anthropic_client
 from pact_bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config
 from pact_bot.settings import Settings
 from pact_bot.specs import branch_name, component_name, summary_path
+from pact_bot.workspace import Workspace, default_runner
+from pact_bot.workspace.git import user_config
 
 
 class LocalError(Exception):
@@ -35,8 +38,6 @@ class LocalError(Exception):
 
 def _git(repo: Path, *args: str) -> str:
     """Hardened git (no hooks, no fsmonitor, no config beyond the repository's own)."""
-    from pact_bot.workspace import default_runner
-
     code, out, err = default_runner().run_sync(
         ["-c", "core.quotepath=off", *args], repo, check=False
     )
@@ -135,8 +136,6 @@ async def _run(
     data_dir = git_dir / "pact-bot"
     data_dir.mkdir(parents=True, exist_ok=True)
     from pact_bot.agent.transcript import Transcript
-    from pact_bot.workspace import Workspace
-    from pact_bot.workspace.git import user_config
 
     name = user_config(root, "user.name") or "pact-bot"
     email = user_config(root, "user.email") or "pact-bot@users.noreply.github.com"
@@ -197,12 +196,12 @@ async def _run(
         return 1
     sha = await workspace.commit(
         root,
-        report.commit_message(components, rel_specs, None).rstrip()
+        pr_text.commit_message(components, rel_specs, None).rstrip()
         + f"\n\nWritten by pact-bot ({impl.model}); "
         f"{impl.stats.line()}",
         author=(name, email),
     )
-    rows = report.file_rows(impl.diff)
+    rows = pr_text.file_rows(impl.diff)
     display.say(f"pact-bot: committed {sha[:12]} on {branch}:")
     for r in rows:
         display.say(f"  {r.status:<9} {r.path} (+{r.added} −{r.removed})")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
-from pact_bot.pipeline.base import RepoJob
+from pact_bot.pipeline.context import JobContext
 
 log = logging.getLogger(__name__)
 _LOGIN = re.compile(r"[^A-Za-z0-9_.\[\]-]")
@@ -23,38 +24,21 @@ def refusal_marker(sender: str) -> str:
     return f"<!-- pact-bot:refused:{_LOGIN.sub('', sender).lower()} -->"
 
 
-async def _bot_login(job: RepoJob) -> str | None:
+async def _bot_login(ctx: JobContext[Any]) -> str:
     try:
-        _, login = await job.rt.app.identity()
+        _, login = await ctx.rt.app.identity()
     except Exception:
         log.warning("cannot tell the bot's login; trusting any Bot account", exc_info=True)
-        return None
+        return "Bot"
     return str(login)
 
 
-async def _refused_before(job: RepoJob, marker: str) -> bool:
-    bot = await _bot_login(job)
-    for page in range(1, 11):
-        items = await job.api(
-            "GET",
-            job.repo_path(f"/issues/{job.job.number}/comments"),
-            params={"per_page": 100, "page": page},
-        )
-        for c in items or []:
-            user = c.get("user") or {}
-            ours = user.get("login") == bot if bot else user.get("type") == "Bot"
-            if ours and marker in (c.get("body") or ""):
-                return True
-        if not items or len(items) < 100:
-            break
-    return False
-
-
-async def refuse_once(job: RepoJob, text: str) -> bool:
+async def refuse_once(ctx: JobContext[Any], text: str) -> bool:
     """Post `text` (marked) unless the bot already refused this sender here; True if posted."""
-    marker = refusal_marker(job.job.sender)
-    if await _refused_before(job, marker):
-        log.info("refused before on this issue: no new comment", extra={"sender": job.job.sender})
+    marker = refusal_marker(ctx.sender)
+    found = await ctx.api.find_comments(ctx.number, marker, author=await _bot_login(ctx))
+    if marker in found:
+        log.info("refused before on this issue: no new comment", extra={"sender": ctx.sender})
         return False
-    await job.comment(f"{text}\n\n{marker}")
+    await ctx.api.comment(ctx.number, f"{text}\n\n{marker}")
     return True

@@ -11,14 +11,16 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pact_bot.clock import SYSTEM_CLOCK, Clock
+from pact_bot.github.client import GitHubApp
+from pact_bot.jobs.model import Queue
 from pact_bot.logs import register_secrets
 from pact_bot.settings import Settings
+from pact_bot.workspace import Workspace
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
-    from pact_bot.github.client import GitHubApp
-    from pact_bot.workspace import Workspace
+    from pact_bot.agent.loop import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def anthropic_client(settings: Settings, *, max_retries: int = 0) -> AsyncAnthro
     SDK retries are off: the agent loop retries 429/529/5xx itself so that waiting
     counts against the job's wall-time budget and shows in the transcript.
     """
-    from anthropic import AsyncAnthropic
+    from anthropic import AsyncAnthropic  # the SDK costs ~2 s to import: only when used
 
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     if not key and not settings.anthropic_base_url:
@@ -54,8 +56,8 @@ class Runtime:
         app: GitHubApp | None = None,
         workspace: Workspace | None = None,
         model_client: AsyncAnthropic | None = None,
-        queue: Any = None,
-        agent_retry: Any = None,
+        queue: Queue | None = None,
+        agent_retry: RetryPolicy | None = None,
         progress_interval: float = 3.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
@@ -76,16 +78,12 @@ class Runtime:
     @property
     def app(self) -> GitHubApp:
         if self._app is None:
-            from pact_bot.github.client import GitHubApp
-
             self._app = GitHubApp(self.settings)
         return self._app
 
     @property
     def workspace(self) -> Workspace:
         if self._workspace is None:
-            from pact_bot.workspace import Workspace
-
             self._workspace = Workspace(self.settings.pact_data_dir)
         return self._workspace
 
@@ -94,7 +92,3 @@ class Runtime:
         if self._model is None:
             self._model = anthropic_client(self.settings)
         return self._model
-
-    @property
-    def transcripts_dir(self) -> Any:
-        return self.settings.pact_data_dir / "transcripts"

@@ -26,7 +26,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import uvicorn
@@ -34,14 +34,9 @@ import uvicorn
 from pact_bot.jobs.backends import open_queue
 from pact_bot.jobs.model import Job
 from pact_bot.jobs.retention import Retention
-from pact_bot.jobs.worker import (
-    JobControl,
-    JobOutcome,
-    load_handler,
-    run_workers,
-    sweep_worktrees,
-)
+from pact_bot.jobs.worker import Handler, JobControl, JobOutcome, run_workers, sweep_worktrees
 from pact_bot.logs import ConsoleFormatter, log_context, register_secrets, setup_logging
+from pact_bot.pipeline.handlers import build_handler
 from pact_bot.settings import Settings
 from pact_bot.web.app import create_app
 from pact_bot.web.setup import announce_setup
@@ -86,23 +81,32 @@ def _lean_log_records() -> None:
     logging.logMultiprocessing = False
 
 
+HandlerFactory = Callable[[Settings], Handler]
+
+
 async def _serve(
     settings: Settings,
     host: str,
     port: int,
     grace_seconds: float,
+    handler_factory: HandlerFactory | None,
     sock: socket.socket | None = None,
     web_process: int | None = None,
 ) -> None:
     if web_process is None:
-        await _serve_one(settings, host, port, grace_seconds, sock)
+        await _serve_one(settings, host, port, grace_seconds, handler_factory, sock)
     else:
         with log_context(web_process=web_process):
-            await _serve_one(settings, host, port, grace_seconds, sock)
+            await _serve_one(settings, host, port, grace_seconds, handler_factory, sock)
 
 
 async def _serve_one(
-    settings: Settings, host: str, port: int, grace_seconds: float, sock: socket.socket | None
+    settings: Settings,
+    host: str,
+    port: int,
+    grace_seconds: float,
+    handler_factory: HandlerFactory | None,
+    sock: socket.socket | None,
 ) -> None:
     _lean_log_records()
     register_secrets(settings.secrets())
@@ -131,8 +135,8 @@ async def _serve_one(
     server = _Server(config, stop)
     workers: asyncio.Task[None] | None = None
     pruning: asyncio.Task[None] | None = None
-    if settings.pact_workers > 0:
-        current = {"handler": load_handler(settings)}
+    if settings.pact_workers > 0 and handler_factory is not None:
+        current = {"handler": handler_factory(settings)}
 
         async def handler(job: Job, control: JobControl) -> JobOutcome:
             return await current["handler"](job, control)
@@ -142,7 +146,7 @@ async def _serve_one(
         def on_settings_changed(new: Settings) -> None:
             """The setup flow registered the App: jobs claimed from now on use it too."""
             web_changed(new)
-            current["handler"] = load_handler(new)
+            current["handler"] = handler_factory(new)
 
         app.state.on_settings_changed = on_settings_changed
 
@@ -230,14 +234,23 @@ def _web_process(
     _die_with_parent(parent)
     setup_logging(*log_setup)
     sock = _shared_port_socket(host, port)
-    _run(_serve(settings, host, port, grace_seconds, sock=sock, web_process=index))
+    _run(_serve(settings, host, port, grace_seconds, None, sock=sock, web_process=index))
 
 
-def serve(settings: Settings, host: str, port: int, grace_seconds: float = 30.0) -> None:
-    """One process, or `settings.pact_web_processes` sharing the port (module docstring)."""
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    grace_seconds: float = 30.0,
+    *,
+    handler_factory: HandlerFactory = build_handler,
+) -> None:
+    """One process, or `settings.pact_web_processes` sharing the port (module docstring).
+    Only the first process runs workers, with the handler `handler_factory` builds (again
+    when the setup flow registers the App)."""
     processes = settings.pact_web_processes
     if processes == 1:
-        _run(_serve(settings, host, port, grace_seconds))
+        _run(_serve(settings, host, port, grace_seconds, handler_factory))
         return
     sock = _shared_port_socket(host, port)
     port = sock.getsockname()[1]  # port 0: the others bind the one the first got
@@ -254,7 +267,7 @@ def serve(settings: Settings, host: str, port: int, grace_seconds: float = 30.0)
     for p in others:
         p.start()
     try:
-        _run(_serve(settings, host, port, grace_seconds, sock=sock, web_process=0))
+        _run(_serve(settings, host, port, grace_seconds, handler_factory, sock=sock, web_process=0))
     finally:
         for p in others:
             if p.is_alive():

@@ -1,7 +1,7 @@
 """`POST /webhook`: verify, parse the few fields we need, decide, record durably, answer.
 
-The contract (DESIGN.md): 503 while the App is not fully configured (webhook secret, App
-id, private key); 413 over
+The contract (docs/architecture.md, "Ingress"): 503 while the App is not fully configured
+(webhook secret, App id, private key); 413 over
 `PACT_MAX_BODY_BYTES` (Content-Length checked first, a streamed body cut off at the limit);
 401 on a missing or wrong `X-Hub-Signature-256` (the sha1 header alone is refused); 400 on
 missing `X-GitHub-Event`/`X-GitHub-Delivery` or a body that is not a JSON object; 200 for

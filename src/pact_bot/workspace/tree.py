@@ -42,6 +42,8 @@ def nested_repos(root: Path) -> frozenset[str]:
                 if _is_dot_git(name) and rel != Path("."):
                     found.add((rel / name).as_posix())
             dirnames[:] = [d for d in dirnames if not _is_dot_git(d)]
+        # Gone since the walk listed it (or never there): nothing can hide in it.
+        blocked = [e for e in blocked if not isinstance(e, FileNotFoundError)]
         if not blocked:
             return frozenset(found)
         for err in blocked:

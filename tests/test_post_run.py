@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pact_bot.pipeline.checks import protected_touched, run_checks
+from pact_bot.pipeline.post_run import protected_touched, run_checks
 from pact_bot.pipeline.report import Failure
 
 SUMMARY = "docs/implementation-summary-auth.md"

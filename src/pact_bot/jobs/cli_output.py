@@ -1,11 +1,11 @@
 """`pact-bot jobs` and `pact-bot jobs show ID` — the operator's view of the queue.
 
-Public API: `list_jobs(settings, as_json, state) -> int`, `show_job(settings, job_id, as_json,
-transcript) -> int` (exit codes: 0 ok, 1 unknown job, 2 bad argument). Reply jobs show
-their command as the kind (`reply:status`, `reply:ack`, `reply:lost`…). Transcripts are read
-from `PACT_DATA_DIR/transcripts/<job_id>.jsonl` and printed as a conversation with long
-tool inputs and results shortened. Everything printed from a job record or transcript
-passes through `pact_bot.terminal` first: it may hold the agent's escape sequences.
+Exit codes: 0 ok, 1 unknown job, 2 bad argument. Reply jobs show their command as the kind
+(`reply:status`, `reply:ack`, `reply:lost`…). A transcript (`PACT_DATA_DIR/transcripts/<job
+id>.jsonl`) is printed with the renderer the CLI passes (the agent's, which this package
+does not import), long tool inputs and results shortened to `SHORT` characters. Everything
+printed from a job record or transcript passes through `pact_bot.terminal` first: it may
+hold the agent's escape sequences.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ import asyncio
 import datetime as dt
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pact_bot.agent.transcript import render_transcript
 from pact_bot.jobs.backends import open_queue
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.settings import Settings
 from pact_bot.terminal import printable, printable_json
 
-SHORT = 300
+SHORT = 300  # characters of a tool input or result shown in a transcript
+ERROR_COLUMN = 60  # characters of a job's error in the list
+
+Renderer = Callable[..., str]  # (path, max_block_chars=...) -> text
 
 
 def _when(ts: float | None) -> str:
@@ -78,7 +81,7 @@ def list_jobs(settings: Settings, as_json: bool = False, state: str | None = Non
                 str(j.state),
                 str(j.attempts),
                 _when(j.created_at),
-                (j.error or "").splitlines()[0][:60] if j.error else "",
+                (j.error or "").splitlines()[0][:ERROR_COLUMN] if j.error else "",
             )
         )
         for j in jobs
@@ -91,7 +94,7 @@ def list_jobs(settings: Settings, as_json: bool = False, state: str | None = Non
 
 
 def show_job(
-    settings: Settings, job_id: str, as_json: bool = False, transcript: bool = False
+    settings: Settings, job_id: str, as_json: bool = False, transcript: Renderer | None = None
 ) -> int:
     job: Job | None = _run(settings, lambda q: q.get(job_id))
     if job is None:
@@ -120,15 +123,15 @@ def show_job(
             print(f"{name + ':':<14}{printable(value)}")
         task = {k: v for k, v in job.task.items() if k not in ("body", "fingerprint")}
         print(f"{'task:':<14}{printable_json(json.dumps(task, default=str))}")
-    if transcript:
+    if transcript is not None:
         print()
-        print_transcript(settings.pact_data_dir / "transcripts" / f"{job.id}.jsonl")
+        print_transcript(settings.pact_data_dir / "transcripts" / f"{job.id}.jsonl", transcript)
     return 0
 
 
-def print_transcript(path: Path) -> None:
+def print_transcript(path: Path, render: Renderer) -> None:
     """The agent's conversation as the loop recorded it, tool calls and results shortened."""
     if not path.exists():
         print(f"no transcript for this job ({path} does not exist)")
         return
-    print(printable(render_transcript(path, max_block_chars=SHORT)), end="")
+    print(printable(render(path, max_block_chars=SHORT)), end="")

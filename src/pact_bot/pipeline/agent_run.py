@@ -1,0 +1,362 @@
+"""Running the agent for a job: budgets, setup commands, the post-run checks (asking once
+more for a missing summary), and which failure a finished run maps to. Shared by code,
+revise and local mode.
+
+The agent package is imported when the agent runs, not with this module: importing it
+loads the anthropic SDK (~2 s on a busy machine), which `load_agent_soon` does in a
+thread while a job's first GitHub and git steps run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pact_bot.pipeline.context import JobContext
+from pact_bot.pipeline.post_run import CheckResult, run_checks
+from pact_bot.pipeline.prompts import SUMMARY_REMINDER
+from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
+from pact_bot.pipeline.runtime import Runtime
+from pact_bot.pipeline.steps import JobFailed, ProgressTracker
+from pact_bot.repo_config import Effective, RepoConfig
+from pact_bot.specs import summary_path
+from pact_bot.workspace import Changes
+from pact_bot.workspace.tree import changed_paths, restore
+
+if TYPE_CHECKING:
+    from pact_bot.agent.loop import Progress, RunResult
+    from pact_bot.agent.tools import Tools
+    from pact_bot.agent.transcript import Transcript
+
+log = logging.getLogger(__name__)
+
+SETUP_OUTPUT_TAIL = 2_000  # characters of a failed setup command's output the agent sees
+
+ProgressFn = Callable[[int, float, str | None], Awaitable[None]]
+
+
+@dataclass
+class Implementation:
+    stop: str
+    stats: RunStats
+    final_text: str
+    checks: CheckResult
+    paths: list[str]
+    deleted: list[str]
+    diff: str
+    error: str | None = None
+    asked_again: bool = False
+    budget_detail: str = ""
+    model: str = ""
+    setup_notes: list[str] = field(default_factory=list)
+
+    @property
+    def over_budget(self) -> bool:
+        return _is_budget(self.stop)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.stop == "cancelled"
+
+
+def _is_budget(stop: str) -> bool:
+    return stop.startswith("budget")
+
+
+async def implement(
+    *,
+    runtime: Runtime,
+    worktree: Path,
+    user_message: str,
+    model: str,
+    effective: Effective,
+    transcript: Transcript,
+    component: str,
+    on_progress: ProgressFn,
+    should_cancel: Callable[[], Awaitable[bool]],
+    secrets: Sequence[str],
+    existing_summaries: Sequence[str] = (),
+) -> Implementation:
+    """Run the agent under the job's budgets, then the checks (asking once for a missing
+    summary within what is left of the budget)."""
+    # Here rather than at the top: see the module docstring (start-up cost of the SDK).
+    from pact_bot.agent.definition import load_definition, system_prompt
+    from pact_bot.agent.loop import Budget, run_agent
+    from pact_bot.agent.tools import build_tools
+
+    summary_file = summary_path(component)
+    definition = load_definition(worktree, effective.agent)
+    model = runtime.settings.resolve_model(model or definition.model)
+    tools = build_tools(worktree, effective.sandbox, settings=runtime.settings)
+    system = system_prompt(definition, component=component, bash_available=tools.bash is not None)
+    total_seconds = effective.max_minutes * 60
+    started = time.monotonic()
+    notes, setup_paths = await run_setup(worktree, effective.setup, tools)
+    if notes:
+        user_message += "\n\n<setup>\n" + "\n".join(notes) + "\n</setup>"
+
+    async def run(
+        message: str, messages: list[dict[str, Any]] | None, turns_used: int, cost_used: float
+    ) -> RunResult:
+        budget = Budget(
+            max_turns=max(effective.max_turns - turns_used, 1),
+            max_cost_usd=max(effective.max_cost_usd - cost_used, 0.0),
+            max_seconds=max(total_seconds - (time.monotonic() - started), 1.0),
+        )
+
+        async def progress(p: Progress) -> None:
+            await on_progress(turns_used + p.turn, cost_used + p.cost_usd, p.tool)
+
+        return await run_agent(
+            client=runtime.model,
+            model=model,
+            system=system,
+            user_message=message,
+            tools=tools,
+            budget=budget,
+            prices=runtime.settings.prices,
+            transcript=transcript,
+            on_progress=progress,
+            should_cancel=should_cancel,
+            messages=messages,
+            retry=runtime.agent_retry,
+        )
+
+    async def inspect() -> tuple[Changes, list[str], CheckResult]:
+        """What the agent left (setup leftovers put back), and the checks on it."""
+        await undo_setup(worktree, setup_paths, tools)
+        changes = await runtime.workspace.changes(worktree)
+        deleted = [f.path for f in changes.files if f.status == "D"]
+        checks = run_checks(
+            changes.paths,
+            changes.diff,
+            protected=effective.protected_paths,
+            secrets=secrets,
+            deleted=deleted,
+            existing_summaries=existing_summaries,
+        )
+        return changes, deleted, checks
+
+    result = await run(user_message, None, 0, 0.0)
+    results = [result]
+    if tools.halt is not None:  # staging an oversized worktree would copy it into git
+        return Implementation(
+            stop=str(result.stop),
+            stats=_stats(results, tools),
+            final_text="",
+            checks=CheckResult(),
+            paths=[],
+            deleted=[],
+            diff="",
+            error=tools.halt,
+            model=model,
+            setup_notes=notes,
+        )
+    changes, deleted, checks = await inspect()
+    asked = False
+    stop = str(result.stop)
+    if (
+        checks.problems == (Failure.no_summary,)
+        and not _is_budget(stop)
+        and stop != "cancelled"
+        and not _error(result)
+    ):
+        asked = True
+        result = await run(
+            SUMMARY_REMINDER.format(path=summary_file),
+            result.messages,
+            result.turns,
+            float(result.cost_usd),
+        )
+        results.append(result)
+        stop = str(result.stop)
+        changes, deleted, checks = await inspect()
+    stats = _stats(results, tools)
+    return Implementation(
+        stop=stop,
+        stats=stats,
+        final_text=result.final_text or "",
+        checks=checks,
+        paths=changes.paths,
+        deleted=deleted,
+        diff=changes.diff,
+        error=_error(result),
+        asked_again=asked,
+        budget_detail=_budget_detail(stop, stats, effective),
+        model=model,
+        setup_notes=notes,
+    )
+
+
+async def run_setup(
+    worktree: Path, commands: Sequence[str], tools: Tools
+) -> tuple[list[str], set[str]]:
+    """Run `sandbox.setup` commands in the sandbox before the agent starts.
+
+    Returns notes for the agent (what ran, what failed) and the paths the commands
+    changed, which are put back after the run unless the agent edited them itself:
+    build artefacts of a setup step never end up in the PR.
+    """
+    if not commands:
+        return [], set()
+    if tools.bash is None:
+        return ["The repository's setup commands were not run: there is no sandbox here."], set()
+    notes = []
+    for cmd in commands:
+        output, is_error = await tools.bash.run({"command": cmd})
+        tail = output.strip()[-SETUP_OUTPUT_TAIL:]
+        if is_error:
+            notes.append(f"Setup command `{cmd}` failed:\n{tail}")
+        else:
+            notes.append(f"Setup command `{cmd}` succeeded.")
+    return notes, await asyncio.to_thread(_dirty_paths, worktree, tools)
+
+
+def _dirty_paths(worktree: Path, tools: Tools) -> set[str]:
+    """What setup changed; nested repositories it planted are removed first (host git
+    would run their config)."""
+    return changed_paths(worktree, keep=tools.nested_before)
+
+
+async def undo_setup(worktree: Path, paths: set[str], tools: Tools) -> None:
+    """Put back what setup commands changed and the agent's editor did not touch."""
+    if not paths:
+        return
+    root = worktree.resolve()
+    editor = {p.relative_to(root).as_posix() for p in tools.editor.touched}
+    await asyncio.to_thread(_restore, worktree, sorted(paths - editor), tools.nested_before)
+
+
+def _restore(worktree: Path, paths: list[str], keep: frozenset[str] = frozenset()) -> None:
+    """Tracked paths from git, the rest unlinked without following a symlink the agent
+    may have put in place of a directory."""
+    restore(worktree, paths, keep=keep)
+
+
+def _error(result: RunResult) -> str | None:
+    if result.error:
+        return str(result.error)
+    if result.stop in ("error", "max_tokens"):
+        return result.describe()
+    return None
+
+
+def _budget_detail(stop: str, stats: RunStats, eff: Effective) -> str:
+    if stop == "budget_turns":
+        return f"{eff.max_turns} turns"
+    if stop == "budget_cost":
+        return f"${eff.max_cost_usd:.2f}; spent ${stats.cost_usd:.2f}"
+    if stop == "budget_time":
+        return f"{eff.max_minutes:g} minutes"
+    return stop
+
+
+def _stats(results: Sequence[RunResult], tools: Tools) -> RunStats:
+    calls: Counter[str] = Counter(c.name for c in tools.calls)
+    return RunStats(
+        turns=sum(r.turns for r in results),
+        cost_usd=sum(float(r.cost_usd) for r in results),
+        input_tokens=sum(r.usage.input_tokens for r in results),
+        output_tokens=sum(r.usage.output_tokens for r in results),
+        cache_read_tokens=sum(r.usage.cache_read_tokens for r in results),
+        cache_write_tokens=sum(r.usage.cache_write_tokens for r in results),
+        duration_s=sum(float(r.duration_s) for r in results),
+        stop=str(results[-1].stop),
+        tool_calls=dict(calls),
+        files_touched=tuple(tools.files_touched),
+    )
+
+
+def failure_of(impl: Implementation) -> tuple[Failure, str, list[str]] | None:
+    """The failure to report for a finished implementation, or None when it may ship."""
+    if impl.cancelled:
+        return Failure.cancelled, "", []
+    if impl.stop == "context_window":
+        return Failure.context_window, impl.error or "", []
+    if impl.stop == "workspace_full":
+        return Failure.workspace_full, impl.error or "", []
+    if impl.error and not impl.paths:
+        return Failure.model_error, impl.error, []
+    if impl.over_budget:
+        return Failure.budget, impl.budget_detail, []
+    if impl.error:
+        return Failure.model_error, impl.error, []
+    first = impl.checks.first
+    if first is None:
+        return None
+    if first is Failure.no_change:
+        return first, impl.final_text, []
+    return first, "", list(impl.checks.protected)
+
+
+async def run_job_agent(
+    ctx: JobContext[Any],
+    tracker: ProgressTracker,
+    wt: Path,
+    token: str,
+    message: str,
+    cfg: RepoConfig,
+    eff: Effective,
+    component: str,
+    specs: tuple[str, ...],
+    existing_summaries: list[str],
+) -> Implementation:
+    """The agent under this job's budgets, progress comment and cancel flag."""
+    job = ctx.job
+
+    async def on_progress(turn: int, cost: float, tool: str | None) -> None:
+        await tracker.show(
+            JobProgress(
+                job.id, Phase.implementing, specs=specs, turn=turn, cost_usd=cost, tool=tool
+            )
+        )
+        await ctx.control.progress(turns=turn, cost_usd=round(cost, 6))
+
+    from pact_bot.agent.cost import UnknownModelPrice  # (start-up cost: module docstring)
+    from pact_bot.agent.transcript import Transcript
+
+    secrets = [*ctx.rt.settings.secrets(), token]
+    try:
+        impl = await implement(
+            runtime=ctx.rt,
+            worktree=wt,
+            user_message=message,
+            model=cfg.model or "",
+            effective=eff,
+            transcript=Transcript.for_job(ctx.rt.settings.pact_data_dir, job.id, secrets=secrets),
+            component=component,
+            on_progress=on_progress,
+            should_cancel=ctx.control.cancelled,
+            secrets=secrets,
+            existing_summaries=existing_summaries,
+        )
+    except UnknownModelPrice as e:
+        raise JobFailed(Failure.model_error, str(e)) from None
+    tracker.state = JobProgress(job.id, Phase.checking, specs=specs, stats=impl.stats)
+    await ctx.control.progress(turns=impl.stats.turns, cost_usd=round(impl.stats.cost_usd, 6))
+    return impl
+
+
+def load_agent_soon() -> asyncio.Future[None]:
+    """Import the agent (the anthropic SDK: ~2 s on a busy machine) in a thread while the
+    job talks to GitHub and git clones; else the first job of a process waits for it.
+    Import errors are left to the real import."""
+
+    def load() -> None:
+        try:
+            import pact_bot.agent  # noqa: F401
+        except Exception:
+            log.debug("early agent import failed", exc_info=True)
+
+    if "pact_bot.agent.loop" in sys.modules:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+    return asyncio.ensure_future(asyncio.to_thread(load))

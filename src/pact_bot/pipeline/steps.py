@@ -1,0 +1,214 @@
+"""Steps job kinds are composed of: permission, 👀, the progress comment, identities, the
+check run, and the one place where an exception becomes a failure the user reads.
+
+Every step takes the job's `JobContext`; none holds state of its own except the
+`ProgressTracker`, which owns the job's one progress comment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from typing import Any, Protocol
+
+from githubkit.exception import GitHubException, RequestFailed
+
+from pact_bot.github.repo_api import WRITE_PERMISSIONS, best_effort
+from pact_bot.jobs.model import ERROR_LIMIT, JobState
+from pact_bot.jobs.worker import JobOutcome
+from pact_bot.logs import redact
+from pact_bot.pipeline import report
+from pact_bot.pipeline.context import JobContext
+from pact_bot.pipeline.progress import ProgressComment
+from pact_bot.pipeline.refusal import refuse_once
+from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
+from pact_bot.repo_config import RepoConfig, RepoConfigError
+
+log = logging.getLogger(__name__)
+
+ERROR_LINE_LIMIT = 300  # one line of an unexpected error, in the failure comment
+BOT_LOGIN = "pact-bot[bot]"  # when the App's own login cannot be asked
+NOREPLY = "users.noreply.github.com"
+
+
+class JobFailed(Exception):
+    """An expected failure: the job stops and the progress comment says `kind`."""
+
+    def __init__(self, kind: Failure, detail: str = "", files: Sequence[str] = ()) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.files = list(files)
+
+
+def refused(ctx: JobContext[Any]) -> JobOutcome:
+    return JobOutcome(JobState.failed, error=f"refused: {ctx.sender} lacks write permission")
+
+
+async def ensure_allowed(ctx: JobContext[Any], refusal: Callable[[str, str], str]) -> bool:
+    """True when the sender may write; otherwise a refusal comment, `refusal(permission,
+    command word)`, naming the repository's own command word."""
+    perm = await ctx.api.permission(ctx.sender)
+    if perm in WRITE_PERMISSIONS:
+        return True
+    log.info("sender lacks permission", extra={"sender": ctx.sender, "permission": perm})
+    await refuse_once(ctx, refusal(perm, await ctx.command_word()))
+    return False
+
+
+async def react(ctx: JobContext[Any], *, on_issue: bool = False) -> None:
+    """👀 on the command comment (or, for a label, on the issue) unless the command's ack
+    job reacted already."""
+    cid = ctx.task.comment_id
+    if cid and ctx.saved.acked:
+        return
+    with best_effort("react to the trigger"):
+        if cid:
+            await ctx.api.react(comment_id=cid)
+        elif on_issue:
+            await ctx.api.react(issue=ctx.number)
+
+
+class ProgressTracker:
+    """The job's progress comment: found again by its marker on a retry, edited as the job
+    goes (throttled), and never a reason for the job to fail."""
+
+    def __init__(
+        self, ctx: JobContext[Any], render: Callable[[JobProgress], str] = report.progress_body
+    ) -> None:
+        self.ctx = ctx
+        self.render = render
+        self.state = JobProgress(ctx.job.id, Phase.preparing)
+        self.comment: ProgressComment | None = None
+
+    async def start(self) -> None:
+        ctx = self.ctx
+        cid = ctx.saved.comment_id
+        if cid is None:
+            want = report.marker(ctx.job.id)
+            cid = (await ctx.api.find_comments(ctx.number, want, author="Bot")).get(want)
+
+        async def post(body: str) -> int:
+            return await ctx.api.comment(ctx.number, body)
+
+        self.comment = ProgressComment(
+            post,
+            ctx.api.edit_comment,
+            comment_id=cid,
+            min_interval=ctx.rt.progress_interval,
+            clock=ctx.rt.clock,
+        )
+        await self.show(JobProgress(ctx.job.id, Phase.preparing), force=True)
+
+    async def show(self, state: JobProgress, *, force: bool = False) -> None:
+        """Update the comment: at once on a phase change or when forced."""
+        phase_changed = state.phase is not self.state.phase
+        self.state = state
+        if self.comment is None:
+            return
+        with best_effort("update the progress comment"):
+            await self.comment.show(self.render(state), force=force or phase_changed)
+        cid = self.comment.comment_id
+        if cid is not None and self.ctx.saved.comment_id != cid:
+            await self.ctx.save(comment_id=cid)
+
+    async def close(self) -> None:
+        if self.comment is not None:
+            await self.comment.close()
+
+
+class HasTracker(Protocol):
+    tracker: ProgressTracker | None
+
+
+async def guarded(
+    body: Callable[[], Awaitable[JobOutcome]], work: HasTracker, what: str
+) -> JobOutcome:
+    """Run a job's body; every failure ends as one clear final state of its progress
+    comment (`work.tracker`, once the job has one) and a failed or cancelled outcome."""
+    try:
+        return await body()
+    except JobFailed as e:
+        return await fail(work.tracker, e.kind, e.detail, e.files)
+    except RequestFailed as e:
+        detail = f"HTTP {e.response.status_code} on {e.request.method} {e.request.url.path}"
+        log.warning("github call failed", extra={"detail": detail})
+        return await fail(work.tracker, Failure.api_error, detail)
+    except GitHubException as e:
+        return await fail(work.tracker, Failure.api_error, type(e).__name__)
+    except Exception as e:
+        log.exception("%s job failed", what)
+        text = redact(str(e)).strip()
+        first = text.splitlines()[0][:ERROR_LINE_LIMIT] if text else ""
+        detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        return await fail(work.tracker, Failure.internal, detail)
+
+
+async def fail(
+    tracker: ProgressTracker | None, kind: Failure, detail: str = "", files: Sequence[str] = ()
+) -> JobOutcome:
+    if kind is Failure.cancelled:
+        if tracker is not None:
+            await tracker.show(JobProgress(tracker.ctx.job.id, Phase.cancelled), force=True)
+        return JobOutcome(JobState.cancelled, error="cancelled")
+    text = report.failure_text(kind, detail, files=files)
+    if tracker is not None:
+        state = JobProgress(
+            tracker.ctx.job.id, Phase.failed, failure=text, stats=tracker.state.stats
+        )
+        await tracker.show(state, force=True)
+    error = f"{kind.value}: {detail or text}"
+    return JobOutcome(JobState.failed, error=error[:ERROR_LIMIT])
+
+
+async def config_or_fail(ctx: JobContext[Any]) -> RepoConfig:
+    """The repository's configuration; an invalid file fails the job saying why."""
+    try:
+        return await ctx.config()
+    except RepoConfigError as e:
+        raise JobFailed(Failure.invalid_config, str(e)) from None
+
+
+async def author(ctx: JobContext[Any]) -> tuple[str, str]:
+    """The commit author: the App's bot user, with its noreply address."""
+    try:
+        _, login = await ctx.rt.app.identity()
+    except Exception:
+        login = BOT_LOGIN
+    try:
+        uid, _ = await ctx.api.user(login)
+        return login, f"{uid}+{login}@{NOREPLY}"
+    except GitHubException:
+        return login, f"{login}@{NOREPLY}"
+
+
+async def co_author(ctx: JobContext[Any]) -> str | None:
+    """`Name <noreply>` of the person who asked, for the commit's Co-authored-by."""
+    sender = ctx.sender
+    if not sender:
+        return None
+    try:
+        uid, name = await ctx.api.user(sender)
+    except RequestFailed:
+        uid, name = None, None
+    email = f"{uid}+{sender}@{NOREPLY}" if uid else f"{sender}@{NOREPLY}"
+    return f"{name or sender} <{email}>"
+
+
+async def post_check_run(ctx: JobContext[Any], sha: str, output: dict[str, Any]) -> None:
+    """The "PACT Code" run's record on the commit; a failure here never fails the job."""
+    with best_effort("create the check run"):
+        await ctx.api.check_run(
+            name=report.CHECK_NAME,
+            head_sha=sha,
+            conclusion="success",
+            external_id=ctx.job.id,
+            output=output,
+        )
+
+
+def stats_dict(stats: RunStats) -> dict[str, Any]:
+    d = asdict(stats)
+    d["files_touched"] = list(stats.files_touched)
+    return d
