@@ -132,12 +132,11 @@ class CloudSim:
 
     # ---- credentials for the host under test ---------------------------------------------
     def aws_env(self) -> dict[str, str]:
-        """Static AWS keys, region and endpoint for PACT_PROVIDER=bedrock."""
+        """Static AWS keys and region (the endpoint: ANTHROPIC_BEDROCK_BASE_URL=sim.base_url)."""
         return {
             "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
             "AWS_REGION": self.aws_region,
-            "ANTHROPIC_BEDROCK_BASE_URL": self.sim.base_url,
         }
 
     def service_account_file(self, directory: Path, project: str | None = None) -> Path:

@@ -22,17 +22,26 @@ CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 NEEDS = {
     "anthropic": "ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a compatible gateway)",
-    "bedrock": "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, plus "
-    "AWS_SESSION_TOKEN for temporary keys; or AWS_PROFILE; or an instance/task role; or "
-    "AWS_BEARER_TOKEN_BEDROCK) and a region (AWS_REGION)",
-    "vertex": "Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS naming a "
-    "service-account key file, `gcloud auth application-default login`, or an attached "
-    "service account), CLOUD_ML_REGION and ANTHROPIC_VERTEX_PROJECT_ID",
+    "bedrock": "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY [+ "
+    "AWS_SESSION_TOKEN], AWS_PROFILE, an instance/task role, or AWS_BEARER_TOKEN_BEDROCK) "
+    "and AWS_REGION",
+    "vertex": "Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth "
+    "application-default login` or an attached service account), CLOUD_ML_REGION and "
+    "ANTHROPIC_VERTEX_PROJECT_ID",
 }
 
 
 class MissingModelKey(Exception):
-    """The chosen provider lacks a credential or setting; the message names it."""
+    """The chosen provider lacks a credential or setting; the message names it.
+
+    What is needed comes before the underlying cause, which may be long: failure comments
+    keep only the start of a message.
+    """
+
+    def __init__(self, message: str, *, what: str = "", cause: str = "") -> None:
+        super().__init__(message + (f" ({cause})" if cause else ""))
+        self.what = what or message
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,17 @@ class VertexAuth:
     source: str
 
 
-def _missing(provider: str, what: str) -> MissingModelKey:
-    return MissingModelKey(f"PACT_PROVIDER={provider}: {what}. It needs {NEEDS[provider]}.")
+def _missing(provider: str, what: str, cause: str = "") -> MissingModelKey:
+    return MissingModelKey(
+        f"PACT_PROVIDER={provider}: {what}. It needs {NEEDS[provider]}.",
+        what=f"PACT_PROVIDER={provider}: {what}",
+        cause=cause,
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def bedrock_auth(settings: Settings) -> BedrockAuth:
@@ -75,8 +93,8 @@ def bedrock_auth(settings: Settings) -> BedrockAuth:
     try:
         creds = session.get_credentials()
     except Exception as e:  # a broken profile file or SSO cache names itself in the error
-        what = f"AWS credentials cannot be loaded ({type(e).__name__})"
-        raise _missing("bedrock", what) from None
+        cause = _first_line(e)
+        raise _missing("bedrock", "AWS credentials cannot be loaded", cause) from None
     if creds is None:
         raise _missing("bedrock", "no AWS credentials were found")
     frozen = creds.get_frozen_credentials()
@@ -104,8 +122,8 @@ def vertex_auth(settings: Settings) -> VertexAuth:
     try:
         credentials, project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
     except (DefaultCredentialsError, ValueError) as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise _missing("vertex", f"no usable Application Default Credentials ({first})") from None
+        cause = _first_line(e)
+        raise _missing("vertex", "no usable Application Default Credentials", cause) from None
     project = settings.anthropic_vertex_project_id or project
     if not project:
         raise _missing("vertex", "no Google Cloud project is known")
