@@ -216,6 +216,10 @@ def test_doctor_checks_bedrock_credentials_with_a_signed_call(
     assert "fix: set AWS credentials" in line
     assert "wrong-secret-0123456789" not in output
 
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "my access key")  # pasted wrong: caught here
+    line, _ = doctor_line(monkeypatch, tmp_path, "Bedrock credentials accepted")
+    assert line.startswith("✗ ") and "access key id is not well-formed" in line, line
+
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     line, _ = doctor_line(monkeypatch, tmp_path, "Bedrock credentials accepted")
@@ -257,8 +261,15 @@ def test_doctor_checks_vertex_credentials_by_counting_tokens(
     assert "invalid_grant" in line
     assert sim.cloud.calls[-1].provider == "oauth" and sim.cloud.calls[-1].status == 400
 
+    key_file.write_text('{"type": "service_account"}')  # not a usable key file
+    line, _ = doctor_line(monkeypatch, tmp_path, name)
+    assert line.startswith("✗ ") and "no usable Application Default Credentials" in line, line
+    assert "fix: set Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS" in line
+    calls = len(sim.cloud.calls)
+
     monkeypatch.delenv("CLOUD_ML_REGION")
     line, _ = doctor_line(monkeypatch, tmp_path, name)
+    assert len(sim.cloud.calls) == calls  # nothing was sent
     assert line.startswith("✗ ") and "CLOUD_ML_REGION is not set" in line, line
 
 
@@ -276,3 +287,44 @@ def test_aliases_and_prices_follow_the_provider(
         assert s.resolve_model(alias) in s.prices  # every default is priced: jobs can run
     pinned = Settings(_env_file=None, pact_provider=provider, pact_model_sonnet="custom-id")  # type: ignore[call-arg]
     assert pinned.resolve_model("sonnet") == "custom-id"
+
+
+async def test_simulated_clouds_refuse_unsigned_misscoped_and_tokenless_calls(
+    cloud_env: AnthropicSim,
+) -> None:
+    """The checks the end-to-end tests rely on: a wrong request shape is not answered."""
+    import anthropic
+    import httpx
+
+    sim = cloud_env
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": []}
+    async with httpx.AsyncClient(base_url=sim.base_url) as http:
+        unsigned = await http.post(f"/model/{BEDROCK_SONNET}/invoke", json=body)
+        tokenless = await http.post(
+            f"/v1/projects/{sim.cloud.vertex_project}/locations/us-east5/publishers/"
+            f"anthropic/models/{VERTEX_SONNET}:rawPredict",
+            json={**body, "anthropic_version": "vertex-2023-10-16"},
+            headers={"Authorization": "Bearer ya29.made-up"},
+        )
+    assert unsigned.status_code == 403
+    assert unsigned.json() == {"message": "Missing Authentication Token"}
+    assert unsigned.headers["x-amzn-ErrorType"].startswith("MissingAuthenticationTokenException")
+    assert tokenless.status_code == 401
+    assert tokenless.json()["error"]["status"] == "UNAUTHENTICATED"
+
+    # signed correctly, but for another region than the endpoint's
+    keys = sim.cloud.aws_env()
+    client = anthropic.AsyncAnthropicBedrock(
+        aws_access_key=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_key=keys["AWS_SECRET_ACCESS_KEY"],
+        aws_region="eu-west-1",
+        base_url=sim.base_url,
+        max_retries=0,
+    )
+    with pytest.raises(anthropic.PermissionDeniedError, match="valid region"):
+        await client.messages.create(
+            model=BEDROCK_SONNET, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+    await client.close()
+    assert [c.status for c in sim.cloud.calls] == [403, 401, 403]
+    assert sim.requests == []  # none reached the Messages handler

@@ -10,6 +10,7 @@ exactly what to set.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,6 +19,7 @@ from pact_bot.settings import Settings
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
+_ACCESS_KEY_ID = re.compile(r"[A-Z0-9]{16,128}")  # AWS's documented form
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 NEEDS = {
@@ -73,33 +75,36 @@ def _first_line(e: BaseException) -> str:
 
 
 def bedrock_auth(settings: Settings) -> BedrockAuth:
-    """Resolve region and credentials through boto3's chain, without calling AWS.
+    """Resolve region and credentials through boto3's chain, without calling Bedrock.
 
     Static keys from the environment are passed to the SDK explicitly: its own session cache
     would otherwise keep the first keys it saw for the life of the process. Anything that
     refreshes (profiles, roles, SSO) stays with the SDK's chain.
     """
     try:
-        import boto3
+        import boto3  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         hint = "boto3 is not installed (pip install 'anthropic[bedrock]')"
         raise _missing("bedrock", hint) from None
-    session = boto3.Session(region_name=settings.aws_region or None)
-    region = settings.aws_region or session.region_name
-    if not region:
-        raise _missing("bedrock", "no AWS region is set")
-    if os.environ.get("AWS_BEARER_TOKEN_BEDROCK"):
-        return BedrockAuth(region, "bearer token", {})
     try:
-        creds = session.get_credentials()
-    except Exception as e:  # a broken profile file or SSO cache names itself in the error
+        session = boto3.Session(region_name=settings.aws_region or None)
+        region = settings.aws_region or session.region_name
+        bearer = bool(os.environ.get("AWS_BEARER_TOKEN_BEDROCK"))
+        creds = None if bearer else session.get_credentials()
+    except Exception as e:  # an unknown AWS_PROFILE, a broken config file or SSO cache
         cause = _first_line(e)
         raise _missing("bedrock", "AWS credentials cannot be loaded", cause) from None
+    if not region:
+        raise _missing("bedrock", "no AWS region is set")
+    if bearer:
+        return BedrockAuth(region, "bearer token", {})
     if creds is None:
         raise _missing("bedrock", "no AWS credentials were found")
     frozen = creds.get_frozen_credentials()
     if not frozen.access_key or not frozen.secret_key:
         raise _missing("bedrock", "the AWS credentials lack an access key or a secret key")
+    if not _ACCESS_KEY_ID.fullmatch(frozen.access_key):
+        raise _missing("bedrock", "the AWS access key id is not well-formed")
     explicit: dict[str, str] = {}
     if creds.method == "env":
         explicit = {"aws_access_key": frozen.access_key, "aws_secret_key": frozen.secret_key}
@@ -114,8 +119,10 @@ def vertex_auth(settings: Settings) -> VertexAuth:
     if not region:
         raise _missing("vertex", "CLOUD_ML_REGION is not set")
     try:
-        import google.auth
-        from google.auth.exceptions import DefaultCredentialsError
+        import google.auth  # type: ignore[import-untyped, unused-ignore]
+        from google.auth.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+            DefaultCredentialsError,
+        )
     except ImportError:
         hint = "google-auth is not installed (pip install 'anthropic[vertex]')"
         raise _missing("vertex", hint) from None
