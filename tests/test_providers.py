@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sim.anthropic import AnthropicSim
+from sim.anthropic import AnthropicSim, Fault
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy
@@ -83,6 +83,7 @@ async def test_bedrock_code_job_opens_a_pr_through_signed_bedrock_calls(
     set_env(monkeypatch, sim.cloud.aws_env())  # the endpoint: pact-bot's own setting
     setup_repo(github_sim)
     sim.set_policy(SpecCoderPolicy())
+    sim.inject(Fault.rate_limited(retry_after=0))  # Bedrock's ThrottlingException, retried
     bot.configure(**bedrock_settings(sim))
     label(github_sim)
 
@@ -92,9 +93,9 @@ async def test_bedrock_code_job_opens_a_pr_through_signed_bedrock_calls(
     assert len(github_sim.pulls(REPO)) == 1
     calls = [c for c in sim.cloud.calls if c.provider == "bedrock"]
     # every model call came through Bedrock's API, signed for bedrock in the region
-    assert len(calls) == len(sim.requests) > 1
+    assert len(calls) == len(sim.requests) > 2
+    assert [c.status for c in calls] == [429] + [200] * (len(calls) - 1)
     for call in calls:
-        assert call.status == 200
         assert call.path == f"/model/{BEDROCK_SONNET}/invoke-with-response-stream"
         assert call.auth == f"AWS4-HMAC-SHA256 {sim.cloud.aws_access_key_id}/us-east-1/bedrock"
         assert "model" not in call.body and "stream" not in call.body
