@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ CLOUD_VARS = ("AWS_", "GOOGLE_", "CLOUD_ML_", "ANTHROPIC_VERTEX_", "ANTHROPIC_BE
 @pytest.fixture
 def cloud_env(
     anthropic_sim: AnthropicSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AnthropicSim:
+) -> Iterator[AnthropicSim]:
     """No cloud credential of the host leaks in: no env keys, profile files, metadata servers."""
     for key in list(os.environ):
         if key.startswith(CLOUD_VARS) or key == "PACT_PROVIDER":
