@@ -38,6 +38,13 @@ SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
         "the env file; GitHub Enterprise Server only needs `GITHUB_API_URL`.",
         ("github_", "pact_github_"),
     ),
+    (
+        "Model provider",
+        "The model runs on the Anthropic API, Amazon Bedrock or Google Vertex AI, always "
+        "through the `anthropic` SDK. Cloud credentials come from the cloud's own chain "
+        '(docs/deployment.md, "Bedrock and Vertex").',
+        ("pact_provider", "anthropic_bedrock_", "anthropic_vertex_", "aws_", "cloud_ml_"),
+    ),
     ("Anthropic", "The agent calls the Messages API through the `anthropic` SDK.", ("anthropic_",)),
     (
         "Model and prices",

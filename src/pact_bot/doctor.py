@@ -205,6 +205,76 @@ async def check_anthropic(settings: Settings) -> Check:
     return Check(name, True, f"{model} via {where} ({result.input_tokens} tokens counted)")
 
 
+PROVIDER_CHECK = {
+    "anthropic": "Anthropic key accepted",
+    "bedrock": "Bedrock credentials accepted",
+    "vertex": "Vertex credentials accepted",
+}
+
+
+async def check_provider(settings: Settings) -> Check:
+    """The PACT_PROVIDER's credentials: present and well-formed, then the cheapest real call.
+
+    Vertex counts tokens (free). Bedrock has no free call the SDK offers, so it asks for one
+    output token: a fraction of a cent.
+    """
+    provider = settings.pact_provider
+    if provider == "anthropic":
+        return await check_anthropic(settings)
+    import anthropic
+
+    from pact_bot.agent import provider as prov
+
+    name = PROVIDER_CHECK[provider]
+    fix_creds = f"set {prov.NEEDS[provider]} in the environment of pact-bot"
+    try:
+        if provider == "bedrock":
+            auth = prov.bedrock_auth(settings)
+            where = f"Bedrock in {auth.region} ({auth.source} credentials)"
+        else:
+            vauth = prov.vertex_auth(settings)
+            where = f"Vertex in {vauth.region}, project {vauth.project} ({vauth.source})"
+        client = prov.model_client(settings, max_retries=1, timeout=TIMEOUT)
+    except prov.MissingModelKey as e:
+        detail = f"{e.what} ({e.cause})" if e.cause else e.what
+        return Check(name, False, detail, fix_creds)
+    model = settings.resolve_model(None)
+    messages: Any = [{"role": "user", "content": "pact-bot doctor"}]
+    try:
+        if provider == "bedrock":
+            await client.messages.create(model=model, max_tokens=1, messages=messages)
+            probe = "a 1-token call answered"
+        else:
+            counted = await client.messages.count_tokens(model=model, messages=messages)
+            probe = f"{counted.input_tokens} tokens counted"
+    except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as e:
+        return Check(name, False, f"{where} refused the credentials ({e.status_code})", fix_creds)
+    except (anthropic.NotFoundError, anthropic.BadRequestError) as e:
+        return Check(
+            name,
+            False,
+            f"{where} does not offer the model {model} ({e.status_code})",
+            "enable the model for your account, or set PACT_MODEL (or PACT_MODEL_SONNET) to "
+            "an id the provider lists",
+        )
+    except anthropic.APIStatusError as e:
+        return Check(name, False, f"{where} answered {e.status_code}", "retry later")
+    except anthropic.APIConnectionError as e:
+        return Check(
+            name,
+            False,
+            f"cannot reach {where} ({_first_line(e)})",
+            "check ANTHROPIC_BEDROCK_BASE_URL / ANTHROPIC_VERTEX_BASE_URL and the network",
+        )
+    except Exception as e:  # google-auth's RefreshError: the token endpoint refused the key
+        if type(e).__name__ != "RefreshError":
+            raise
+        return Check(name, False, f"Google refused the credentials ({_first_line(e)})", fix_creds)
+    finally:
+        await client.close()
+    return Check(name, True, f"{model} via {where}: {probe}")
+
+
 def check_bubblewrap() -> Check:
     name = "bubblewrap sandbox usable"
     fix = (
@@ -386,7 +456,7 @@ async def _guard(name: str, fn: Any, *args: Any) -> list[Check]:
 async def check_all(settings: Settings) -> list[Check]:
     github, anthropic_check, database = await asyncio.gather(
         _guard("GitHub App JWT accepted", check_github, settings),
-        _guard("Anthropic key accepted", check_anthropic, settings),
+        _guard(PROVIDER_CHECK[settings.pact_provider], check_provider, settings),
         _guard("database reachable and migrated", check_database, settings),
     )
     bwrap = await asyncio.to_thread(check_bubblewrap)

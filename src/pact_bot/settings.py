@@ -10,7 +10,7 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,6 +27,40 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
     "claude-opus-5-5": {"input": 4.0, "output": 20.0, "cache_write": 5.0, "cache_read": 0.2},
     "claude-haiku-5-5": {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.1},
 }
+
+# The same models under each cloud's ids; PACT_MODEL_* override them for any provider.
+BEDROCK_MODELS = {
+    "sonnet": "anthropic.claude-sonnet-5-5-v1:0",
+    "opus": "anthropic.claude-opus-5-5-v1:0",
+    "haiku": "anthropic.claude-haiku-5-5-v1:0",
+}
+VERTEX_MODELS = {
+    "sonnet": "claude-sonnet-5-5",
+    "opus": "claude-opus-5-5",
+    "haiku": "claude-haiku-5-5",
+}
+# On-demand prices of the clouds' global endpoints, which match Anthropic's list prices;
+# regional endpoints cost more: put those in PACT_PRICES.
+BEDROCK_PRICES: dict[str, dict[str, float]] = {
+    BEDROCK_MODELS[alias]: DEFAULT_PRICES[DEFAULT_MODELS[alias]] for alias in DEFAULT_MODELS
+}
+VERTEX_PRICES: dict[str, dict[str, float]] = {
+    VERTEX_MODELS[alias]: DEFAULT_PRICES[DEFAULT_MODELS[alias]] for alias in DEFAULT_MODELS
+}
+
+Provider = Literal["anthropic", "bedrock", "vertex"]
+PROVIDER_MODELS: dict[str, dict[str, str]] = {
+    "anthropic": DEFAULT_MODELS,
+    "bedrock": BEDROCK_MODELS,
+    "vertex": VERTEX_MODELS,
+}
+PROVIDER_PRICES: dict[str, dict[str, dict[str, float]]] = {
+    "anthropic": DEFAULT_PRICES,
+    "bedrock": BEDROCK_PRICES,
+    "vertex": VERTEX_PRICES,
+}
+# Cloud credentials pact-bot never stores but must keep out of logs and transcripts.
+CLOUD_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK")
 
 APP_VARS = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET")
 
@@ -79,25 +113,66 @@ class Settings(BaseSettings):
         default=None,
         description="Anthropic API root, for a gateway or proxy; SDK default when unset.",
     )
+    pact_provider: Provider = Field(
+        default="anthropic",
+        description="Where the model runs: `anthropic` (the Anthropic API), `bedrock` (Amazon "
+        "Bedrock, with the host's AWS credentials) or `vertex` (Google Vertex AI, with "
+        "Application Default Credentials). pact-bot stores no cloud credential.",
+    )
+    anthropic_bedrock_base_url: str | None = Field(
+        default=None,
+        description="Bedrock runtime root, for a private (VPC) endpoint; default "
+        "`https://bedrock-runtime.<AWS_REGION>.amazonaws.com`.",
+    )
+    anthropic_vertex_base_url: str | None = Field(
+        default=None,
+        description="Vertex AI root, for a private endpoint; default "
+        "`https://<CLOUD_ML_REGION>-aiplatform.googleapis.com/v1`.",
+    )
+    aws_region: str | None = Field(
+        default=None,
+        description="Bedrock: the AWS region; else AWS_DEFAULT_REGION or the profile's region. "
+        "Credentials come from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/"
+        "AWS_SESSION_TOKEN, AWS_PROFILE, an instance or task role).",
+    )
+    cloud_ml_region: str | None = Field(
+        default=None,
+        description="Vertex: the region (`us-east5`, `europe-west1`, or `global`). "
+        "Credentials come from Application Default Credentials "
+        "(GOOGLE_APPLICATION_CREDENTIALS, gcloud, or the attached service account).",
+    )
+    anthropic_vertex_project_id: str | None = Field(
+        default=None,
+        description="Vertex: the Google Cloud project; else the credentials' project.",
+    )
 
     pact_model: str | None = Field(
         default=None,
         description="Model for every run, overriding the agent definition's `model:` "
         "(an alias sonnet/opus/haiku or a full id).",
     )
-    pact_model_sonnet: str = Field(
-        default=DEFAULT_MODELS["sonnet"], description="Model id the alias `sonnet` resolves to."
+    pact_model_sonnet: str | None = Field(
+        default=None,
+        description="Model id the alias `sonnet` resolves to; default per provider: "
+        f"`{DEFAULT_MODELS['sonnet']}`, Bedrock `{BEDROCK_MODELS['sonnet']}`, "
+        f"Vertex `{VERTEX_MODELS['sonnet']}`.",
     )
-    pact_model_opus: str = Field(
-        default=DEFAULT_MODELS["opus"], description="Model id the alias `opus` resolves to."
+    pact_model_opus: str | None = Field(
+        default=None,
+        description="Model id the alias `opus` resolves to; default per provider: "
+        f"`{DEFAULT_MODELS['opus']}`, Bedrock `{BEDROCK_MODELS['opus']}`, "
+        f"Vertex `{VERTEX_MODELS['opus']}`.",
     )
-    pact_model_haiku: str = Field(
-        default=DEFAULT_MODELS["haiku"], description="Model id the alias `haiku` resolves to."
+    pact_model_haiku: str | None = Field(
+        default=None,
+        description="Model id the alias `haiku` resolves to; default per provider: "
+        f"`{DEFAULT_MODELS['haiku']}`, Bedrock `{BEDROCK_MODELS['haiku']}`, "
+        f"Vertex `{VERTEX_MODELS['haiku']}`.",
     )
     pact_prices: Annotated[dict[str, dict[str, float]], NoDecode] = Field(
         default_factory=dict,
         description="JSON `{model: {input, output, cache_write, cache_read}}` in $/Mtok, "
-        "merged over the built-in price table.",
+        "merged over the provider's built-in price table.",
     )
 
     pact_database_url: str = Field(
@@ -232,7 +307,14 @@ class Settings(BaseSettings):
             return paths
         return v
 
-    @field_validator("github_api_url", "anthropic_base_url", "pact_public_url", "github_web_url")
+    @field_validator(
+        "github_api_url",
+        "anthropic_base_url",
+        "pact_public_url",
+        "github_web_url",
+        "anthropic_bedrock_base_url",
+        "anthropic_vertex_base_url",
+    )
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):
@@ -303,18 +385,19 @@ class Settings(BaseSettings):
 
     @cached_property
     def prices(self) -> dict[str, dict[str, float]]:
-        merged = {k: dict(v) for k, v in DEFAULT_PRICES.items()}
+        merged = {k: dict(v) for k, v in PROVIDER_PRICES[self.pact_provider].items()}
         for model, table in self.pact_prices.items():
             merged.setdefault(model, {}).update(table)
         return merged
 
     def resolve_model(self, requested: str | None) -> str:
-        """PACT_MODEL wins; aliases map to the latest ids; a full id is used as is."""
+        """PACT_MODEL wins; aliases map to the provider's latest ids; a full id is used as is."""
         name = self.pact_model or requested or "sonnet"
+        table = PROVIDER_MODELS[self.pact_provider]
         aliases = {
-            "sonnet": self.pact_model_sonnet,
-            "opus": self.pact_model_opus,
-            "haiku": self.pact_model_haiku,
+            "sonnet": self.pact_model_sonnet or table["sonnet"],
+            "opus": self.pact_model_opus or table["opus"],
+            "haiku": self.pact_model_haiku or table["haiku"],
         }
         return aliases.get(name, name)
 
@@ -324,6 +407,7 @@ class Settings(BaseSettings):
         for s in (self.github_private_key, self.github_webhook_secret, self.anthropic_api_key):
             if s is not None and s.get_secret_value():
                 out.append(s.get_secret_value())
+        out += [v for k in CLOUD_SECRET_VARS if (v := os.environ.get(k))]
         return out
 
 

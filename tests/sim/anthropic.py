@@ -113,6 +113,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .cloud import CloudSim
+
 KNOWN_MODELS: frozenset[str] = frozenset(
     {
         "claude-haiku-5-5",
@@ -359,8 +361,10 @@ class AnthropicSim:
         self._secret = secrets.token_bytes(32)
         self._lock = threading.RLock()
         self.reset()
+        self.cloud = CloudSim(self)  # Bedrock and Vertex routes (tests/sim/cloud.py)
         self.app = Starlette(
             routes=[
+                *self.cloud.routes(),
                 Route("/v1/messages", self._messages, methods=["POST"]),
                 Route("/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),

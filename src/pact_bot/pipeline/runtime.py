@@ -8,8 +8,9 @@ model never needs the key. Tests build a `Runtime` directly with their own setti
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pact_bot.agent.provider import MissingModelKey, model_client
 from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.github.client import GitHubApp
 from pact_bot.jobs.model import Queue
@@ -24,28 +25,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-class MissingModelKey(Exception):
-    """Neither ANTHROPIC_API_KEY nor ANTHROPIC_BASE_URL is set."""
+__all__ = ["MissingModelKey", "Runtime", "anthropic_client"]
 
 
 def anthropic_client(settings: Settings, *, max_retries: int = 0) -> AsyncAnthropic:
-    """The SDK client from ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL.
+    """The model client for PACT_PROVIDER (see `pact_bot.agent.provider`).
 
     SDK retries are off: the agent loop retries 429/529/5xx itself so that waiting
     counts against the job's wall-time budget and shows in the transcript.
     """
-    from anthropic import AsyncAnthropic  # the SDK costs ~2 s to import: only when used
-
-    key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
-    if not key and not settings.anthropic_base_url:
-        raise MissingModelKey(
-            "ANTHROPIC_API_KEY is not set (or set ANTHROPIC_BASE_URL to a compatible endpoint)"
-        )
-    kwargs: dict[str, Any] = {"api_key": key or "unused", "max_retries": max_retries}
-    if settings.anthropic_base_url:
-        kwargs["base_url"] = settings.anthropic_base_url
-    return AsyncAnthropic(**kwargs)
+    return model_client(settings, max_retries=max_retries)
 
 
 class Runtime:

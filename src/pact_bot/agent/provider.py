@@ -1,0 +1,188 @@
+"""The model client for PACT_PROVIDER: the Anthropic API, Amazon Bedrock or Google Vertex AI.
+
+All three are the `anthropic` SDK's own clients, so the agent loop is the same for each.
+Cloud credentials come from each cloud's standard chain (environment, profile files, instance
+or workload identity); pact-bot stores none. What is missing is found here, before a job
+spends anything, and named in `MissingModelKey` so the failure comment tells the operator
+exactly what to set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from pact_bot.settings import Settings
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+_ACCESS_KEY_ID = re.compile(r"[A-Z0-9]{16,128}")  # AWS's documented form
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+NEEDS = {
+    "anthropic": "ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a compatible gateway)",
+    "bedrock": "AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY [+ "
+    "AWS_SESSION_TOKEN], AWS_PROFILE, an instance/task role, or AWS_BEARER_TOKEN_BEDROCK) "
+    "and AWS_REGION",
+    "vertex": "Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth "
+    "application-default login` or an attached service account), CLOUD_ML_REGION and "
+    "ANTHROPIC_VERTEX_PROJECT_ID",
+}
+
+
+class MissingModelKey(Exception):
+    """The chosen provider lacks a credential or setting; the message names it.
+
+    What is needed comes before the underlying cause, which may be long: failure comments
+    keep only the start of a message.
+    """
+
+    def __init__(self, message: str, *, what: str = "", cause: str = "") -> None:
+        super().__init__(message + (f" ({cause})" if cause else ""))
+        self.what = what or message
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class BedrockAuth:
+    region: str
+    source: str  # where the credentials came from: botocore's method name, or "bearer token"
+    explicit: dict[str, str]  # static keys handed to the SDK as arguments
+
+
+@dataclass(frozen=True)
+class VertexAuth:
+    region: str
+    project: str
+    credentials: Any  # google.auth.credentials.Credentials
+    source: str
+
+
+def _missing(provider: str, what: str, cause: str = "") -> MissingModelKey:
+    return MissingModelKey(
+        f"PACT_PROVIDER={provider}: {what}. It needs {NEEDS[provider]}.",
+        what=f"PACT_PROVIDER={provider}: {what}",
+        cause=cause,
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def bedrock_auth(settings: Settings) -> BedrockAuth:
+    """Resolve region and credentials through boto3's chain, without calling Bedrock.
+
+    Static keys from the environment are passed to the SDK explicitly: its own session cache
+    would otherwise keep the first keys it saw for the life of the process. Anything that
+    refreshes (profiles, roles, SSO) stays with the SDK's chain.
+    """
+    try:
+        import boto3  # type: ignore[import-untyped, unused-ignore]
+    except ImportError:
+        hint = "boto3 is not installed (pip install 'anthropic[bedrock]')"
+        raise _missing("bedrock", hint) from None
+    try:
+        session = boto3.Session(region_name=settings.aws_region or None)
+        region = settings.aws_region or session.region_name
+        bearer = bool(os.environ.get("AWS_BEARER_TOKEN_BEDROCK"))
+        creds = None if bearer else session.get_credentials()
+    except Exception as e:  # an unknown AWS_PROFILE, a broken config file or SSO cache
+        cause = _first_line(e)
+        raise _missing("bedrock", "AWS credentials cannot be loaded", cause) from None
+    if not region:
+        raise _missing("bedrock", "no AWS region is set")
+    if bearer:
+        return BedrockAuth(region, "bearer token", {})
+    if creds is None:
+        raise _missing("bedrock", "no AWS credentials were found")
+    frozen = creds.get_frozen_credentials()
+    if not frozen.access_key or not frozen.secret_key:
+        raise _missing("bedrock", "the AWS credentials lack an access key or a secret key")
+    if not _ACCESS_KEY_ID.fullmatch(frozen.access_key):
+        raise _missing("bedrock", "the AWS access key id is not well-formed")
+    explicit: dict[str, str] = {}
+    if creds.method == "env":
+        explicit = {"aws_access_key": frozen.access_key, "aws_secret_key": frozen.secret_key}
+        if frozen.token:
+            explicit["aws_session_token"] = frozen.token
+    return BedrockAuth(region, str(creds.method), explicit)
+
+
+def vertex_auth(settings: Settings) -> VertexAuth:
+    """Resolve region, project and Application Default Credentials, without a token call."""
+    region = settings.cloud_ml_region
+    if not region:
+        raise _missing("vertex", "CLOUD_ML_REGION is not set")
+    try:
+        import google.auth  # type: ignore[import-untyped, unused-ignore]
+        from google.auth.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+            DefaultCredentialsError,
+        )
+    except ImportError:
+        hint = "google-auth is not installed (pip install 'anthropic[vertex]')"
+        raise _missing("vertex", hint) from None
+    try:
+        credentials, project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    except (DefaultCredentialsError, ValueError) as e:
+        cause = _first_line(e)
+        raise _missing("vertex", "no usable Application Default Credentials", cause) from None
+    project = settings.anthropic_vertex_project_id or project
+    if not project:
+        raise _missing("vertex", "no Google Cloud project is known")
+    source = getattr(credentials, "service_account_email", None) or type(credentials).__name__
+    return VertexAuth(region, project, credentials, str(source))
+
+
+def model_client(
+    settings: Settings, *, max_retries: int = 0, timeout: float | None = None
+) -> AsyncAnthropic:
+    """The SDK client for PACT_PROVIDER; raises MissingModelKey naming what is missing.
+
+    Typed as `AsyncAnthropic`: the Bedrock and Vertex clients are siblings, not subclasses,
+    with the same `messages` and `with_options` the agent loop uses.
+    """
+    extra: dict[str, Any] = {"max_retries": max_retries}
+    if timeout is not None:
+        extra["timeout"] = timeout
+    if settings.pact_provider == "bedrock":
+        from anthropic import AsyncAnthropicBedrock
+
+        bedrock = bedrock_auth(settings)
+        return cast(
+            "AsyncAnthropic",
+            AsyncAnthropicBedrock(
+                aws_region=bedrock.region,
+                base_url=settings.anthropic_bedrock_base_url,
+                **{**bedrock.explicit, **extra},
+            ),
+        )
+    if settings.pact_provider == "vertex":
+        from anthropic import AsyncAnthropicVertex
+
+        vertex = vertex_auth(settings)
+        return cast(
+            "AsyncAnthropic",
+            AsyncAnthropicVertex(
+                region=vertex.region,
+                project_id=vertex.project,
+                credentials=vertex.credentials,
+                base_url=settings.anthropic_vertex_base_url,
+                **extra,
+            ),
+        )
+    from anthropic import AsyncAnthropic
+
+    key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+    if not key and not settings.anthropic_base_url:
+        raise MissingModelKey(
+            "ANTHROPIC_API_KEY is not set (or set ANTHROPIC_BASE_URL to a compatible endpoint)"
+        )
+    kwargs: dict[str, Any] = {"api_key": key or "unused", **extra}
+    if settings.anthropic_base_url:
+        kwargs["base_url"] = settings.anthropic_base_url
+    return AsyncAnthropic(**kwargs)
