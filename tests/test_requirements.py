@@ -12,8 +12,7 @@ SPECS = Path(__file__).parent / "fixtures" / "specs"
 def reqs(name: str) -> list[tuple[str, str, str, int, bool, str | None]]:
     text = (SPECS / name).read_text(encoding="utf-8")
     return [
-        (r.id, r.text, r.section, r.line, r.explicit, r.keyword)
-        for r in extract_requirements(text)
+        (r.id, r.text, r.section, r.line, r.explicit, r.keyword) for r in extract_requirements(text)
     ]
 
 
@@ -186,8 +185,7 @@ def test_sentence_ids_survive_edits_elsewhere() -> None:
 
 def test_identical_sentences_get_distinct_ids_and_ids_are_defined_once() -> None:
     text = (
-        "## A\n\nClients MUST retry.\n\n## B\n\nClients MUST retry.\n\n"
-        "- R1: first\n- R1: again\n"
+        "## A\n\nClients MUST retry.\n\n## B\n\nClients MUST retry.\n\n- R1: first\n- R1: again\n"
     )
     out = extract_requirements(text)
     base = out[0].id
