@@ -113,7 +113,7 @@ def instruction(specs: Sequence[SpecRequirements], text_limit: int = 60) -> str:
 # --- the parser --------------------------------------------------------------------
 
 
-def _cells(line: str) -> list[str]:
+def split_row(line: str) -> list[str]:
     inner = line.strip()
     inner = inner[1:] if inner.startswith("|") else inner
     inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
@@ -198,7 +198,7 @@ def _rows_after(lines: list[str], start: int) -> list[Row]:
             continue
         if _RULE.match(line):
             continue
-        cells = _cells(line)
+        cells = split_row(line)
         if header is None:
             header = cells
             found = (
