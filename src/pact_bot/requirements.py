@@ -111,8 +111,8 @@ def _sentences(parts: list[tuple[int, str]]) -> list[tuple[int, str]]:
         end = m.start() if m else len(text)
         chunk = text[pos:end].strip()
         if chunk:
-            line = max(n for off, n in starts if off <= pos) if starts else 0
-            out.append((line, chunk))
+            at = max(n for off, n in starts if off <= pos) if starts else 0
+            out.append((at, chunk))
         pos = m.end() if m else len(text)
     return out
 
