@@ -214,3 +214,18 @@ def test_hostile_spec_is_bounded() -> None:
     # an unclosed fence hides the rest; an unclosed comment too
     assert extract_requirements("```\nX MUST y.\n") == []
     assert extract_requirements("<!-- open\n- R1: hidden\n") == []
+
+
+def test_table_row_with_id_and_text_in_one_cell() -> None:
+    text = "| Requirement | Priority |\n|---|---|\n| FR-1: List items | High |\n| Note FR-2 | x |\n"
+    assert [(r.id, r.text) for r in extract_requirements(text)] == [("FR-1", "List items")]
+
+
+def test_pathological_specs_stay_fast() -> None:
+    import time
+
+    start = time.monotonic()
+    extract_requirements("*a " * 300_000)  # emphasis markers that never close
+    extract_requirements("\n".join("X MUST y." for _ in range(100_000)))  # one paragraph
+    extract_requirements("| " * 300_000 + "\n|---|---|\n" + "| a | b |\n" * 50_000)
+    assert time.monotonic() - start < 5

@@ -24,6 +24,7 @@ which is when it has become a different requirement anyway. Two identical senten
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def clip(text: str, limit: int = MAX_TEXT) -> str:
 
 
 def _plain(text: str) -> str:
-    """Markdown emphasis and link syntax off, one line."""
+    """Markdown emphasis and link syntax off, one line (bounded: the patterns backtrack)."""
+    text = text[:4000]
     text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
     text = re.sub(r"(?<![\w*])[*_](\S(?:.*?\S)?)[*_](?![\w*])", r"\1", text)
@@ -105,13 +107,14 @@ def _sentences(parts: list[tuple[int, str]]) -> list[tuple[int, str]]:
             text += " "
         starts.append((len(text), number))
         text += line.strip()
+    offsets = [off for off, _ in starts]
     out: list[tuple[int, str]] = []
     pos = 0
     for m in [*_SENTENCE_END.finditer(text), None]:
         end = m.start() if m else len(text)
         chunk = text[pos:end].strip()
         if chunk:
-            at = max(n for off, n in starts if off <= pos) if starts else 0
+            at = starts[max(0, bisect.bisect_right(offsets, pos) - 1)][1] if starts else 0
             out.append((at, chunk))
         pos = m.end() if m else len(text)
     return out
@@ -123,6 +126,7 @@ class _Extractor:
     def __init__(self) -> None:
         self.out: list[Requirement] = []
         self.index: dict[str, int] = {}
+        self.seen: dict[str, int] = {}  # sentence hash → how many so far
         self.section = ""
         self.paragraph: list[tuple[int, str]] = []
         self.open = False  # a paragraph or list item is going on (no blank line since)
@@ -180,10 +184,14 @@ class _Extractor:
                 self.sentence(sentence, line, kw)
 
     def sentence(self, text: str, line: int, kw: str) -> None:
+        if len(self.out) >= MAX_REQUIREMENTS:
+            return
         plain = _plain(text)
         base = "S-" + hashlib.sha256(plain.encode()).hexdigest()[:6]
-        rid, n = base, 1
-        while rid in self.index:
+        n = self.seen.get(base, 0) + 1
+        self.seen[base] = n
+        rid = base if n == 1 else f"{base}-{n}"
+        while rid in self.index:  # only when an id a spec gave looks like ours
             n += 1
             rid = f"{base}-{n}"
         self.add(Requirement(rid, clip(plain), self.section, line, False, kw))
@@ -241,6 +249,10 @@ class _Extractor:
     def table_row(self, text: str, line: int) -> None:
         self.blank()
         cells = [c for c in _cells(text) if c]
+        first = _own_id(cells[0]) if cells else None
+        if first and first[1].strip():  # `| FR-1 List items | High |`
+            self.define(first[0], first[1], line)
+            return
         for i, cell in enumerate(cells):
             own = _own_id(cell)
             if own and not own[1].strip():
