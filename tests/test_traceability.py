@@ -14,9 +14,11 @@ from pact_bot.traceability import (
     SpecRequirements,
     Status,
     check,
+    check_job,
     check_output,
     conclusion,
     followup_message,
+    for_spec,
     instruction,
     parse_table,
     pr_table,
@@ -229,3 +231,40 @@ def test_end_to_end_over_a_fixture_spec() -> None:
         Status.unmapped,
         Status.unmapped,
     ]
+
+
+def test_a_job_with_two_specs_checks_each_against_its_own_summary() -> None:
+    a = for_spec("docs/cart-spec.md", "- R1: Cart total\n- R2: Taxes\n")
+    b = for_spec("docs/pay-spec.md", "- R1: Charge the card\n")
+    assert (a.summary, [r.id for r in a.requirements]) == (
+        "docs/implementation-summary-cart.md",
+        ["R1", "R2"],
+    )
+    table = "## Traceability\n| Requirement | Files | Tests | Status |\n|-|-|-|-|\n"
+    texts = {
+        a.summary: table
+        + "| R1 | src/cart.py | | implemented |\n| R2 | src/tax.py | | partial |\n",
+        # the pay summary is missing
+    }
+    changed = {"src/cart.py", "src/tax.py", "src/pay.py", a.summary}
+    cov = check_job([a, b], texts.get, changed, changed)
+    assert [(e.spec, e.requirement, e.status) for e in cov.entries] == [
+        ("docs/cart-spec.md", "R1", Status.covered),
+        ("docs/cart-spec.md", "R2", Status.partial),
+        ("docs/pay-spec.md", "R1", Status.unmapped),
+    ]
+    assert cov.untraced == ("src/pay.py",)
+    assert followup_message(cov, [a.summary, b.summary]) == (
+        "The `## Traceability` table in docs/implementation-summary-cart.md, "
+        "docs/implementation-summary-pay.md needs these rows fixed:\n"
+        "- R1 (of docs/pay-spec.md): no row\n"
+        "Add or correct one row per id (| Requirement | Files | Tests | Status |), naming "
+        "files that exist, or status `not implemented: <why>`. Change nothing else."
+    )
+    body = pr_table(cov)
+    assert body.count("| Requirement | Files | Tests | Status |") == 2
+    assert "#### `docs/cart-spec.md`\n\n| Requirement" in body
+    assert "| **R1** Charge the card | — | — | unmapped |" in body
+    # one spec: no per-spec headings, ids as the spec writes them
+    single = check_job([a], texts.get, changed, changed)
+    assert [e.spec for e in single.entries] == ["", ""] and "####" not in pr_table(single)

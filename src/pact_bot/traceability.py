@@ -18,10 +18,11 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pact_bot.confined import path_problem
-from pact_bot.requirements import Requirement, clip
+from pact_bot.requirements import Requirement, clip, extract_requirements
+from pact_bot.specs import component_name, summary_path
 
 HEADING = "Traceability"
 MAX_SCAN = 400_000  # characters of a summary looked at
@@ -74,6 +75,7 @@ class Entry:
     files: tuple[str, ...] = ()
     tests: tuple[str, ...] = ()
     note: str = ""  # the agent's reason, or which paths are missing
+    spec: str = ""  # set when a job implements several specs
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,7 @@ def check(
     exists: Callable[[str], bool] | Collection[str] = (),
     *,
     ignore: Collection[str] = (),
+    spec: str = "",
 ) -> Coverage:
     """Each requirement's status from its row; files and tests must exist in the result.
 
@@ -272,6 +275,37 @@ def check(
     named = {p for r in rows for p in (*r.files, *r.tests)}
     untraced = tuple(
         p for p in sorted(changed) if p not in named and p not in ignore and not _is_test(p)
+    )
+    if spec:
+        entries = [replace(e, spec=spec) for e in entries]
+    return Coverage(tuple(entries), untraced)
+
+
+def for_spec(spec: str, text: str) -> SpecRequirements:
+    """A spec's requirements and where its summary goes (`docs/implementation-summary-…`)."""
+    return SpecRequirements(
+        spec, summary_path(component_name(spec)), tuple(extract_requirements(text))
+    )
+
+
+def check_job(
+    specs: Sequence[SpecRequirements],
+    summaries: Callable[[str], str | None],
+    changed: Collection[str],
+    exists: Callable[[str], bool] | Collection[str],
+) -> Coverage:
+    """Every spec of a job against the table in its own summary (`summaries(path)` reads
+    it, None when absent); ids are per spec, so `R1` of two specs are two requirements."""
+    entries: list[Entry] = []
+    named: set[str] = set()
+    summary_paths = {s.summary for s in specs}
+    for s in specs:
+        rows = parse_table(summaries(s.summary) or "")
+        named.update(p for r in rows for p in (*r.files, *r.tests))
+        tag = s.spec if len(specs) > 1 else ""
+        entries += check(s.requirements, rows, changed, exists, spec=tag).entries
+    untraced = tuple(
+        p for p in sorted(changed) if p not in named and p not in summary_paths and not _is_test(p)
     )
     return Coverage(tuple(entries), untraced)
 
@@ -312,7 +346,8 @@ def followup_message(coverage: Coverage, summaries: Sequence[str], limit: int = 
     lines = [f"The `## Traceability` table in {where} needs these rows fixed:"]
     for e in gaps[:limit]:
         why = "no row" if e.status is Status.unmapped and not e.note else e.note
-        lines.append(f"- {e.requirement}: {why}")
+        of = f" (of {e.spec})" if e.spec else ""
+        lines.append(f"- {e.requirement}{of}: {why}")
     if len(gaps) > limit:
         lines.append(f"- … and {len(gaps) - limit} more")
     lines.append(
@@ -385,7 +420,17 @@ def pr_table(coverage: Coverage, budget: int = BODY_BUDGET) -> str:
         kept.sort(key=lambda es: order[id(es[0])])
         dropped = len(lines) - len(kept)
         lines = kept
-    out = [*head, *header, *(s for _, s in lines)]
+    out = list(head)
+    spec: str | None = None
+    for e, line in lines:
+        if e.spec != spec:  # one table per spec when a job implements several
+            if spec is not None:
+                out.append("")
+            if e.spec:
+                out += [f"#### `{cell(e.spec, 200)}`", ""]
+            out += header
+            spec = e.spec
+        out.append(line)
     if dropped:
         out += ["", f"… {dropped} more rows left out; the summary's table has them all."]
     if coverage.untraced:
