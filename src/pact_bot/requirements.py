@@ -11,6 +11,10 @@ Two kinds are found:
 - sentences with an upper-case RFC 2119 keyword (MUST, MUST NOT, SHALL, SHALL NOT, SHOULD,
   SHOULD NOT) elsewhere.
 
+A requirement's section is the title of the heading above it (an ID'd heading is its own),
+spelled as `specs.changed_sections` spells sections, so drift can name the requirements in
+the sections a push changed.
+
 Fenced and indented code blocks and HTML comments are skipped: an example's `MUST` is not a
 requirement.
 
