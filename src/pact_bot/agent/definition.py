@@ -22,6 +22,8 @@ import yaml
 from pact_bot.confined import NotFound, Refused, read_text
 
 AGENT_NAME = "pact-backend-coder"
+TEST_AGENT_NAME = "pact-test-engineer"
+PACKAGED = (AGENT_NAME, TEST_AGENT_NAME)
 REPO_OVERRIDE = f".claude/agents/{AGENT_NAME}.md"
 _FRONTMATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.DOTALL)
 _KEY = re.compile(r"^([A-Za-z_][\w-]*):(?:\s(.*)|)$")
@@ -93,21 +95,28 @@ def _parse_frontmatter(front: str) -> dict[str, object]:
     return out
 
 
-def packaged_definition_text() -> str:
+def packaged_definition_text(name: str = AGENT_NAME) -> str:
+    if name not in PACKAGED:
+        raise DefinitionError(f"{name}: no such packaged agent")
     return (
         resources.files("pact_bot.agent")
-        .joinpath("agents", f"{AGENT_NAME}.md")
+        .joinpath("agents", f"{name}.md")
         .read_text(encoding="utf-8")
     )
 
 
-def load_definition(worktree: Path | None, override_path: str | None = None) -> AgentDefinition:
-    """`override_path` (relative to the worktree) > the repo's override > the packaged seed."""
+def load_definition(
+    worktree: Path | None, override_path: str | None = None, name: str = AGENT_NAME
+) -> AgentDefinition:
+    """`override_path` (relative to the worktree) > the repo's override > the packaged one
+    (`name` picks the agent: the coder, or the test engineer for `/pact test`)."""
+    if name not in PACKAGED:
+        raise DefinitionError(f"{name}: no such packaged agent")
     candidates = []
     if worktree is not None:
         if override_path:
             candidates.append(override_path)
-        candidates.append(REPO_OVERRIDE)
+        candidates.append(f".claude/agents/{name}.md")
     for rel in candidates:
         assert worktree is not None
         try:
@@ -121,7 +130,7 @@ def load_definition(worktree: Path | None, override_path: str | None = None) -> 
         except Refused as e:
             raise DefinitionError(f"{rel}: {e.reason}") from None
         return parse_definition(text, source=rel)
-    return parse_definition(packaged_definition_text(), source="package")
+    return parse_definition(packaged_definition_text(name), source="package")
 
 
 def operating_section(component: str, bash_available: bool) -> str:

@@ -1,0 +1,469 @@
+"""Which requirement each changed file serves: the agent's table, checked. Pure: no I/O.
+
+    text = instruction([SpecRequirements(spec, summary, reqs)])   # appended to message one
+    rows = parse_table(summary_text)                               # the agent's table
+    cov = check(reqs, rows, changed_paths, exists)                 # Coverage
+    again = followup_message(cov, summary)                         # None when nothing is missing
+    body = pr_table(cov); out = check_output(cov); conclusion(cov)
+
+The agent ends its implementation summary with a `## Traceability` section holding
+`| Requirement | Files | Tests | Status |`, one row per requirement id listed in its first
+message. Everything in that table is written by the agent, so it is hostile: sizes are
+bounded, paths that would leave the repository count as missing, and every cell shown to
+people is escaped (no table breaking, no @-mentions, no HTML).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from pact_bot.confined import path_problem
+from pact_bot.requirements import Requirement, clip, extract_requirements
+from pact_bot.specs import component_name, summary_path
+
+HEADING = "Traceability"
+MAX_SCAN = 400_000  # characters of a summary looked at
+MAX_ROWS = 2000
+MAX_CELL = 4000
+MAX_PATHS = 50
+MAX_PATH = 400
+BODY_BUDGET = 30_000  # of the PR body's 65,536 characters, for the coverage table
+_SECTION = re.compile(r"^\s{0,3}(#{1,6})\s+.*\btraceability\b", re.I)
+_ANY_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
+_RULE = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
+_EMPTY = {"", "-", "—", "–", "n/a", "na", "none", "(none)", "nothing"}
+_WORKSPACE = "/workspace/"
+
+
+class Status(enum.StrEnum):
+    covered = "covered"
+    partial = "partial"
+    not_implemented = "not implemented"
+    unmapped = "unmapped"
+    unknown_id = "unknown id"
+    missing_file = "missing file"
+
+
+@dataclass(frozen=True)
+class SpecRequirements:
+    """One spec of a job: where its summary goes and what it requires."""
+
+    spec: str
+    summary: str
+    requirements: tuple[Requirement, ...]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the agent's table, as written (paths normalised)."""
+
+    requirement: str
+    files: tuple[str, ...]
+    tests: tuple[str, ...]
+    status: str  # implemented | partial | not implemented | the agent's own word
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Entry:
+    requirement: str
+    text: str
+    status: Status
+    files: tuple[str, ...] = ()
+    tests: tuple[str, ...] = ()
+    note: str = ""  # the agent's reason, or which paths are missing
+    spec: str = ""  # set when a job implements several specs
+
+
+@dataclass(frozen=True)
+class Coverage:
+    entries: tuple[Entry, ...]  # spec order, then rows naming unknown ids
+    untraced: tuple[str, ...] = ()  # changed paths no row names (summary and tests aside)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for e in self.entries if e.status is status)
+
+    @property
+    def gaps(self) -> tuple[Entry, ...]:
+        """Requirements with no usable mapping: unmapped, or mapped to files that are not there."""
+        return tuple(e for e in self.entries if e.status in (Status.unmapped, Status.missing_file))
+
+
+# --- the instruction ---------------------------------------------------------------
+
+
+def instruction(specs: Sequence[SpecRequirements], text_limit: int = 60) -> str:
+    """The table contract for the first message; short because it is paid on every turn."""
+    lines = [
+        "## Traceability",
+        "End each implementation summary with a `## Traceability` section: a table "
+        "`| Requirement | Files | Tests | Status |`, one row per id below. Files, Tests: "
+        "comma-separated repository paths. Status: `implemented`, `partial` or "
+        "`not implemented: <why>`.",
+    ]
+    for s in specs:
+        if not s.requirements:
+            continue
+        lines.append(f"{s.spec} → {s.summary}:")
+        lines += [f"- {r.id}: {clip(r.text, text_limit)}" for r in s.requirements]
+    return "\n".join(lines)
+
+
+# --- the parser --------------------------------------------------------------------
+
+
+def split_row(line: str) -> list[str]:
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
+    return [c.strip().replace("\\|", "|")[:MAX_CELL] for c in re.split(r"(?<!\\)\|", inner)]
+
+
+def _column(header: Sequence[str], *names: str) -> int | None:
+    for i, cell in enumerate(header):
+        word = re.sub(r"[^a-z ]", "", cell.lower()).strip()
+        if any(word == n or word.startswith(n) for n in names):
+            return i
+    return None
+
+
+def normalise_path(raw: str) -> str:
+    """`./a`, `/workspace/a`, `` `a` ``, `[a](url)`, `a:12` → `a`."""
+    p = raw.strip()
+    m = re.match(r"^\[([^\]]*)\]\([^)]*\)$", p)
+    p = m.group(1) if m else p
+    p = p.strip().strip("`*_'\"").strip()
+    if p.startswith(_WORKSPACE):
+        p = p[len(_WORKSPACE) :]
+    p = re.sub(r"(?::\d+(?:-\d+)?|#L\d+(?:-L\d+)?)$", "", p)  # a line reference
+    p = re.sub(r"::.*$", "", p)  # a pytest node id names its file
+    return "/".join(part for part in p.split("/") if part not in ("", "."))[:MAX_PATH]
+
+
+def _paths(cell: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in re.split(r",|;|<br\s*/?>|\s+and\s+", cell, flags=re.I):
+        if part.strip().lower().strip("`*_ ") in _EMPTY:
+            continue
+        path = normalise_path(part)
+        if path and path not in out:
+            out.append(path)
+        if len(out) >= MAX_PATHS:
+            break
+    return tuple(out)
+
+
+def _status(cell: str) -> tuple[str, str]:
+    text = " ".join(cell.strip("`*_ ").split())
+    low = text.lower()
+    for word in ("not implemented", "implemented", "partial"):
+        if low.startswith(word):
+            reason = text[len(word) :].lstrip(" :—–-(").rstrip(")")
+            return word, reason
+    return low, ""
+
+
+def _requirement_id(cell: str) -> str:
+    text = cell.strip().strip("`*_[] ")
+    m = re.match(r"^([A-Za-z][\w.-]*?)(?=$|[\s:`*\]—–]|\s-)", text)
+    return (m.group(1) if m else text).strip(".")[:80]
+
+
+def parse_table(summary: str) -> list[Row]:
+    """Rows of the first table under a heading naming "Traceability" (the last such
+    section wins, so a template near the top does not mask the real table)."""
+    lines = summary[:MAX_SCAN].splitlines()
+    starts = [i for i, line in enumerate(lines) if _SECTION.match(line)]
+    for start in reversed(starts):
+        rows = _rows_after(lines, start)
+        if rows:
+            return rows
+    return []
+
+
+def _rows_after(lines: list[str], start: int) -> list[Row]:
+    m = _SECTION.match(lines[start])
+    level = len(m.group(1)) if m else 6
+    header: list[str] | None = None
+    rows: list[Row] = []
+    cols: tuple[int, int | None, int | None, int | None] = (0, 1, 2, 3)
+    for line in lines[start + 1 :]:
+        h = _ANY_HEADING.match(line)
+        if h and len(h.group(1)) <= level:
+            break
+        if "|" not in line:
+            if rows:
+                break
+            continue
+        if _RULE.match(line):
+            continue
+        cells = split_row(line)
+        if header is None:
+            header = cells
+            found = (
+                _column(cells, "requirement", "req", "id"),
+                _column(cells, "file", "code", "implementation"),
+                _column(cells, "test"),
+                _column(cells, "status", "state"),
+            )
+            if found[0] is not None:
+                cols = (found[0], found[1], found[2], found[3])
+                continue
+            # no recognisable header: positional columns, and this line is a row
+        rows.append(_row(cells, cols))
+        if len(rows) >= MAX_ROWS:
+            break
+    return rows
+
+
+def _row(cells: list[str], cols: tuple[int, int | None, int | None, int | None]) -> Row:
+    def cell(i: int | None) -> str:
+        return cells[i] if i is not None and i < len(cells) else ""
+
+    status, reason = _status(cell(cols[3]))
+    return Row(
+        requirement=_requirement_id(cell(cols[0])),
+        files=_paths(cell(cols[1])),
+        tests=_paths(cell(cols[2])),
+        status=status,
+        reason=clip(reason, 300),
+    )
+
+
+# --- the check ---------------------------------------------------------------------
+
+
+def check(
+    requirements: Sequence[Requirement],
+    rows: Sequence[Row],
+    changed: Collection[str] = (),
+    exists: Callable[[str], bool] | Collection[str] = (),
+    *,
+    ignore: Collection[str] = (),
+    spec: str = "",
+) -> Coverage:
+    """Each requirement's status from its row; files and tests must exist in the result.
+
+    `exists` answers for the repository after the change (a set of paths or a callable);
+    a changed path counts as existing unless `exists` says otherwise. `ignore` (the
+    summaries) is left out of `untraced`.
+    """
+
+    def there(path: str) -> bool:
+        if path_problem(path) is not None:
+            return False
+        return exists(path) if callable(exists) else (path in exists or path in changed)
+
+    by_id: dict[str, Row] = {}
+    for r in rows:
+        by_id.setdefault(r.requirement.upper(), r)
+    known = {r.id.upper() for r in requirements}
+    entries: list[Entry] = []
+    for req in requirements:
+        row = by_id.get(req.id.upper())
+        entries.append(_entry(req, row, there))
+    for row in rows:
+        if row.requirement.upper() not in known and row.requirement:
+            if any(e.requirement == row.requirement for e in entries):
+                continue
+            entries.append(
+                Entry(row.requirement, "", Status.unknown_id, row.files, row.tests, row.status)
+            )
+    named = {p for r in rows for p in (*r.files, *r.tests)}
+    untraced = tuple(
+        p for p in sorted(changed) if p not in named and p not in ignore and not _is_test(p)
+    )
+    if spec:
+        entries = [replace(e, spec=spec) for e in entries]
+    return Coverage(tuple(entries), untraced)
+
+
+def for_spec(spec: str, text: str) -> SpecRequirements:
+    """A spec's requirements and where its summary goes (`docs/implementation-summary-…`)."""
+    return SpecRequirements(
+        spec, summary_path(component_name(spec)), tuple(extract_requirements(text))
+    )
+
+
+def check_job(
+    specs: Sequence[SpecRequirements],
+    summaries: Callable[[str], str | None],
+    changed: Collection[str],
+    exists: Callable[[str], bool] | Collection[str],
+) -> Coverage:
+    """Every spec of a job against the table in its own summary (`summaries(path)` reads
+    it, None when absent); ids are per spec, so `R1` of two specs are two requirements."""
+    entries: list[Entry] = []
+    named: set[str] = set()
+    summary_paths = {s.summary for s in specs}
+    for s in specs:
+        rows = parse_table(summaries(s.summary) or "")
+        named.update(p for r in rows for p in (*r.files, *r.tests))
+        tag = s.spec if len(specs) > 1 else ""
+        entries += check(s.requirements, rows, changed, exists, spec=tag).entries
+    untraced = tuple(
+        p for p in sorted(changed) if p not in named and p not in summary_paths and not _is_test(p)
+    )
+    return Coverage(tuple(entries), untraced)
+
+
+def _is_test(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return (
+        path.startswith(("tests/", "test/"))
+        or "/tests/" in path
+        or name.startswith("test_")
+        or bool(re.search(r"[._-](test|spec)\.\w+$", name))
+    )
+
+
+def _entry(req: Requirement, row: Row | None, there: Callable[[str], bool]) -> Entry:
+    if row is None:
+        return Entry(req.id, req.text, Status.unmapped)
+    if row.status == "not implemented":
+        return Entry(req.id, req.text, Status.not_implemented, row.files, row.tests, row.reason)
+    missing = [p for p in (*row.files, *row.tests) if not there(p)]
+    if missing:
+        note = "not in the repository: " + ", ".join(missing[:5])
+        return Entry(req.id, req.text, Status.missing_file, row.files, row.tests, note)
+    if not row.files:
+        return Entry(req.id, req.text, Status.unmapped, (), row.tests, "no files listed")
+    if row.status == "implemented":
+        return Entry(req.id, req.text, Status.covered, row.files, row.tests)
+    note = row.reason if row.status == "partial" else f"status: {row.status or 'none'}"
+    return Entry(req.id, req.text, Status.partial, row.files, row.tests, note)
+
+
+def followup_message(coverage: Coverage, summaries: Sequence[str], limit: int = 60) -> str | None:
+    """Asking once more for the rows that are missing or name absent files."""
+    gaps = coverage.gaps
+    if not gaps:
+        return None
+    where = ", ".join(summaries) or "the implementation summary"
+    lines = [f"The `## Traceability` table in {where} needs these rows fixed:"]
+    for e in gaps[:limit]:
+        why = "no row" if e.status is Status.unmapped and not e.note else e.note
+        of = f" (of {e.spec})" if e.spec else ""
+        lines.append(f"- {e.requirement}{of}: {why}")
+    if len(gaps) > limit:
+        lines.append(f"- … and {len(gaps) - limit} more")
+    lines.append(
+        "Add or correct one row per id (| Requirement | Files | Tests | Status |), naming "
+        "files that exist, or status `not implemented: <why>`. Change nothing else."
+    )
+    return "\n".join(lines)
+
+
+# --- what people see ---------------------------------------------------------------
+
+
+def cell(text: str, limit: int = 120) -> str:
+    """Agent text made inert inside a Markdown table cell."""
+    text = clip(text, limit)
+    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'")
+    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("@", "@\u200b")
+
+
+def _code_list(paths: Iterable[str], limit: int = 5) -> str:
+    items = list(paths)
+    shown = [f"`{cell(p, 100).replace('`', '')}`" for p in items[:limit]]
+    more = f" +{len(items) - limit}" if len(items) > limit else ""
+    return ", ".join(shown) + more if shown else "—"
+
+
+def counts_line(coverage: Coverage) -> str:
+    total = sum(1 for e in coverage.entries if e.status is not Status.unknown_id)
+    parts = [f"{coverage.count(Status.covered)} of {total} requirements covered"]
+    for status in (Status.partial, Status.not_implemented, Status.unmapped, Status.missing_file):
+        n = coverage.count(status)
+        if n:
+            parts.append(f"{n} {status.value}")
+    n = coverage.count(Status.unknown_id)
+    if n:
+        parts.append(f"{n} row{'s' if n != 1 else ''} naming ids not in the spec")
+    return ", ".join(parts) + "."
+
+
+def _table_line(e: Entry) -> str:
+    label = f"**{cell(e.requirement, 40)}**"
+    if e.text:
+        label += f" {cell(e.text, 80)}"
+    status = e.status.value + (f": {cell(e.note, 100)}" if e.note else "")
+    return f"| {label} | {_code_list(e.files)} | {_code_list(e.tests)} | {status} |"
+
+
+def pr_table(coverage: Coverage, budget: int = BODY_BUDGET) -> str:
+    """The PR body's coverage section; over `budget`, covered rows go first (gaps stay)."""
+    head = ["### Requirements", "", counts_line(coverage), ""]
+    if not coverage.entries:
+        return "\n".join([*head, "The spec lists no requirements pact-bot could find."])
+    header = ["| Requirement | Files | Tests | Status |", "| --- | --- | --- | --- |"]
+    lines = [(e, _table_line(e)) for e in coverage.entries]
+    size = sum(len(s) + 1 for _, s in lines)
+    dropped = 0
+    if size > budget:
+        kept: list[tuple[Entry, str]] = []
+        size = 0
+        for e, s in lines:  # gaps first claim the budget, then the rest in spec order
+            if e.status is not Status.covered and size + len(s) < budget:
+                kept.append((e, s))
+                size += len(s) + 1
+        for e, s in lines:
+            if e.status is Status.covered and size + len(s) < budget:
+                kept.append((e, s))
+                size += len(s) + 1
+        order = {id(e): i for i, (e, _) in enumerate(lines)}
+        kept.sort(key=lambda es: order[id(es[0])])
+        dropped = len(lines) - len(kept)
+        lines = kept
+    out = list(head)
+    spec: str | None = None
+    for e, line in lines:
+        if e.spec != spec:  # one table per spec when a job implements several
+            if spec is not None:
+                out.append("")
+            if e.spec:
+                out += [f"#### `{cell(e.spec, 200)}`", ""]
+            out += header
+            spec = e.spec
+        out.append(line)
+    if dropped:
+        out += ["", f"… {dropped} more rows left out; the summary's table has them all."]
+    if coverage.untraced:
+        out += ["", "Changed files no requirement names: " + _code_list(coverage.untraced, 20)]
+    return "\n".join(out)
+
+
+def conclusion(coverage: Coverage) -> str:
+    """`neutral` when a requirement is unmapped (or mapped to absent files), else `success`."""
+    return "neutral" if coverage.gaps else "success"
+
+
+def check_output(coverage: Coverage, limit: int = 60_000) -> dict[str, str]:
+    """`output` of the traceability check run."""
+    gaps = coverage.gaps
+    title = (
+        f"{len(gaps)} requirement{'s' if len(gaps) != 1 else ''} not traced to code"
+        if gaps
+        else "Every requirement is traced to code"
+    )
+    summary = [counts_line(coverage)]
+    if gaps:
+        summary += ["", "Unmapped:"]
+        summary += [
+            f"- {cell(e.requirement, 40)}"
+            + (f" ({cell(e.text, 80)})" if e.text else "")
+            + (f": {cell(e.note, 120)}" if e.note else "")
+            for e in gaps[:100]
+        ]
+        if len(gaps) > 100:
+            summary.append(f"- … and {len(gaps) - 100} more")
+    return {
+        "title": title,
+        "summary": "\n".join(summary)[:limit],
+        "text": pr_table(coverage, budget=limit - 2000),
+    }
