@@ -99,6 +99,7 @@ def convert(sim: GitHubSim, code: str) -> dict[str, Any]:
         permissions=dict(manifest.get("default_permissions") or {}),
         events=list(manifest.get("default_events") or DEFAULT_EVENTS),
         webhook_url=(manifest.get("hook_attributes") or {}).get("url"),
+        callback_urls=[str(u) for u in manifest.get("callback_urls") or []],
     )
     sim._register(app, sim.world.next_id())
     sim.registered_apps.append(app)
