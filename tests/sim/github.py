@@ -276,6 +276,11 @@ class GitHubSim:
             created_at=shapes.now_iso(),
         )
 
+    @staticmethod
+    def next_serial() -> int:
+        """A number no simulator of this process has used for an App or installation id."""
+        return next(_SIM_SERIAL)
+
     def set_webhook_url(self, url: str | None) -> None:
         self.app.webhook_url = url
         self.sender.url = url
