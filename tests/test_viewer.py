@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from test_setup_flow import CHROMIUM, CHROMIUM_ARGS, Served, _clean_env
 
 from pact_bot.agent.transcript import Transcript
 from pact_bot.jobs.model import Job, JobKind, JobState
@@ -480,3 +481,153 @@ async def test_home_page_lists_the_checks_and_the_first_steps_without_secrets(
     assert not any(s in page for s in secrets)
     css = await viewer.client().get("/static/pact.css")
     assert css.headers["content-type"].startswith("text/css") and "max-width" in css.text
+
+
+# -- in a real browser, against `pact-bot serve` --------------------------------------------
+
+
+def _queue_sync(db: Path, fn: Any) -> Any:
+    """Run `fn(queue)` on the server's SQLite queue from the test (another process), in a
+    thread of its own: Playwright's sync API keeps an event loop running in this one."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def go() -> Any:
+        async with SqliteQueue(db) as q:
+            return await fn(q)
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+@pytest.mark.timeout(180)
+def test_in_a_browser_sign_in_list_watch_live_and_be_refused(
+    github_sim: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    github_sim.add_repo("acme", "widgets", files={"README.md": "widgets\n"})
+    github_sim.add_repo("acme", "secret", files={"README.md": "secret\n"})
+    github_sim.add_user("alice", "none")
+    github_sim.set_permission("acme/widgets", "alice", "write")
+    github_sim.set_permission("acme/secret", "alice", "read")
+    db = tmp_path / "pact-bot.db"
+    data = tmp_path / "data"
+    env = (
+        _clean_env()
+        | github_sim.env()
+        | {
+            "GITHUB_CLIENT_ID": github_sim.app.client_id,
+            "GITHUB_CLIENT_SECRET": github_sim.app.client_secret,
+            "PACT_WORKERS": "0",
+            "PACT_DATABASE_URL": f"sqlite:///{db}",
+            "PACT_DATA_DIR": str(data),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    server = Served(tmp_path, env)
+    try:
+        url = server.url
+        github_sim.set_oauth_callback(f"{url}/auth/callback")
+
+        def job(repo: str, number: int) -> Job:
+            return Job(
+                kind=JobKind.code,
+                key=Job.key_for(repo, number),
+                repo=repo,
+                number=number,
+                delivery_id=f"d-{repo}-{number}",
+                sender="octocat",
+                task={"trigger": "label", "fingerprint": f"{repo}{number}"},
+            )
+
+        mine, theirs = job("acme/widgets", 5), job("acme/secret", 6)
+
+        async def setup(q: SqliteQueue) -> None:
+            await q.enqueue(mine)
+            await q.enqueue(theirs)
+            claimed = await q.claim("w-test")
+            assert claimed is not None and claimed.id == mine.id
+
+        _queue_sync(db, setup)
+        transcript = Transcript.for_job(data, mine.id)
+        transcript.write("request", turn=1, messages=[{"role": "user", "content": "Do it."}])
+        transcript.write(
+            "response",
+            turn=1,
+            stop_reason="tool_use",
+            content=[
+                {"type": "text", "text": "Looking at the spec first."},
+                {"type": "tool_use", "id": "t1", "name": "bash", "input": {"command": "ls"}},
+            ],
+            usage={"input_tokens": 10, "output_tokens": 5},
+            cost_usd=0.001,
+        )
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                # without a session: off to GitHub's sign-in
+                anon = browser.new_page()
+                anon.goto(f"{url}/jobs/{mine.id}")
+                assert anon.url.startswith(f"{github_sim.web_url}/login/oauth/authorize?")
+                anon.close()
+
+                page = browser.new_page()
+                page.goto(f"{url}/jobs")
+                page.wait_for_url(re.compile(re.escape(github_sim.web_url) + "/login/oauth/"))
+                page.fill("#login", "alice")
+                page.click("#authorize")
+                page.wait_for_url(f"{url}/jobs")
+                listing = page.inner_text("main")
+                assert "acme/widgets#5" in listing and "acme/secret" not in listing
+                assert "Signed in as alice" in page.inner_text("header")
+
+                page.click(f"a[href='/jobs/{mine.id}']")
+                page.wait_for_url(f"{url}/jobs/{mine.id}")
+                assert "Looking at the spec first." in page.inner_text("#transcript")
+                page.wait_for_selector("#live:has-text('Live')")
+                # the agent goes on: its next turn appears without a reload
+                transcript.write(
+                    "request",
+                    turn=2,
+                    messages=[
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "tool_result", "tool_use_id": "t1", "content": "spec.md"}
+                            ],
+                        }
+                    ],
+                )
+                transcript.write(
+                    "response",
+                    turn=2,
+                    stop_reason="end_turn",
+                    content=[{"type": "text", "text": "Done <b>now</b>."}],
+                    usage={"input_tokens": 20, "output_tokens": 7},
+                    cost_usd=0.002,
+                )
+                page.wait_for_selector("#transcript :text('Done <b>now</b>.')", timeout=15_000)
+                assert "← bash: spec.md" in page.inner_text("#transcript")
+                assert page.locator("#transcript b").count() == 0  # text, not markup
+
+                async def finish(q: SqliteQueue) -> None:
+                    await q.finish(mine.id, "w-test", JobState.succeeded)
+
+                _queue_sync(db, finish)
+                page.wait_for_selector("#state:has-text('succeeded')", timeout=15_000)
+                page.wait_for_selector("#live:has-text('finished')", timeout=15_000)
+
+                refused = page.goto(f"{url}/jobs/{theirs.id}")
+                assert refused is not None and refused.status == 403
+                assert "cannot push" in page.inner_text("main")
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+    # the user's token never reached the log
+    tokens = [t for t in github_sim.auth.tokens if t.startswith("ghu_")]
+    assert tokens and not any(t in line for t in tokens for line in server.lines)
+    assert not any(github_sim.app.client_secret in line for line in server.lines)
