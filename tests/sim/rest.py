@@ -613,13 +613,15 @@ def _authorize(ctx: Ctx, spec: RouteSpec, header: str | None) -> None:
         raise AuthError(403, "Resource not accessible by integration")
     if ctx.token.kind == "user" and "owner" in ctx.params and "repo" in ctx.params:
         # a user token does what both the App and the user may: private repositories the
-        # user cannot see do not exist for it; writes need the user's write role
+        # user cannot see do not exist for it
         repo = sim.world.find_repo(ctx.params["owner"], ctx.params["repo"])
         assert repo is not None
         permission = ROLE_PERMISSION[sim.world.role(repo, ctx.token.actor)]
         if permission == "none":
             raise _error(404, "Not Found")
-        if level == "write" and permission not in ("admin", "write"):
+        # anyone who can read may open issues and comment; other writes need push access
+        pushes = spec.permission not in (ISSUES, "issues")
+        if level == "write" and pushes and permission not in ("admin", "write"):
             raise AuthError(403, "Must have push access to this repository.")
 
 
