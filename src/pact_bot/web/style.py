@@ -65,6 +65,7 @@ ol.timeline { padding-left: 1.2rem; } ol.timeline li { margin: .1rem 0; }
 .entry.user { border-left: 4px solid #54aeff; }
 .entry.system { border-left: 4px solid var(--line); }
 .entry.error { border-left: 4px solid var(--bad); }
+.say { white-space: pre-wrap; overflow-wrap: anywhere; margin: .4rem 0; }
 details > summary { cursor: pointer; overflow-wrap: anywhere; }
 .tool { margin: .4rem 0; }
 .tool.error > summary { color: var(--bad); }

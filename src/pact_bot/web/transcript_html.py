@@ -183,7 +183,10 @@ class TranscriptView:
         t = b.get("type")
         if t == "text":
             text = str(b.get("text") or "")
-            return _folded(esc(_first_line(text)), _pre(text), text)
+            shown = (
+                _pre(text) if _looks_like_diff(text) else f"<div class=say>{esc(_clip(text))}</div>"
+            )
+            return _folded(esc(_first_line(text)), shown, text)
         if t == "thinking":
             text = str(b.get("thinking") or "")
             return _folded("thinking", _pre(text), text, force=True)
