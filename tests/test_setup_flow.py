@@ -89,6 +89,8 @@ def _ping(url: str, secret: str | None) -> int:
 class Served:
     """`pact-bot serve` in a subprocess; its JSON log lines are kept for later checks."""
 
+    url: str
+
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pact_bot.cli", "serve", "--port", "0"],

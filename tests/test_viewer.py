@@ -250,6 +250,21 @@ async def test_permission_answers_are_cached_briefly(viewer: Viewer) -> None:
         assert asked() == 2
 
 
+async def test_github_failing_the_permission_check_is_an_error_page_not_a_leak(
+    viewer: Viewer,
+) -> None:
+    job = await viewer.add_job("acme/widgets")
+    async with viewer.client() as c:
+        await sign_in(c, viewer.sim, "alice")
+        viewer.sim.fail(502, method="GET", path=r"^/repos/acme/widgets$", count=2)
+        listing = await c.get("/jobs")
+        assert listing.status_code == 502 and job.id not in listing.text
+        page = await c.get(f"/jobs/{job.id}")
+        assert page.status_code == 502 and "Transcript" not in page.text
+        # a failure is not cached: GitHub answers again, the job shows again
+        assert (await c.get(f"/jobs/{job.id}")).status_code == 200
+
+
 async def test_sign_out_forgets_the_session_on_the_server(viewer: Viewer) -> None:
     async with viewer.client() as c:
         await sign_in(c, viewer.sim, "alice")

@@ -36,6 +36,7 @@ from pact_bot.web.transcript_html import (
 log = logging.getLogger(__name__)
 
 LIST_LIMIT = 200
+PARALLEL_CHECKS = 8  # permission questions to GitHub at once, per page view
 POLL_SECONDS = 0.5
 STATE_EVERY = 2.0  # seconds between job-state checks of a stream
 KEEPALIVE_SECONDS = 15.0
@@ -95,9 +96,13 @@ async def _allowed_repos(request: Request, session: signin.Session, repos: set[s
     auth = signin.auth_of(request)
     settings = _settings(request)
     names = sorted(repos)
-    answers = await asyncio.gather(
-        *(auth.can_write(settings, session, r) for r in names), return_exceptions=True
-    )
+    gate = asyncio.Semaphore(PARALLEL_CHECKS)
+
+    async def check(repo: str) -> bool:
+        async with gate:
+            return await auth.can_write(settings, session, repo)
+
+    answers = await asyncio.gather(*(check(r) for r in names), return_exceptions=True)
     allowed = set()
     for name, answer in zip(names, answers, strict=True):
         if isinstance(answer, SignedOut):
