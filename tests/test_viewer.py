@@ -355,11 +355,24 @@ async def test_the_job_page_shows_trigger_timeline_cost_tokens_and_turns(viewer:
             }
         ],
     )
+    t.write("phase", phase="checking the result")  # a pipeline phase, when one is recorded
+    diff = "diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-a\n+b"
+    t.write(
+        "request",
+        turn=3,
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "tu2", "content": diff}],
+            }
+        ],
+    )
     async with viewer.client() as c:
         await sign_in(c, viewer.sim, "alice")
         r = await c.get(f"/jobs/{job.id}")
     page = r.text
     assert r.status_code == 200
+    assert "<span class=hunk>@@ -1 +1 @@</span><span class=del>-a</span><span class=add>+b" in page
     assert "code (label) by <strong>octocat</strong>" in page
     assert "acme/widgets#7" in page and "running" in page
     assert "$0.0123 over 1 turns" in page
@@ -367,6 +380,7 @@ async def test_the_job_page_shows_trigger_timeline_cost_tokens_and_turns(viewer:
     timeline = page[page.index("id=timeline") : page.index("</ol>", page.index("id=timeline"))]
     assert "queued" in timeline and "started (attempt 1)" in timeline
     assert "agent started (claude-sonnet-5-5)" in timeline
+    assert "checking the result" in timeline
     assert "I will edit app.py." in page
     assert "<span class=del>-return 1</span><span class=add>+return 2</span>" in page
     assert "← str_replace_based_edit_tool: The file was edited." in page
