@@ -25,8 +25,8 @@ from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.settings import Settings
 from pact_bot.web import signin
 from pact_bot.web.app import create_app
+from pact_bot.web.links import job_url
 from pact_bot.web.session import Signer
-from pact_bot.web.viewer import job_url
 
 PUBLIC = "http://testserver"
 

@@ -6,7 +6,8 @@ to its repository, asked of GitHub with their own token. `/jobs/<id>/events` str
 transcript's new records as server-sent events (each an escaped HTML fragment, which
 `/static/viewer.js` appends), plus the job's state, until the job has finished.
 
-`job_url(settings, job_id)` is the link other parts put in comments and check runs.
+`pact_bot.web.links.job_url(settings, job_id)` is the link other parts put in comments and
+check runs (re-exported here).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pact_bot.agent.transcript import transcript_path
 from pact_bot.jobs.model import TERMINAL, Job, Queue
 from pact_bot.settings import Settings
 from pact_bot.web import signin
+from pact_bot.web.links import job_url as job_url  # the link other parts put in comments
 from pact_bot.web.signin import NO_STORE, SignedOut, login_redirect, page
 from pact_bot.web.transcript_html import (
     TranscriptView,
@@ -41,14 +43,6 @@ POLL_SECONDS = 0.5
 STATE_EVERY = 2.0  # seconds between job-state checks of a stream
 KEEPALIVE_SECONDS = 15.0
 STREAM_SECONDS = 300.0  # a stream ends after this; EventSource reconnects (Last-Event-ID)
-
-
-def job_url(settings: Settings, job_id: str) -> str | None:
-    """The job's page for people: `PACT_PUBLIC_URL/jobs/<id>`; None without a public URL
-    or without the App's OAuth credentials (nobody could sign in to see it)."""
-    if not settings.pact_public_url or not signin.enabled(settings):
-        return None
-    return f"{settings.pact_public_url}/jobs/{job_id}"
 
 
 def _settings(request: Request) -> Settings:
