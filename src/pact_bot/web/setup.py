@@ -443,7 +443,7 @@ async def token_submit(request: Request) -> Response:
             return _token_needed(413, "<p class=err>That form is too large.</p>")
     fields = parse_qs(body.decode("utf-8", "replace"))
     token = (fields.get("token") or [""])[0].strip()
-    org = (fields.get("org") or [None])[0] or request.query_params.get("org")
+    org = (fields.get("org") or [""])[0] or request.query_params.get("org")
     return _accept_token(request, token, org if org and valid_org(org) else None)
 
 
