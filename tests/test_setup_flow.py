@@ -89,6 +89,8 @@ def _ping(url: str, secret: str | None) -> int:
 class Served:
     """`pact-bot serve` in a subprocess; its JSON log lines are kept for later checks."""
 
+    url: str
+
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pact_bot.cli", "serve", "--port", "0"],
@@ -179,6 +181,15 @@ def test_register_in_a_browser_writes_env_and_the_server_becomes_the_app(
             install = page.locator("a#install").get_attribute("href")
             callback = page.url
             shown = page.content()
+            # The saved OAuth credentials work at once: sign in to the run viewer with them.
+            github_sim.add_user("alice", "write")
+            page.goto(f"{url}/jobs")
+            authorize = re.escape(github_sim.web_url) + r"/login/oauth/authorize\?.+"
+            page.wait_for_url(re.compile(authorize))
+            page.fill("#login", "alice")
+            page.click("#authorize")
+            page.wait_for_url(f"{url}/jobs")
+            assert "Signed in as alice" in page.inner_text("header")
         finally:
             browser.close()
 
@@ -195,6 +206,10 @@ def test_register_in_a_browser_writes_env_and_the_server_becomes_the_app(
     assert values["GITHUB_PRIVATE_KEY"].strip() == app.private_key_pem.strip()
     assert values["GITHUB_WEBHOOK_SECRET"] == app.webhook_secret
     assert values["GITHUB_APP_SLUG"] == app.slug
+    # The App's OAuth credentials too, for signing in to the run viewer at its callback URL.
+    assert values["GITHUB_CLIENT_ID"] == app.client_id
+    assert values["GITHUB_CLIENT_SECRET"] == app.client_secret
+    assert app.callback_urls == [f"{url}/auth/callback"]
     # Secrets never reach the browser or the log.
     for secret in (app.webhook_secret, app.private_key_pem.splitlines()[1], app.client_secret):
         assert secret not in shown
@@ -291,6 +306,7 @@ def test_manifest_is_app_yml_pointed_at_the_public_url(client: TestClient) -> No
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/settings/apps/new\?state=[\w-]{20,}", action)
     assert manifest["hook_attributes"]["url"] == "https://bot.example.org/webhook"
     assert manifest["redirect_url"] == "https://bot.example.org/setup"
+    assert manifest["callback_urls"] == ["https://bot.example.org/auth/callback"]
     assert manifest["default_permissions"] == PERMISSIONS
     assert manifest["default_events"] == EVENTS
     assert manifest["public"] is False

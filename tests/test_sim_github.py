@@ -887,3 +887,95 @@ def test_injected_failures_hit_only_matching_calls(github_sim: GitHubSim) -> Non
     assert github_sim.pulls(repo) == []
     created = httpx.post(url, json=data, headers={"Authorization": f"token {token}"})
     assert created.status_code == 201
+
+
+# --- the OAuth web flow (GitHub App user sign-in) ---------------------------------------------
+
+CALLBACK = "http://127.0.0.1:9/auth/callback"
+
+
+def _oauth_code(sim: GitHubSim, login: str = "alice", state: str = "st") -> str:
+    query = {"client_id": sim.app.client_id, "redirect_uri": CALLBACK, "state": state}
+    page = httpx.get(f"{sim.web_url}/login/oauth/authorize", params=query | {"login": login})
+    assert page.status_code == 200 and 'value="alice"' in page.text
+    back = httpx.post(f"{sim.web_url}/login/oauth/authorize", data=query | {"login": login})
+    assert back.status_code == 302
+    location = httpx.URL(back.headers["location"])
+    assert str(location).startswith(CALLBACK) and location.params["state"] == state
+    return location.params["code"]
+
+
+def _trade(sim: GitHubSim, code: str, secret: str | None = None, **extra: str) -> dict[str, Any]:
+    resp = httpx.post(
+        f"{sim.web_url}/login/oauth/access_token",
+        data={
+            "client_id": sim.app.client_id,
+            "client_secret": sim.app.client_secret if secret is None else secret,
+            "code": code,
+            **extra,
+        },
+        headers={"Accept": "application/json"},
+    )
+    assert resp.status_code == 200
+    return resp.json()
+
+
+def test_oauth_web_flow_gives_a_user_token_that_acts_as_the_user(github_sim: GitHubSim) -> None:
+    github_sim.set_oauth_callback(CALLBACK)
+    github_sim.add_repo("acme", "widgets")
+    github_sim.add_repo("acme", "hidden")
+    github_sim.add_user("alice", "none")
+    github_sim.set_permission("acme/widgets", "alice", "read")
+    answer = _trade(github_sim, _oauth_code(github_sim))
+    token = answer["access_token"]
+    assert token.startswith("ghu_") and answer["token_type"] == "bearer"
+    gh = GitHub(TokenAuthStrategy(token), base_url=github_sim.base_url)
+    assert gh.rest.users.get_authenticated().json()["login"] == "alice"
+    assert gh.rest.repos.get("acme", "widgets").json()["permissions"]["push"] is False
+    with pytest.raises(RequestFailed) as hidden:
+        gh.rest.repos.get("acme", "hidden")
+    assert hidden.value.response.status_code == 404
+    with pytest.raises(RequestFailed) as write:
+        gh.rest.pulls.update("acme", "widgets", 1, title="x")
+    assert write.value.response.status_code == 403
+    github_sim.set_permission("acme/widgets", "alice", "write")
+    assert gh.rest.repos.get("acme", "widgets").json()["permissions"]["push"] is True
+    # an installation token is no user
+    app_gh = GitHub(TokenAuthStrategy(github_sim.create_token()), base_url=github_sim.base_url)
+    with pytest.raises(RequestFailed) as not_user:
+        app_gh.rest.users.get_authenticated()
+    assert not_user.value.response.status_code == 403
+
+
+def test_oauth_codes_are_single_use_expire_and_need_the_right_secret(
+    github_sim: GitHubSim,
+) -> None:
+    github_sim.set_oauth_callback(CALLBACK)
+    github_sim.add_user("alice", "write")
+    code = _oauth_code(github_sim)
+    assert _trade(github_sim, code, secret="wrong")["error"] == "incorrect_client_credentials"
+    code = _oauth_code(github_sim)
+    assert "access_token" in _trade(github_sim, code)
+    assert _trade(github_sim, code)["error"] == "bad_verification_code"  # used
+    code = _oauth_code(github_sim)
+    other = _trade(github_sim, code, redirect_uri="http://127.0.0.1:9/elsewhere")
+    assert other["error"] == "redirect_uri_mismatch"
+    now = time.time()
+    code = _oauth_code(github_sim)
+    github_sim.clock = lambda: now + 601
+    assert _trade(github_sim, code)["error"] == "bad_verification_code"  # expired
+
+
+def test_oauth_authorize_refuses_unknown_clients_and_foreign_redirects(
+    github_sim: GitHubSim,
+) -> None:
+    authorize = f"{github_sim.web_url}/login/oauth/authorize"
+    ok = {"client_id": github_sim.app.client_id, "redirect_uri": CALLBACK, "state": "s"}
+    assert httpx.get(authorize, params=ok).status_code == 400  # no callback URL registered
+    github_sim.set_oauth_callback(CALLBACK)
+    assert httpx.get(authorize, params=ok).status_code == 200
+    assert httpx.get(authorize, params=ok | {"client_id": "Iv1.nobody"}).status_code == 404
+    for evil in ("http://evil.example/auth/callback", "http://127.0.0.1:10/auth/callback"):
+        assert httpx.get(authorize, params=ok | {"redirect_uri": evil}).status_code == 400
+    unknown = httpx.post(authorize, data=ok | {"login": "nobody"})
+    assert unknown.status_code == 401

@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     github_webhook_secret: SecretStr | None = Field(
         default=None, description="Secret GitHub signs each webhook delivery with (HMAC-SHA256)."
     )
+    github_client_id: str | None = Field(
+        default=None,
+        description="The App's OAuth client id (written by the setup flow): people sign in "
+        "to the run viewer (`/jobs`) with GitHub through it.",
+    )
+    github_client_secret: SecretStr | None = Field(
+        default=None,
+        description="The App's OAuth client secret (written by the setup flow); without it "
+        "and GITHUB_CLIENT_ID the run viewer is off.",
+    )
     github_api_url: str = Field(
         default="https://api.github.com",
         description="REST API root; GitHub Enterprise Server: `https://HOST/api/v3`.",
@@ -404,7 +414,12 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Secret values that must never appear in logs, transcripts or diffs."""
         out = []
-        for s in (self.github_private_key, self.github_webhook_secret, self.anthropic_api_key):
+        for s in (
+            self.github_private_key,
+            self.github_webhook_secret,
+            self.anthropic_api_key,
+            self.github_client_secret,
+        ):
             if s is not None and s.get_secret_value():
                 out.append(s.get_secret_value())
         out += [v for k in CLOUD_SECRET_VARS if (v := os.environ.get(k))]

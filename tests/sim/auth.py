@@ -37,6 +37,7 @@ DEFAULT_EVENTS = [
     "check_run",
 ]
 TOKEN_TTL = timedelta(hours=1)
+USER_TOKEN_TTL = timedelta(hours=8)  # GitHub App user tokens (ghu_) expire after 8 hours
 MAX_JWT_LIFETIME = 600
 
 
@@ -92,6 +93,7 @@ class App:
     events: list[str] = field(default_factory=lambda: list(DEFAULT_EVENTS))
     webhook_url: str | None = None
     created_at: float = field(default_factory=time.time)
+    callback_urls: list[str] = field(default_factory=list)  # OAuth web flow redirect targets
 
     @property
     def bot_login(self) -> str:
@@ -112,7 +114,10 @@ class Installation:
 
 @dataclass
 class Token:
-    """An installation token; ``repositories`` None means every repository installed on."""
+    """An installation token (``kind`` "installation", ``ghs_``), or a user token of the
+    App's OAuth web flow (``kind`` "user", ``ghu_``: it acts as ``actor``, limited both by
+    the App's permissions and by what that user may do on each repository).
+    ``repositories`` None means every repository installed on."""
 
     value: str
     installation_id: int
@@ -121,6 +126,7 @@ class Token:
     repositories: frozenset[str] | None
     permissions: dict[str, str]
     expires_at: datetime
+    kind: str = "installation"
 
     def covers_repo(self, full_name: str) -> bool:
         return self.repositories is None or full_name.lower() in self.repositories
@@ -214,6 +220,22 @@ class Authority:
             repositories=frozenset(r.lower() for r in repositories) if repositories else None,
             permissions=granted,
             expires_at=datetime.now(UTC) + TOKEN_TTL,
+        )
+        with self._lock:
+            self.tokens[token.value] = token
+        return token
+
+    def issue_user_token(self, app: App, installation: Installation, login: str) -> Token:
+        """A user-to-server token: the App's permissions, acting as ``login``."""
+        token = Token(
+            value=random_token("ghu_"),
+            installation_id=installation.id,
+            app_id=app.id,
+            actor=login,
+            repositories=None,
+            permissions=dict(installation.permissions),
+            expires_at=datetime.now(UTC) + USER_TOKEN_TTL,
+            kind="user",
         )
         with self._lock:
             self.tokens[token.value] = token

@@ -73,6 +73,16 @@ Setup flow (stands in for github.com in a browser): ``GET|POST /settings/apps/ne
 ``POST {base_url}/app-manifests/{code}/conversions`` registers a new App and returns its
 credentials (``sim.registered_apps``), which the simulator accepts from then on.
 
+OAuth web flow (an App's user sign-in, ``sim/oauth.py``): ``set_oauth_callback(url)``,
+``GET {web_url}/login/oauth/authorize?client_id&redirect_uri&state[&login]`` shows an
+"Authorize" form (field ``login``: who signs in, an existing simulated user),
+``POST {web_url}/login/oauth/access_token`` trades the code (single use, ten minutes by
+``sim.clock``, bound to the client id and redirect URI) for a ``ghu_`` user token when the
+client id and secret are right; the REST API takes that token as the user: ``GET /user``,
+``GET /repos/{o}/{r}`` with the user's ``permissions``, repositories the user cannot see
+answer 404 and writes need the user's write role. ``set_permission(repo, login, role)`` gives
+one user a role on one repository.
+
 Web page: a pull request's ``html_url`` (``{web_url}/{owner}/{repo}/pull/{n}``) is a
 read-only GitHub-like page of it (title, state, body, conversation, checks; ``sim/html.py``).
 """
@@ -86,6 +96,8 @@ import random
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -103,6 +115,7 @@ from .auth import (
 )
 from .git_http import GitCall
 from .gitrepo import BareRepo, Commit
+from .oauth import OAuthCode
 from .server import BackgroundServer
 from .state import (
     ROLE_PERMISSION,
@@ -178,6 +191,8 @@ class GitHubSim:
         self.errors: list[str] = []  # simulator bugs answered as 500 (should stay empty)
         self.registered_apps: list[App] = []
         self.manifest_codes: dict[str, dict[str, Any]] = {}
+        self.oauth_codes: dict[str, OAuthCode] = {}
+        self.clock: Callable[[], float] = time.time  # OAuth code expiry; tests may replace it
         self._rate_limit: RateLimit | None = None
         self._faults: list[Fault] = []
         self._api_calls = 0
@@ -261,6 +276,11 @@ class GitHubSim:
             created_at=shapes.now_iso(),
         )
 
+    @staticmethod
+    def next_serial() -> int:
+        """A number no simulator of this process has used for an App or installation id."""
+        return next(_SIM_SERIAL)
+
     def set_webhook_url(self, url: str | None) -> None:
         self.app.webhook_url = url
         self.sender.url = url
@@ -269,6 +289,17 @@ class GitHubSim:
         if permission not in ROLE_PERMISSION:
             raise ValueError(f"unknown permission {permission!r}")
         self.world.user(login).role = permission
+
+    def set_permission(self, repo: RepoRef, login: str, permission: str) -> None:
+        """``login``'s role on this one repository (over the role ``add_user`` gave)."""
+        if permission not in ROLE_PERMISSION:
+            raise ValueError(f"unknown permission {permission!r}")
+        self.world.user(login, role="none")
+        self.world.repo(repo).collaborators[login] = permission
+
+    def set_oauth_callback(self, *urls: str) -> None:
+        """The App's callback URLs for the OAuth web flow (the App settings' field)."""
+        self.app.callback_urls = list(urls)
 
     def _actor(self, login: str | None) -> str:
         login = login or "octocat"

@@ -85,7 +85,9 @@ def convert(sim: GitHubSim, code: str) -> dict[str, Any]:
     owner_login = entry["org"] or sim.org
     owner_kind = "Organization" if entry["org"] else "User"
     sim.world.user(owner_login, owner_kind, "admin")
-    app_id = sim.world.next_id()
+    # githubkit caches JWTs per app id in the process: ids must not repeat across simulators
+    serial = sim.next_serial()
+    app_id = 100_000 + serial
     name = str(manifest.get("name") or "pact-bot")
     app = App(
         id=app_id,
@@ -99,8 +101,9 @@ def convert(sim: GitHubSim, code: str) -> dict[str, Any]:
         permissions=dict(manifest.get("default_permissions") or {}),
         events=list(manifest.get("default_events") or DEFAULT_EVENTS),
         webhook_url=(manifest.get("hook_attributes") or {}).get("url"),
+        callback_urls=[str(u) for u in manifest.get("callback_urls") or []],
     )
-    sim._register(app, sim.world.next_id())
+    sim._register(app, 10_000_000 + serial)
     sim.registered_apps.append(app)
     body = dict(sim.world.app_json[app.id])
     body.update(

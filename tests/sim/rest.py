@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -28,6 +28,7 @@ from .auth import App, AuthError, Token
 from .git_http import GitEndpoint
 from .html import html_routes
 from .manifest import manifest_routes
+from .oauth import oauth_routes
 from .state import ROLE_PERMISSION
 
 if TYPE_CHECKING:
@@ -218,6 +219,9 @@ def access_token(ctx: Ctx) -> Reply:
 def get_repo(ctx: Ctx) -> Reply:
     repo = ctx.repo()
     body = ctx.sim.world.render_repo(repo)
+    if ctx.token is not None and ctx.token.kind == "user":
+        body["permissions"] = _role_flags(ctx.sim.world.role(repo, ctx.actor))
+        return Reply(200, body)
     body["permissions"] = {
         "admin": False,
         "maintain": False,
@@ -226,6 +230,17 @@ def get_repo(ctx: Ctx) -> Reply:
         "pull": True,
     }
     return Reply(200, body)
+
+
+def _role_flags(role: str) -> dict[str, bool]:
+    permission = ROLE_PERMISSION[role]
+    return {
+        "admin": permission == "admin",
+        "maintain": role in ("admin", "maintain"),
+        "push": permission in ("admin", "write"),
+        "triage": role in ("admin", "maintain", "write", "triage"),
+        "pull": permission != "none",
+    }
 
 
 @route("GET", "/repos/{owner}/{repo}/contents/{path}", permission="contents")
@@ -271,15 +286,18 @@ def collaborator_permission(ctx: Ctx) -> Reply:
     role = ctx.sim.world.role(repo, login)
     user = ctx.sim.world.render_user(login)
     permission = ROLE_PERMISSION[role]
-    user["permissions"] = {
-        "admin": permission == "admin",
-        "maintain": role in ("admin", "maintain"),
-        "push": permission in ("admin", "write"),
-        "triage": role in ("admin", "maintain", "write", "triage"),
-        "pull": permission != "none",
-    }
+    user["permissions"] = _role_flags(role)
     user["role_name"] = role
     return Reply(200, {"permission": permission, "role_name": role, "user": user})
+
+
+@route("GET", "/user")
+def get_authenticated_user(ctx: Ctx) -> Reply:
+    """The signed-in user: user tokens only (an installation token is no user)."""
+    assert ctx.token is not None
+    if ctx.token.kind != "user":
+        raise AuthError(403, "Resource not accessible by integration")
+    return get_user(replace(ctx, params={"username": ctx.actor}))
 
 
 @route("GET", "/users/{username}")
@@ -590,12 +608,21 @@ def _authorize(ctx: Ctx, spec: RouteSpec, header: str | None) -> None:
             raise _error(404, "Not Found")
         if not ctx.token.covers_repo(full):
             raise AuthError(403, "Resource not accessible by integration")
-    if spec.permission:
-        level = "read" if ctx.method == "GET" else "write"
-        if spec.permission == "metadata":
-            level = "read"
-        if not any(ctx.token.allows(p, level) for p in spec.permission.split("|")):
-            raise AuthError(403, "Resource not accessible by integration")
+    level = "read" if ctx.method == "GET" or spec.permission == "metadata" else "write"
+    if spec.permission and not any(ctx.token.allows(p, level) for p in spec.permission.split("|")):
+        raise AuthError(403, "Resource not accessible by integration")
+    if ctx.token.kind == "user" and "owner" in ctx.params and "repo" in ctx.params:
+        # a user token does what both the App and the user may: private repositories the
+        # user cannot see do not exist for it
+        repo = sim.world.find_repo(ctx.params["owner"], ctx.params["repo"])
+        assert repo is not None
+        permission = ROLE_PERMISSION[sim.world.role(repo, ctx.token.actor)]
+        if permission == "none":
+            raise _error(404, "Not Found")
+        # anyone who can read may open issues and comment; other writes need push access
+        pushes = spec.permission not in (ISSUES, "issues")
+        if level == "write" and pushes and permission not in ("admin", "write"):
+            raise AuthError(403, "Must have push access to this repository.")
 
 
 def _rate_headers(sim: GitHubSim) -> dict[str, str]:
@@ -692,6 +719,7 @@ def build_app(sim: GitHubSim) -> Starlette:
         Route("/api/v3/{rest:path}", api_endpoint(sim), methods=methods),
         Route("/{owner}/{name}.git/{rest:path}", GitEndpoint(sim), methods=["GET", "POST"]),
         *manifest_routes(sim),
+        *oauth_routes(sim),
         *html_routes(sim),
         Route("/{rest:path}", not_found, methods=methods),
     ]

@@ -85,6 +85,7 @@ class Repo:
     issues: dict[int, Issue] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     pushed_at: str = ""
+    collaborators: dict[str, str] = field(default_factory=dict)  # login -> role, this repo only
 
     @property
     def full_name(self) -> str:
@@ -208,7 +209,7 @@ class World:
             return "none"
         if user.login == repo.owner:
             return "admin"
-        return user.role
+        return repo.collaborators.get(login, user.role)
 
     def association(self, repo: Repo, login: str) -> str:
         user = self.users.get(login)
@@ -216,7 +217,7 @@ class World:
             return "NONE"
         if login == repo.owner:
             return "OWNER"
-        if user.role == "none":  # a stranger; any role (read too) makes a collaborator
+        if self.role(repo, login) == "none":  # a stranger; any role (read too) collaborates
             return "NONE"
         owner = self.users.get(repo.owner)
         return "MEMBER" if owner is not None and owner.type == "Organization" else "COLLABORATOR"

@@ -1,11 +1,13 @@
-"""The starlette application: `/`, `/webhook`, `/healthz`, `/metrics`.
+"""The starlette application: `/`, `/webhook`, `/healthz`, `/metrics`, the setup flow
+(`/setup`), the run viewer (`/jobs`, sign-in at `/login`) and its stylesheet (`/static/`).
 
 Public API:
 - `create_app(settings, queue, *, bot=None, config_ttl=30.0, open_queue=False) -> Starlette`
   (`open_queue=True` opens and closes the queue in the app's lifespan, for tests; `serve`
   opens it itself because its workers share it).
-- `render_home(request) -> str`: the `/` page. It joins `app.state.home_sections`, a list of
-  `(Request) -> str` HTML fragments; other parts (the setup flow) append theirs.
+- `render_home(request, checks=None) -> str`: the `/` page: `app.state.home_sections` (a
+  list of `(Request) -> str` HTML fragments; other parts, the setup flow, append theirs),
+  then doctor's checks with ✓/✗ (`web/checks.py`) and the first steps.
 - `app.state.settings`, `app.state.queue`, `app.state.bot`.
 """
 
@@ -23,10 +25,12 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from pact_bot import __version__, metrics
+from pact_bot.doctor import Check
 from pact_bot.jobs.model import Queue
 from pact_bot.settings import Settings
 from pact_bot.triggers import BotIdentity
-from pact_bot.web import setup
+from pact_bot.web import setup, signin, style, viewer
+from pact_bot.web.checks import CheckCache
 from pact_bot.web.webhook import WebhookEndpoint
 
 HomeSection = Callable[[Request], str]
@@ -47,18 +51,58 @@ def status_section(request: Request) -> str:
     )
 
 
-def render_home(request: Request) -> str:
-    sections = "\n".join(s(request) for s in request.app.state.home_sections)
+def _checks_html(checks: list[Check] | None) -> str:
+    if checks is None:
+        return "<p class=muted>Checking the configuration… reload in a few seconds.</p>"
+    items = []
+    for c in checks:
+        fix = f"<span class=fix>Fix: {html.escape(c.fix)}</span>" if not c.ok and c.fix else ""
+        items.append(
+            f"<li class={'ok' if c.ok else 'bad'}><span class=mark>{'✓' if c.ok else '✗'}</span>"
+            f"<strong>{html.escape(c.name)}</strong>: {html.escape(c.detail)}{fix}</li>"
+        )
+    passed = sum(c.ok for c in checks)
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>pact-bot</title></head>"
-        f"<body><h1>pact-bot {html.escape(__version__)}</h1>\n{sections}\n"
-        "<p><a href='/healthz'>/healthz</a> · <a href='/metrics'>/metrics</a></p>"
-        "</body></html>"
+        f"<p>{passed} of {len(checks)} checks pass (the same checks as "
+        f"<code>pact-bot doctor</code>).</p><ul class=checks id=checks>{''.join(items)}</ul>"
     )
 
 
+def _first_steps(settings: Settings) -> str:
+    if not settings.app_configured:
+        return ""
+    slug = settings.github_app_slug or "pact-bot"
+    install = f"{settings.web_url}/apps/{slug}/installations/new"
+    viewer_line = (
+        "<li>Watch runs at <a href='/jobs'>/jobs</a> (sign in with GitHub).</li>"
+        if signin.enabled(settings)
+        else "<li>The run viewer (<code>/jobs</code>) needs <code>GITHUB_CLIENT_ID</code> and "
+        "<code>GITHUB_CLIENT_SECRET</code>.</li>"
+    )
+    return (
+        "<h2>First steps</h2><ol>"
+        f"<li><a id=install href='{html.escape(install)}'>Install the App</a> on your "
+        "repositories.</li>"
+        "<li>Write a spec, open an issue about it and label it <code>pact:code</code> "
+        "(or comment <code>/pact code</code>).</li>"
+        f"{viewer_line}</ol>"
+    )
+
+
+def render_home(request: Request, checks: list[Check] | None = None) -> str:
+    sections = "\n".join(s(request) for s in request.app.state.home_sections)
+    settings: Settings = request.app.state.settings
+    body = (
+        f"{sections}\n<h2>Configuration</h2>{_checks_html(checks)}{_first_steps(settings)}"
+        "<p class=muted><a href='/healthz'>/healthz</a> · <a href='/metrics'>/metrics</a></p>"
+    )
+    return style.layout(f"pact-bot {__version__}", body)
+
+
 async def home(request: Request) -> Response:
-    return HTMLResponse(render_home(request))
+    cache: CheckCache = request.app.state.check_cache
+    checks = await cache.get(request.app.state.settings)
+    return HTMLResponse(render_home(request, checks), headers={"Cache-Control": "no-store"})
 
 
 async def healthz(request: Request) -> Response:
@@ -108,6 +152,9 @@ def create_app(
             Route("/webhook", _CurrentWebhook(), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *style.routes,
+            *signin.routes,
+            *viewer.routes,
         ],
         lifespan=lifespan,
     )
@@ -115,6 +162,8 @@ def create_app(
     app.state.queue = queue
     app.state.bot = bot
     app.state.home_sections = [status_section]
+    app.state.check_cache = CheckCache()
+    app.state.auth = signin.Auth(settings)
     app.state.webhook = webhook
 
     def on_settings_changed(new: Settings) -> None:

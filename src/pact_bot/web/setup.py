@@ -58,6 +58,7 @@ from starlette.routing import Route
 
 from pact_bot.logs import register_secrets
 from pact_bot.settings import ConfigError, Settings, load_settings
+from pact_bot.web.style import CALLBACK_PATH, layout
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ def build_manifest(
     hook.setdefault("active", True)
     manifest["hook_attributes"] = hook
     manifest["redirect_url"] = f"{(return_url or base).rstrip('/')}/setup"
+    # the run viewer's "Sign in with GitHub" comes back here (the App's OAuth web flow)
+    manifest["callback_urls"] = [f"{base}{CALLBACK_PATH}"]
     if urlsplit(str(manifest.get("url", ""))).hostname in (None, _PLACEHOLDER_HOST):
         manifest["url"] = base
     return manifest
@@ -293,28 +296,12 @@ def _is_local(url: str) -> bool:
 # -- pages ----------------------------------------------------------------------------------
 
 
-_STYLE = """
-body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 3rem auto; padding: 0 1rem;
-       color: #1f2328; }
-code { background: #f6f8fa; padding: .1rem .3rem; border-radius: 4px; }
-button { font: inherit; padding: .6rem 1.2rem; border-radius: 6px; border: 1px solid #1f883d;
-         background: #1f883d; color: #fff; cursor: pointer; }
-.warn { background: #fff8c5; border: 1px solid #d4a72c; padding: .6rem 1rem; border-radius: 6px; }
-.err { background: #ffebe9; border: 1px solid #ff8182; padding: .6rem 1rem; border-radius: 6px; }
-"""
-
-
 # No page of the flow is cached, and none tells GitHub (or anyone) where the browser came from.
 _NO_LEAK = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    doc = (
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}"
-        f"</title><meta name=viewport content='width=device-width'><style>{_STYLE}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return HTMLResponse(doc, status_code=status, headers=_NO_LEAK)
+    return HTMLResponse(layout(title, body), status_code=status, headers=_NO_LEAK)
 
 
 def register_form(settings: Settings, request: Request, org: str | None, browser: str) -> str:
@@ -598,8 +585,10 @@ async def setup_callback(request: Request) -> Response:
         }
         if app.get("slug"):
             values["GITHUB_APP_SLUG"] = str(app["slug"])
-        if app.get("client_id"):
+        if app.get("client_id") and app.get("client_secret"):
+            # the App's OAuth credentials: people sign in to the run viewer (/jobs) with them
             values["GITHUB_CLIENT_ID"] = str(app["client_id"])
+            values["GITHUB_CLIENT_SECRET"] = str(app["client_secret"])
         register_secrets([app["pem"], app["webhook_secret"], app.get("client_secret") or ""])
         slug = app.get("slug") or app.get("name") or ""
         note = f"GitHub App {slug} (id {app['id']}), registered by pact-bot setup"
@@ -689,7 +678,8 @@ def print_setup_instructions(settings: Settings, org: str | None) -> int:
         "   in a browser (the link holds a one-time setup token: keep it to yourself) and",
         '   press "Register GitHub App".',
         "   GitHub shows the App from app.yml, creates it, and sends you back; pact-bot",
-        "   writes GITHUB_APP_ID, GITHUB_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET to",
+        "   writes GITHUB_APP_ID, GITHUB_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET (and the",
+        "   App's GITHUB_CLIENT_ID/SECRET, for signing in to the run viewer) to",
         f"   {settings.pact_env_file} (mode 0600) and uses them at once.",
         "3. Install the App on your repositories from the link on that page.",
         "",
