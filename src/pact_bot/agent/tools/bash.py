@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pact_bot.agent.paths import WORKSPACE
+from pact_bot.agent.tools.jobenv import JobEnv
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _system_binds() -> list[str]:
     return args
 
 
-def bwrap_argv(worktree: Path, command: str) -> list[str]:
+def bwrap_argv(worktree: Path, command: str, env: JobEnv | None = None) -> list[str]:
     """The full bwrap command line for one shell command in `worktree`."""
     argv = [
         bwrap_path() or BWRAP,
@@ -109,10 +110,13 @@ def bwrap_argv(worktree: Path, command: str) -> list[str]:
         *_tmp_size(),
         "--tmpfs", SANDBOX_TMP,
         "--bind", str(worktree), WORKSPACE,
+        *(env.bwrap_args() if env is not None else ()),
     ]  # fmt: skip
     git = worktree / ".git"
     if git.exists() and not git.is_symlink():
         argv += ["--ro-bind", str(git), f"{WORKSPACE}/.git"]
+    if env is not None:
+        command = env.command(command)
     argv += ["--chdir", WORKSPACE, "/bin/bash", "--noprofile", "--norc", "-c", command]
     return argv
 
@@ -215,11 +219,16 @@ class _Capped:
 
 class BashTool:
     def __init__(
-        self, worktree: Path, timeout: float = DEFAULT_TIMEOUT, max_output: int = MAX_OUTPUT
+        self,
+        worktree: Path,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_output: int = MAX_OUTPUT,
+        env: JobEnv | None = None,
     ) -> None:
         self.worktree = worktree.resolve()
         self.timeout = timeout
         self.max_output = max_output
+        self.env = env
 
     def definition(self) -> dict[str, Any]:
         return {"type": TYPE, "name": NAME}
@@ -233,11 +242,16 @@ class BashTool:
             return "no command provided.", True
         return await self.execute(command)
 
-    async def execute(self, command: str) -> tuple[str, bool]:
+    async def execute(
+        self, command: str, *, env: JobEnv | None = None, timeout: float | None = None
+    ) -> tuple[str, bool]:
+        """Run one command; `env` and `timeout` override the tool's own (setup commands get
+        the network and a longer limit than the agent's calls)."""
+        timeout = self.timeout if timeout is None else timeout
         out = _Capped(self.max_output // 2)
         err = _Capped(self.max_output // 2)
         proc = await asyncio.create_subprocess_exec(
-            *bwrap_argv(self.worktree, command),
+            *bwrap_argv(self.worktree, command, env or self.env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -248,7 +262,7 @@ class BashTool:
         readers = asyncio.gather(_pump(proc.stdout, out), _pump(proc.stderr, err))
         timed_out = False
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(timeout):
                 await proc.wait()
         except TimeoutError:
             timed_out = True
@@ -265,7 +279,7 @@ class BashTool:
         sep = "\n" if text and not text.endswith("\n") else ""
         if timed_out:
             note = (
-                f"Command timed out after {self.timeout:g} seconds and was killed (each command "
+                f"Command timed out after {timeout:g} seconds and was killed (each command "
                 "runs in a fresh shell; run long tasks in the background or with a shorter "
                 "scope)."
             )
