@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sim.pypi import simple_index
 
 from pact_bot.agent.tools.bash import BashTool, sandbox_available
 from pact_bot.agent.tools.jobenv import JobEnv
+from pact_bot.jobsandbox import JobSandbox
 from pact_bot.netproxy import AllowlistProxy, Rule, host_package_indexes, parse_rules
 
 ok, reason = sandbox_available()
@@ -142,3 +144,57 @@ def test_the_hosts_own_package_indexes_are_allowed_without_their_credentials(
         "pypi.org",
         "registry.npmjs.org",
     ]
+
+
+@needs_bwrap
+async def test_setup_installs_through_the_allowlist_and_a_second_job_reuses_the_cache(
+    tmp_path: Path,
+) -> None:
+    source = "def greet(name):\n    return f'hello {name}'\n"
+    with simple_index([("pactdemo", "1.0", source)]) as index:
+        setup = [
+            "python3 -m venv ~/venv",
+            f"~/venv/bin/pip install --no-input --cert ~/ca.pem --index-url {index.url} pactdemo",
+        ]
+        test = "~/venv/bin/python -c 'import pactdemo; print(pactdemo.greet(\"bot\"))'"
+        for job in ("job1", "job2"):
+            wt = tmp_path / job / "wt"
+            wt.mkdir(parents=True)
+            box = await JobSandbox.open(
+                tmp_path / "data", job, "octo/app", [f"127.0.0.1:{index.port}"]
+            )
+            try:
+                (box.env.home / "ca.pem").write_bytes(index.cert_pem)
+                bash = BashTool(wt, env=box.agent_env)
+                result = await box.setup(bash, setup, timeout=300)
+                assert result.failed is None, result.steps[-1].output
+                run = await box.run_tests(bash, test, timeout=60)
+                assert (run.outcome, run.output.strip()) == ("passed", "hello bot")
+                assert list(wt.iterdir()) == []  # the venv lives in the job home, not the diff
+            finally:
+                await box.close()
+            assert not (tmp_path / "data" / "jobs" / job).exists()
+        # One download of the wheel in all: the second job took it from the repository's cache.
+        assert index.downloads() == ["/files/pactdemo-1.0-py3-none-any.whl"]
+
+
+@needs_bwrap
+async def test_a_failing_setup_command_stops_setup_with_its_output(tmp_path: Path) -> None:
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    box = await JobSandbox.open(tmp_path / "data", "j", "octo/app", [])
+    try:
+        bash = BashTool(wt, env=box.agent_env)
+        result = await box.setup(
+            bash, ["echo one", "echo boom >&2; exit 3", "echo never"], timeout=60
+        )
+        failed = result.failed
+        assert failed is not None and failed.command == "echo boom >&2; exit 3"
+        assert "boom" in failed.tail and "[exit code 3]" in failed.tail
+        assert [s.command for s in result.steps] == ["echo one", "echo boom >&2; exit 3"]
+        # Without an allowlist there is no proxy, and setup commands are offline like the rest.
+        assert box.proxy is None and box.networked_env.proxy_socket is None
+        out, err = await bash.execute("echo $HTTPS_PROXY; exec 3<>/dev/tcp/127.0.0.1/443")
+        assert err and "3128" not in out
+    finally:
+        await box.close()
