@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from pact_bot import caches
+from pact_bot.repo_config import RepoConfigError, parse_repo_config
+from pact_bot.settings import ConfigError, load_settings
 from pact_bot.toolchain import SuiteRun, detect, parse_counts
 
 
@@ -92,3 +94,27 @@ def test_caches_are_per_repository_and_the_least_recently_used_goes_first(tmp_pa
     assert removed == [mid] and old.exists() and new.exists() and not mid.exists()
     assert caches.evict(tmp_path, max_bytes=10 * size) == []
     assert oct((tmp_path / "caches" / "octo" / "old").stat().st_mode & 0o777) == "0o700"
+
+
+def test_network_hosts_come_from_the_server_and_the_repository(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PACT_SANDBOX_ALLOW", "npm.corp:4873, *.internal.example")
+    settings = load_settings(_env_file=None)
+    cfg = parse_repo_config(
+        "sandbox:\n  network:\n    allow: [files.example.org]\n    agent: true\n"
+        "test_command: make check\n"
+    )
+    eff = cfg.effective(settings)
+    assert eff.network_allow == ("npm.corp:4873", "*.internal.example", "files.example.org")
+    assert (eff.agent_network, eff.test_command) == (True, "make check")
+    assert "test_command: make check" in eff.as_text()
+    assert parse_repo_config("").effective(settings).agent_network is False
+
+
+def test_a_bad_host_is_refused_where_it_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(RepoConfigError, match="line 3"):
+        parse_repo_config("sandbox:\n  network:\n    allow: ['pypi.org/simple extra']\n")
+    monkeypatch.setenv("PACT_SANDBOX_ALLOW", "http://ok.example, not a host")
+    with pytest.raises(ConfigError, match="PACT_SANDBOX_ALLOW"):
+        load_settings(_env_file=None)
