@@ -15,6 +15,7 @@ import ipaddress
 import ssl
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -93,8 +94,11 @@ class SimpleIndex:
 
 
 @contextmanager
-def simple_index(packages: Sequence[tuple[str, str, str]]) -> Iterator[SimpleIndex]:
-    """Serve `(name, version, module source)` packages until the block ends."""
+def simple_index(
+    packages: Sequence[tuple[str, str, str]], latency: float = 0.0
+) -> Iterator[SimpleIndex]:
+    """Serve `(name, version, module source)` packages until the block ends; `latency`
+    seconds before each answer stand for an index across the internet."""
     cert, key = self_signed()
     index = SimpleIndex({name: wheel(name, ver, src) for name, ver, src in packages}, cert)
 
@@ -104,6 +108,8 @@ def simple_index(packages: Sequence[tuple[str, str, str]]) -> Iterator[SimpleInd
 
         def do_GET(self) -> None:
             index.log.append(self.path)
+            if latency:
+                time.sleep(latency)
             parts = [p for p in self.path.split("/") if p]
             body, ctype = b"not found", "text/plain"
             status = 404
