@@ -21,11 +21,15 @@ COPY README.md app.yml ./
 COPY src ./src
 RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --no-editable
 
-# -- runtime: Python, git (mirrors, worktrees, push) and bubblewrap (the agent's sandbox) ------
+# -- runtime: Python, git (mirrors, worktrees, push), bubblewrap (the agent's sandbox), socat
+# (the sandbox's forwarder to the allowlist proxy) and the toolchains a repository's setup and
+# tests commonly need inside the sandbox: Python 3 with venv and pip, uv, Node.js with npm.
 FROM python:${PYTHON_VERSION}-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git bubblewrap ca-certificates \
+    && apt-get install -y --no-install-recommends git bubblewrap socat ca-certificates \
+       nodejs npm make \
     && rm -rf /var/lib/apt/lists/*
+COPY --from=ghcr.io/astral-sh/uv:0.13.8 /uv /usr/local/bin/uv
 RUN useradd --create-home --uid 10001 --user-group pact \
     && mkdir -p /data \
     && chown pact:pact /data

@@ -20,6 +20,10 @@ limits:                       # capped by the server's PACT_MAX_* values
 sandbox:
   enabled: true               # offer the bash tool when bubblewrap works
   setup: []                   # commands run in the sandbox before the agent starts
+  network:
+    allow: []                 # hosts setup may reach (the server's package indexes always)
+    agent: false              # give the agent's own bash the same network
+test_command: pytest -q       # the bot runs it after the agent (detected when absent)
 protected_paths:              # more paths the agent may not change, on top of the
   - infra/**                  # built-in `.github/**` and `.git/` (always protected)
 agent: .claude/agents/pact-backend-coder.md
@@ -41,6 +45,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pact_bot.netproxy import parse_rules
 
 if TYPE_CHECKING:
     from pact_bot.settings import Settings
@@ -86,13 +92,36 @@ class Limits(_Strict):
     )
 
 
+class NetworkConfig(_Strict):
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts (`host`, `*.domain`, `host:port`) setup commands may reach through "
+        "the bot's proxy, besides the package indexes the server uses (PACT_SANDBOX_ALLOW).",
+    )
+    agent: bool = Field(
+        default=False,
+        description="Let the agent's own bash reach the same hosts (it is offline otherwise).",
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        parse_rules(v)
+        return v
+
+
 class SandboxConfig(_Strict):
     enabled: bool = Field(
         default=True, description="Offer the bash tool (when bubblewrap works on the server)."
     )
     setup: list[str] = Field(
         default_factory=list,
-        description="Commands run in the sandbox before the agent starts (e.g. install deps).",
+        description="Commands run in the sandbox before the agent starts, with the network "
+        "of `network.allow` (e.g. `python3 -m venv ~/venv`, `~/venv/bin/pip install -e .`); "
+        "`~` is a home that lasts for the whole job.",
+    )
+    network: NetworkConfig = Field(
+        default_factory=NetworkConfig, description="What sandboxed commands may reach."
     )
 
 
@@ -125,6 +154,11 @@ class RepoConfig(_Strict):
     )
     sandbox: SandboxConfig = Field(
         default_factory=SandboxConfig, description="The agent's sandboxed bash tool."
+    )
+    test_command: str | None = Field(
+        default=None,
+        description="How to run the tests; the agent is told, and the bot runs it after the "
+        "agent and reports the outcome. Detected from the repository's files when absent.",
     )
     protected_paths: list[str] = Field(
         default_factory=list,
@@ -180,6 +214,9 @@ class RepoConfig(_Strict):
             max_minutes=_cap(lim.max_minutes, settings.pact_max_minutes),
             sandbox=self.sandbox.enabled,
             setup=tuple(self.sandbox.setup),
+            network_allow=(*settings.pact_sandbox_allow, *self.sandbox.network.allow),
+            agent_network=self.sandbox.network.agent,
+            test_command=self.test_command,
             protected_paths=protected_patterns(self.protected_paths),
             agent=self.agent,
         )
@@ -199,6 +236,9 @@ class Effective:
     max_minutes: float
     sandbox: bool
     setup: tuple[str, ...]
+    network_allow: tuple[str, ...]
+    agent_network: bool
+    test_command: str | None
     protected_paths: tuple[str, ...]
     agent: str | None
 
@@ -217,6 +257,9 @@ class Effective:
                 f"{self.max_minutes:g} minutes",
                 f"sandbox: {'on' if self.sandbox else 'off'}"
                 + (f" (setup: {'; '.join(self.setup)})" if self.setup else ""),
+                f"sandbox.network: {', '.join(self.network_allow) or 'package indexes only'}"
+                + (" (agent too)" if self.agent_network else " (setup only)"),
+                f"test_command: {self.test_command or '(detected)'}",
                 f"protected_paths: {', '.join(self.protected_paths)}",
                 f"agent: {self.agent or '(built-in pact-backend-coder)'}",
             ]

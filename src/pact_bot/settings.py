@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pact_bot import netproxy
+
 DEFAULT_MODELS = {
     "sonnet": "claude-sonnet-5-5",
     "opus": "claude-opus-5-5",
@@ -234,6 +236,24 @@ class Settings(BaseSettings):
     pact_max_minutes: float = Field(
         default=30.0, gt=0, description="Wall-clock minutes per job, at most."
     )
+    pact_sandbox_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts setup commands may reach through the sandbox proxy, comma-separated "
+        "(`host`, `*.domain`, `host:port`), added to the package indexes this server itself "
+        "uses (pip/uv index URL, npm registry).",
+    )
+    pact_setup_minutes: float = Field(
+        default=15.0, gt=0, description="Time for all of a job's `sandbox.setup` commands."
+    )
+    pact_test_minutes: float = Field(
+        default=15.0, gt=0, description="Time for the bot's own run of the test command."
+    )
+    pact_cache_max_gb: float = Field(
+        default=10.0,
+        ge=0,
+        description="Package caches kept across jobs (per repository), in all; the least "
+        "recently used repository's cache goes first.",
+    )
     pact_max_body_bytes: int = Field(
         default=25 * 1024 * 1024, description="Largest webhook body accepted (413 above)."
     )
@@ -338,6 +358,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "unknown scheme: use sqlite:///path/to.db or postgresql://user@host/db"
             )
+        return v
+
+    @field_validator("pact_sandbox_allow", mode="before")
+    @classmethod
+    def _allow(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = [h.strip() for h in v.split(",") if h.strip()]
+        if isinstance(v, list):
+            netproxy.parse_rules(str(h) for h in v)  # a bad entry stops start-up, named
         return v
 
     @field_validator("pact_prices", mode="before")

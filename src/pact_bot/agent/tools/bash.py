@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from pact_bot.agent.paths import WORKSPACE
+from pact_bot.agent.tools.jobenv import JobEnv
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,9 @@ def _extra_binds(extra: Sequence[Path]) -> list[str]:
     return args
 
 
-def bwrap_argv(worktree: Path, command: str, extra_binds: Sequence[Path] = ()) -> list[str]:
+def bwrap_argv(
+    worktree: Path, command: str, extra_binds: Sequence[Path] = (), env: JobEnv | None = None
+) -> list[str]:
     """The full bwrap command line for one shell command in `worktree`."""
     argv = [
         bwrap_path() or BWRAP,
@@ -208,10 +211,13 @@ def bwrap_argv(worktree: Path, command: str, extra_binds: Sequence[Path] = ()) -
         "--tmpfs", SANDBOX_TMP,
         *_extra_binds(extra_binds),
         "--bind", str(worktree), WORKSPACE,
+        *(env.bwrap_args() if env is not None else ()),
     ]  # fmt: skip
     git = worktree / ".git"
     if git.exists() and not git.is_symlink():
         argv += ["--ro-bind", str(git), f"{WORKSPACE}/.git"]
+    if env is not None:
+        command = env.command(command)
     argv += ["--chdir", WORKSPACE, "/bin/bash", "--noprofile", "--norc", "-c", command]
     return argv
 
@@ -555,6 +561,7 @@ class BashTool:
         limits: Limits | None = None,
         extra_binds: Sequence[Path] = (),
         disk_cap: int | None = DEFAULT_DISK_CAP,
+        env: JobEnv | None = None,
     ) -> None:
         self.worktree = worktree.resolve()
         self.timeout = timeout
@@ -563,6 +570,7 @@ class BashTool:
         self.extra_binds = tuple(extra_binds)
         self.disk_cap = disk_cap
         self.halt: str | None = None  # set once a command grew the worktree past disk_cap
+        self.env = env
 
     def definition(self) -> dict[str, Any]:
         return {"type": TYPE, "name": NAME}
@@ -577,11 +585,11 @@ class BashTool:
         if self.halt is not None:
             return f"Not run: {self.halt}.", True
         text, is_error = await self.execute(command)
-        if await self._over_disk_cap():
+        if await self.over_disk_cap():
             return f"{text}\n\nThe job stops here: {self.halt}.", True
         return text, is_error
 
-    async def _over_disk_cap(self) -> bool:
+    async def over_disk_cap(self) -> bool:
         """Measure the worktree after a command (host side, symlinks not followed); past the
         cap `halt` says why, and the agent loop ends the job on it."""
         if self.disk_cap is None:
@@ -595,21 +603,40 @@ class BashTool:
         )
         return True
 
-    async def execute(self, command: str) -> tuple[str, bool]:
+    async def execute(
+        self, command: str, *, env: JobEnv | None = None, timeout: float | None = None
+    ) -> tuple[str, bool]:
+        """(output, is_error) for one command; `env` and `timeout` override the tool's own
+        (setup commands get the network and a longer limit than the agent's calls)."""
+        done = await self.outcome(command, env=env, timeout=timeout)
+        return done.text, done.is_error
+
+    async def outcome(
+        self, command: str, *, env: JobEnv | None = None, timeout: float | None = None
+    ) -> Outcome:
+        """The same, with the exit code and whether the time ran out (for the bot's own
+        runs of setup and tests, which report them)."""
         mech = limit_mechanism()
         group = _CommandCgroup(mech, self.limits) if mech.kind == "cgroup" else None
         try:
-            return await self._execute(command, mech, group)
+            return await self._execute(
+                command, mech, group, env or self.env, self.timeout if timeout is None else timeout
+            )
         finally:
             if group is not None:
                 await asyncio.to_thread(group.remove)
 
     async def _execute(
-        self, command: str, mech: Mechanism, group: _CommandCgroup | None
-    ) -> tuple[str, bool]:
+        self,
+        command: str,
+        mech: Mechanism,
+        group: _CommandCgroup | None,
+        env: JobEnv | None,
+        timeout: float,
+    ) -> Outcome:
         out = _Capped(self.max_output // 2)
         err = _Capped(self.max_output // 2)
-        argv = bwrap_argv(self.worktree, command, self.extra_binds)
+        argv = bwrap_argv(self.worktree, command, self.extra_binds, env)
         if mech.kind == "systemd":
             user = () if os.getuid() == 0 else ("--user",)
             argv = [
@@ -639,7 +666,7 @@ class BashTool:
         readers = asyncio.gather(_pump(proc.stdout, out), _pump(proc.stderr, err))
         timed_out = False
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(timeout):
                 await proc.wait()
         except TimeoutError:
             timed_out = True
@@ -656,14 +683,25 @@ class BashTool:
         sep = "\n" if text and not text.endswith("\n") else ""
         if timed_out:
             note = (
-                f"Command timed out after {self.timeout:g} seconds and was killed (each command "
+                f"Command timed out after {timeout:g} seconds and was killed (each command "
                 "runs in a fresh shell; run long tasks in the background or with a shorter "
                 "scope)."
             )
-            return text + sep + note, True
+            return Outcome(text + sep + note, None, timed_out=True)
         if proc.returncode:
-            return text + sep + f"[exit code {proc.returncode}]", True
-        return text or "(no output)", False
+            return Outcome(text + sep + f"[exit code {proc.returncode}]", proc.returncode)
+        return Outcome(text or "(no output)", 0)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    text: str
+    exit_code: int | None  # None when the command was killed at its time limit
+    timed_out: bool = False
+
+    @property
+    def is_error(self) -> bool:
+        return self.timed_out or self.exit_code != 0
 
 
 async def _pump(stream: asyncio.StreamReader, sink: _Capped) -> None:
