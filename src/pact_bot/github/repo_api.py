@@ -230,8 +230,9 @@ class RepoAPI:
         external_id: str,
         output: dict[str, Any],
         actions: list[dict[str, str]] | None = None,
+        details_url: str | None = None,
     ) -> None:
-        """A completed check run on a commit."""
+        """A completed check run on a commit; `details_url` is where its "Details" go."""
         body: dict[str, Any] = {
             "name": name,
             "head_sha": head_sha,
@@ -242,6 +243,8 @@ class RepoAPI:
         }
         if actions:
             body["actions"] = actions
+        if details_url:
+            body["details_url"] = details_url
         await self.gh.rest.checks.async_create(self.owner, self.name, data=body)  # type: ignore[call-overload]
 
     def _pages(self, method: Any, **kwargs: Any) -> AsyncIterator[Any]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from githubkit.exception import GitHubException
 
@@ -44,6 +44,7 @@ from pact_bot.pipeline.refusal import refuse_once
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import react, refused
 from pact_bot.repo_config import CONFIG_PATH, Effective, RepoConfigError
+from pact_bot.web.links import job_url
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,12 @@ def _ago(ts: float | None, now: float) -> str:
     return f"{s}s" if s < 120 else f"{s // 60}m"
 
 
-def status_text(jobs: Sequence[Job], number: int | None, now: float | None = None) -> str:
+def status_text(
+    jobs: Sequence[Job],
+    number: int | None,
+    now: float | None = None,
+    link: Callable[[str], str | None] = lambda _id: None,
+) -> str:
     now = now or time.time()
     live = [j for j in jobs if j.state not in TERMINAL]
     where = f"#{number}" if number is not None else "this repository"
@@ -140,7 +146,9 @@ def status_text(jobs: Sequence[Job], number: int | None, now: float | None = Non
     for j in sorted(live, key=lambda j: j.created_at):
         state = str(j.state) + (" (cancelling)" if j.cancel_requested else "")
         since = _ago(j.started_at or j.created_at, now)
-        lines.append(f"| `{j.id}` | {j.kind} | {state} | {j.turns} | ${j.cost_usd:.2f} | {since} |")
+        url = link(j.id)
+        job = f"[`{j.id}`]({url})" if url else f"`{j.id}`"
+        lines.append(f"| {job} | {j.kind} | {state} | {j.turns} | ${j.cost_usd:.2f} | {since} |")
     return "\n".join(lines)
 
 
@@ -225,7 +233,9 @@ async def _answer(ctx: JobContext[ReplyTask]) -> JobOutcome:
         await refuse_once(ctx, text)
         return refused(ctx)
     if name == "status":
-        text = status_text(await _live(ctx), ctx.job.number)
+        text = status_text(
+            await _live(ctx), ctx.job.number, link=lambda i: job_url(ctx.rt.settings, i)
+        )
     elif name == "cancel":
         text = await _cancel(ctx)
     else:

@@ -24,6 +24,7 @@ from pact_bot.pipeline.progress import ProgressComment
 from pact_bot.pipeline.refusal import refuse_once
 from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
 from pact_bot.repo_config import RepoConfig, RepoConfigError
+from pact_bot.web.links import job_url
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class ProgressTracker:
         self.render = render
         self.state = JobProgress(ctx.job.id, Phase.preparing)
         self.comment: ProgressComment | None = None
+        self.link = job_url(ctx.rt.settings, ctx.job.id)
 
     async def start(self) -> None:
         ctx = self.ctx
@@ -108,10 +110,15 @@ class ProgressTracker:
         if self.comment is None:
             return
         with best_effort("update the progress comment"):
-            await self.comment.show(self.render(state), force=force or phase_changed)
+            await self.comment.show(self.body(state), force=force or phase_changed)
         cid = self.comment.comment_id
         if cid is not None and self.ctx.saved.comment_id != cid:
             await self.ctx.save(comment_id=cid)
+
+    def body(self, state: JobProgress) -> str:
+        """The rendered state, with the run viewer's link when people can sign in to it."""
+        text = self.render(state)
+        return f"{text}\n<sub>[Follow this job]({self.link})</sub>" if self.link else text
 
     async def close(self) -> None:
         if self.comment is not None:
@@ -205,6 +212,7 @@ async def post_check_run(ctx: JobContext[Any], sha: str, output: dict[str, Any])
             conclusion="success",
             external_id=ctx.job.id,
             output=output,
+            details_url=job_url(ctx.rt.settings, ctx.job.id),
         )
 
 
