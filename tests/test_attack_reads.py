@@ -322,8 +322,8 @@ async def test_summary_the_agent_links_to_a_host_file_is_not_published(
 
     jobs = await bot.process()
 
-    assert len(jobs) == 1
-    assert github_sim.pulls(REPO)  # the PR was opened (the link itself is harmless in git)
+    assert len(jobs) == 1 and jobs[0].state is JobState.failed
+    assert github_sim.pulls(REPO) == []  # a linked summary is no summary (before: PR opened)
     assert SECRET not in on_github(github_sim, number)  # old: PR body and handoff quoted it
 
 

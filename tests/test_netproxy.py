@@ -88,6 +88,82 @@ async def test_an_allowed_host_is_reached_through_the_proxy_and_nothing_else(
 
 
 @needs_bwrap
+async def test_an_allowed_name_that_resolves_to_the_hosts_loopback_is_refused(
+    tmp_path: Path, wt: Path, origin: tuple[int, list[bytes]]
+) -> None:
+    """`localhost` stands for any allowed name whose DNS answer is the server itself: the
+    bot's own /webhook, its Postgres or Redis must not be one allowlist entry away."""
+    port, seen = origin
+    sock = tmp_path / "run" / "proxy.sock"
+    env = JobEnv.create(tmp_path / "home").networked(sock)
+    async with AllowlistProxy(sock, parse_rules([f"localhost:{port}"])) as proxy:
+        tool = BashTool(wt, env=env)
+        out, _ = await tool.execute(fetch(f"http://localhost:{port}/webhook"))
+        assert "403 Forbidden" in out and "resolves to 127.0.0.1" in out, out
+        out, _ = await tool.execute(fetch(f"https://localhost:{port}/", via_connect=True))
+        assert "403 Forbidden" in out and "Connection established" not in out, out
+        assert seen == [] and proxy.refused == [f"localhost:{port}"] * 2
+
+    # Naming the address itself is the operator's explicit choice, and then it is reached.
+    rules = parse_rules([f"localhost:{port}", f"127.0.0.1:{port}"])
+    async with AllowlistProxy(sock, rules):
+        out, _ = await BashTool(wt, env=env).execute(fetch(f"http://localhost:{port}/simple/"))
+        assert out.endswith("origin"), out
+
+
+async def _through(proxy: AllowlistProxy, host: str, port: int) -> bytes:
+    """One plain request through the proxy's socket, as the sandbox's forwarder sends it."""
+    reader, writer = await asyncio.open_unix_connection(str(proxy.socket_path))
+    writer.write(f"GET http://{host}:{port}/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+async def test_the_metadata_service_and_private_networks_are_not_reached_by_name(
+    tmp_path: Path,
+) -> None:
+    """Allowed names answered with the cloud metadata address, a private address, or a
+    public and a private one (rebinding by round robin) are refused before any connect."""
+    answers = {
+        "metadata.example": ["169.254.169.254"],
+        "mirror.example": ["10.0.0.7"],
+        "split.example": ["93.184.216.34", "192.168.1.1"],
+        "mapped.example": ["::ffff:127.0.0.1"],
+    }
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return answers[host]
+
+    rules = parse_rules(list(answers))
+    async with AllowlistProxy(tmp_path / "p.sock", rules, resolver=resolver) as proxy:
+        for host, addresses in answers.items():
+            answer = await _through(proxy, host, 80)
+            assert answer.startswith(b"HTTP/1.1 403"), (host, answer)
+            assert addresses[-1].encode() in answer
+        assert proxy.refused == [f"{h}:80" for h in answers]
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(
+    tmp_path: Path, origin: tuple[int, list[bytes]]
+) -> None:
+    """The name is looked up once: what is checked is what is dialled, so a second DNS
+    answer (rebinding) never decides where the bytes go."""
+    port, seen = origin
+    lookups: list[str] = []
+
+    async def resolver(host: str, p: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]  # this name has no real DNS entry: only the checked address works
+
+    rules = parse_rules([f"pkgs.example:{port}", f"127.0.0.1:{port}"])
+    async with AllowlistProxy(tmp_path / "p.sock", rules, resolver=resolver) as proxy:
+        answer = await _through(proxy, "pkgs.example", port)
+    assert answer.endswith(b"origin") and lookups == ["pkgs.example"]
+    assert b"Host: pkgs.example" in seen[-1]
+
+
+@needs_bwrap
 async def test_without_the_proxy_a_command_reaches_nothing(
     tmp_path: Path, wt: Path, origin: tuple[int, list[bytes]]
 ) -> None:

@@ -330,3 +330,42 @@ async def test_simulated_clouds_refuse_unsigned_misscoped_and_tokenless_calls(
     await client.close()
     assert [c.status for c in sim.cloud.calls] == [403, 401, 403]
     assert sim.requests == []  # none reached the Messages handler
+
+
+@pytest.mark.parametrize("cloud", ["bedrock-profile", "vertex-key-file"])
+async def test_cloud_credentials_from_a_file_never_reach_the_diff_or_the_transcript(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    cloud_env: AnthropicSim,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cloud: str,
+) -> None:
+    """Keys from an AWS profile or a Google key file are in no setting; a model talked into
+    echoing one (it reached the model somehow) must still not get it pushed or recorded."""
+    sim = cloud_env
+    if cloud == "bedrock-profile":
+        secret = sim.cloud.aws_secret_access_key
+        (tmp_path / "home" / "aws-credentials").write_text(
+            f"[default]\naws_access_key_id = {sim.cloud.aws_access_key_id}\n"
+            f"aws_secret_access_key = {secret}\n"
+        )
+        monkeypatch.setenv("AWS_REGION", sim.cloud.aws_region)
+        settings = bedrock_settings(sim)
+    else:
+        key_file = sim.cloud.service_account_file(tmp_path)
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+        secret = json.loads(key_file.read_text())["private_key"].splitlines()[5]
+        settings = vertex_settings(sim)
+    setup_repo(github_sim)
+    sim.set_policy(SpecCoderPolicy(bash_commands=[f"echo '{secret}' > leaked.txt"]))
+    bot.configure(**settings)
+    number = label(github_sim)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
+    assert github_sim.pulls(REPO) == []
+    assert any("The diff contained a secret value" in c for c in bot_comments(github_sim, number))
+    transcripts = list((bot.data_dir / "transcripts").rglob("*.jsonl"))
+    assert transcripts and all(secret not in t.read_text() for t in transcripts)

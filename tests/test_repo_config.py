@@ -24,7 +24,7 @@ def test_absent_or_empty_file_means_defaults() -> None:
         assert cfg.pr.branch_prefix == "pact/code/"
         assert cfg.pr.draft is False
         assert cfg.protected_paths == []
-        assert cfg.effective(Settings()).protected_paths == (".github/**", ".git/**")
+        assert cfg.effective(Settings()).protected_paths == (".github/**", ".git/**", ".claude/**")
         assert cfg.sandbox.enabled is True
 
 
@@ -59,7 +59,7 @@ agent: .claude/agents/custom.md
     assert (eff.max_turns, eff.max_cost_usd, eff.max_minutes) == (10, 1.5, 5)
     assert eff.model == "claude-opus-5-5"
     assert eff.sandbox is False and eff.setup == ("pip install -e .",)
-    assert eff.protected_paths == (".github/**", ".git/**", "infra/**")
+    assert eff.protected_paths == (".github/**", ".git/**", ".claude/**", "infra/**")
     assert "limits: 10 turns, $1.5, 5 minutes" in eff.as_text()
 
 
@@ -67,9 +67,14 @@ def test_protected_paths_add_to_the_built_ins_and_never_replace_them() -> None:
     """`protected_paths: []` used to unprotect `.github/workflows/`; now it adds nothing."""
     for text in ("protected_paths: []\n", "protected_paths: [src/**, .github/**]\n"):
         eff = parse_repo_config(text).effective(Settings())
-        assert eff.protected_paths[:2] == (".github/**", ".git/**")
-        assert "protected_paths: .github/**, .git/**" in eff.as_text()
-    assert protected_patterns(["src/**", ".github/**"]) == (".github/**", ".git/**", "src/**")
+        assert eff.protected_paths[:3] == (".github/**", ".git/**", ".claude/**")
+        assert "protected_paths: .github/**, .git/**, .claude/**" in eff.as_text()
+    assert protected_patterns(["src/**", ".github/**"]) == (
+        ".github/**",
+        ".git/**",
+        ".claude/**",
+        "src/**",
+    )
     for path in (".github/workflows/ci.yml", ".github/pact.yml", ".github/CODEOWNERS"):
         assert protected_touched([path], []) == [path]
         assert protected_touched([path], ["docs/**"]) == [path]

@@ -281,6 +281,23 @@ async def test_sign_out_forgets_the_session_on_the_server(viewer: Viewer) -> Non
         assert (await c.get("/jobs")).status_code == 303
 
 
+async def test_a_sign_out_posted_from_another_site_is_refused(viewer: Viewer) -> None:
+    """Logout CSRF: a page elsewhere auto-submitting a form to /logout."""
+    async with viewer.client() as c:
+        await sign_in(c, viewer.sim, "alice")
+        for headers in (
+            {"Origin": "https://evil.example"},
+            {"Origin": "null"},
+            {"Sec-Fetch-Site": "cross-site", "Origin": PUBLIC},
+        ):
+            r = await c.post("/logout", headers=headers)
+            assert r.status_code == 403 and "set-cookie" not in r.headers, headers
+            assert (await c.get("/jobs")).status_code == 200  # still signed in
+        r = await c.post("/logout", headers={"Origin": PUBLIC, "Sec-Fetch-Site": "same-origin"})
+        assert r.status_code == 303
+        assert (await c.get("/jobs")).status_code == 303
+
+
 async def test_a_revoked_user_token_means_signing_in_again(viewer: Viewer) -> None:
     job = await viewer.add_job("acme/widgets")
     async with viewer.client() as c:

@@ -9,6 +9,12 @@ other sandbox, container or host process can borrow one job's allowlist.
 The proxy adds nothing of the bot's to what it forwards (no credentials, no headers), and it
 answers a refused host with a 403 whose body says what to change, so the model and the setup
 log see a clear error at once instead of a hang. Every refusal is recorded for the job.
+
+An allowed *name* is not a way into the host's own network: a name that resolves to a
+loopback, link-local (the cloud metadata service), private or otherwise non-public address
+is refused unless an IP-literal rule names that address. The name is resolved once and the
+connection goes to the address that was checked, so DNS rebinding between check and connect
+has nothing to swap.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import configparser
 import contextlib
+import ipaddress
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -56,7 +64,7 @@ class Rule:
         host = _bare(host)
         if not host or not _HOST.match(host):
             raise ValueError(f"not a host name: {text!r}")
-        return cls(host, int(port) if port else None)
+        return cls(host.strip("[]"), int(port) if port else None)
 
     def allows(self, host: str, port: int) -> bool:
         if self.port is not None and self.port != port:
@@ -66,11 +74,27 @@ class Rule:
         return host == self.host
 
     def __str__(self) -> str:
-        return self.host + (f":{self.port}" if self.port else "")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host + (f":{self.port}" if self.port else "")
 
 
 def _bare(host: str) -> str:
     return host.strip().strip(".").lower()
+
+
+def _public(address: str) -> bool:
+    """Whether `address` is on the public internet (not the host's loopback, a link-local
+    metadata service, a private network, multicast or reserved space)."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` has (an IP literal is its own)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def parse_rules(entries: Iterable[str]) -> list[Rule]:
@@ -138,6 +162,7 @@ class AllowlistProxy:
     rules: Sequence[Rule]
     on_refused: Callable[[str], None] | None = None
     refused: list[str] = field(default_factory=list)
+    resolver: Callable[[str, int], Awaitable[list[str]]] = resolve
     _server: asyncio.AbstractServer | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -230,7 +255,23 @@ class AllowlistProxy:
             )
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                up_reader, up_writer = await asyncio.open_connection(host, port)
+                addresses = await self.resolver(host, port)
+        except (OSError, TimeoutError) as e:
+            return await _answer(writer, 502, f"pact-bot sandbox: cannot resolve {host}: {e}")
+        inner = [a for a in addresses if not _public(a) and not self.allows(a, port)]
+        if inner or not addresses:
+            self._refuse(host, port)
+            return await _answer(
+                writer,
+                403,
+                f"pact-bot sandbox: {host} resolves to {', '.join(inner) or 'nothing'}, an "
+                "address on the server's own or a private network; an allowed name does not "
+                "reach those. Name the address itself in the allowlist to allow it.",
+            )
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                # the address just checked, never the name again (no rebinding in between)
+                up_reader, up_writer = await asyncio.open_connection(addresses[0], port)
         except (OSError, TimeoutError) as e:
             return await _answer(writer, 502, f"pact-bot sandbox: cannot reach {host}:{port}: {e}")
         log.info("sandbox proxy connect", extra={"host": host, "port": port})

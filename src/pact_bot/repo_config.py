@@ -25,7 +25,7 @@ sandbox:
     agent: false              # give the agent's own bash the same network
 test_command: pytest -q       # the bot runs it after the agent (detected when absent)
 protected_paths:              # more paths the agent may not change, on top of the
-  - infra/**                  # built-in `.github/**` and `.git/` (always protected)
+  - infra/**                  # built-in `.github/**`, `.git/`, `.claude/**` (always protected)
 agent: .claude/agents/pact-backend-coder.md
 ```
 
@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 CONFIG_PATH = ".github/pact.yml"
 # Always protected, whatever the repository says: `.github/` holds the workflows that run
 # with the repository's secrets and this very file (which sets the protected paths).
-BUILTIN_PROTECTED = (".github/**", ".git/**")
+# `.claude/**`: the agent's own definitions and Claude Code's settings (whose hooks run on
+# the machine of whoever opens the checkout); the agent may not rewrite them.
+BUILTIN_PROTECTED = (".github/**", ".git/**", ".claude/**")
 
 
 class RepoConfigError(Exception):
@@ -163,12 +165,14 @@ class RepoConfig(_Strict):
     protected_paths: list[str] = Field(
         default_factory=list,
         description="More globs the agent may not change, added to the built-in "
-        "`.github/**` and `.git/` (which a repository cannot remove); a change fails the job.",
+        "`.github/**`, `.git/` and `.claude/**` (which a repository cannot remove); a change "
+        "fails the job.",
     )
     agent: str | None = Field(
         default=None,
         description="Path of an agent definition in the repository overriding the built-in "
-        "`pact-backend-coder` (`.claude/agents/pact-backend-coder.md` is used when present).",
+        "`pact-backend-coder` (`.claude/agents/pact-backend-coder.md` is used when present); "
+        "always read from the default branch.",
     )
 
     @field_validator("spec_prs", mode="before")

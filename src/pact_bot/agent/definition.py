@@ -145,7 +145,7 @@ def operating_section(component: str, bash_available: bool) -> str:
         '(include the "## For the Test Engineer" section). The run is not complete without it.',
         "- Do not run git commands that change history or refs (commit, push, reset, rebase, "
         "checkout, branch, stash, tag); pact-bot commits and pushes your changes itself.",
-        "- Do not edit anything under .git/ or .github/workflows/; such changes are refused.",
+        "- Do not edit anything under .git/, .github/ or .claude/; such changes are refused.",
     ]
     if bash_available:
         lines.append(

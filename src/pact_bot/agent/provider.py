@@ -9,11 +9,15 @@ exactly what to set.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from pact_bot.logs import register_secrets
 from pact_bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -105,6 +109,8 @@ def bedrock_auth(settings: Settings) -> BedrockAuth:
         raise _missing("bedrock", "the AWS credentials lack an access key or a secret key")
     if not _ACCESS_KEY_ID.fullmatch(frozen.access_key):
         raise _missing("bedrock", "the AWS access key id is not well-formed")
+    # a profile's or role's keys are in no setting: keep them out of logs, transcripts, diffs
+    _resolved([v for v in (frozen.secret_key, frozen.token) if v])
     explicit: dict[str, str] = {}
     if creds.method == "env":
         explicit = {"aws_access_key": frozen.access_key, "aws_secret_key": frozen.secret_key}
@@ -134,8 +140,36 @@ def vertex_auth(settings: Settings) -> VertexAuth:
     project = settings.anthropic_vertex_project_id or project
     if not project:
         raise _missing("vertex", "no Google Cloud project is known")
+    _resolved(_google_secrets(credentials))
     source = getattr(credentials, "service_account_email", None) or type(credentials).__name__
     return VertexAuth(region, project, credentials, str(source))
+
+
+_RESOLVED: list[str] = []
+
+
+def _resolved(values: list[str]) -> None:
+    register_secrets(values)
+    _RESOLVED.extend(v for v in values if v not in _RESOLVED)
+
+
+def resolved_secrets() -> list[str]:
+    """Cloud credentials resolved from a chain (profile file, role, key file) rather than a
+    setting: `Settings.secrets()` cannot know them, transcripts and diff checks must."""
+    return list(_RESOLVED)
+
+
+def _google_secrets(credentials: Any) -> list[str]:
+    """The secret parts of Application Default Credentials: a user's refresh token and
+    client secret, a service account's private key (only in its key file)."""
+    values = [getattr(credentials, name, None) for name in ("refresh_token", "client_secret")]
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if path:
+        with contextlib.suppress(OSError, ValueError):
+            info = json.loads(Path(path).read_text())
+            if isinstance(info, dict):
+                values += [info.get(k) for k in ("private_key", "refresh_token", "client_secret")]
+    return [v for v in values if isinstance(v, str) and v]
 
 
 def model_client(

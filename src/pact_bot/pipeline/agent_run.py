@@ -28,9 +28,11 @@ from pact_bot.pipeline.steps import JobFailed, ProgressTracker
 from pact_bot.repo_config import Effective, RepoConfig
 from pact_bot.specs import summary_path
 from pact_bot.workspace import Changes
+from pact_bot.workspace.links import staged_links
 from pact_bot.workspace.tree import changed_paths, restore
 
 if TYPE_CHECKING:
+    from pact_bot.agent.definition import AgentDefinition
     from pact_bot.agent.loop import Progress, RunResult
     from pact_bot.agent.tools import Tools
     from pact_bot.agent.transcript import Transcript
@@ -83,16 +85,18 @@ async def implement(
     should_cancel: Callable[[], Awaitable[bool]],
     secrets: Sequence[str],
     existing_summaries: Sequence[str] = (),
+    definition: AgentDefinition | None = None,
 ) -> Implementation:
     """Run the agent under the job's budgets, then the checks (asking once for a missing
-    summary within what is left of the budget)."""
+    summary within what is left of the budget). `definition`: the agent as on the default
+    branch (`trusted.agent_definition`); without it, the worktree's (local mode)."""
     # Here rather than at the top: see the module docstring (start-up cost of the SDK).
     from pact_bot.agent.definition import load_definition, system_prompt
     from pact_bot.agent.loop import Budget, run_agent
     from pact_bot.agent.tools import build_tools
 
     summary_file = summary_path(component)
-    definition = load_definition(worktree, effective.agent)
+    definition = definition or load_definition(worktree, effective.agent)
     model = runtime.settings.resolve_model(model or definition.model)
     tools = build_tools(worktree, effective.sandbox, settings=runtime.settings)
     system = system_prompt(definition, component=component, bash_available=tools.bash is not None)
@@ -141,6 +145,7 @@ async def implement(
             secrets=secrets,
             deleted=deleted,
             existing_summaries=existing_summaries,
+            links=await staged_links(worktree),  # boundary: no link out, no linked summary
         )
         return changes, deleted, checks
 
@@ -293,7 +298,7 @@ def failure_of(impl: Implementation) -> tuple[Failure, str, list[str]] | None:
         return None
     if first is Failure.no_change:
         return first, impl.final_text, []
-    return first, "", list(impl.checks.protected)
+    return first, "", list(impl.checks.protected or impl.checks.links)
 
 
 async def run_job_agent(
@@ -320,10 +325,17 @@ async def run_job_agent(
         await ctx.control.progress(turns=turn, cost_usd=round(cost, 6))
 
     from pact_bot.agent.cost import UnknownModelPrice  # (start-up cost: module docstring)
+    from pact_bot.agent.provider import resolved_secrets
     from pact_bot.agent.transcript import Transcript
+    from pact_bot.pipeline import trusted
 
-    secrets = [*ctx.rt.settings.secrets(), token]
+    # boundary: the cloud credentials the client resolves (in no setting) are secrets too
+    ctx.rt.model  # noqa: B018 (resolves them, or raises MissingModelKey as the run would)
+    secrets = [*ctx.rt.settings.secrets(), *resolved_secrets(), token]
     try:
+        # boundary: the agent as on the default branch, never as the PR branch has it
+        default_branch = (await ctx.info()).default_branch
+        definition = await trusted.agent_definition(wt, default_branch, eff.agent)
         impl = await implement(
             runtime=ctx.rt,
             worktree=wt,
@@ -336,6 +348,7 @@ async def run_job_agent(
             should_cancel=ctx.control.cancelled,
             secrets=secrets,
             existing_summaries=existing_summaries,
+            definition=definition,
         )
     except UnknownModelPrice as e:
         raise JobFailed(Failure.model_error, str(e)) from None

@@ -1,16 +1,19 @@
 """What must hold before the agent's work is committed. Pure: paths and diff in, problems out.
 
-Order matters for the message people see: a protected path or a leaked secret is
-reported before "no summary", because those are never fixed by asking again.
+Order matters for the message people see: a protected path, a leaked secret or a link
+out of the repository is reported before "no summary", because those are never fixed by
+asking again. A summary that is a symbolic link is not a summary: what the PR body quotes
+and reviewers read must be a file of the commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pact_bot.pipeline.report import Failure
 from pact_bot.repo_config import glob_match, protected_patterns
+from pact_bot.workspace.links import leaves_repository
 
 SUMMARY_GLOB = "docs/implementation-summary-*.md"
 _MIN_SECRET = 8
@@ -21,6 +24,7 @@ class CheckResult:
     problems: tuple[Failure, ...] = ()
     protected: tuple[str, ...] = ()
     summary_files: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()  # links refused: out of the repository, or the summary
 
     @property
     def ok(self) -> bool:
@@ -71,11 +75,13 @@ def run_checks(
     secrets: Iterable[str] = (),
     deleted: Iterable[str] = (),
     existing_summaries: Sequence[str] = (),
+    links: Mapping[str, str] | None = None,
 ) -> CheckResult:
     """All checks at once; `problems` is ordered most-serious first.
 
     The summary must be among the changed paths, except when the job updates its own
-    earlier PR branch, whose summary (`existing_summaries`) may still hold.
+    earlier PR branch, whose summary (`existing_summaries`) may still hold. `links`: the
+    symbolic links among the changed paths, path -> target.
     """
     problems: list[Failure] = []
     if not paths:
@@ -85,9 +91,18 @@ def run_checks(
         problems.append(Failure.protected)
     if leaked_secrets(diff, secrets):
         problems.append(Failure.secret)
-    summaries = summary_files(paths, deleted) or summary_files(existing_summaries, deleted)
-    if not summaries:
+    links = links or {}
+    bad_links = [p for p, target in links.items() if leaves_repository(p, target)]
+    bad_links += [p for p in summary_files(links) if p not in bad_links]
+    if bad_links:
+        problems.append(Failure.symlink)
+    changed = [p for p in paths if p not in links]
+    summaries = summary_files(changed, deleted) or summary_files(existing_summaries, deleted)
+    if not summaries and not bad_links:
         problems.append(Failure.no_summary)
     return CheckResult(
-        problems=tuple(problems), protected=tuple(bad), summary_files=tuple(summaries)
+        problems=tuple(problems),
+        protected=tuple(bad),
+        summary_files=tuple(summaries),
+        links=tuple(bad_links),
     )

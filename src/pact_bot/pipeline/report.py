@@ -57,6 +57,7 @@ class Failure(enum.StrEnum):
     no_summary = "no_summary"
     protected = "protected"
     secret = "secret"
+    symlink = "symlink"
     push_refused = "push_refused"
     api_error = "api_error"
     model_error = "model_error"
@@ -208,6 +209,12 @@ def failure_text(kind: Failure | str, detail: str = "", *, files: Sequence[str] 
             f"The agent changed protected paths ({listed}); pact-bot never pushes changes "
             "there. Nothing was pushed. Adjust the spec or `protected_paths` in "
             "`.github/pact.yml` if the change is intended and made by a person."
+        ),
+        Failure.symlink: (
+            f"The agent left symbolic links that point out of the repository or stand in for "
+            f"the implementation summary ({listed}); pact-bot commits neither. Nothing was "
+            "pushed. The summary must be a regular file, and links must stay inside the "
+            "repository."
         ),
         Failure.secret: (
             "The diff contained a secret value of the bot's own configuration; the work was "

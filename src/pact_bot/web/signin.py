@@ -356,8 +356,23 @@ def forget(request: Request) -> None:
         auth.sessions.delete(sid)
 
 
+def _from_another_site(request: Request) -> bool:
+    """A browser's POST started by another page than ours: SameSite=Lax keeps the session
+    cookie out of it, but the answer's cookie deletion would still sign the viewer out."""
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False  # not a browser form (curl, a script): nothing to forge
+    parts = urlsplit(_public_url(_settings(request), request))
+    return origin != f"{parts.scheme}://{parts.netloc}"
+
+
 async def logout(request: Request) -> Response:
-    """`POST /logout` (SameSite=Lax: another site cannot sign anyone out)."""
+    """`POST /logout`, from this server's own pages only (no sign-out forged elsewhere)."""
+    if _from_another_site(request):
+        log.warning("sign-out from another site refused")
+        return page("Sign-out refused", "<p class=err>Sign out from this server's pages.</p>", 403)
     forget(request)
     response = RedirectResponse("/", 303, headers=NO_STORE)
     response.delete_cookie(

@@ -1,0 +1,166 @@
+"""Attacks on what configures the agent, and on what the bot commits (issue #10, round 2).
+
+The agent writes its PR branch; a later job on that branch (a revision) must not take its
+instructions or capabilities from it. And what the bot commits must not hold a link that
+leads a later reader out of the repository, or a "summary" that is only a link. Each test
+runs whole jobs on the simulators: real git, real bubblewrap, a scripted model.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sim.anthropic import AnthropicSim
+from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
+from sim.github import GitHubSim
+from sim.policies import RevisePolicy, SpecCoderPolicy
+from test_code_pipeline import FILES, REPO, label, progress_comment
+from test_revise import BRANCH, open_bot_pr
+
+from pact_bot.agent.tools.bash import sandbox_available
+from pact_bot.jobs.model import JobState
+
+ok, reason = sandbox_available()
+needs_bwrap = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
+
+
+def _agent(marker: str, model: str = "haiku") -> str:
+    return (
+        f"---\nname: pact-backend-coder\ndescription: x\nmodel: {model}\n---\n"
+        f"You are the coder. {marker}\n"
+    )
+
+
+def _system(anthropic_sim: AnthropicSim) -> str:
+    system = anthropic_sim.requests[0]["system"]
+    return system if isinstance(system, str) else "".join(b["text"] for b in system)
+
+
+async def test_a_revision_takes_the_agent_definition_from_the_default_branch_not_the_pr(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    """An earlier job's agent rewrote `.claude/agents/pact-backend-coder.md` on its branch
+    (system prompt and model); the revision must run with the one people merged."""
+    number = open_bot_pr(
+        github_sim,
+        {
+            "README.md": "# Shop\n",
+            "docs/cart-spec.md": "# Cart\n\n- `add(item, qty)`\n",
+            ".claude/agents/pact-backend-coder.md": _agent("MERGED-BY-PEOPLE", "sonnet"),
+        },
+    )
+    github_sim.commit(
+        REPO,
+        BRANCH,
+        {".claude/agents/pact-backend-coder.md": _agent("WRITTEN-BY-THE-AGENT", "opus")},
+        "Tune myself",
+        user=github_sim.bot_login,
+    )
+    anthropic_sim.set_policy(RevisePolicy())
+    github_sim.comment(REPO, number, "/pact code Log every added item.", user="alice")
+
+    jobs = without_acks(await bot.process())
+
+    assert [(j.kind, j.state) for j in jobs] == [("revise", JobState.succeeded)], jobs
+    system = _system(anthropic_sim)
+    assert "MERGED-BY-PEOPLE" in system  # the default branch's override is honoured
+    assert "WRITTEN-BY-THE-AGENT" not in system  # old: the PR branch's text was the prompt
+    assert "opus" not in anthropic_sim.requests[0]["model"]
+
+
+async def test_the_agent_cannot_rewrite_its_own_definition_on_its_branch(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    owner, name = REPO.split("/")
+    github_sim.add_repo(owner, name, files=FILES)
+    github_sim.add_user("alice", "write")
+    before = dict(github_sim.branches(REPO))
+    agent = ".claude/agents/pact-backend-coder.md"
+    anthropic_sim.set_policy(SpecCoderPolicy(write_paths=[agent, ".claude/settings.json"]))
+    number = label(github_sim)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.failed], [(j.state, j.error) for j in jobs]
+    comment = progress_comment(github_sim, number, jobs[0].id)
+    assert f"protected paths (`{agent}`, `.claude/settings.json`)" in comment
+    assert github_sim.branches(REPO) == before and github_sim.pulls(REPO) == []
+
+
+@needs_bwrap
+@pytest.mark.parametrize(
+    ("command", "listed"),
+    [
+        ("ln -s /etc/passwd docs/passwd", "`docs/passwd`"),
+        ("mkdir -p src/deep && ln -s ../../../../etc src/deep/etc", "`src/deep/etc`"),
+    ],
+)
+async def test_a_link_out_of_the_repository_is_never_committed(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+    command: str,
+    listed: str,
+) -> None:
+    """Harmless on GitHub, but whoever later reads the checkout (a developer's tools, CI,
+    a host-side read) would be led out of it."""
+    owner, name = REPO.split("/")
+    github_sim.add_repo(owner, name, files=FILES)
+    github_sim.add_user("alice", "write")
+    before = dict(github_sim.branches(REPO))
+    anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=[command]))
+    number = label(github_sim)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.failed], [(j.state, j.error) for j in jobs]
+    comment = progress_comment(github_sim, number, jobs[0].id)
+    assert "symbolic links that point out of the repository" in comment and listed in comment
+    assert "Nothing was pushed" in comment
+    assert github_sim.branches(REPO) == before and github_sim.pulls(REPO) == []
+
+
+@needs_bwrap
+async def test_a_summary_that_is_a_link_inside_the_repository_fails_with_a_clear_reason(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    owner, name = REPO.split("/")
+    github_sim.add_repo(owner, name, files=FILES)
+    github_sim.add_user("alice", "write")
+    link = "ln -s ../README.md docs/implementation-summary-cart.md"
+    anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=[link], skip_summary=True))
+    number = label(github_sim)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.failed], [(j.state, j.error) for j in jobs]
+    comment = progress_comment(github_sim, number, jobs[0].id)
+    assert "stand in for the implementation summary (`docs/implementation-summary-cart.md`)" in (
+        comment
+    )
+    assert "must be a regular file" in comment
+    assert github_sim.pulls(REPO) == []
+
+
+@needs_bwrap
+async def test_a_link_inside_the_repository_is_committed_as_before(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    owner, name = REPO.split("/")
+    github_sim.add_repo(owner, name, files=FILES)
+    github_sim.add_user("alice", "write")
+    anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=["ln -s ../README.md docs/readme"]))
+    label(github_sim)
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.succeeded], [(j.state, j.error) for j in jobs]
+    [pr] = github_sim.pulls(REPO)
+    assert github_sim.read_file(REPO, pr["head"]["ref"], "docs/readme") == "../README.md"
