@@ -31,7 +31,7 @@ from pact_bot.workspace import Changes
 from pact_bot.workspace.tree import changed_paths, restore
 
 if TYPE_CHECKING:
-    from pact_bot.agent.loop import Progress, RunResult
+    from pact_bot.agent.budget import Progress, RunResult
     from pact_bot.agent.tools import Tools
     from pact_bot.agent.transcript import Transcript
 
@@ -87,8 +87,9 @@ async def implement(
     """Run the agent under the job's budgets, then the checks (asking once for a missing
     summary within what is left of the budget)."""
     # Here rather than at the top: see the module docstring (start-up cost of the SDK).
+    from pact_bot.agent.budget import Budget
     from pact_bot.agent.definition import load_definition, system_prompt
-    from pact_bot.agent.loop import Budget, run_agent
+    from pact_bot.agent.loop import run_agent
     from pact_bot.agent.tools import build_tools
 
     summary_file = summary_path(component)
@@ -351,7 +352,7 @@ def load_agent_soon() -> asyncio.Future[None]:
 
     def load() -> None:
         try:
-            import pact_bot.agent  # noqa: F401
+            import pact_bot.agent.loop  # noqa: F401
         except Exception:
             log.debug("early agent import failed", exc_info=True)
 
