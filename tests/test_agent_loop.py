@@ -365,7 +365,7 @@ async def test_failing_progress_callback_does_not_end_the_run(
 async def test_bash_in_the_sandbox_within_the_loop(
     anthropic_sim: AnthropicSim, repo: Path, system: str
 ) -> None:
-    from pact_bot.agent.tools.bash import sandbox_available
+    from pact_bot.agent.tools.bwrap import sandbox_available
 
     if not sandbox_available()[0]:
         pytest.skip("bubblewrap unusable")
@@ -381,7 +381,7 @@ async def test_bash_in_the_sandbox_within_the_loop(
 async def test_a_tool_outliving_the_time_budget_stops_the_run(
     anthropic_sim: AnthropicSim, repo: Path, system: str
 ) -> None:
-    from pact_bot.agent.tools.bash import sandbox_available
+    from pact_bot.agent.tools.bwrap import sandbox_available
 
     if not sandbox_available()[0]:
         pytest.skip("bubblewrap unusable")

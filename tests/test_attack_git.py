@@ -19,7 +19,7 @@ from sim.policies import SpecCoderPolicy
 from test_workspace import TOKEN, Upstream, git
 
 from pact_bot.agent.tools import build_tools
-from pact_bot.agent.tools.bash import sandbox_available
+from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.jobs.model import JobState
 from pact_bot.workspace import Workspace
 

@@ -283,8 +283,8 @@ def check_bubblewrap() -> Check:
         "profile permitting clone/unshare)"
     )
     try:
-        bash: Any = importlib.import_module("pact_bot.agent.tools.bash")
-        ok, why = bash.sandbox_available()
+        bwrap: Any = importlib.import_module("pact_bot.agent.tools.bwrap")
+        ok, why = bwrap.sandbox_available()
     except (ImportError, AttributeError):
         ok, why = _probe_bwrap()
     return Check(name, bool(ok), str(why), "" if ok else fix)
@@ -292,7 +292,7 @@ def check_bubblewrap() -> Check:
 
 def check_sandbox_limits(settings: Settings) -> Check:
     """Which mechanism caps a command's processes and memory here (cgroup or rlimits)."""
-    from pact_bot.agent.tools.bash import Limits, describe_limits
+    from pact_bot.agent.tools.limits import Limits, describe_limits
 
     ok, detail = describe_limits(Limits.from_settings(settings))
     fix = (

@@ -21,6 +21,7 @@ from typing import Any
 from pact_bot.agent.paths import PathError
 from pact_bot.agent.tools import bash as bash_tool
 from pact_bot.agent.tools import search
+from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.agent.tools.editor import EditorTool, ToolError
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def build_tools(
     `settings` supplies the sandbox's limits, disk cap and extra binds (defaults without)."""
     bash = None
     if sandbox:
-        ok, reason = bash_tool.sandbox_available()
+        ok, reason = sandbox_available()
         if ok:
             bash = bash_tool.BashTool(
                 worktree,
