@@ -10,14 +10,18 @@ import asyncio
 import contextlib
 import importlib
 import os
+import shutil
 import sqlite3
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from pact_bot.agent.tools.limits import Limits, describe_limits
 from pact_bot.doctor_check import TIMEOUT, Check
 from pact_bot.doctor_services import _first_line
 from pact_bot.settings import Settings
+from pact_bot.startup import exposed, private_paths
 
 
 def check_bubblewrap() -> Check:
@@ -37,8 +41,6 @@ def check_bubblewrap() -> Check:
 
 def check_sandbox_limits(settings: Settings) -> Check:
     """Which mechanism caps a command's processes and memory here (cgroup or rlimits)."""
-    from pact_bot.agent.tools.limits import Limits, describe_limits
-
     ok, detail = describe_limits(Limits.from_settings(settings))
     fix = (
         "run pact-bot as an unprivileged user (the image's `pact`, uid 10001), under systemd "
@@ -50,8 +52,6 @@ def check_sandbox_limits(settings: Settings) -> Check:
 
 def check_sandbox_exposure(settings: Settings) -> Check:
     """The data dir, database, env file and key must not be readable inside the sandbox."""
-    from pact_bot.startup import exposed, private_paths
-
     shown = exposed(settings)
     name = "private files hidden from the sandbox"
     if shown:
@@ -67,9 +67,6 @@ def check_sandbox_exposure(settings: Settings) -> Check:
 
 
 def _probe_bwrap() -> tuple[bool, str]:
-    import shutil
-    import subprocess
-
     bwrap = shutil.which("bwrap")
     if not bwrap:
         return False, "bubblewrap is not installed (no bwrap on PATH)"

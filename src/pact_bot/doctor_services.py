@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pact_bot.agent import provider as prov
 from pact_bot.doctor_check import TIMEOUT, Check
 from pact_bot.settings import Settings
 
@@ -122,7 +123,7 @@ async def check_anthropic(settings: Settings) -> Check:
             "ANTHROPIC_API_KEY is not set",
             "set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for a gateway)",
         )
-    import anthropic
+    import anthropic  # not at the top: ~2 s to import
 
     model = settings.resolve_model(None)
     where = settings.anthropic_base_url or "the Anthropic API"
@@ -192,9 +193,7 @@ async def check_provider(settings: Settings) -> Check:
     provider = settings.pact_provider
     if provider == "anthropic":
         return await check_anthropic(settings)
-    import anthropic
-
-    from pact_bot.agent import provider as prov
+    import anthropic  # not at the top: ~2 s to import
 
     name = PROVIDER_CHECK[provider]
     fix_creds = f"set {prov.NEEDS[provider]} in the environment of pact-bot"

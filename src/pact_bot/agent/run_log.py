@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pact_bot import metrics
 from pact_bot.agent.cost import (
     Usage,
 )
@@ -42,8 +43,6 @@ def _log_results(
 
 def _context_metric(action: str) -> None:
     try:
-        from pact_bot import metrics
-
         metrics.context_edits.labels(action).inc()
     except Exception:  # metrics must never break a run
         log.debug("metrics update failed", exc_info=True)
@@ -54,8 +53,6 @@ def _run_metrics(usage: Usage) -> None:
     if not usage.prompt_tokens:
         return
     try:
-        from pact_bot import metrics
-
         metrics.cache_read_share.observe(usage.cached_share)
     except Exception:  # metrics must never break a run
         log.debug("metrics update failed", exc_info=True)
@@ -63,8 +60,6 @@ def _run_metrics(usage: Usage) -> None:
 
 def _metrics(usage: Usage, dollars: float) -> None:
     try:
-        from pact_bot import metrics
-
         metrics.model_tokens.labels("input").inc(usage.input_tokens)
         metrics.model_tokens.labels("cache_read").inc(usage.cache_read_tokens)
         metrics.model_tokens.labels("cache_write").inc(usage.cache_write_tokens)
