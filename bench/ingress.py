@@ -187,7 +187,7 @@ def bench_pact_bot(work: Path, reqfile: Path, ids: list[str], args: argparse.Nam
     if args.postgres:  # a fresh schema in the given database; dropped after counting
         import asyncio
 
-        from pact_bot.jobs.postgres import apply_schema
+        from pact_bot.jobs.pg_schema import apply_schema
 
         schema = f"bench_{uuid.uuid4().hex[:10]}"
         asyncio.run(apply_schema(args.postgres, schema))
@@ -224,7 +224,7 @@ def _count_postgres_jobs(dsn: str, schema: str, ids: list[str], res: dict) -> di
 
     import psycopg
 
-    from pact_bot.jobs.postgres import drop_schema
+    from pact_bot.jobs.pg_schema import drop_schema
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{schema}"')

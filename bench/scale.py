@@ -51,7 +51,8 @@ async def fixed_latency(job: Any, control: Any) -> Any:
 
 async def enqueue(dsn: str, schema: str, n: int) -> None:
     from pact_bot.jobs.model import Job, JobKind
-    from pact_bot.jobs.postgres import PostgresQueue, apply_schema
+    from pact_bot.jobs.pg_schema import apply_schema
+    from pact_bot.jobs.postgres import PostgresQueue
 
     await apply_schema(dsn, schema)
     async with PostgresQueue(dsn, schema=schema) as q:
@@ -87,7 +88,7 @@ async def count_succeeded(dsn: str, schema: str) -> int:
 
 
 def run(dsn: str, workers: int, jobs: int, latency: float, work: Path) -> dict[str, Any]:
-    from pact_bot.jobs.postgres import drop_schema
+    from pact_bot.jobs.pg_schema import drop_schema
 
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     record = work / f"records-{workers}.jsonl"

@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from sim.pypi import simple_index  # noqa: E402
 
-from pact_bot.agent.tools.bash import BashTool, sandbox_available  # noqa: E402
+from pact_bot.agent.tools.bash import BashTool  # noqa: E402
+from pact_bot.agent.tools.bwrap import sandbox_available  # noqa: E402
 from pact_bot.jobsandbox import JobSandbox  # noqa: E402
 
 

@@ -46,10 +46,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from sim.anthropic import AnthropicSim, estimate_tokens, running_sim  # noqa: E402
 from sim.reader import ModuleReaderPolicy, checksum, module_source  # noqa: E402
 
+from pact_bot.agent.budget import Budget  # noqa: E402
 from pact_bot.agent.context import ContextLimits  # noqa: E402
 from pact_bot.agent.cost import context_window  # noqa: E402
 from pact_bot.agent.definition import load_definition, system_prompt  # noqa: E402
-from pact_bot.agent.loop import Budget, RetryPolicy, run_agent  # noqa: E402
+from pact_bot.agent.loop import run_agent  # noqa: E402
+from pact_bot.agent.retry import RetryPolicy  # noqa: E402
 from pact_bot.agent.tools import build_tools  # noqa: E402
 from pact_bot.agent.tools.editor import VIEW_MAX_CHARACTERS  # noqa: E402
 from pact_bot.agent.transcript import Transcript  # noqa: E402

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from pact_bot.jobs.model import Job, JobState
-from pact_bot.jobs.postgres import apply_schema, drop_schema
+from pact_bot.jobs.pg_schema import apply_schema, drop_schema
 from pact_bot.jobs.worker import JobControl, JobOutcome
 
 DSN_ENV = "PACT_TEST_POSTGRES_DSN"

@@ -70,8 +70,8 @@ class QueueFactory:
         self, lease_seconds: float = 30.0, max_attempts: int = 3, clock: Clock | None = None
     ) -> Queue:
         if self.backend == "postgres" and not self._migrated:  # one fresh schema per test
-            postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
-            await postgres.apply_schema(os.environ["PACT_TEST_POSTGRES_DSN"], self.schema)
+            pg_schema: Any = importlib.import_module("pact_bot.jobs.pg_schema")
+            await pg_schema.apply_schema(os.environ["PACT_TEST_POSTGRES_DSN"], self.schema)
             self._migrated = True
         queue = queue_from_spec(self.spec(lease_seconds, max_attempts), clock)
         await queue.open()
@@ -83,6 +83,6 @@ class QueueFactory:
             await queue.close()
         self.opened.clear()
         if self._migrated:
-            postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
-            await postgres.drop_schema(os.environ["PACT_TEST_POSTGRES_DSN"], self.schema)
+            pg_schema: Any = importlib.import_module("pact_bot.jobs.pg_schema")
+            await pg_schema.drop_schema(os.environ["PACT_TEST_POSTGRES_DSN"], self.schema)
             self._migrated = False

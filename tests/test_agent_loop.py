@@ -13,9 +13,11 @@ import pytest
 from sim.anthropic import AnthropicSim, Fault, Turn, text, tool_use
 from sim.policies import ReplayPolicy, SpecCoderPolicy
 
+from pact_bot.agent.budget import Budget, Progress, RunResult
 from pact_bot.agent.cost import UnknownModelPrice
 from pact_bot.agent.definition import load_definition, system_prompt
-from pact_bot.agent.loop import CONTINUE_TEXT, Budget, Progress, RetryPolicy, RunResult, run_agent
+from pact_bot.agent.loop import CONTINUE_TEXT, run_agent
+from pact_bot.agent.retry import RetryPolicy
 from pact_bot.agent.tools import build_tools
 from pact_bot.agent.transcript import Transcript, render_transcript
 from pact_bot.settings import DEFAULT_PRICES
@@ -363,7 +365,7 @@ async def test_failing_progress_callback_does_not_end_the_run(
 async def test_bash_in_the_sandbox_within_the_loop(
     anthropic_sim: AnthropicSim, repo: Path, system: str
 ) -> None:
-    from pact_bot.agent.tools.bash import sandbox_available
+    from pact_bot.agent.tools.bwrap import sandbox_available
 
     if not sandbox_available()[0]:
         pytest.skip("bubblewrap unusable")
@@ -379,7 +381,7 @@ async def test_bash_in_the_sandbox_within_the_loop(
 async def test_a_tool_outliving_the_time_budget_stops_the_run(
     anthropic_sim: AnthropicSim, repo: Path, system: str
 ) -> None:
-    from pact_bot.agent.tools.bash import sandbox_available
+    from pact_bot.agent.tools.bwrap import sandbox_available
 
     if not sandbox_available()[0]:
         pytest.skip("bubblewrap unusable")
@@ -434,10 +436,3 @@ async def test_failing_streams_are_charged_so_retries_cannot_pass_the_cap(
     assert "a retry could pass the dollar cap" in (result.error or "")
     assert anthropic_sim.total_cost(DEFAULT_PRICES) <= result.cost_usd <= cap
     assert 1 < len(anthropic_sim.requests) < 50
-
-
-def test_budget_defaults_come_from_settings() -> None:
-    from pact_bot.settings import Settings
-
-    s = Settings(_env_file=None, pact_max_turns=7, pact_max_minutes=2)  # type: ignore[call-arg]
-    assert Budget.from_settings(s) == Budget(max_turns=7, max_cost_usd=5.0, max_seconds=120.0)

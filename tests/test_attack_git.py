@@ -19,7 +19,7 @@ from sim.policies import SpecCoderPolicy
 from test_workspace import TOKEN, Upstream, git
 
 from pact_bot.agent.tools import build_tools
-from pact_bot.agent.tools.bash import sandbox_available
+from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.jobs.model import JobState
 from pact_bot.workspace import Workspace
 
@@ -241,8 +241,8 @@ async def test_job_whose_agent_plants_git_config_runs_nothing_on_the_host(
 
 
 def test_git_processes_only_start_in_the_runner() -> None:
-    """No module but the runner starts processes that could be git (bash.py and doctor.py
-    start bubblewrap only)."""
+    """No module but the runner starts processes that could be git (the sandbox's modules
+    and doctor's host checks start bubblewrap or systemd-run only)."""
     src = Path(__file__).resolve().parents[1] / "src" / "pact_bot"
     found = subprocess.run(
         ["grep", "-rlE", "create_subprocess_exec|subprocess\\.(run|Popen|call|check_)", str(src)],
@@ -251,7 +251,13 @@ def test_git_processes_only_start_in_the_runner() -> None:
         check=False,
     ).stdout.split()
     names = sorted(Path(f).relative_to(src).as_posix() for f in found)
-    assert names == ["agent/tools/bash.py", "doctor.py", "workspace/git.py"], names
+    assert names == [
+        "agent/tools/bash.py",
+        "agent/tools/bwrap.py",
+        "agent/tools/limits.py",
+        "doctor_host.py",
+        "workspace/git.py",
+    ], names
 
 
 # --- local mode: the user's own repository -----------------------------------------------

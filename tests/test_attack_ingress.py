@@ -32,6 +32,7 @@ from sim.github import GitHubSim
 from test_revise import REPO, bot_comments
 from test_webhook import APP, SECRET, headers, make_settings
 
+from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Job, Pruned, Queue
 from pact_bot.jobs.retention import DAY, Retention
 from pact_bot.jobs.sqlite import SqliteQueue
@@ -504,10 +505,10 @@ async def test_the_retention_loop_survives_a_failed_pass_and_uses_the_settings(
     )
     stop = asyncio.Event()
     queue = _PruneOnce(stop)
-    clock = Clock()
-    retention = Retention.from_settings(settings, queue, clock=clock)  # type: ignore[arg-type]
+    clock = FakeClock(start=1000.0)
+    retention = Retention.from_settings(settings, queue, clock=clock)
     assert await retention.prune_if_due() is None  # failed: logged, not raised
-    clock.now += 3600  # due again
+    await clock.advance(3600)  # due again
 
     await asyncio.wait_for(retention.run(stop, poll=3600), timeout=5)
 

@@ -27,7 +27,7 @@ from test_setup_flow import (  # noqa: F401 (fixtures)
 
 from pact_bot.jobs.model import JobState
 from pact_bot.settings import load_settings
-from pact_bot.web import setup
+from pact_bot.web import setup, setup_manifest, setup_token
 
 
 async def test_empty_protected_paths_do_not_unprotect_the_workflows(
@@ -62,8 +62,8 @@ async def test_empty_protected_paths_do_not_unprotect_the_workflows(
 def _attacker_code(github_sim: GitHubSim, state: str) -> httpx.URL:
     """The attacker's own App created on GitHub from a manifest pointed at the victim:
     GitHub's redirect back, with a code the victim's server would convert."""
-    manifest = setup.build_manifest(load_settings(), PUBLIC)
-    action = setup.registration_url(load_settings(), None, state)
+    manifest = setup_manifest.build_manifest(load_settings(), PUBLIC)
+    action = setup_manifest.registration_url(load_settings(), None, state)
     redirect = httpx.post(action, data={"manifest": json.dumps(manifest)}, timeout=10)
     assert redirect.status_code == 302
     return httpx.URL(redirect.headers["location"])
@@ -120,7 +120,7 @@ def test_a_callback_with_a_state_from_another_browser_is_refused(
 
 def test_the_setup_cookies_stay_on_this_server(stranger: TestClient) -> None:  # noqa: F811
     settings = stranger.app.state.settings  # type: ignore[attr-defined]
-    token = setup.setup_token(settings)
+    token = setup_token.setup_token(settings)
     response = stranger.get(f"/setup?token={token}")
     assert response.status_code == 303 and response.headers["location"] == "/setup"
     assert response.headers["referrer-policy"] == "no-referrer"

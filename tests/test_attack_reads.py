@@ -297,7 +297,7 @@ async def test_revise_skips_a_summary_linked_to_a_host_file(
 
 
 def _sandbox() -> None:
-    from pact_bot.agent.tools.bash import sandbox_available
+    from pact_bot.agent.tools.bwrap import sandbox_available
 
     ok, why = sandbox_available()
     if not ok:

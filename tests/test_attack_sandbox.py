@@ -21,7 +21,9 @@ from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy
 
-from pact_bot.agent.tools.bash import BashTool, Limits, limit_mechanism, sandbox_available
+from pact_bot.agent.tools.bash import BashTool
+from pact_bot.agent.tools.bwrap import sandbox_available
+from pact_bot.agent.tools.limits import Limits, limit_mechanism
 from pact_bot.agent.transcript import transcript_path
 from pact_bot.cli import main as cli
 from pact_bot.jobs.model import JobState

@@ -16,7 +16,7 @@ from sim.policies import RevisePolicy, SpecCoderPolicy
 from test_code_pipeline import FILES, REPO, label, progress_comment
 from test_revise import BRANCH, open_bot_pr
 
-from pact_bot.agent.tools.bash import sandbox_available
+from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.jobs.model import JobState
 
 ok, reason = sandbox_available()

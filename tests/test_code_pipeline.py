@@ -508,7 +508,7 @@ async def test_setup_commands_run_in_the_sandbox_and_leave_nothing_behind(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    from pact_bot.agent.tools.bash import sandbox_available
+    from pact_bot.agent.tools.bwrap import sandbox_available
 
     if not sandbox_available()[0]:
         pytest.skip(sandbox_available()[1])

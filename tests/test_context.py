@@ -19,9 +19,11 @@ import pytest
 from sim.anthropic import AnthropicSim, tool_use
 from sim.reader import ModuleReaderPolicy, checksum, module_source
 
+from pact_bot.agent.budget import Budget, RunResult
 from pact_bot.agent.context import CLEARED_PREFIX, ContextLimits
 from pact_bot.agent.definition import load_definition, system_prompt
-from pact_bot.agent.loop import Budget, RetryPolicy, RunResult, run_agent
+from pact_bot.agent.loop import run_agent
+from pact_bot.agent.retry import RetryPolicy
 from pact_bot.agent.tools import build_tools
 from pact_bot.agent.transcript import Transcript, render_transcript
 from pact_bot.pipeline.agent_run import Implementation, failure_of

@@ -175,7 +175,7 @@ def test_postgres_unmigrated_then_migrated(
 ) -> None:
     from pg_support import new_schema_name, postgres_dsn
 
-    from pact_bot.jobs.postgres import apply_schema, drop_schema
+    from pact_bot.jobs.pg_schema import apply_schema, drop_schema
 
     dsn = postgres_dsn()
     schema = new_schema_name("doctor")

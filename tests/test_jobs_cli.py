@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from sim.anthropic import AnthropicSim, text, tool_use
 from sim.policies import ReplayPolicy, SpecCoderPolicy
 
+from pact_bot.agent.budget import Budget
 from pact_bot.agent.definition import load_definition, system_prompt
-from pact_bot.agent.loop import Budget, run_agent
+from pact_bot.agent.loop import run_agent
 from pact_bot.agent.tools import build_tools
 from pact_bot.agent.transcript import Transcript
 from pact_bot.cli import main

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sim.pypi import simple_index
 
-from pact_bot.agent.tools.bash import BashTool, sandbox_available
+from pact_bot.agent.tools.bash import BashTool
+from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.agent.tools.jobenv import JobEnv
 from pact_bot.jobsandbox import JobSandbox
 from pact_bot.netproxy import AllowlistProxy, Rule, host_package_indexes, parse_rules

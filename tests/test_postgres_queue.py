@@ -21,7 +21,8 @@ from pg_support import PgSchema, make_schema, postgres_dsn, remove_schema, with_
 
 from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Pruned
-from pact_bot.jobs.postgres import NOT_MIGRATED, NotMigrated, PostgresQueue, apply_schema
+from pact_bot.jobs.pg_schema import NOT_MIGRATED, NotMigrated, apply_schema
+from pact_bot.jobs.postgres import PostgresQueue
 from pact_bot.jobs.worker import JobControl, JobOutcome, run_workers
 
 PACT_BOT = Path(sys.executable).with_name("pact-bot")

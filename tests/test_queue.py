@@ -102,8 +102,8 @@ async def test_retention_prunes_finished_jobs_and_old_deliveries(queue: Queue) -
     waiting = job(number=3)
     await queue.enqueue(waiting)
     assert await queue.record_delivery("d-ignored") is True
-    clock = [time.time() + 8 * DAY]
-    retention = Retention(queue, jobs_days=30, deliveries_days=7, clock=lambda: clock[0])
+    clock = FakeClock(start=time.time() + 8 * DAY)
+    retention = Retention(queue, jobs_days=30, deliveries_days=7, clock=clock)
 
     pruned = await retention.prune_if_due()
 
@@ -112,7 +112,7 @@ async def test_retention_prunes_finished_jobs_and_old_deliveries(queue: Queue) -
     assert await queue.record_delivery("d-ignored") is True  # forgotten: recorded anew
     assert await queue.enqueue(job(number=1), body_sha256="b1") is Enqueued.created
     assert await retention.prune_if_due() is None  # not due again within the hour
-    clock[0] += 23 * DAY
+    await clock.advance(23 * DAY)
 
     pruned = await retention.prune_if_due()
 

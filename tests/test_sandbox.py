@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pact_bot.agent.tools import build_tools
-from pact_bot.agent.tools.bash import BashTool, sandbox_available
+from pact_bot.agent.tools.bash import BashTool
+from pact_bot.agent.tools.bwrap import sandbox_available
 
 ok, reason = sandbox_available()
 needs_bwrap = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
@@ -124,9 +125,9 @@ async def test_commands_run_concurrently_without_sharing_state(wt: Path) -> None
 def test_without_bubblewrap_bash_is_not_offered_and_the_log_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pact_bot.agent.tools import bash as bash_module
+    from pact_bot.agent.tools import bwrap
 
-    monkeypatch.setattr(bash_module, "BWRAP", str(tmp_path / "no-bwrap"))
+    monkeypatch.setattr(bwrap, "BWRAP", str(tmp_path / "no-bwrap"))
     monkeypatch.setenv("PATH", str(tmp_path))
     sandbox_available.cache_clear()
     try:
@@ -157,7 +158,7 @@ async def test_no_capabilities_to_undo_the_read_only_binds(wt: Path) -> None:
 
 @needs_bwrap
 async def test_private_tmp_is_bounded(wt: Path) -> None:
-    from pact_bot.agent.tools.bash import TMP_BYTES, _tmp_size
+    from pact_bot.agent.tools.bwrap import TMP_BYTES, _tmp_size
 
     if not _tmp_size():
         pytest.skip("this bwrap cannot size its tmpfs")
@@ -168,20 +169,20 @@ async def test_private_tmp_is_bounded(wt: Path) -> None:
 @pytest.fixture
 def rlimits_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """The limits as they are enforced where the bot can make no cgroup (most containers)."""
-    from pact_bot.agent.tools import bash
+    from pact_bot.agent.tools import limits
 
-    bash.limit_mechanism.cache_clear()
-    monkeypatch.setattr(bash, "_systemd_scope_works", lambda: False)
-    monkeypatch.setattr(bash, "_writable_cgroup", lambda: None)
+    limits.limit_mechanism.cache_clear()
+    monkeypatch.setattr(limits, "_systemd_scope_works", lambda: False)
+    monkeypatch.setattr(limits, "_writable_cgroup", lambda: None)
     yield
-    bash.limit_mechanism.cache_clear()
+    limits.limit_mechanism.cache_clear()
 
 
 @needs_bwrap
 async def test_without_a_cgroup_rlimits_still_cap_file_size_memory_and_cpu(
     wt: Path, rlimits_only: None
 ) -> None:
-    from pact_bot.agent.tools.bash import Limits, limit_mechanism
+    from pact_bot.agent.tools.limits import Limits, limit_mechanism
 
     assert limit_mechanism().kind == "rlimit"
     limits = Limits(pids=64, memory_bytes=256 * 1024 * 1024, cpu_seconds=1, file_bytes=1 << 20)
@@ -199,7 +200,7 @@ async def test_without_a_cgroup_rlimits_still_cap_file_size_memory_and_cpu(
 
 
 def test_root_without_a_cgroup_is_reported_as_uncontained(rlimits_only: None) -> None:
-    from pact_bot.agent.tools.bash import Limits, describe_limits
+    from pact_bot.agent.tools.limits import Limits, describe_limits
 
     enforced, detail = describe_limits(Limits())
     if os.getuid() == 0:
@@ -211,7 +212,7 @@ def test_root_without_a_cgroup_is_reported_as_uncontained(rlimits_only: None) ->
 
 
 def test_disk_usage_counts_each_file_once_and_follows_no_symlink(tmp_path: Path) -> None:
-    from pact_bot.agent.tools.bash import disk_usage
+    from pact_bot.agent.tools.limits import disk_usage
 
     (tmp_path / "a").write_bytes(b"x" * 100_000)
     os.link(tmp_path / "a", tmp_path / "a-again")

@@ -32,7 +32,7 @@ from starlette.testclient import TestClient
 from pact_bot.cli import main as cli
 from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.settings import Settings, load_settings
-from pact_bot.web import setup
+from pact_bot.web import setup_credentials, setup_manifest, setup_state, setup_token
 from pact_bot.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,7 +276,7 @@ def client(stranger: TestClient) -> TestClient:
 
 def authorise(client: TestClient) -> None:
     settings: Settings = client.app.state.settings  # type: ignore[attr-defined]
-    response = client.get(f"/setup?token={setup.setup_token(settings)}")
+    response = client.get(f"/setup?token={setup_token.setup_token(settings)}")
     assert response.status_code == 303 and response.headers["location"] == "/setup"
 
 
@@ -324,7 +324,7 @@ def test_app_yml_requests_only_what_it_explains() -> None:
     for pattern in patterns:
         [n] = [i for i, line in enumerate(lines) if re.fullmatch(pattern, line)]
         assert lines[n - 1].strip().startswith("#"), f"app.yml: no comment above {lines[n]!r}"
-    assert setup.load_manifest() == data
+    assert setup_manifest.load_manifest() == data
 
 
 def test_org_and_enterprise_server_targets(
@@ -336,7 +336,7 @@ def test_org_and_enterprise_server_targets(
     monkeypatch.setenv("GITHUB_API_URL", "https://ghe.example.com/api/v3")
     monkeypatch.setenv("PACT_GITHUB_ORG", "platform")
     ghes = load_settings()
-    assert setup.registration_url(ghes, ghes.pact_github_org, "s").startswith(
+    assert setup_manifest.registration_url(ghes, ghes.pact_github_org, "s").startswith(
         "https://ghe.example.com/organizations/platform/settings/apps/new?state=s"
     )
 
@@ -381,7 +381,7 @@ def test_unknown_expired_and_missing_state_are_refused(
 ) -> None:
     assert client.get("/setup?code=abc&state=forged").status_code == 400
     assert client.get("/setup?code=abc").status_code == 400
-    monkeypatch.setattr(setup, "STATE_TTL_SECONDS", -1)
+    monkeypatch.setattr(setup_state, "STATE_TTL_SECONDS", -1)
     expired = _register(client, github_sim)
     assert expired.status_code == 400 and "expired" in expired.text
     assert not sim_env.exists()
@@ -400,7 +400,7 @@ def test_write_app_credentials_replaces_keys_and_keeps_the_rest(tmp_path: Path) 
     env = tmp_path / ".env"
     env.write_text("# mine\nPACT_MODEL=opus\nGITHUB_WEBHOOK_SECRET=old\n")
     pem = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"
-    setup.write_app_credentials(
+    setup_credentials.write_app_credentials(
         env, {"GITHUB_WEBHOOK_SECRET": 'n"ew', "GITHUB_PRIVATE_KEY": pem}, "note"
     )
     values = dotenv_values(env)

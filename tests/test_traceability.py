@@ -15,14 +15,12 @@ from pact_bot.traceability import (
     Status,
     check,
     check_job,
-    check_output,
-    conclusion,
     followup_message,
     for_spec,
     instruction,
     parse_table,
-    pr_table,
 )
+from pact_bot.traceability_text import check_output, conclusion, pr_table
 
 SUMMARY = "docs/implementation-summary-cart.md"
 

@@ -175,7 +175,7 @@ def jobs_show(job_id: str, as_json: bool, transcript: bool) -> None:
 @click.option("--org", default=None, help="Register the App on this organisation.")
 def setup(org: str | None) -> None:
     """Print the URL that registers the GitHub App from app.yml."""
-    from pact_bot.web.setup import print_setup_instructions
+    from pact_bot.web.setup_cli import print_setup_instructions
 
     sys.exit(print_setup_instructions(_settings(), org=org))
 

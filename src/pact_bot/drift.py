@@ -24,7 +24,8 @@ from typing import Any
 
 from pact_bot.requirements import clip, extract_requirements
 from pact_bot.specs import DEFAULT_GLOB, changed_sections, spec_refs
-from pact_bot.traceability import cell, parse_table
+from pact_bot.traceability import parse_table
+from pact_bot.traceability_text import cell
 
 CHECK_NAME = "PACT Drift"
 UPDATE_ACTION = "pact-update"

@@ -30,7 +30,7 @@ def private_paths(settings: Settings) -> list[Path]:
 
 
 def exposed(settings: Settings) -> list[str]:
-    from pact_bot.agent.tools.bash import exposed_paths
+    from pact_bot.agent.tools.bwrap import exposed_paths
 
     return exposed_paths(private_paths(settings), settings.pact_sandbox_binds)
 

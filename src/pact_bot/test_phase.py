@@ -22,7 +22,8 @@ from urllib.parse import quote
 from pact_bot.agent.definition import AgentDefinition
 from pact_bot.confined import path_problem
 from pact_bot.requirements import clip
-from pact_bot.traceability import Row, cell, normalise_path, split_row
+from pact_bot.traceability import Row, normalise_path, split_row
+from pact_bot.traceability_text import cell
 
 MAX_SCAN = 400_000
 MAX_ROWS = 1000

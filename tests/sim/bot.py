@@ -67,7 +67,7 @@ def without_acks(jobs: list[Job]) -> list[Job]:
 
 class InProcessBot:
     def __init__(self, github: GitHubSim, anthropic: AnthropicSim, data_dir: Path) -> None:
-        from pact_bot.agent.loop import RetryPolicy
+        from pact_bot.agent.retry import RetryPolicy
 
         self.github = github
         self.anthropic = anthropic

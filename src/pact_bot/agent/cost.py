@@ -50,8 +50,25 @@ class UnknownModelPrice(Exception):
         self.model = model
 
 
+class PromptTokens:
+    """The prompt's token arithmetic, shared by one call's `Usage` and a job's `RunStats`."""
+
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Everything the request sent: uncached input + cache reads + cache writes."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def cached_share(self) -> float:
+        return self.cache_read_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+
 @dataclass(frozen=True)
-class Usage:
+class Usage(PromptTokens):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -64,15 +81,6 @@ class Usage:
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
         )
-
-    @property
-    def prompt_tokens(self) -> int:
-        """Everything the request sent: uncached input + cache reads + cache writes."""
-        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
-
-    @property
-    def cached_share(self) -> float:
-        return self.cache_read_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     @classmethod
     def from_api(cls, usage: Any) -> Usage:

@@ -3,7 +3,7 @@
     result = await run_agent(
         client=anthropic.AsyncAnthropic(...), model="claude-sonnet-5-5", system=system,
         user_message=first_message, tools=build_tools(worktree, sandbox=True),
-        budget=Budget.from_settings(settings), prices=settings.prices,
+        budget=Budget(max_turns=60, max_cost_usd=5.0), prices=settings.prices,
         transcript=Transcript.for_job(settings.pact_data_dir, job.id, settings.secrets()),
         on_progress=..., should_cancel=...,
     )
@@ -22,12 +22,7 @@ stops with `budget_cost`). A call that fails after the response began streaming 
 its worst case, since it may have been billed. Turns are counted per model call; wall time is
 checked before each call and enforced with a timeout around calls and tool runs.
 
-Retries are ours, not the SDK's (the client is used with `max_retries=0`): 429, 408, 409,
-5xx and 529, connection failures, and `overloaded_error`/`api_error` events mid-stream are
-retried up to `RetryPolicy.max_retries` times with exponential backoff (with jitter), waiting
-what `retry-after-ms`/`retry-after` says when the server says it. `x-should-retry: false` is
-obeyed. When retries run out the run stops with `error` and a message such as
-"Anthropic API overloaded (529) after 5 retries".
+Retries: `agent/retry.py`.
 
 Context window: before every call the prompt's size is known (the last response's usage plus
 an estimate of what was added since). When it and `max_tokens` would pass
@@ -37,10 +32,7 @@ and the run continues from the task and the summary (see `agent/context.py`). A 
 too long" (our estimate was wrong) forces the same once; a prompt that still does not fit
 stops the run with `context_window`, which no retry can fix.
 
-Prompt caching: one breakpoint on the system block (tools come before system in the prefix,
-so it covers both) and a moving one on the last block of each of the two latest user turns
-(the previous one keeps the last cache entry reachable even when a turn adds more than the
-API's 20-block lookback); older marks are removed, so a request never carries more than 3.
+Prompt caching: `agent/messages.py`.
 """
 
 from __future__ import annotations
@@ -48,17 +40,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
-import email.utils
 import logging
-import random
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import anthropic
 
+from pact_bot.agent.api_call import _call, _PromptTooLong, _safely, _State, _StopRun
+from pact_bot.agent.budget import Budget, Progress, RunResult, Stop
 from pact_bot.agent.context import (
     SUMMARY_PROMPT,
     Clearable,
@@ -81,130 +71,27 @@ from pact_bot.agent.cost import (
     model_prices,
     worst_case_cost,
 )
-from pact_bot.agent.tools import ToolCall, Tools, summarize
+from pact_bot.agent.messages import (
+    CACHE,
+    _append_user,
+    _block_dict,
+    _close_dangling,
+    _mark_cache,
+    _strip_cache,
+    _tool_result,
+)
+from pact_bot.agent.retry import RetryPolicy, _too_long_counts
+from pact_bot.agent.run_log import _context_metric, _log_results, _metrics, _run_metrics
+from pact_bot.agent.tools import Tools, summarize
 from pact_bot.agent.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
-Stop = Literal[
-    "end_turn",
-    "budget_turns",
-    "budget_cost",
-    "budget_time",
-    "cancelled",
-    "error",
-    "max_tokens",
-    "context_window",
-    "workspace_full",
-]
-CACHE = {"type": "ephemeral"}
 CONTINUE_TEXT = (
     "Your previous response was cut off at the output token limit. Continue from where you "
     "stopped; write large files in several smaller steps (create, then insert or str_replace)."
 )
-RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
-RETRYABLE_EVENT_ERRORS = {"overloaded_error", "api_error", "rate_limit_error"}
-PROMPT_TOO_LONG = "prompt is too long"
 SUMMARY_MAX_TOKENS = 8192
-
-
-@dataclass(frozen=True)
-class Budget:
-    max_turns: int = 60
-    max_cost_usd: float = 5.0
-    max_seconds: float = 30 * 60.0
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> Budget:
-        return cls(
-            max_turns=settings.pact_max_turns,
-            max_cost_usd=settings.pact_max_cost_usd,
-            max_seconds=settings.pact_max_minutes * 60.0,
-        )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_retries: int = 5
-    base_delay: float = 2.0
-    max_delay: float = 60.0
-    max_retry_after: float = 300.0
-
-    def backoff(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2.0**attempt) * random.uniform(0.75, 1.0)
-
-
-@dataclass(frozen=True)
-class Progress:
-    turn: int
-    cost_usd: float
-    tool: str | None
-    tools: list[str]
-    elapsed_s: float
-    budget: Budget
-
-
-@dataclass
-class RunResult:
-    stop: Stop
-    turns: int
-    cost_usd: float
-    usage: Usage
-    duration_s: float
-    final_text: str
-    messages: list[dict[str, Any]]
-    tool_calls: list[ToolCall]
-    files_touched: list[str]
-    error: str | None = None
-    retries: int = 0
-    compactions: int = 0
-    cleared_results: int = 0
-    largest_prompt: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.stop == "end_turn"
-
-    def describe(self) -> str:
-        """One sentence for a progress comment or a log line."""
-        budget = {
-            "budget_turns": "the turn limit was reached",
-            "budget_cost": "the dollar budget was reached",
-            "budget_time": "the time limit was reached",
-            "cancelled": "the run was cancelled",
-            "max_tokens": "the model's answer was cut off twice at max_tokens",
-            "error": f"the run failed: {self.error}",
-            "context_window": f"the conversation outgrew the context window: {self.error}",
-            "workspace_full": f"{self.error}",
-            "end_turn": "the agent finished",
-        }[self.stop]
-        return (
-            f"Stopped because {budget} after {self.turns} turns, ${self.cost_usd:.2f}, "
-            f"{self.duration_s:.0f}s; {len(self.tool_calls)} tool calls, "
-            f"{len(self.files_touched)} files touched."
-        )
-
-
-class _StopRun(Exception):
-    def __init__(self, stop: Stop, error: str | None = None) -> None:
-        super().__init__(error or stop)
-        self.stop = stop
-        self.error = error
-
-
-@dataclass
-class _State:
-    turns: int = 0
-    spent: float = 0.0
-    usage: Usage = field(default_factory=Usage)
-    retries: int = 0
-    compactions: int = 0
-    cleared_results: int = 0
-    largest_prompt: int = 0
-
-
-class _PromptTooLong(Exception):
-    """The API refused the prompt as longer than the window (our estimate was short)."""
 
 
 async def run_agent(
@@ -586,278 +473,3 @@ async def run_agent(
             return finish("end_turn")
     except _StopRun as s:
         return finish(s.stop, s.error)
-
-
-async def _call(
-    api: anthropic.AsyncAnthropic,
-    params: dict[str, Any],
-    retry: RetryPolicy,
-    deadline: float,
-    state: _State,
-    worst: float,
-    cap: float,
-    transcript: Transcript,
-) -> Any:
-    """One model call with our retries; raises _StopRun when it cannot be completed."""
-    attempt = 0
-    while True:
-        opened = False
-        try:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _StopRun("budget_time")
-            async with asyncio.timeout(left):
-                async with api.messages.stream(**params) as stream:
-                    opened = True
-                    return await stream.get_final_message()
-        except TimeoutError:
-            if opened:
-                _charge_failed(state, worst, transcript, "time limit during the call")
-            raise _StopRun("budget_time") from None
-        except anthropic.APIStatusError as e:
-            if opened:
-                _charge_failed(state, worst, transcript, _describe(e))
-            if e.status_code == 400 and PROMPT_TOO_LONG in _describe(e):
-                raise _PromptTooLong(_describe(e)) from None
-            if not _retryable(e):
-                raise _StopRun("error", f"Anthropic API error: {_describe(e)}") from None
-            err: anthropic.APIError = e
-        except anthropic.APIConnectionError as e:
-            if opened:
-                _charge_failed(state, worst, transcript, "connection lost mid-stream")
-            err = e
-        if attempt >= retry.max_retries:
-            raise _StopRun("error", f"{_exhausted(err)} after {attempt} retries") from None
-        if state.spent + worst > cap:
-            raise _StopRun(
-                "budget_cost", f"{_exhausted(err)}; a retry could pass the dollar cap"
-            ) from None
-        delay = _retry_after(err, retry) or retry.backoff(attempt)
-        if time.monotonic() + delay >= deadline:
-            raise _StopRun(
-                "budget_time", f"{_exhausted(err)}; the time limit ends before a retry"
-            ) from None
-        attempt += 1
-        state.retries += 1
-        transcript.write("retry", attempt=attempt, wait_s=round(delay, 3), error=_describe(err))
-        log.warning("Anthropic call failed, retrying in %.1fs: %s", delay, _describe(err))
-        await asyncio.sleep(delay)
-
-
-async def _safely(awaitable: Awaitable[Any], default: Any) -> Any:
-    """Progress and cancel callbacks talk to GitHub or a database; their failure must not end
-    the run."""
-    try:
-        return await awaitable
-    except Exception:
-        log.warning("agent callback failed", exc_info=True)
-        return default
-
-
-def _charge_failed(state: _State, worst: float, transcript: Transcript, why: str) -> None:
-    """A call that failed after streaming began may have been billed: count its worst case."""
-    state.spent += worst
-    transcript.write("charged_failed_call", usd=round(worst, 6), reason=why)
-
-
-def _status(e: anthropic.APIError) -> int | None:
-    return getattr(e, "status_code", None)
-
-
-def _event_error_type(e: anthropic.APIError) -> str | None:
-    body = getattr(e, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            t = inner.get("type")
-            return str(t) if t else None
-    return None
-
-
-def _retryable(e: anthropic.APIStatusError) -> bool:
-    should = e.response.headers.get("x-should-retry") if e.response is not None else None
-    if should == "false":
-        return False
-    if should == "true":
-        return True
-    if e.status_code in RETRYABLE_STATUS:
-        return True
-    return e.status_code < 400 and _event_error_type(e) in RETRYABLE_EVENT_ERRORS
-
-
-def _describe(e: anthropic.APIError) -> str:
-    status = _status(e)
-    kind = _event_error_type(e)
-    message = getattr(e, "message", str(e))
-    body = getattr(e, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", {})
-        if isinstance(inner, dict) and inner.get("message"):
-            message = inner["message"]
-    parts = [str(status)] if status and status >= 400 else []
-    if kind:
-        parts.append(kind)
-    prefix = f"{' '.join(parts)}: " if parts else ""
-    return f"{prefix}{message}"
-
-
-def _too_long_counts(message: str) -> tuple[int, int]:
-    """(tokens counted, window) from "prompt is too long: 201234 tokens > 200000 maximum"."""
-    m = re.search(r"(\d+) tokens > (\d+) maximum", message)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-
-def _exhausted(e: anthropic.APIError) -> str:
-    status, kind = _status(e), _event_error_type(e)
-    if status == 529 or kind == "overloaded_error":
-        return "Anthropic API overloaded (529)"
-    if status == 429 or kind == "rate_limit_error":
-        return "Anthropic API rate limited (429)"
-    if isinstance(e, anthropic.APIConnectionError):
-        return f"Anthropic API unreachable ({e.message})"
-    return f"Anthropic API error ({_describe(e)})"
-
-
-def _retry_after(e: anthropic.APIError, retry: RetryPolicy) -> float | None:
-    response = getattr(e, "response", None)
-    if response is None or _status(e) in (None, 200):
-        return None
-    headers = response.headers
-    value: float | None = None
-    try:
-        if "retry-after-ms" in headers:
-            value = float(headers["retry-after-ms"]) / 1000
-        elif "retry-after" in headers:
-            raw = headers["retry-after"]
-            try:
-                value = float(raw)
-            except ValueError:
-                parsed = email.utils.parsedate_tz(raw)
-                value = email.utils.mktime_tz(parsed) - time.time() if parsed else None
-    except (TypeError, ValueError):
-        return None
-    if value is None or value < 0:
-        return None
-    return min(value, retry.max_retry_after)
-
-
-def _append_user(msgs: list[dict[str, Any]], content: str | list[dict[str, Any]]) -> None:
-    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
-    if msgs and msgs[-1]["role"] == "user":
-        prev = msgs[-1]["content"]
-        prev = [{"type": "text", "text": prev}] if isinstance(prev, str) else list(prev)
-        msgs[-1] = {"role": "user", "content": prev + blocks}
-    else:
-        msgs.append({"role": "user", "content": blocks})
-
-
-def _close_dangling(msgs: list[dict[str, Any]], note: str) -> None:
-    """Answer tool calls left without a result, so the conversation can be continued."""
-    if not msgs or msgs[-1]["role"] != "assistant":
-        return
-    ids = [b["id"] for b in msgs[-1]["content"] if isinstance(b, dict) and b["type"] == "tool_use"]
-    if ids:
-        msgs.append({"role": "user", "content": [_tool_result(i, note, True) for i in ids]})
-
-
-def _log_results(
-    transcript: Transcript,
-    turn: int,
-    tool_uses: list[dict[str, Any]],
-    results: list[dict[str, Any]],
-) -> None:
-    """A compact line per tool run; the full results are in the next `request` line."""
-    transcript.write(
-        "tool_results",
-        turn=turn,
-        results=[
-            {
-                "tool_use_id": r["tool_use_id"],
-                "tool": summarize(u["name"], u.get("input") or {}),
-                "is_error": bool(r.get("is_error")),
-                "chars": len(r["content"]),
-            }
-            for u, r in zip(tool_uses, results, strict=False)
-        ],
-    )
-
-
-def _tool_result(tool_use_id: str, content: str, is_error: bool) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "type": "tool_result",
-        "tool_use_id": tool_use_id,
-        "content": content or "(no output)",
-    }
-    if is_error:
-        block["is_error"] = True
-    return block
-
-
-def _mark_cache(msgs: list[dict[str, Any]]) -> None:
-    _strip_cache(msgs)
-    users = [m for m in msgs if m["role"] == "user"][-2:]
-    for m in users:
-        if isinstance(m["content"], str):
-            m["content"] = [{"type": "text", "text": m["content"]}]
-        if m["content"]:
-            m["content"][-1]["cache_control"] = CACHE
-
-
-def _strip_cache(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for m in msgs:
-        if isinstance(m.get("content"), list):
-            for b in m["content"]:
-                if isinstance(b, dict):
-                    b.pop("cache_control", None)
-    return msgs
-
-
-_FIELDS = {
-    "text": ("type", "text", "citations"),
-    "thinking": ("type", "thinking", "signature"),
-    "redacted_thinking": ("type", "data"),
-    "tool_use": ("type", "id", "name", "input"),
-}
-
-
-def _block_dict(block: Any) -> dict[str, Any]:
-    """The block as the API returned it, in the shape it accepts back (thinking unchanged)."""
-    data = block if isinstance(block, dict) else block.model_dump(mode="json", exclude_none=True)
-    keep = _FIELDS.get(data.get("type", ""))
-    if keep is None:
-        return data
-    return {k: data[k] for k in keep if data.get(k) is not None}
-
-
-def _context_metric(action: str) -> None:
-    try:
-        from pact_bot import metrics
-
-        metrics.context_edits.labels(action).inc()
-    except Exception:  # metrics must never break a run
-        log.debug("metrics update failed", exc_info=True)
-
-
-def _run_metrics(usage: Usage) -> None:
-    """The share of one run's prompt tokens that were cache reads (per run, not per call)."""
-    if not usage.prompt_tokens:
-        return
-    try:
-        from pact_bot import metrics
-
-        metrics.cache_read_share.observe(usage.cached_share)
-    except Exception:  # metrics must never break a run
-        log.debug("metrics update failed", exc_info=True)
-
-
-def _metrics(usage: Usage, dollars: float) -> None:
-    try:
-        from pact_bot import metrics
-
-        metrics.model_tokens.labels("input").inc(usage.input_tokens)
-        metrics.model_tokens.labels("cache_read").inc(usage.cache_read_tokens)
-        metrics.model_tokens.labels("cache_write").inc(usage.cache_write_tokens)
-        metrics.model_tokens.labels("output").inc(usage.output_tokens)
-        metrics.model_dollars.inc(dollars)
-    except Exception:  # metrics must never break a run
-        log.debug("metrics update failed", exc_info=True)

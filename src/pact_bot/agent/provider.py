@@ -184,7 +184,7 @@ def model_client(
     if timeout is not None:
         extra["timeout"] = timeout
     if settings.pact_provider == "bedrock":
-        from anthropic import AsyncAnthropicBedrock
+        from anthropic import AsyncAnthropicBedrock  # not at the top: ~2 s to import
 
         bedrock = bedrock_auth(settings)
         return cast(
@@ -196,7 +196,7 @@ def model_client(
             ),
         )
     if settings.pact_provider == "vertex":
-        from anthropic import AsyncAnthropicVertex
+        from anthropic import AsyncAnthropicVertex  # not at the top: ~2 s to import
 
         vertex = vertex_auth(settings)
         return cast(
@@ -209,7 +209,7 @@ def model_client(
                 **extra,
             ),
         )
-    from anthropic import AsyncAnthropic
+    from anthropic import AsyncAnthropic  # not at the top: ~2 s to import
 
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     if not key and not settings.anthropic_base_url:

@@ -37,11 +37,11 @@ def migrate(settings: Settings) -> int:
     """Apply the schema (idempotent); prints one line."""
     if settings.is_postgres:
         try:
-            postgres: Any = importlib.import_module("pact_bot.jobs.postgres")
+            pg_schema: Any = importlib.import_module("pact_bot.jobs.pg_schema")
         except ImportError as e:
             print(f"pact-bot: the Postgres backend is not available ({e})", file=sys.stderr)
             return 1
-        return int(postgres.migrate(settings))
+        return int(pg_schema.migrate(settings))
     SqliteQueue(settings.sqlite_path).migrate()
     print(f"schema ready in {settings.sqlite_path}")
     return 0

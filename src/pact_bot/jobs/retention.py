@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
 
 from pact_bot import metrics
+from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.jobs.model import Pruned, Queue
 from pact_bot.settings import Settings
 
@@ -33,7 +32,7 @@ class Retention:
         jobs_days: float,
         deliveries_days: float,
         every: float = 3600.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.queue = queue
         self.jobs_age = jobs_days * DAY
@@ -44,7 +43,7 @@ class Retention:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, queue: Queue, clock: Callable[[], float] = time.time
+        cls, settings: Settings, queue: Queue, clock: Clock = SYSTEM_CLOCK
     ) -> Retention:
         return cls(
             queue,
@@ -55,7 +54,7 @@ class Retention:
 
     async def prune_if_due(self) -> Pruned | None:
         """None when not due yet or when the queue failed (logged; tried again next time)."""
-        now = self.clock()
+        now = self.clock.now()
         if now < self._due:
             return None
         self._due = now + self.every

@@ -32,8 +32,8 @@ from pact_bot.workspace.links import staged_links
 from pact_bot.workspace.tree import changed_paths, restore
 
 if TYPE_CHECKING:
+    from pact_bot.agent.budget import Progress, RunResult
     from pact_bot.agent.definition import AgentDefinition
-    from pact_bot.agent.loop import Progress, RunResult
     from pact_bot.agent.tools import Tools
     from pact_bot.agent.transcript import Transcript
 
@@ -91,8 +91,9 @@ async def implement(
     summary within what is left of the budget). `definition`: the agent as on the default
     branch (`trusted.agent_definition`); without it, the worktree's (local mode)."""
     # Here rather than at the top: see the module docstring (start-up cost of the SDK).
+    from pact_bot.agent.budget import Budget
     from pact_bot.agent.definition import load_definition, system_prompt
-    from pact_bot.agent.loop import Budget, run_agent
+    from pact_bot.agent.loop import run_agent
     from pact_bot.agent.tools import build_tools
 
     summary_file = summary_path(component)
@@ -364,7 +365,7 @@ def load_agent_soon() -> asyncio.Future[None]:
 
     def load() -> None:
         try:
-            import pact_bot.agent  # noqa: F401
+            import pact_bot.agent.loop  # noqa: F401
         except Exception:
             log.debug("early agent import failed", exc_info=True)
 

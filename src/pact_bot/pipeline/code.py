@@ -18,21 +18,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from githubkit_schemas.latest.models import DiffEntry
-
-from pact_bot.confined import NotFound, Refused, read_present, read_text
+from pact_bot.confined import read_present
 from pact_bot.jobs.model import Job
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import pr_text, report
 from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
+from pact_bot.pipeline.code_specs import _context, _find_specs, _read_specs, _Target, _target
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
-from pact_bot.pipeline.prompts import AGENT_DOCS, REQUEST_LIMIT, first_message
+from pact_bot.pipeline.prompts import AGENT_DOCS, first_message
 from pact_bot.pipeline.publish import Publication, publish
 from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.runtime import Runtime
@@ -49,33 +48,19 @@ from pact_bot.pipeline.steps import (
     refused,
     stats_dict,
 )
-from pact_bot.repo_config import Effective
+from pact_bot.pipeline.worktree_git import _base_sha, _head_diff, _head_message
 from pact_bot.specs import (
     branch_name,
     component_name,
-    refused_paths_text,
-    spec_changes,
-    spec_refs,
-    specs_from_args,
     summary_path,
 )
-from pact_bot.workspace import PushRejected, WorkspaceError, default_runner
+from pact_bot.workspace import PushRejected, WorkspaceError
 
 log = logging.getLogger(__name__)
 
 SAVED_DIFF_LIMIT = 200_000  # characters of the diff kept for a retry's PR body
 MAX_BRANCH_SUFFIX = 100
 _JOB_LINE = "pact-bot job {job_id}"
-
-
-@dataclass
-class _Target:
-    """Where the work goes: base of the worktree, base of the new PR."""
-
-    base_ref: str  # what the worktree starts from
-    pr_base: str  # the branch the new PR targets
-    pr_files: list[DiffEntry] = field(default_factory=list)
-    pr_body: str = ""
 
 
 @dataclass
@@ -249,93 +234,6 @@ async def _run(
         return await publish(ctx, tracker, wt, pub)
 
 
-async def _target(ctx: JobContext[CodeTask], default_branch: str) -> _Target:
-    if not ctx.task.is_pr:
-        return _Target(base_ref=default_branch, pr_base=default_branch)
-    pr = await ctx.api.pull(ctx.number)
-    head_repo = pr.head.repo.full_name if pr.head.repo else None
-    if head_repo and head_repo != (pr.base.repo.full_name or ctx.job.repo):
-        raise JobFailed(
-            Failure.unsupported,
-            "This pull request comes from a fork: pact-bot implements specs from branches "
-            "of this repository only. Push the spec branch here, or merge the spec and "
-            "label an issue that names it.",
-        )
-    return _Target(
-        base_ref=pr.head.ref,
-        pr_base=pr.head.ref,
-        pr_files=await ctx.api.pull_files(ctx.number),
-        pr_body=pr.body or "",
-    )
-
-
-def _find_specs(
-    ctx: JobContext[CodeTask], eff: Effective, target: _Target
-) -> tuple[list[str], dict[str, list[str]]]:
-    refused: list[Refused] = []
-    specs, _ = specs_from_args(ctx.task.spec_paths, eff.spec_glob, refused=refused)
-    sections: dict[str, list[str]] = {}
-    if target.pr_files:
-        files = [
-            {"filename": f.filename, "status": f.status, "patch": f.patch or None}
-            for f in target.pr_files
-        ]
-        changes = spec_changes(files, eff.spec_glob)
-        sections = {c.path: list(c.sections) for c in changes}
-        if not specs:
-            specs = [c.path for c in changes]
-    if not specs:
-        text = f"{ctx.task.title}\n{ctx.task.body}"
-        specs = spec_refs(text + "\n" + target.pr_body, eff.spec_glob, refused=refused)
-    if refused:  # never implement part of what was asked, silently
-        raise JobFailed(
-            Failure.no_specs,
-            refused_paths_text(refused)
-            + " "
-            + report.no_specs_comment(eff.spec_glob, eff.label, eff.command),
-        )
-    return specs, sections
-
-
-def _read_specs(
-    wt: Path, specs: list[str], target: _Target, eff: Effective
-) -> list[tuple[str, str]]:
-    texts, missing = [], []
-    refused: list[Refused] = []
-    for s in specs:
-        try:
-            texts.append((s, read_text(wt, s)))
-        except NotFound:
-            missing.append(s)
-        except Refused as e:
-            refused.append(e)
-    if refused:  # never implement part of what was asked, silently
-        raise JobFailed(
-            Failure.no_specs,
-            refused_paths_text(refused)
-            + " "
-            + report.no_specs_comment(eff.spec_glob, eff.label, eff.command),
-        )
-    if missing:
-        raise JobFailed(
-            Failure.no_specs,
-            "These specs do not exist on "
-            f"`{target.base_ref}`: {', '.join(f'`{m}`' for m in missing)}. "
-            + report.no_specs_comment(eff.spec_glob, eff.label, eff.command),
-        )
-    return texts
-
-
-def _context(ctx: JobContext[CodeTask], target: _Target) -> str:
-    kind = "pull request" if ctx.task.is_pr else "issue"
-    body = ctx.task.body or target.pr_body
-    lines = [f"Requested by @{ctx.sender} on {kind} #{ctx.number}: {ctx.task.title}"]
-    if body.strip():
-        lines.append("")
-        lines.append(body.strip()[:REQUEST_LIMIT])
-    return "\n".join(lines)
-
-
 async def _checkout(
     ctx: JobContext[Any],
     work: _Work,
@@ -390,28 +288,6 @@ async def _fresh_branch(ctx: JobContext[Any], branch: str) -> str:
         if not await ctx.rt.workspace.remote_branch_exists(ctx.job.repo, name):
             return name
     raise JobFailed(Failure.internal, f"no free branch name after {branch}-{MAX_BRANCH_SUFFIX - 1}")
-
-
-# --- read-only git in the job's worktree (no network, no token) ------------------------
-
-
-async def _base_sha(worktree: Path, target: _Target) -> str | None:
-    return await _git_out(worktree, "rev-parse", f"refs/remotes/origin/{target.base_ref}")
-
-
-async def _git_out(worktree: Path, *args: str) -> str | None:
-    """Read-only git in the job's worktree (no network, no token), hardened."""
-    code, out, _ = await default_runner().run(args, worktree, check=False)
-    return out.strip() if code == 0 else None
-
-
-async def _head_message(worktree: Path) -> str:
-    return await _git_out(worktree, "log", "-1", "--format=%B") or ""
-
-
-async def _head_diff(worktree: Path) -> str:
-    args = ("show", "--format=", "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv")
-    return await _git_out(worktree, *args, "HEAD") or ""
 
 
 async def _all(*aws: Awaitable[Any]) -> list[Any]:

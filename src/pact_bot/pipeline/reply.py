@@ -32,17 +32,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from githubkit.exception import GitHubException
-
 from pact_bot.github.repo_api import WRITE_PERMISSIONS, best_effort
 from pact_bot.jobs.model import TERMINAL, Job, JobKind, JobState
 from pact_bot.jobs.tasks import ReplyTask, Saved
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import report
-from pact_bot.pipeline.context import JobContext, open_context
+from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.refusal import refuse_once
 from pact_bot.pipeline.runtime import Runtime
-from pact_bot.pipeline.steps import react, refused
+from pact_bot.pipeline.steps import answer_in_context, react, refused
 from pact_bot.repo_config import CONFIG_PATH, Effective, RepoConfigError
 from pact_bot.web.links import job_url
 
@@ -212,12 +210,7 @@ def lost_text(job: Job, attempts: int, command: str = "/pact") -> str:
 
 
 async def handle_reply(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
-    try:
-        async with open_context(runtime, job, control, ReplyTask) as ctx:
-            return await _answer(ctx)
-    except GitHubException as e:
-        log.warning("reply job failed", exc_info=True)
-        return JobOutcome(JobState.failed, error=f"GitHub API: {type(e).__name__}")
+    return await answer_in_context(runtime, job, control, ReplyTask, _answer, "reply job")
 
 
 async def _answer(ctx: JobContext[ReplyTask]) -> JobOutcome:

@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pact_bot.agent.cost import PromptTokens
+
 MARKER_RE = re.compile(r"<!-- pact-bot:job:([A-Za-z0-9_-]+) -->")
 CHECK_NAME = "PACT Code"
 SHA_SHORT = 7  # characters of a commit id people read
@@ -71,7 +73,7 @@ class Failure(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class RunStats:
+class RunStats(PromptTokens):
     """What a run cost; built from the agent's RunResult."""
 
     turns: int = 0
@@ -84,14 +86,6 @@ class RunStats:
     stop: str = ""
     tool_calls: dict[str, int] = field(default_factory=dict)
     files_touched: tuple[str, ...] = ()
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
-
-    @property
-    def cached_share(self) -> float:
-        return self.cache_read_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     def line(self) -> str:
         """`$0.42 · 12 turns · 3m 05s · 210k tokens in (81% cached), 9.1k out`"""

@@ -21,7 +21,7 @@ from pact_bot.workspace import Workspace
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
-    from pact_bot.agent.loop import RetryPolicy
+    from pact_bot.agent.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

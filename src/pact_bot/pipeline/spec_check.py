@@ -23,15 +23,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from githubkit.exception import GitHubException, RequestFailed
+from githubkit.exception import RequestFailed
 from githubkit_schemas.latest.models import PullRequest
 
 from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState
 from pact_bot.jobs.tasks import CodeTask, SpecCheckTask, wire
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline.context import JobContext, open_context
+from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import CHECK_NAME
 from pact_bot.pipeline.runtime import Runtime
+from pact_bot.pipeline.steps import answer_in_context
 from pact_bot.repo_config import CONFIG_PATH, RepoConfigError, glob_match
 from pact_bot.specs import DEFAULT_GLOB, SpecChange, spec_changes
 from pact_bot.triggers import IMPLEMENT_ACTION
@@ -69,12 +70,7 @@ def check_output(changes: Sequence[SpecChange], mode: str, job_id: str = "") -> 
 
 
 async def handle_spec_check(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
-    try:
-        async with open_context(runtime, job, control, SpecCheckTask) as ctx:
-            return await _check(ctx)
-    except GitHubException as e:
-        log.warning("spec check failed", exc_info=True)
-        return JobOutcome(JobState.failed, error=f"GitHub API: {type(e).__name__}")
+    return await answer_in_context(runtime, job, control, SpecCheckTask, _check, "spec check")
 
 
 async def _check(ctx: JobContext[SpecCheckTask]) -> JobOutcome:

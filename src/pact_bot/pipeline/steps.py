@@ -15,14 +15,15 @@ from typing import Any, Protocol
 from githubkit.exception import GitHubException, RequestFailed
 
 from pact_bot.github.repo_api import WRITE_PERMISSIONS, best_effort
-from pact_bot.jobs.model import ERROR_LIMIT, JobState
-from pact_bot.jobs.worker import JobOutcome
+from pact_bot.jobs.model import ERROR_LIMIT, Job, JobState
+from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.logs import redact
 from pact_bot.pipeline import report
-from pact_bot.pipeline.context import JobContext
+from pact_bot.pipeline.context import JobContext, T, open_context
 from pact_bot.pipeline.progress import ProgressComment
 from pact_bot.pipeline.refusal import refuse_once
 from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
+from pact_bot.pipeline.runtime import Runtime
 from pact_bot.repo_config import RepoConfig, RepoConfigError
 from pact_bot.web.links import job_url
 
@@ -220,3 +221,21 @@ def stats_dict(stats: RunStats) -> dict[str, Any]:
     d = asdict(stats)
     d["files_touched"] = list(stats.files_touched)
     return d
+
+
+async def answer_in_context(
+    runtime: Runtime,
+    job: Job,
+    control: JobControl,
+    model: type[T],
+    answer: Callable[[JobContext[T]], Awaitable[JobOutcome]],
+    what: str,
+) -> JobOutcome:
+    """A job without a progress comment (a reply, a spec check): when GitHub does not answer,
+    the job fails with `GitHub API: <error>` and the log says `what` failed."""
+    try:
+        async with open_context(runtime, job, control, model) as ctx:
+            return await answer(ctx)
+    except GitHubException as e:
+        log.warning("%s failed", what, exc_info=True)
+        return JobOutcome(JobState.failed, error=f"GitHub API: {type(e).__name__}")

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from pact_bot import __version__, metrics
-from pact_bot.doctor import Check
+from pact_bot.doctor_check import Check
 from pact_bot.jobs.model import Queue
 from pact_bot.settings import Settings
 from pact_bot.triggers import BotIdentity

@@ -14,7 +14,8 @@ import contextlib
 import time
 from urllib.parse import urlsplit
 
-from pact_bot.doctor import Check, check_all
+from pact_bot.doctor import check_all
+from pact_bot.doctor_check import Check
 from pact_bot.settings import Settings
 
 TTL = 60.0

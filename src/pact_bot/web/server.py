@@ -39,7 +39,7 @@ from pact_bot.logs import ConsoleFormatter, log_context, register_secrets, setup
 from pact_bot.pipeline.handlers import build_handler
 from pact_bot.settings import Settings
 from pact_bot.web.app import create_app
-from pact_bot.web.setup import announce_setup
+from pact_bot.web.setup_token import announce_setup
 
 log = logging.getLogger(__name__)
 

@@ -5,52 +5,21 @@ sends the browser back to `GET /setup?code=…&state=…`; the code is exchanged
 id, private key and webhook secret, which are written to the env file (mode 0600) and
 loaded into the running server.
 
-Before setup anyone who reaches the server could otherwise register *their* App into it
-(and receive its webhooks' work). So the flow needs a one-time setup token: random, kept in
-`PACT_DATA_DIR/setup-token` (mode 0600, shared by every process and `pact-bot setup`),
-printed in the log at start-up as a link `/setup?token=…`. Opening the link (or typing the
-token into the page) sets it as a cookie and redirects to a URL without it, so GitHub never
-sees it; the register button appears only with that cookie, each `state` is bound to the
-browser's cookie, and the callback is refused without both. The token is burned once the
-credentials are saved.
-
-Public API:
-- `routes`: `GET /setup` — the "Register GitHub App" page, a setup link, or GitHub's
-  redirect back; `POST /setup` — the token typed into the page.
-- `setup_section(request) -> str`: a pointer to `/setup` on the `/` page (web/app.py's
-  `app.state.home_sections`); empty once an App is configured.
-- `setup_token(settings)`, `token_ok(settings, token)`, `setup_link(...)`,
-  `announce_setup(settings, host, port)` (the start-up log line).
-- `install(app)`: mounts `routes` and adds `setup_section` to `/`.
-- `current_settings(request)`: the live settings, `request.app.state.settings`; the setup
-  flow replaces that object, and calls `app.state.on_settings_changed(settings)` if set.
-- `load_manifest()`, `build_manifest(settings, public_url, return_url)`,
-  `registration_url(settings, org, state)`, `write_app_credentials(path, values, note)`.
-- `print_setup_instructions(settings, org) -> int` for `pact-bot setup`.
+The flow is guarded by a one-time setup token (`web/setup_token.py`). Opening the setup link
+(or typing the token into the page) sets it as a cookie and redirects to a URL without it, so
+GitHub never sees it; the register button appears only with that cookie, each `state` is bound
+to the browser's cookie (`web/setup_state.py`), and the callback is refused without both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hmac
 import html
-import importlib.resources
-import ipaddress
 import json
 import logging
-import os
-import re
 import secrets
-import time
-from collections import OrderedDict
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
 
-import click
-import yaml
-from dotenv import dotenv_values
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -58,239 +27,26 @@ from starlette.routing import Route
 
 from pact_bot.logs import register_secrets
 from pact_bot.settings import ConfigError, Settings, load_settings
-from pact_bot.web.style import CALLBACK_PATH, layout
+from pact_bot.web.setup_credentials import _env_has_app, _exchange, write_app_credentials
+from pact_bot.web.setup_manifest import build_manifest, registration_url, valid_org
+from pact_bot.web.setup_state import (
+    STATE_TTL_SECONDS,
+    _is_local,
+    _lock,
+    _public_url,
+    _return_url,
+    _states,
+    current_settings,
+)
+from pact_bot.web.setup_token import burn_token, token_ok
+from pact_bot.web.style import layout
 
 log = logging.getLogger(__name__)
 
-STATE_TTL_SECONDS = 15 * 60
-MAX_PENDING_STATES = 256
-_ORG_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
-_PLACEHOLDER_HOST = "example.com"
-TOKEN_FILE = "setup-token"
 TOKEN_COOKIE = "pact_setup_token"
 BROWSER_COOKIE = "pact_setup_browser"
 COOKIE_MAX_AGE = 60 * 60  # as long as GitHub's code is valid
 _MAX_FORM_BYTES = 4096
-
-
-# -- the manifest ---------------------------------------------------------------------------
-
-
-def load_manifest() -> dict[str, Any]:
-    """app.yml as shipped: inside the installed package, else at the source checkout's root."""
-    res = importlib.resources.files("pact_bot").joinpath("app.yml")
-    if res.is_file():
-        text = res.read_text(encoding="utf-8")
-    else:
-        text = (Path(__file__).resolve().parents[3] / "app.yml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError("app.yml is not a mapping")
-    return data
-
-
-def build_manifest(
-    settings: Settings, public_url: str, return_url: str | None = None
-) -> dict[str, Any]:
-    """The manifest GitHub receives: webhook and redirect URLs point at this server (the
-    redirect at `return_url`, the address the browser holding the setup cookies used)."""
-    manifest = load_manifest()
-    base = public_url.rstrip("/")
-    hook = dict(manifest.get("hook_attributes") or {})
-    hook["url"] = f"{base}/webhook"
-    hook.setdefault("active", True)
-    manifest["hook_attributes"] = hook
-    manifest["redirect_url"] = f"{(return_url or base).rstrip('/')}/setup"
-    # the run viewer's "Sign in with GitHub" comes back here (the App's OAuth web flow)
-    manifest["callback_urls"] = [f"{base}{CALLBACK_PATH}"]
-    if urlsplit(str(manifest.get("url", ""))).hostname in (None, _PLACEHOLDER_HOST):
-        manifest["url"] = base
-    return manifest
-
-
-def valid_org(org: str) -> bool:
-    return bool(_ORG_RE.match(org))
-
-
-def new_app_url(settings: Settings, org: str | None) -> str:
-    """GitHub's "new App" page of the user, or of the organisation."""
-    if org:
-        return f"{settings.web_url}/organizations/{quote(org)}/settings/apps/new"
-    return f"{settings.web_url}/settings/apps/new"
-
-
-def registration_url(settings: Settings, org: str | None, state: str) -> str:
-    """Where the manifest form posts to."""
-    return f"{new_app_url(settings, org)}?{urlencode({'state': state})}"
-
-
-def prefilled_url(settings: Settings, org: str | None, public_url: str) -> str:
-    """GitHub's "register with URL parameters" link: the same App, filled in by hand."""
-    m = build_manifest(settings, public_url)
-    params: list[tuple[str, str]] = [
-        ("name", str(m["name"])),
-        ("url", str(m["url"])),
-        ("description", str(m.get("description", ""))),
-        ("public", str(bool(m.get("public", False))).lower()),
-        ("webhook_active", "true"),
-        ("webhook_url", m["hook_attributes"]["url"]),
-    ]
-    params += [("events[]", e) for e in m.get("default_events", [])]
-    params += [(k, v) for k, v in (m.get("default_permissions") or {}).items()]
-    return f"{new_app_url(settings, org)}?{urlencode(params)}"
-
-
-# -- the one-time setup token ---------------------------------------------------------------
-
-
-def _token_path(settings: Settings) -> Path:
-    return settings.pact_data_dir / TOKEN_FILE
-
-
-def _read_token(settings: Settings) -> str | None:
-    try:
-        token = _token_path(settings).read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return token or None
-
-
-def setup_token(settings: Settings) -> str:
-    """The setup token, created if there is none (by the first of the processes asking)."""
-    existing = _read_token(settings)
-    if existing:
-        return existing
-    path = _token_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
-        with contextlib.suppress(FileExistsError):  # another process was first: use theirs
-            os.link(tmp, path)  # atomic, and never replaces: readers see all of it or nothing
-    finally:
-        tmp.unlink(missing_ok=True)
-    return _read_token(settings) or ""
-
-
-def token_ok(settings: Settings, presented: str | None) -> bool:
-    """Constant-time check of a presented token; none is valid once it is burned."""
-    expected = _read_token(settings)
-    if not presented or not expected:
-        return False
-    return hmac.compare_digest(presented.encode(), expected.encode())
-
-
-def burn_token(settings: Settings) -> None:
-    _token_path(settings).unlink(missing_ok=True)
-
-
-def setup_link(settings: Settings, public_url: str, org: str | None = None) -> str:
-    """The link to open: it carries the token to this server only (GitHub never sees it)."""
-    query = {"token": setup_token(settings)} | ({"org": org} if org else {})
-    return f"{public_url.rstrip('/')}/setup?{urlencode(query)}"
-
-
-def local_url(host: str, port: int) -> str:
-    """This server as a browser on the same machine (or through `ssh -L`) reaches it."""
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (reading, not binding)
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def announce_setup(settings: Settings, host: str, port: int) -> None:
-    """The start-up log line with the setup link (`pact-bot serve` with no App yet)."""
-    public = settings.pact_public_url or local_url(host, port)
-    log.warning(
-        "no GitHub App yet: open this one-time link to register it",
-        extra={"url": setup_link(settings, public, settings.pact_github_org)},
-    )
-
-
-# -- state: one-time, short-lived, held by the server that showed the button -----------------
-
-
-class _States:
-    """Pending `state` values; bounded so unauthenticated page views cannot grow it."""
-
-    def __init__(self) -> None:
-        self._pending: OrderedDict[str, tuple[float, str]] = OrderedDict()
-
-    def new(self, browser: str) -> str:
-        """A state for the browser whose `BROWSER_COOKIE` is `browser`."""
-        self._expire()
-        state = secrets.token_urlsafe(24)
-        self._pending[state] = (time.monotonic() + STATE_TTL_SECONDS, browser)
-        while len(self._pending) > MAX_PENDING_STATES:
-            self._pending.popitem(last=False)
-        return state
-
-    def valid(self, state: str) -> bool:
-        self._expire()
-        return state in self._pending
-
-    def same_browser(self, state: str, browser: str | None) -> bool:
-        entry = self._pending.get(state)
-        return (
-            entry is not None
-            and browser is not None
-            and hmac.compare_digest(entry[1].encode(), browser.encode())
-        )
-
-    def consume(self, state: str) -> bool:
-        self._expire()
-        return self._pending.pop(state, None) is not None
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, (exp, _) in self._pending.items() if exp <= now]:
-            del self._pending[key]
-
-
-def _states(request: Request) -> _States:
-    st = getattr(request.app.state, "pact_setup_states", None)
-    if st is None:
-        st = _States()
-        request.app.state.pact_setup_states = st
-    return st
-
-
-def _lock(request: Request) -> asyncio.Lock:
-    lock = getattr(request.app.state, "pact_setup_lock", None)
-    if lock is None:
-        lock = asyncio.Lock()
-        request.app.state.pact_setup_lock = lock
-    return lock
-
-
-def current_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _public_url(settings: Settings, request: Request) -> str:
-    return settings.pact_public_url or str(request.base_url).rstrip("/")
-
-
-def _return_url(settings: Settings, request: Request) -> str:
-    """Where GitHub sends the browser back: the public URL when the page was opened through
-    it (behind a proxy too), else the address it was opened at (an ssh tunnel), since the
-    setup cookies belong to that address."""
-    public = _public_url(settings, request)
-    if urlsplit(public).hostname == request.url.hostname:
-        return public
-    return str(request.base_url).rstrip("/")
-
-
-def _is_local(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- pages ----------------------------------------------------------------------------------
@@ -448,54 +204,6 @@ async def token_submit(request: Request) -> Response:
     return _accept_token(request, token, org if org and valid_org(org) else None)
 
 
-def _env_has_app(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    return bool((dotenv_values(path).get("GITHUB_APP_ID") or "").strip())
-
-
-def _quote_env(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-def write_app_credentials(path: Path, values: dict[str, str], note: str) -> None:
-    """Add the App's values to the env file, keeping its other lines; mode 0600, atomic."""
-    keep = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
-            if "=" in line and key in values:
-                continue
-            keep.append(line)
-    while keep and not keep[-1].strip():
-        keep.pop()
-    block = [f"# {' '.join(note.split())}"] + [f"{k}={_quote_env(v)}" for k, v in values.items()]
-    text = "\n".join([*keep, "", *block] if keep else block) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.chmod(path, 0o600)
-
-
-async def _exchange(settings: Settings, code: str) -> dict[str, Any]:
-    """POST /app-manifests/{code}/conversions (unauthenticated; the code is the credential)."""
-    from githubkit import GitHub
-
-    async with GitHub(
-        base_url=settings.github_api_url, http_cache=False, auto_retry=False, timeout=30
-    ) as gh:
-        resp = await gh.rest.apps.async_create_from_manifest(code)
-        return dict(resp.json())
-
-
 async def setup_callback(request: Request) -> Response:
     """`GET /setup`: the page, a setup link's token, or GitHub's redirect back."""
     code = request.query_params.get("code")
@@ -647,61 +355,3 @@ def install(app: Starlette) -> None:
     sections = getattr(app.state, "home_sections", None)
     if sections is not None and setup_section not in sections:
         sections.append(setup_section)
-
-
-# -- pact-bot setup -------------------------------------------------------------------------
-
-
-def print_setup_instructions(settings: Settings, org: str | None) -> int:
-    """What `pact-bot setup` prints: the page to open, and the manual route."""
-    org = org or settings.pact_github_org
-    if org and not valid_org(org):
-        click.echo(f"pact-bot setup: {org!r} is not a GitHub organisation login", err=True)
-        return 2
-    if settings.app_configured:
-        click.echo(
-            f"A GitHub App is already configured (GITHUB_APP_ID={settings.github_app_id}).\n"
-            "Run `pact-bot doctor` to check it end to end."
-        )
-        return 0
-    public = settings.pact_public_url or local_url(settings.pact_host, settings.pact_port)
-    page = setup_link(settings, public, org)
-    m = build_manifest(settings, public)
-    perms = ", ".join(f"{k}: {v}" for k, v in (m.get("default_permissions") or {}).items())
-    events = ", ".join(m.get("default_events") or [])
-    where = f"organisation {org}" if org else "your account"
-    lines = [
-        f"Register pact-bot as a GitHub App on {where} ({settings.web_url}).",
-        "",
-        "1. Start the server:  pact-bot serve",
-        f"2. Open {page}",
-        "   in a browser (the link holds a one-time setup token: keep it to yourself) and",
-        '   press "Register GitHub App".',
-        "   GitHub shows the App from app.yml, creates it, and sends you back; pact-bot",
-        "   writes GITHUB_APP_ID, GITHUB_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET (and the",
-        "   App's GITHUB_CLIENT_ID/SECRET, for signing in to the run viewer) to",
-        f"   {settings.pact_env_file} (mode 0600) and uses them at once.",
-        "3. Install the App on your repositories from the link on that page.",
-        "",
-        f"Headless server: ssh -L {settings.pact_port}:127.0.0.1:{settings.pact_port} <server>,",
-        f"then open {setup_link(settings, f'http://127.0.0.1:{settings.pact_port}', org)}",
-        "on your machine.",
-    ]
-    if not settings.pact_public_url:
-        lines += [
-            "",
-            "PACT_PUBLIC_URL is not set: the webhook URL will be the address you open the page",
-            "at. Set PACT_PUBLIC_URL to the URL GitHub reaches this server at.",
-        ]
-    lines += [
-        "",
-        "Or register by hand (no browser near the server):",
-        f"  a. Open {prefilled_url(settings, org, public)}",
-        f"     (webhook URL {m['hook_attributes']['url']}; permissions {perms};",
-        f"     events {events}). Set a webhook secret: a long random string.",
-        '  b. Create the App, then "Generate a private key" on its page.',
-        "  c. Set GITHUB_APP_ID (shown on the App's page), GITHUB_PRIVATE_KEY_PATH (the",
-        "     downloaded .pem) and GITHUB_WEBHOOK_SECRET, then restart pact-bot.",
-    ]
-    click.echo("\n".join(lines))
-    return 0

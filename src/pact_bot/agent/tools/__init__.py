@@ -21,7 +21,10 @@ from typing import Any
 from pact_bot.agent.paths import PathError
 from pact_bot.agent.tools import bash as bash_tool
 from pact_bot.agent.tools import search
+from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.agent.tools.editor import EditorTool, ToolError
+from pact_bot.workspace import WorkspaceError
+from pact_bot.workspace.tree import changed_paths, nested_repos
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +121,7 @@ def build_tools(
     `settings` supplies the sandbox's limits, disk cap and extra binds (defaults without)."""
     bash = None
     if sandbox:
-        ok, reason = bash_tool.sandbox_available()
+        ok, reason = sandbox_available()
         if ok:
             bash = bash_tool.BashTool(
                 worktree,
@@ -128,8 +131,6 @@ def build_tools(
             )
         else:
             log.warning("bash tool not offered: %s", reason, extra={"reason": reason})
-    from pact_bot.workspace.tree import nested_repos
-
     return Tools(
         worktree=worktree,
         editor=EditorTool(worktree, max_characters),
@@ -159,9 +160,6 @@ def _changed_files(worktree: Path, keep: frozenset[str] = frozenset()) -> set[st
 
     Nested repositories the command planted are removed first, and git runs hardened
     (`pact_bot.workspace.tree`): nothing the agent wrote is executed on the host."""
-    from pact_bot.workspace import WorkspaceError
-    from pact_bot.workspace.tree import changed_paths
-
     try:
         return changed_paths(worktree, keep=keep)
     except (WorkspaceError, OSError):

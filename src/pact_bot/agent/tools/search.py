@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pact_bot import confined
+from pact_bot.workspace import WorkspaceError, default_runner
 
 MAX_GREP_LINES = 200
 MAX_GLOB_FILES = 500
@@ -66,8 +67,6 @@ class SearchError(Exception):
 
 def list_files(worktree: Path) -> list[str]:
     """Repository-relative paths of the files git would consider, sorted."""
-    from pact_bot.workspace import WorkspaceError, default_runner
-
     try:
         _, out, _ = default_runner().run_sync(
             ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], worktree, timeout=60
