@@ -168,7 +168,7 @@ async def _implement(
         await undo_setup(worktree, setup_paths, tools)
         return Implementation(
             stop=SETUP_FAILED,
-            stats=_stats([], tools),
+            stats=RunStats(stop=SETUP_FAILED),
             final_text="",
             checks=CheckResult(),
             paths=[],
