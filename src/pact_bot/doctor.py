@@ -469,7 +469,21 @@ async def check_all(settings: Settings) -> list[Check]:
         *await _guard("private files hidden from the sandbox", check_sandbox_exposure, settings),
         *database,
         *await _guard("data dir writable", check_data_dir, settings),
+        *await _guard("toolchains in the sandbox", _toolchains, settings),
+        *await _guard("data dir disk use", _disk, settings),
     ]
+
+
+async def _toolchains(settings: Settings) -> list[Check]:
+    from pact_bot.doctor_sandbox import check_toolchains
+
+    return await check_toolchains(settings)
+
+
+def _disk(settings: Settings) -> Check:
+    from pact_bot.doctor_sandbox import check_disk
+
+    return check_disk(settings)
 
 
 def run_doctor(settings: Settings) -> int:

@@ -237,6 +237,9 @@ async def sweep_worktrees(settings: Settings) -> None:
         return
     if removed:
         log.info("dead jobs' worktrees removed", extra={"jobs": removed})
+    from pact_bot.housekeeping import tidy
+
+    await tidy(settings, dead_jobs=True)
 
 
 def run_worker_process(settings: Settings, concurrency: int, handler: Handler) -> None:

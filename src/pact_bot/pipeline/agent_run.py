@@ -133,7 +133,9 @@ async def implement(
         )  # fmt: skip
     finally:
         if box is not None:
-            toolchain.refused = await close_sandbox(box, runtime.settings, transcript)
+            toolchain.refused = await close_sandbox(
+                box, runtime.settings, transcript, runtime.workspace
+            )
     return impl
 
 

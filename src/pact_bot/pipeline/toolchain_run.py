@@ -13,15 +13,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pact_bot import caches, netproxy, toolchain
+from pact_bot import caches, housekeeping, netproxy, toolchain
 from pact_bot.jobsandbox import JobSandbox, SetupResult, SetupStep
 from pact_bot.repo_config import Effective
+from pact_bot.settings import Settings
 from pact_bot.toolchain import SuiteRun
 
 if TYPE_CHECKING:
     from pact_bot.agent.transcript import Transcript
+    from pact_bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def _inline(text: str) -> str:
     return " ".join(text.replace("`", "'").split())
 
 
-async def open_sandbox(settings: Any, job_id: str, repo: str, eff: Effective) -> JobSandbox:
+async def open_sandbox(settings: Settings, job_id: str, repo: str, eff: Effective) -> JobSandbox:
     """The job's sandbox: the host's own package indexes, the server's `PACT_SANDBOX_ALLOW`
     and the repository's `sandbox.network.allow` (already merged in `eff.network_allow`)."""
     allow = [*netproxy.host_package_indexes(), *eff.network_allow]
@@ -104,9 +106,11 @@ async def open_sandbox(settings: Any, job_id: str, repo: str, eff: Effective) ->
     )
 
 
-async def close_sandbox(box: JobSandbox, settings: Any, transcript: Transcript) -> list[str]:
-    """Close the sandbox, record what it refused, and keep the caches within their cap
-    (never one a running job holds). Returns the refused `host:port`s."""
+async def close_sandbox(
+    box: JobSandbox, settings: Settings, transcript: Transcript, workspace: Workspace | None
+) -> list[str]:
+    """Close the sandbox, record what it refused, and keep the caches and the data dir
+    within their caps (never what a running job holds). Returns the refused `host:port`s."""
     refused = box.refused
     if refused:
         transcript.write("sandbox_refused", hosts=refused)
@@ -120,6 +124,7 @@ async def close_sandbox(box: JobSandbox, settings: Any, transcript: Transcript) 
             log.info("evicted package caches", extra={"caches": [str(p) for p in removed]})
     except OSError:
         log.warning("cache eviction failed", exc_info=True)
+    await housekeeping.tidy(settings, workspace=workspace)
     return refused
 
 
