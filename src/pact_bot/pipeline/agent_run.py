@@ -120,10 +120,11 @@ async def implement(
     toolchain = ToolchainReport(command, configured)
     box: JobSandbox | None = None
     if tools.bash is not None:
+        # Local mode has no job id or repository name: a run id, and the checkout's name.
+        box_id = job_id or f"local-{uuid.uuid4().hex[:8]}"
         box = await open_sandbox(
-            runtime.settings, job_id or f"local-{uuid.uuid4().hex[:8]}", repo or "local/repo",
-            effective,
-        )  # fmt: skip
+            runtime.settings, box_id, repo or f"local/{worktree.name}", effective
+        )
         tools.bash.env = box.agent_env
     try:
         impl = await _implement(

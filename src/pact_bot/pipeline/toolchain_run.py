@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 GIB = 1024**3
 REFUSED_LISTED = 10  # refused host:port pairs named in a PR body or check run
+HOST_CHARS = 100  # of one refused host named (the agent may ask for any name)
+TAIL_CHARS = 4_000  # of a failed test run's output quoted in the PR body and check run
 
 
 @dataclass
@@ -65,12 +67,12 @@ class ToolchainReport:
         tests did not pass."""
         text = self.line()
         if self.suite is not None and self.suite.outcome != "passed":
-            text += "\n\n" + fenced(self.suite.tail)
+            text += "\n\n" + fenced(self.suite.tail[-TAIL_CHARS:])
         return text
 
 
 def refused_text(refused: list[str]) -> str:
-    shown = ", ".join(f"`{h}`" for h in refused[:REFUSED_LISTED])
+    shown = ", ".join(f"`{_inline(h)[:HOST_CHARS]}`" for h in refused[:REFUSED_LISTED])
     more = len(refused) - REFUSED_LISTED
     return (
         shown
