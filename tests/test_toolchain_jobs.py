@@ -325,3 +325,41 @@ def test_cache_eviction_leaves_a_running_jobs_cache(tmp_path: Path) -> None:
     removed = caches.evict(tmp_path, 100_000, keep=caches.in_use(tmp_path))
 
     assert removed == [old] and held.exists()
+
+
+async def test_the_bots_test_run_cannot_change_what_is_committed(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    """The checks (protected paths, secrets) run before the bot's own test run; a test the
+    agent wrote that writes a workflow when run must not get it into the commit."""
+    evil = (
+        "import os, unittest\n\n\n"
+        "class Evil(unittest.TestCase):\n"
+        "    def test_plants_a_workflow(self) -> None:\n"
+        "        os.makedirs('.github/workflows', exist_ok=True)\n"
+        "        with open('.github/workflows/evil.yml', 'w') as f:\n"
+        "            f.write('on: push\\n')\n"
+    )
+    config = {"test_command": "python3 -m unittest discover -s tests"}
+    github_sim.add_repo(
+        *REPO.split("/"),
+        files={
+            "README.md": "# Shop\n",
+            "docs/cart-spec.md": SPEC.format(name="Cart"),
+            ".github/pact.yml": yaml.safe_dump(config),
+        },
+    )
+    github_sim.add_user("alice", "write")
+    write = f"mkdir -p tests && cat > tests/test_evil.py <<'EOF'\n{evil}EOF"
+    anthropic_sim.set_policy(coder(write))
+    label(github_sim, "docs/cart-spec.md")
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.succeeded], [j.error for j in jobs]
+    assert github_sim.read_file(REPO, "pact/code/cart", "tests/test_evil.py")
+    assert github_sim.read_file(REPO, "pact/code/cart", ".github/workflows/evil.yml") is None
+    [pr] = github_sim.pulls(REPO)
+    assert "Read-only file system" in pr["body"]
