@@ -255,8 +255,14 @@ async def test_revise_runs_setup_from_the_default_branch_never_the_pr_branch(
     anthropic_sim: AnthropicSim,
 ) -> None:
     branch = "pact/code/cart"
-    default = {"sandbox": {"setup": ["touch ~/.cache/default-setup-ran"]}}
-    hostile = {"sandbox": {"setup": ["touch ~/.cache/pr-branch-setup-ran"]}}
+    default = {
+        "sandbox": {"setup": ["touch ~/.cache/default-setup-ran"]},
+        "test_command": "echo '3 passed in 0.1s'",
+    }
+    hostile = {
+        "sandbox": {"setup": ["touch ~/.cache/pr-branch-setup-ran"]},
+        "test_command": "echo '9 failed in 0.1s'; exit 1",
+    }
     repo = github_sim.add_repo(
         *REPO.split("/"),
         files={
@@ -299,6 +305,12 @@ async def test_revise_runs_setup_from_the_default_branch_never_the_pr_branch(
     assert [r["command"] for r in rec if r["kind"] == "setup"] == [
         "touch ~/.cache/default-setup-ran"
     ]
+    # The revision's check run carries the bot's own test run (the default branch's command).
+    [run] = github_sim.check_runs(REPO)
+    assert attr(run, "conclusion") == "success"
+    assert "3 passed" in json.dumps(attr(run, "output")) and "9 failed" not in json.dumps(
+        attr(run, "output")
+    )
 
 
 def test_setup_failure_quote_cannot_break_out_of_its_code_block() -> None:
