@@ -238,3 +238,14 @@ def test_toolchains_in_the_sandbox_and_disk_use_against_the_cap(
     assert result.exit_code != 0
     line = lines["data dir disk use"]
     assert line.startswith("✗ ") and "caches 0.3 MiB" in line and "raise PACT_DATA_MAX_GB" in line
+
+
+async def test_no_toolchain_in_the_sandbox_is_a_failure_naming_what_was_looked_for(
+    tmp_path: Path,
+) -> None:
+    from pact_bot.doctor_sandbox import check_toolchains
+    from pact_bot.settings import Settings
+
+    settings = Settings(_env_file=None, pact_data_dir=tmp_path)  # type: ignore[call-arg]
+    [tools, _socat] = await check_toolchains(settings, ("no-such-cc", "no-such-go"))
+    assert tools.line().startswith("✗ toolchains in the sandbox: none of no-such-cc, no-such-go")

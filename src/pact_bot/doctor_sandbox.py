@@ -5,6 +5,7 @@ directory's disk use against `PACT_DATA_MAX_GB`."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from pact_bot.doctor import Check
@@ -12,28 +13,38 @@ from pact_bot.housekeeping import GIB, usage
 from pact_bot.settings import Settings
 
 TOOLS = ("python3", "uv", "node", "npm", "git")
-PROBE = (
-    f"for t in {' '.join(TOOLS)}; do v=$($t --version 2>/dev/null | head -n1) && "
-    '[ -n "$v" ] && echo "$t=$v"; done; command -v socat >/dev/null && echo "socat=yes"; true'
-)
 
 
-async def probe(settings: Settings) -> dict[str, str]:
-    """`{tool: version line}` as one command inside the sandbox sees them."""
+def probe_command(tools: Sequence[str]) -> str:
+    return (
+        f"for t in {' '.join(tools)}; do v=$($t --version 2>/dev/null | head -n1) && "
+        '[ -n "$v" ] && echo "$t=$v"; done; command -v socat >/dev/null && echo "socat=yes"; true'
+    )
+
+
+async def probe(settings: Settings, tools: Sequence[str] = TOOLS) -> dict[str, str]:
+    """`{tool: version line}` as one command inside the sandbox sees them (with the
+    server's extra binds, where a toolchain outside /usr may live)."""
     from pact_bot.agent.tools.bash import BashTool, Limits
 
     with tempfile.TemporaryDirectory(prefix="pact-doctor-") as d:
-        bash = BashTool(Path(d), timeout=60, limits=Limits.from_settings(settings), disk_cap=None)
-        done = await bash.outcome(PROBE)
+        bash = BashTool(
+            Path(d),
+            timeout=60,
+            limits=Limits.from_settings(settings),
+            extra_binds=tuple(settings.pact_sandbox_binds),
+            disk_cap=None,
+        )
+        done = await bash.outcome(probe_command(tools))
     found = {}
     for line in done.text.splitlines():
         name, sep, value = line.partition("=")
-        if sep and name in (*TOOLS, "socat"):
+        if sep and name in (*tools, "socat"):
             found[name] = value.strip()
     return found
 
 
-async def check_toolchains(settings: Settings) -> list[Check]:
+async def check_toolchains(settings: Settings, tools: Sequence[str] = TOOLS) -> list[Check]:
     from pact_bot.agent.tools.bash import sandbox_available
 
     ok, why = sandbox_available()
@@ -41,17 +52,17 @@ async def check_toolchains(settings: Settings) -> list[Check]:
         return [
             Check("toolchains in the sandbox", False, f"no sandbox ({why})", "see bubblewrap"),
         ]
-    found = await probe(settings)
-    tools = [f"{t} ({found[t]})" for t in TOOLS if t in found]
+    found = await probe(settings, tools)
+    seen = [f"{t} ({found[t]})" for t in tools if t in found]
     lines = []
-    if tools:
-        lines.append(Check("toolchains in the sandbox", True, ", ".join(tools)))
+    if seen:
+        lines.append(Check("toolchains in the sandbox", True, ", ".join(seen)))
     else:
         lines.append(
             Check(
                 "toolchains in the sandbox",
                 False,
-                "none of " + ", ".join(TOOLS),
+                "none of " + ", ".join(tools),
                 "install the toolchains your repositories need on the host or in the image "
                 "(the sandbox shows /usr read-only)",
             )
