@@ -512,7 +512,7 @@ async def test_setup_commands_run_in_the_sandbox_and_leave_nothing_behind(
 
     if not sandbox_available()[0]:
         pytest.skip(sandbox_available()[1])
-    config = "sandbox:\n  setup:\n    - echo built > build.txt\n    - exit 3\n"
+    config = "sandbox:\n  setup:\n    - echo built > build.txt\n    - echo more >> build.txt\n"
     setup_repo(github_sim, {**FILES, ".github/pact.yml": config})
     anthropic_sim.set_policy(SpecCoderPolicy())
     label(github_sim)
@@ -523,7 +523,7 @@ async def test_setup_commands_run_in_the_sandbox_and_leave_nothing_behind(
     first = anthropic_sim.requests[0]["messages"][0]["content"]
     first_text = first if isinstance(first, str) else first[0]["text"]
     assert "Setup command `echo built > build.txt` succeeded." in first_text
-    assert "Setup command `exit 3` failed" in first_text
+    assert "Setup command `echo more >> build.txt` succeeded." in first_text
     assert github_sim.read_file(REPO, "pact/code/cart", "src/cart.py")
     assert github_sim.read_file(REPO, "pact/code/cart", "build.txt") is None
 

@@ -27,6 +27,9 @@ CHECKS = [
     "private files hidden from the sandbox",
     "database reachable and migrated",
     "data dir writable",
+    "toolchains in the sandbox",
+    "network for setup (socat)",
+    "data dir disk use",
 ]
 
 
@@ -75,7 +78,7 @@ def test_everything_configured_passes(env: dict[str, str], monkeypatch: pytest.M
     assert all(line.startswith("✓ ") for line in lines.values()), result.output
     assert "App pact-bot (id " in lines["GitHub App JWT accepted"]
     assert "1 installation(s): acme" in lines["App installed"]
-    assert "9/9 checks passed" in result.output
+    assert "12/12 checks passed" in result.output
     for secret in (env["GITHUB_WEBHOOK_SECRET"], env["ANTHROPIC_API_KEY"]):
         assert secret not in result.output
 
@@ -216,3 +219,33 @@ def test_private_file_inside_a_sandbox_bind_is_a_failure(
     assert f"{tmp_path / 'pact-bot.db'} (sandbox bind {tmp_path})" in line
     assert "serve and worker refuse to start" in line
     assert "fix: move them out of /usr" in line
+
+
+def test_toolchains_in_the_sandbox_and_disk_use_against_the_cap(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    result, lines = doctor(monkeypatch)
+    # What a command inside the real sandbox finds (this machine has python3 and git).
+    assert "python3 (Python 3." in lines["toolchains in the sandbox"]
+    assert "git (git version " in lines["toolchains in the sandbox"]
+    assert lines["network for setup (socat)"].startswith("✓ ")
+    assert "cap PACT_DATA_MAX_GB=50" in lines["data dir disk use"]
+
+    cache = tmp_path / "data" / "caches" / "acme" / "shop"
+    cache.mkdir(parents=True)
+    (cache / "wheel").write_bytes(os.urandom(300_000))
+    result, lines = doctor(monkeypatch, PACT_DATA_MAX_GB="0.0001")
+    assert result.exit_code != 0
+    line = lines["data dir disk use"]
+    assert line.startswith("✗ ") and "caches 0.3 MiB" in line and "raise PACT_DATA_MAX_GB" in line
+
+
+async def test_no_toolchain_in_the_sandbox_is_a_failure_naming_what_was_looked_for(
+    tmp_path: Path,
+) -> None:
+    from pact_bot.doctor_sandbox import check_toolchains
+    from pact_bot.settings import Settings
+
+    settings = Settings(_env_file=None, pact_data_dir=tmp_path)  # type: ignore[call-arg]
+    [tools, _socat] = await check_toolchains(settings, ("no-such-cc", "no-such-go"))
+    assert tools.line().startswith("✗ toolchains in the sandbox: none of no-such-cc, no-such-go")

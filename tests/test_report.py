@@ -149,7 +149,8 @@ def test_final_progress_states() -> None:
 def test_every_failure_kind_has_a_paragraph() -> None:
     for kind in Failure:
         text = failure_text(kind, "detail", files=[".github/workflows/x.yml"])
-        assert (text and "\n\n" not in text.strip()) or kind is Failure.invalid_config
+        quotes = kind in (Failure.invalid_config, Failure.setup_failed)  # a quoted block
+        assert (text and "\n\n" not in text.strip()) or quotes
     assert "`.github/workflows/x.yml`" in failure_text(
         Failure.protected, files=[".github/workflows/x.yml"]
     )
@@ -217,3 +218,15 @@ def test_refusal_and_no_specs_comments_say_why() -> None:
     assert "(yours: read)" in refusal_comment("eve", "read")
     text = no_specs_comment("docs/**/*-spec.md", "pact:code", "/pact")
     assert "`docs/**/*-spec.md`" in text and "/pact code docs/payments-spec.md" in text
+
+
+def test_setup_failure_names_the_command_its_output_and_where_to_fix_it() -> None:
+    from pact_bot.jobsandbox import SetupStep
+    from pact_bot.pipeline.toolchain_run import setup_failure
+
+    step = SetupStep("pip install -r requirements.txt", False, 2.0, "ERROR: no such package\n")
+    text = failure_text(Failure.setup_failed, setup_failure(step))
+    assert "`pip install -r requirements.txt` failed" in text
+    assert "```\nERROR: no such package\n```" in text
+    assert "`sandbox.setup` in `.github/pact.yml` on the default branch" in text
+    assert "nothing was pushed" in text

@@ -14,6 +14,18 @@ from collections.abc import Collection
 from pathlib import Path
 
 STAMP = ".pact-last-used"
+IN_USE = "cache-in-use"  # in a running job's directory: the cache it holds
+
+
+def in_use(data_dir: Path) -> list[Path]:
+    """Caches that running jobs hold (their job directories name them)."""
+    held = []
+    for marker in (data_dir / "jobs").glob(f"*/{IN_USE}"):
+        try:
+            held.append(Path(marker.read_text().strip()))
+        except OSError:
+            continue
+    return held
 
 
 def repo_cache(data_dir: Path, repo: str, now: float | None = None) -> Path:

@@ -23,6 +23,7 @@ from pact_bot.doctor_host import (
     check_sandbox_exposure,
     check_sandbox_limits,
 )
+from pact_bot.doctor_sandbox import check_disk, check_toolchains
 from pact_bot.doctor_services import (
     PROVIDER_CHECK,
     _first_line,
@@ -67,6 +68,8 @@ async def check_all(settings: Settings) -> list[Check]:
         *await _guard("private files hidden from the sandbox", check_sandbox_exposure, settings),
         *database,
         *await _guard("data dir writable", check_data_dir, settings),
+        *await _guard("toolchains in the sandbox", check_toolchains, settings),
+        *await _guard("data dir disk use", check_disk, settings),
     ]
 
 

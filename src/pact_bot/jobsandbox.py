@@ -8,7 +8,9 @@ Everything under the job's directory is removed when the job ends; caches stay (
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from pact_bot.agent.tools.jobenv import JobEnv
 from pact_bot.toolchain import SuiteRun
 
 SETUP_TAIL_LINES = 20
+MAX_SOCKET_PATH = 100  # bytes; a Unix socket's path must fit in sun_path (108 on Linux)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class JobSandbox:
     env: JobEnv
     proxy: netproxy.AllowlistProxy | None
     agent_network: bool
+    socket_dir: Path | None = None  # a short directory of our own, when the job's is too long
 
     @classmethod
     async def open(
@@ -70,18 +74,27 @@ class JobSandbox:
         root = data_dir / "jobs" / job_id
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         cache_dir = caches.repo_cache(data_dir, repo) if cache else None
+        if cache_dir is not None:  # so eviction elsewhere leaves this job's cache alone
+            (root / caches.IN_USE).write_text(str(cache_dir))
         env = JobEnv.create(root / "home", cache_dir)
         proxy = None
         rules = netproxy.parse_rules(allow)
+        socket_dir = None
         if rules:
-            proxy = netproxy.AllowlistProxy(root / "run" / "proxy.sock", rules)
+            socket = root / "run" / "proxy.sock"
+            if len(os.fsencode(socket)) > MAX_SOCKET_PATH:  # bind() refuses long paths
+                socket_dir = Path(tempfile.mkdtemp(prefix="pact-proxy-"))  # 0700, ours
+                socket = socket_dir / "proxy.sock"
+            proxy = netproxy.AllowlistProxy(socket, rules)
             await proxy.start()
-        return cls(root, env, proxy, agent_network)
+        return cls(root, env, proxy, agent_network, socket_dir)
 
     async def close(self) -> None:
         if self.proxy is not None:
             await self.proxy.close()
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     @property
     def refused(self) -> list[str]:
@@ -97,26 +110,35 @@ class JobSandbox:
         return self.networked_env if self.agent_network else self.env
 
     async def setup(self, bash: BashTool, commands: Sequence[str], timeout: float) -> SetupResult:
-        """Run each command in order until one fails; the budget is for all of them, and
-        the worktree's disk cap holds as for the agent's commands."""
-        result = SetupResult()
-        deadline = time.monotonic() + timeout
-        for command in commands:
-            left = deadline - time.monotonic()
-            start = time.monotonic()
-            if left <= 0:
-                result.steps.append(SetupStep(command, False, 0.0, "setup time limit reached"))
-                break
-            done = await bash.outcome(command, env=self.networked_env, timeout=left)
-            text = done.text
-            if await bash.over_disk_cap():
-                text += f"\n\nSetup stops here: {bash.halt}."
-            ok = not done.is_error and bash.halt is None
-            result.steps.append(SetupStep(command, ok, time.monotonic() - start, text))
-            if not ok:
-                break
-        return result
+        """Run each command in order until one fails, with the network."""
+        return await run_steps(bash, commands, timeout, self.networked_env)
 
     async def run_tests(self, bash: BashTool, command: str, timeout: float) -> SuiteRun:
-        done = await bash.outcome(command, env=self.agent_env, timeout=timeout)
+        """The bot's own run: the agent's network, and the working copy read-only (what
+        was checked is what gets committed)."""
+        done = await bash.outcome(command, env=self.agent_env.read_only(), timeout=timeout)
         return SuiteRun(command, done.exit_code, done.text, timed_out=done.timed_out)
+
+
+async def run_steps(
+    bash: BashTool, commands: Sequence[str], timeout: float, env: JobEnv | None
+) -> SetupResult:
+    """Each command in order until one fails; the budget is for all of them, and the
+    worktree's disk cap holds as for the agent's commands."""
+    result = SetupResult()
+    deadline = time.monotonic() + timeout
+    for command in commands:
+        left = deadline - time.monotonic()
+        start = time.monotonic()
+        if left <= 0:
+            result.steps.append(SetupStep(command, False, 0.0, "setup time limit reached"))
+            break
+        done = await bash.outcome(command, env=env, timeout=left)
+        text = done.text
+        if await bash.over_disk_cap():
+            text += f"\n\nSetup stops here: {bash.halt}."
+        ok = not done.is_error and bash.halt is None
+        result.steps.append(SetupStep(command, ok, time.monotonic() - start, text))
+        if not ok:
+            break
+    return result

@@ -254,6 +254,13 @@ class Settings(BaseSettings):
         description="Package caches kept across jobs (per repository), in all; the least "
         "recently used repository's cache goes first.",
     )
+    pact_data_max_gb: float = Field(
+        default=50.0,
+        ge=0,
+        description="Mirrors, parked checkouts and package caches in the data dir, in all; "
+        "the least recently used go first (never what a running job uses), and anything "
+        "unused for 30 days.",
+    )
     pact_max_body_bytes: int = Field(
         default=25 * 1024 * 1024, description="Largest webhook body accepted (413 above)."
     )

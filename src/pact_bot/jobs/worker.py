@@ -12,7 +12,8 @@ Public API:
   finish and the rest are handed back (`queue.release`). Heartbeats sleep on `clock` (give the
   queue's, so a test moves both by hand).
 - `run_worker_process(settings, concurrency, handler)` for `pact-bot worker`; it and `pact-bot
-  serve` first run `sweep_worktrees(settings)`: a killed worker's worktrees go.
+  serve` first run `sweep_worktrees(settings)`: a killed worker's worktrees and job homes go,
+  and the data dir is brought within `PACT_DATA_MAX_GB` (`pact_bot.housekeeping`).
 
 The handler is injected by the process wiring (`cli`, `web.server`): this package knows
 nothing of job kinds, and a test passes its own.
@@ -237,6 +238,9 @@ async def sweep_worktrees(settings: Settings) -> None:
         return
     if removed:
         log.info("dead jobs' worktrees removed", extra={"jobs": removed})
+    from pact_bot.housekeeping import tidy
+
+    await tidy(settings, dead_jobs=True)
 
 
 def run_worker_process(settings: Settings, concurrency: int, handler: Handler) -> None:

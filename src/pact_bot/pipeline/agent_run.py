@@ -13,6 +13,7 @@ import asyncio
 import logging
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,16 @@ from pact_bot.pipeline.prompts import SUMMARY_REMINDER
 from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import JobFailed, ProgressTracker
+from pact_bot.pipeline.toolchain_run import (
+    ToolchainReport,
+    agent_note,
+    close_sandbox,
+    open_sandbox,
+    proposal_line,
+    record_setup,
+    setup_failure,
+    test_command,
+)
 from pact_bot.repo_config import Effective, RepoConfig
 from pact_bot.specs import summary_path
 from pact_bot.workspace import Changes
@@ -36,10 +47,12 @@ if TYPE_CHECKING:
     from pact_bot.agent.definition import AgentDefinition
     from pact_bot.agent.tools import Tools
     from pact_bot.agent.transcript import Transcript
+    from pact_bot.jobsandbox import JobSandbox, SetupResult
 
 log = logging.getLogger(__name__)
 
-SETUP_OUTPUT_TAIL = 2_000  # characters of a failed setup command's output the agent sees
+SETUP_FAILED = "setup_failed"  # Implementation.stop when a setup command failed
+DEFAULT_SETUP_SECONDS = 600.0
 
 ProgressFn = Callable[[int, float, str | None], Awaitable[None]]
 
@@ -58,6 +71,7 @@ class Implementation:
     budget_detail: str = ""
     model: str = ""
     setup_notes: list[str] = field(default_factory=list)
+    toolchain: ToolchainReport = field(default_factory=ToolchainReport)
 
     @property
     def over_budget(self) -> bool:
@@ -86,14 +100,18 @@ async def implement(
     secrets: Sequence[str],
     existing_summaries: Sequence[str] = (),
     definition: AgentDefinition | None = None,
+    job_id: str = "",
+    repo: str = "",
 ) -> Implementation:
     """Run the agent under the job's budgets, then the checks (asking once for a missing
-    summary within what is left of the budget). `definition`: the agent as on the default
-    branch (`trusted.agent_definition`); without it, the worktree's (local mode)."""
+    summary within what is left of the budget), then the repository's tests. `definition`:
+    the agent as on the default branch (`trusted.agent_definition`); without it, the
+    worktree's (local mode).
+
+    Every sandboxed command (setup, the agent's bash, the test run) shares the job's
+    sandbox (`pact_bot.jobsandbox`): one home, the repository's caches, the allowlist."""
     # Here rather than at the top: see the module docstring (start-up cost of the SDK).
-    from pact_bot.agent.budget import Budget
     from pact_bot.agent.definition import load_definition, system_prompt
-    from pact_bot.agent.loop import run_agent
     from pact_bot.agent.tools import build_tools
 
     summary_file = summary_path(component)
@@ -102,8 +120,79 @@ async def implement(
     tools = build_tools(worktree, effective.sandbox, settings=runtime.settings)
     system = system_prompt(definition, component=component, bash_available=tools.bash is not None)
     total_seconds = effective.max_minutes * 60
+    files = await asyncio.to_thread(runtime.workspace.tracked_files, worktree)
+    command, configured = test_command(effective, files)
+    toolchain = ToolchainReport(command, configured)
+    box: JobSandbox | None = None
+    if tools.bash is not None:
+        # Local mode has no job id or repository name: a run id, and the checkout's name.
+        box_id = job_id or f"local-{uuid.uuid4().hex[:8]}"
+        box = await open_sandbox(
+            runtime.settings, box_id, repo or f"local/{worktree.name}", effective
+        )
+        tools.bash.env = box.agent_env
+    try:
+        impl = await _implement(
+            runtime, worktree, user_message, model, effective, transcript, summary_file,
+            on_progress, should_cancel, secrets, existing_summaries, tools, system,
+            total_seconds, box, toolchain,
+        )  # fmt: skip
+    finally:
+        if box is not None:
+            toolchain.refused = await close_sandbox(
+                box, runtime.settings, transcript, runtime.workspace
+            )
+    return impl
+
+
+async def _implement(
+    runtime: Runtime,
+    worktree: Path,
+    user_message: str,
+    model: str,
+    effective: Effective,
+    transcript: Transcript,
+    summary_file: str,
+    on_progress: ProgressFn,
+    should_cancel: Callable[[], Awaitable[bool]],
+    secrets: Sequence[str],
+    existing_summaries: Sequence[str],
+    tools: Tools,
+    system: Any,
+    total_seconds: float,
+    box: JobSandbox | None,
+    toolchain: ToolchainReport,
+) -> Implementation:
+    from pact_bot.agent.budget import Budget
+    from pact_bot.agent.loop import run_agent
+
     started = time.monotonic()
-    notes, setup_paths = await run_setup(worktree, effective.setup, tools)
+    setup_timeout = runtime.settings.pact_setup_minutes * 60
+    result_of_setup, setup_paths = await run_setup(
+        worktree, effective.setup, tools, box=box, timeout=setup_timeout
+    )
+    failed_step = result_of_setup.failed
+    if failed_step is not None:  # the agent does not start on a half-made toolchain
+        record_setup(transcript, result_of_setup)
+        await undo_setup(worktree, setup_paths, tools)
+        return Implementation(
+            stop=SETUP_FAILED,
+            stats=RunStats(stop=SETUP_FAILED),
+            final_text="",
+            checks=CheckResult(),
+            paths=[],
+            deleted=[],
+            diff="",
+            error=setup_failure(failed_step),
+            model=model,
+            toolchain=toolchain,
+        )
+    record_setup(transcript, result_of_setup)
+    notes = result_of_setup.notes()
+    if effective.setup and tools.bash is None:
+        notes = ["The repository's setup commands were not run: there is no sandbox here."]
+    if tools.bash is not None:
+        notes.append(agent_note(toolchain.test_command))
     if notes:
         user_message += "\n\n<setup>\n" + "\n".join(notes) + "\n</setup>"
 
@@ -164,6 +253,7 @@ async def implement(
             error=tools.halt,
             model=model,
             setup_notes=notes,
+            toolchain=toolchain,
         )
     changes, deleted, checks = await inspect()
     asked = False
@@ -185,7 +275,7 @@ async def implement(
         stop = str(result.stop)
         changes, deleted, checks = await inspect()
     stats = _stats(results, tools)
-    return Implementation(
+    impl = Implementation(
         stop=stop,
         stats=stats,
         final_text=result.final_text or "",
@@ -198,31 +288,59 @@ async def implement(
         budget_detail=_budget_detail(stop, stats, effective),
         model=model,
         setup_notes=notes,
+        toolchain=toolchain,
+    )
+    tested = box is not None and tools.bash is not None and toolchain.test_command
+    if tested and impl.paths and failure_of(impl) is None:  # only work that may ship
+        await run_tests(runtime, box, tools, toolchain, transcript)
+    return impl
+
+
+async def run_tests(
+    runtime: Runtime,
+    box: JobSandbox | None,
+    tools: Tools,
+    toolchain: ToolchainReport,
+    transcript: Transcript,
+) -> None:
+    """The bot's own run of the repository's tests, recorded for the PR and the job."""
+    if box is None or tools.bash is None or not toolchain.test_command:
+        return
+    timeout = runtime.settings.pact_test_minutes * 60
+    suite = await box.run_tests(tools.bash, toolchain.test_command, timeout)
+    toolchain.suite = suite
+    transcript.write(
+        "tests",
+        command=suite.command,
+        outcome=suite.outcome,
+        result=suite.line(),
+        exit_code=suite.exit_code,
+        output=suite.tail,
     )
 
 
 async def run_setup(
-    worktree: Path, commands: Sequence[str], tools: Tools
-) -> tuple[list[str], set[str]]:
-    """Run `sandbox.setup` commands in the sandbox before the agent starts.
+    worktree: Path,
+    commands: Sequence[str],
+    tools: Tools,
+    *,
+    box: JobSandbox | None = None,
+    timeout: float = DEFAULT_SETUP_SECONDS,
+) -> tuple[SetupResult, set[str]]:
+    """Run `sandbox.setup` commands in the job's sandbox (with its network) before the
+    agent starts, until one fails.
 
-    Returns notes for the agent (what ran, what failed) and the paths the commands
-    changed, which are put back after the run unless the agent edited them itself:
-    build artefacts of a setup step never end up in the PR.
+    Returns what ran and the paths the commands changed, which are put back after the run
+    unless the agent edited them itself: build artefacts of a setup step never end up in
+    the PR.
     """
-    if not commands:
-        return [], set()
-    if tools.bash is None:
-        return ["The repository's setup commands were not run: there is no sandbox here."], set()
-    notes = []
-    for cmd in commands:
-        output, is_error = await tools.bash.run({"command": cmd})
-        tail = output.strip()[-SETUP_OUTPUT_TAIL:]
-        if is_error:
-            notes.append(f"Setup command `{cmd}` failed:\n{tail}")
-        else:
-            notes.append(f"Setup command `{cmd}` succeeded.")
-    return notes, await asyncio.to_thread(_dirty_paths, worktree, tools)
+    from pact_bot.jobsandbox import SetupResult, run_steps
+
+    if not commands or tools.bash is None:
+        return SetupResult(), set()
+    env = box.networked_env if box is not None else None
+    result = await run_steps(tools.bash, commands, timeout, env)
+    return result, await asyncio.to_thread(_dirty_paths, worktree, tools)
 
 
 def _dirty_paths(worktree: Path, tools: Tools) -> set[str]:
@@ -282,6 +400,8 @@ def _stats(results: Sequence[RunResult], tools: Tools) -> RunStats:
 
 def failure_of(impl: Implementation) -> tuple[Failure, str, list[str]] | None:
     """The failure to report for a finished implementation, or None when it may ship."""
+    if impl.stop == SETUP_FAILED:
+        return Failure.setup_failed, impl.error or "", []
     if impl.cancelled:
         return Failure.cancelled, "", []
     if impl.stop == "context_window":
@@ -333,6 +453,8 @@ async def run_job_agent(
     # boundary: the cloud credentials the client resolves (in no setting) are secrets too
     ctx.rt.model  # noqa: B018 (resolves them, or raises MissingModelKey as the run would)
     secrets = [*ctx.rt.settings.secrets(), *resolved_secrets(), token]
+    files = await asyncio.to_thread(ctx.rt.workspace.tracked_files, wt)
+    tracker.note = proposal_line(eff, files)
     try:
         # boundary: the agent as on the default branch, never as the PR branch has it
         default_branch = (await ctx.info()).default_branch
@@ -350,6 +472,8 @@ async def run_job_agent(
             secrets=secrets,
             existing_summaries=existing_summaries,
             definition=definition,
+            job_id=job.id,
+            repo=job.repo,
         )
     except UnknownModelPrice as e:
         raise JobFailed(Failure.model_error, str(e)) from None

@@ -231,6 +231,7 @@ async def _run(
             pr_text.file_rows(impl.diff),
             impl.model,
         )
+        pub.toolchain = impl.toolchain
         return await publish(ctx, tracker, wt, pub)
 
 

@@ -164,6 +164,7 @@ def pr_body(
     issue_number: int | None = None,
     trigger: str = "",
     spec_url: str | None = None,
+    tests: str = "",
 ) -> str:
     spec_lines = [f"- [`{s}`]({spec_url}/{s})" if spec_url else f"- `{s}`" for s in specs]
     parts = [
@@ -190,6 +191,7 @@ def pr_body(
         "### Run",
         "",
         f"{stats.line()} · model `{model}`",
+        *(["", tests] if tests else []),
         "",
         "Review it like any other pull request: a review with comments or "
         '"Request changes" makes pact-bot push a follow-up commit.',
@@ -199,11 +201,11 @@ def pr_body(
     return _clip("\n".join(parts), COMMENT_MAX)
 
 
-def handoff_comment(summary: Summary, summary_file: str, summary_url: str) -> str:
+def handoff_comment(summary: Summary, summary_file: str, summary_url: str, tests: str = "") -> str:
     head = (
         "### Handoff to the Test phase\n\n"
         f"Implementation summary: [`{summary_file}`]({summary_url})"
-    )
+    ) + (f"\n\n{tests}" if tests else "")
     if summary.test_engineer:
         body = f"{head}\n\n## For the Test Engineer\n\n{summary.test_engineer}"
     else:
@@ -222,6 +224,7 @@ def check_run_output(
     model: str,
     job_id: str,
     summary_file: str | None,
+    tests: str = "",
 ) -> dict[str, str]:
     """`output` of the "PACT Code" check run: title, summary and the run's record."""
     title = f"Implemented {len(specs)} spec{'s' if len(specs) != 1 else ''} · {stats.line()}"
@@ -234,7 +237,8 @@ def check_run_output(
     ]
     if summary_file:
         summary_lines.append(f"Summary: `{summary_file}`")
-    text = ["### Tools called", "", "| tool | calls |", "| --- | ---: |"]
+    text = ["### Tests", "", tests, ""] if tests else []
+    text += ["### Tools called", "", "| tool | calls |", "| --- | ---: |"]
     for name, n in sorted(stats.tool_calls.items(), key=lambda kv: (-kv[1], kv[0])):
         text.append(f"| `{name}` | {n} |")
     if not stats.tool_calls:

@@ -18,6 +18,7 @@ from pact_bot.pipeline import pr_text
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import JobProgress, Phase, RunStats
 from pact_bot.pipeline.steps import ProgressTracker, post_check_run
+from pact_bot.pipeline.toolchain_run import ToolchainReport
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Publication:
     summary_file: str
     model: str
     draft: bool
+    toolchain: ToolchainReport | None = None  # None on a retry after the push: not rerun
 
 
 def trigger_text(ctx: JobContext[CodeTask]) -> str:
@@ -53,6 +55,7 @@ async def publish(
     summary_text = "".join(text for _, text in read_present(worktree, [pub.summary_file]))
     summary = pr_text.parse_summary(summary_text)
     web = ctx.rt.settings.web_url.rstrip("/")
+    tc = pub.toolchain or ToolchainReport()
     body = pr_text.pr_body(
         job_id=job.id,
         specs=pub.specs,
@@ -63,6 +66,7 @@ async def publish(
         model=pub.model,
         issue_number=None if ctx.task.is_pr else job.number,
         trigger=trigger_text(ctx),
+        tests=tc.markdown(),
     )
     pr: PullRequest | PullRequestSimple | None = pub.existing or await api.open_pull(pub.branch)
     updated = pr is not None
@@ -83,7 +87,9 @@ async def publish(
     await ctx.save(pr_url=pr_url, pr_number=number)
     summary_url = f"{web}/{job.repo}/blob/{pub.branch}/{pub.summary_file}"
     if ctx.saved.handoff_sha != pub.sha:
-        await api.comment(number, pr_text.handoff_comment(summary, pub.summary_file, summary_url))
+        await api.comment(
+            number, pr_text.handoff_comment(summary, pub.summary_file, summary_url, tc.line())
+        )
         await ctx.save(handoff_sha=pub.sha)
     if ctx.saved.check_sha != pub.sha:
         output = pr_text.check_run_output(
@@ -93,8 +99,9 @@ async def publish(
             model=pub.model,
             job_id=job.id,
             summary_file=pub.summary_file,
+            tests=tc.markdown(),
         )
-        await post_check_run(ctx, pub.sha, output)
+        await post_check_run(ctx, pub.sha, output, tc.conclusion)
         await ctx.save(check_sha=pub.sha)
     await tracker.show(
         JobProgress(

@@ -69,6 +69,7 @@ class Failure(enum.StrEnum):
     unsupported = "unsupported"
     cancelled = "cancelled"
     workspace_full = "workspace_full"
+    setup_failed = "setup_failed"
     internal = "internal"
 
 
@@ -132,6 +133,7 @@ class JobProgress:
     failure: str | None = None  # the paragraph explaining a failure
     stats: RunStats | None = None
     updated_pr: bool = False
+    note: str | None = None  # one extra line under the state (e.g. a proposed setup)
 
 
 def progress_body(p: JobProgress) -> str:
@@ -165,6 +167,9 @@ def progress_body(p: JobProgress) -> str:
         if p.specs:
             lines.append("")
             lines.append("Specs: " + ", ".join(f"`{s}`" for s in p.specs))
+    if p.note:
+        lines.append("")
+        lines.append(p.note)
     lines.append("")
     lines.append(f"<sub>job `{p.job_id}`</sub>")
     return "\n".join(lines)
@@ -241,6 +246,12 @@ def failure_text(kind: Failure | str, detail: str = "", *, files: Sequence[str] 
             "Nothing was pushed. Keep large generated files (build output, downloads, data) "
             "out of the repository, or ask the operator to raise `PACT_SANDBOX_DISK_MB`, "
             "then trigger again."
+        ),
+        Failure.setup_failed: (
+            f"A setup command of the repository failed, so the agent did not start and "
+            f"nothing was pushed. {detail or ''}\n\nFix `sandbox.setup` in `.github/pact.yml` "
+            "on the default branch (a host it needs goes in `sandbox.network.allow`), then "
+            "trigger again."
         ),
         Failure.internal: (
             f"pact-bot hit an internal error ({detail or 'unexpected'}). Nothing was pushed; "

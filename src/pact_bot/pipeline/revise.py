@@ -58,6 +58,7 @@ from pact_bot.pipeline.steps import (
     refused,
     stats_dict,
 )
+from pact_bot.pipeline.toolchain_run import ToolchainReport
 from pact_bot.repo_config import glob_match
 from pact_bot.specs import component_name, refused_paths_text, spec_refs
 from pact_bot.workspace import PushRejected, RebaseConflict, WorkspaceError
@@ -222,8 +223,9 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
                 stats=stats_dict(impl.stats),
             )
         return await _answer(
-            ctx, tracker, work, comments, replies, final, sha, impl.stats, specs, model, impl.diff
-        )
+            ctx, tracker, work, comments, replies, final, sha, impl.stats, specs, model, impl.diff,
+            impl.toolchain,
+        )  # fmt: skip
 
 
 async def _review_comments(ctx: JobContext[ReviseTask]) -> list[ReviewComment]:
@@ -283,8 +285,10 @@ async def _answer(
     specs: Sequence[str],
     model: str,
     diff: str = "",
+    toolchain: ToolchainReport | None = None,
 ) -> JobOutcome:
     job, reviewer = ctx.job, ctx.sender
+    tc = toolchain or ToolchainReport()
     web = ctx.rt.settings.web_url.rstrip("/")
     pr_url = f"{web}/{job.repo}/pull/{job.number}"
     commit_url = f"{pr_url}/commits/{sha}" if sha else None
@@ -313,9 +317,10 @@ async def _answer(
             model=model,
             job_id=job.id,
             summary_file=None,
+            tests=tc.markdown(),
         )
         output["title"] = commit_title(ctx.task.trigger, reviewer)
-        await post_check_run(ctx, sha, output)
+        await post_check_run(ctx, sha, output, tc.conclusion)
         await ctx.save(check_sha=sha)
     n = len(comments)
     answered = f"replied to {n} comment{'s' if n != 1 else ''}" if n else "replied on the PR"

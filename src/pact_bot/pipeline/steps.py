@@ -7,6 +7,7 @@ Every step takes the job's `JobContext`; none holds state of its own except the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -84,6 +85,7 @@ class ProgressTracker:
         self.state = JobProgress(ctx.job.id, Phase.preparing)
         self.comment: ProgressComment | None = None
         self.link = job_url(ctx.rt.settings, ctx.job.id)
+        self.note: str | None = None  # one line shown under every state (e.g. a setup hint)
 
     async def start(self) -> None:
         ctx = self.ctx
@@ -107,6 +109,8 @@ class ProgressTracker:
     async def show(self, state: JobProgress, *, force: bool = False) -> None:
         """Update the comment: at once on a phase change or when forced."""
         phase_changed = state.phase is not self.state.phase
+        if self.note and state.note is None:
+            state = dataclasses.replace(state, note=self.note)
         self.state = state
         if self.comment is None:
             return
@@ -204,13 +208,15 @@ async def co_author(ctx: JobContext[Any]) -> str | None:
     return f"{name or sender} <{email}>"
 
 
-async def post_check_run(ctx: JobContext[Any], sha: str, output: dict[str, Any]) -> None:
+async def post_check_run(
+    ctx: JobContext[Any], sha: str, output: dict[str, Any], conclusion: str = "success"
+) -> None:
     """The "PACT Code" run's record on the commit; a failure here never fails the job."""
     with best_effort("create the check run"):
         await ctx.api.check_run(
             name=report.CHECK_NAME,
             head_sha=sha,
-            conclusion="success",
+            conclusion=conclusion,
             external_id=ctx.job.id,
             output=output,
             details_url=job_url(ctx.rt.settings, ctx.job.id),

@@ -13,10 +13,11 @@ then only the hosts the proxy allows (see `pact_bot.netproxy`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pact_bot import netproxy
+from pact_bot.agent.paths import WORKSPACE
 
 SANDBOX_HOME = "/home/pact"
 SANDBOX_CACHE = f"{SANDBOX_HOME}/.cache"
@@ -35,10 +36,16 @@ class JobEnv:
     cache: Path | None = None
     proxy_socket: Path | None = None
     socat: str = "socat"
+    read_only_workspace: bool = False
 
     def networked(self, socket: Path | None) -> JobEnv:
         """The same environment with (or, given None, without) the proxy."""
-        return JobEnv(self.home, self.cache, socket, self.socat)
+        return replace(self, proxy_socket=socket)
+
+    def read_only(self) -> JobEnv:
+        """The same environment with `/workspace` read-only: the bot's own test run must
+        not change what was checked and is committed after it."""
+        return replace(self, read_only_workspace=True)
 
     def bwrap_args(self) -> list[str]:
         args = ["--bind", str(self.home), SANDBOX_HOME, "--setenv", "HOME", SANDBOX_HOME]
@@ -51,6 +58,8 @@ class JobEnv:
             args += ["--bind", str(self.proxy_socket), netproxy.SANDBOX_SOCKET]
             for name, value in netproxy.sandbox_env().items():
                 args += ["--setenv", name, value]
+        if self.read_only_workspace:
+            args += ["--remount-ro", WORKSPACE]
         return args
 
     def command(self, command: str) -> str:
