@@ -44,7 +44,11 @@ request offers, or None) and `thinking`. Helpers: `find_spec_paths`, `parse_revi
     until asked again), `turn_latency` (seconds before each answer), `max_turns_to_loop`
     (first views the spec that many times, one call per turn, e.g. 10**9 to exhaust budgets),
     `loop_padding` (characters of text added to each looping turn, to burn output tokens),
-    `bash_commands`. When the request enables thinking, each turn starts with a short
+    `bash_commands`, `traceability` (end the summary with a `## Traceability` table, one row
+    per id the task's traceability instruction lists), `omit_rows` (ids left out of that
+    table until a follow-up mentioning "Traceability" asks, then the full table is written,
+    unless `fill_when_asked=False`).
+    When the request enables thinking, each turn starts with a short
     thinking block (the simulator signs it).
 
 `RevisePolicy(...)`
@@ -304,7 +308,13 @@ class SpecCoderPolicy(ScriptPolicy):
         max_turns_to_loop: int = 0,
         loop_padding: int = 0,
         bash_commands: Sequence[str] = (),
+        traceability: bool = False,
+        omit_rows: Sequence[str] = (),
+        fill_when_asked: bool = True,
     ) -> None:
+        self.traceability = traceability
+        self.fill_when_asked = fill_when_asked
+        self.omit_rows = list(omit_rows)
         self.spec_paths = list(spec_paths) if spec_paths else None
         self.component = component
         self.source_path = source_path
@@ -453,6 +463,13 @@ class SpecCoderPolicy(ScriptPolicy):
 
         summary = self.summary_path(specs)
         body = _summary_text(self._component(specs[0]), specs, files, notes)
+        full = body
+        table = full_table = ""
+        if self.traceability:
+            ids = requirement_ids(convo.first_user_text)
+            full_table = _trace_table(ids, files)
+            table = _trace_table([i for i in ids if i not in self.omit_rows], files)
+            full, body = body + full_table, body + table
         closing = Turn([text(CLOSING.format(path=summary))])
         if not self.skip_summary:
             fb = yield edit(
@@ -463,6 +480,15 @@ class SpecCoderPolicy(ScriptPolicy):
             written = False
         fb = yield closing
         while True:
+            if written and body != full and "Traceability" in fb.text and self.fill_when_asked:
+                body = full  # asked for the missing rows: the whole table this time
+                fb = yield edit(
+                    f"Adding the missing rows to {summary}.",
+                    command="str_replace",
+                    path=self.abs(summary),
+                    old_str=table,
+                    new_str=full_table,
+                )
             if not written:
                 fb = yield edit(
                     f"Writing the missing {summary}.",
@@ -472,6 +498,25 @@ class SpecCoderPolicy(ScriptPolicy):
                 )
                 written = not fb.failed
             fb = yield closing
+
+
+_REQ_LINE = re.compile(r"^- ([A-Z][\w.-]*): ", re.M)
+
+
+def requirement_ids(task: str) -> list[str]:
+    """Requirement ids the pipeline's `## Traceability` instruction lists (`- R1: text`)."""
+    start = task.find("## Traceability")
+    return _REQ_LINE.findall(task[start:]) if start >= 0 else []
+
+
+def _trace_table(ids: Sequence[str], files: Sequence[tuple[str, str]]) -> str:
+    src = ", ".join(p for p, why in files if why.startswith("implementation")) or "-"
+    tests = ", ".join(p for p, why in files if why == "unit tests") or "-"
+    rows = "".join(f"| {i} | {src} | {tests} | implemented |\n" for i in ids)
+    return (
+        "\n## Traceability\n\n| Requirement | Files | Tests | Status |\n"
+        "| --- | --- | --- | --- |\n" + rows
+    )
 
 
 def _source_text(title: str, spec: str) -> str:

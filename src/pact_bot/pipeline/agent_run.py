@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pact_bot.pipeline import trace
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.post_run import CheckResult, run_checks
 from pact_bot.pipeline.prompts import SUMMARY_REMINDER
@@ -27,6 +28,7 @@ from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import JobFailed, ProgressTracker
 from pact_bot.repo_config import Effective, RepoConfig
 from pact_bot.specs import summary_path
+from pact_bot.traceability import Coverage, SpecRequirements
 from pact_bot.workspace import Changes
 from pact_bot.workspace.tree import changed_paths, restore
 
@@ -56,6 +58,8 @@ class Implementation:
     budget_detail: str = ""
     model: str = ""
     setup_notes: list[str] = field(default_factory=list)
+    coverage: Coverage | None = None  # the traceability table, checked (trace.py)
+    trace_asked: bool = False  # the agent was asked once more for missing rows
 
     @property
     def over_budget(self) -> bool:
@@ -83,9 +87,10 @@ async def implement(
     should_cancel: Callable[[], Awaitable[bool]],
     secrets: Sequence[str],
     existing_summaries: Sequence[str] = (),
+    traced: Sequence[SpecRequirements] = (),
 ) -> Implementation:
     """Run the agent under the job's budgets, then the checks (asking once for a missing
-    summary within what is left of the budget)."""
+    summary, then once for missing traceability rows, within what is left of the budget)."""
     # Here rather than at the top: see the module docstring (start-up cost of the SDK).
     from pact_bot.agent.definition import load_definition, system_prompt
     from pact_bot.agent.loop import Budget, run_agent
@@ -178,6 +183,22 @@ async def implement(
         results.append(result)
         stop = str(result.stop)
         changes, deleted, checks = await inspect()
+    # --- traceability (pipeline/trace.py): one follow-up for missing rows
+    coverage = None
+    trace_asked = False
+    if traced and checks.ok and not _error(result):
+        files = runtime.workspace.tracked_files
+        coverage = trace.coverage_of(worktree, traced, changes.paths, files(worktree), deleted)
+        again = trace.followup(coverage, traced)
+        if again and not _is_budget(stop) and stop != "cancelled":
+            trace_asked = True
+            result = await run(
+                again, result.messages, sum(r.turns for r in results), _spent(results)
+            )
+            results.append(result)
+            stop = str(result.stop)
+            changes, deleted, checks = await inspect()
+            coverage = trace.coverage_of(worktree, traced, changes.paths, files(worktree), deleted)
     stats = _stats(results, tools)
     return Implementation(
         stop=stop,
@@ -192,7 +213,13 @@ async def implement(
         budget_detail=_budget_detail(stop, stats, effective),
         model=model,
         setup_notes=notes,
+        coverage=coverage,
+        trace_asked=trace_asked,
     )
+
+
+def _spent(results: Sequence[RunResult]) -> float:
+    return sum(float(r.cost_usd) for r in results)
 
 
 async def run_setup(
@@ -307,6 +334,7 @@ async def run_job_agent(
     component: str,
     specs: tuple[str, ...],
     existing_summaries: list[str],
+    traced: Sequence[SpecRequirements] = (),
 ) -> Implementation:
     """The agent under this job's budgets, progress comment and cancel flag."""
     job = ctx.job
@@ -336,6 +364,7 @@ async def run_job_agent(
             should_cancel=ctx.control.cancelled,
             secrets=secrets,
             existing_summaries=existing_summaries,
+            traced=traced,
         )
     except UnknownModelPrice as e:
         raise JobFailed(Failure.model_error, str(e)) from None

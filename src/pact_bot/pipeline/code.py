@@ -28,7 +28,7 @@ from pact_bot.confined import NotFound, Refused, read_present, read_text
 from pact_bot.jobs.model import Job
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline import pr_text, report
+from pact_bot.pipeline import pr_text, report, trace
 from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
@@ -169,6 +169,7 @@ async def _run(
         spec_texts = _read_specs(wt, specs, target, eff)
         tracker.state = JobProgress(job.id, Phase.reading_specs, specs=tuple(specs))
         summary_file = summary_path(component)
+        traced = trace.job_specs(spec_texts, summary_file)
         pub = Publication(
             specs=specs,
             components=components,
@@ -181,6 +182,7 @@ async def _run(
             summary_file=summary_file,
             model=eff.model,
             draft=eff.draft,
+            traced=traced,
         )
 
         if pushed and pushed == head_sha:
@@ -205,12 +207,24 @@ async def _run(
             summary_file=summary_file,
             sections=sections,
         )
+        if contract := trace.message_part(traced):
+            message += "\n\n" + contract
         existing_summaries = summary_files(files) if existing is not None else []
         await tracker.show(JobProgress(job.id, Phase.implementing, specs=tuple(specs)))
 
         await agent_loaded
         impl = await run_job_agent(
-            ctx, tracker, wt, token, message, cfg, eff, component, tuple(specs), existing_summaries
+            ctx,
+            tracker,
+            wt,
+            token,
+            message,
+            cfg,
+            eff,
+            component,
+            tuple(specs),
+            existing_summaries,
+            traced,
         )
         failed = failure_of(impl)
         if failed is not None:

@@ -4,6 +4,7 @@ job's saved progress, so a retry after a partial publish does not repeat it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +15,11 @@ from pact_bot.github.repo_api import best_effort
 from pact_bot.jobs.model import JobState
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobOutcome
-from pact_bot.pipeline import pr_text
+from pact_bot.pipeline import pr_text, trace
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import JobProgress, Phase, RunStats
 from pact_bot.pipeline.steps import ProgressTracker, post_check_run
+from pact_bot.traceability import Coverage, SpecRequirements
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Publication:
     summary_file: str
     model: str
     draft: bool
+    traced: Sequence[SpecRequirements] = ()  # the specs' requirements (pipeline/trace.py)
 
 
 def trigger_text(ctx: JobContext[CodeTask]) -> str:
@@ -44,6 +47,14 @@ def trigger_text(ctx: JobContext[CodeTask]) -> str:
     if ctx.task.trigger == "check_run":
         return f"Implement button on #{n} by @{who}"
     return f"requested by @{who} on #{n}"
+
+
+def _coverage(ctx: JobContext[CodeTask], worktree: Path, pub: Publication) -> Coverage | None:
+    """Checked against the committed worktree, so a retry shows what the first attempt did."""
+    traced = trace.retarget(pub.traced, pub.summary_file)
+    changed = [r.path for r in pub.rows if r.status != "removed"]
+    tracked = ctx.rt.workspace.tracked_files(worktree)
+    return trace.coverage_of(worktree, traced, changed, tracked)
 
 
 async def publish(
@@ -64,6 +75,8 @@ async def publish(
         issue_number=None if ctx.task.is_pr else job.number,
         trigger=trigger_text(ctx),
     )
+    coverage = _coverage(ctx, worktree, pub)
+    body = trace.with_coverage(body, coverage)
     pr: PullRequest | PullRequestSimple | None = pub.existing or await api.open_pull(pub.branch)
     updated = pr is not None
     if pr is None:
@@ -94,7 +107,8 @@ async def publish(
             job_id=job.id,
             summary_file=pub.summary_file,
         )
-        await post_check_run(ctx, pub.sha, output)
+        output = trace.with_check_output(output, coverage)
+        await post_check_run(ctx, pub.sha, output, trace.conclusion("success", coverage))
         await ctx.save(check_sha=pub.sha)
     await tracker.show(
         JobProgress(

@@ -27,7 +27,7 @@ from pact_bot.confined import Refused, read_present
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.tasks import ReviseTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline import pr_text
+from pact_bot.pipeline import pr_text, trace
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
@@ -60,6 +60,7 @@ from pact_bot.pipeline.steps import (
 )
 from pact_bot.repo_config import glob_match
 from pact_bot.specs import component_name, refused_paths_text, spec_refs
+from pact_bot.traceability import Coverage
 from pact_bot.workspace import PushRejected, RebaseConflict, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -221,8 +222,27 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
                 final=final[:FINAL_TEXT_LIMIT],
                 stats=stats_dict(impl.stats),
             )
+        # traceability (pipeline/trace.py): the PR body's coverage section kept current
+        coverage = None
+        if sha and sfile:
+            traced = trace.job_specs(spec_texts, sfile)
+            changed = sorted(set(pr_files) | set(impl.paths))
+            tracked = runtime.workspace.tracked_files(wt)
+            coverage = trace.coverage_of(wt, traced, changed, tracked, impl.deleted)
+            await trace.refresh_pr_body(ctx.api, ctx.number, pr.body or "", coverage)
         return await _answer(
-            ctx, tracker, work, comments, replies, final, sha, impl.stats, specs, model, impl.diff
+            ctx,
+            tracker,
+            work,
+            comments,
+            replies,
+            final,
+            sha,
+            impl.stats,
+            specs,
+            model,
+            impl.diff,
+            coverage,
         )
 
 
@@ -283,6 +303,7 @@ async def _answer(
     specs: Sequence[str],
     model: str,
     diff: str = "",
+    coverage: Coverage | None = None,
 ) -> JobOutcome:
     job, reviewer = ctx.job, ctx.sender
     web = ctx.rt.settings.web_url.rstrip("/")
@@ -315,7 +336,8 @@ async def _answer(
             summary_file=None,
         )
         output["title"] = commit_title(ctx.task.trigger, reviewer)
-        await post_check_run(ctx, sha, output)
+        output = trace.with_check_output(output, coverage)
+        await post_check_run(ctx, sha, output, trace.conclusion("success", coverage))
         await ctx.save(check_sha=sha)
     n = len(comments)
     answered = f"replied to {n} comment{'s' if n != 1 else ''}" if n else "replied on the PR"

@@ -196,13 +196,15 @@ async def co_author(ctx: JobContext[Any]) -> str | None:
     return f"{name or sender} <{email}>"
 
 
-async def post_check_run(ctx: JobContext[Any], sha: str, output: dict[str, Any]) -> None:
+async def post_check_run(
+    ctx: JobContext[Any], sha: str, output: dict[str, Any], conclusion: str = "success"
+) -> None:
     """The "PACT Code" run's record on the commit; a failure here never fails the job."""
     with best_effort("create the check run"):
         await ctx.api.check_run(
             name=report.CHECK_NAME,
             head_sha=sha,
-            conclusion="success",
+            conclusion=conclusion,
             external_id=ctx.job.id,
             output=output,
         )
