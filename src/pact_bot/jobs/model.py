@@ -24,6 +24,8 @@ class JobKind(enum.StrEnum):
     revise = "revise"  # answer a review on a bot PR with a commit
     reply = "reply"  # answer a command (help, status, refusal) with a comment
     spec_check = "spec_check"  # offer the "Implement" check run on a spec PR
+    drift = "drift"  # a push to the default branch: spec and code drifting apart
+    test = "test"  # the test engineer on a PR (`/pact test`, or `phases: [code, test]`)
 
 
 class JobState(enum.StrEnum):

@@ -28,7 +28,7 @@ from pact_bot.confined import NotFound, Refused, read_present, read_text
 from pact_bot.jobs.model import Job
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline import pr_text, report, trace
+from pact_bot.pipeline import drift_check, pr_text, report, trace
 from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
@@ -207,9 +207,13 @@ async def _run(
             summary_file=summary_file,
             sections=sections,
         )
+        if ctx.task.update:  # a drift update: the changed sections, not the whole spec
+            message = drift_check.update_message(ctx.task.update, files, docs, summary_file)
         if contract := trace.message_part(traced):
             message += "\n\n" + contract
-        existing_summaries = summary_files(files) if existing is not None else []
+        # updating its own PR, or a drift update of code already merged: the summary is there
+        updating = existing is not None or bool(ctx.task.update)
+        existing_summaries = summary_files(files) if updating else []
         await tracker.show(JobProgress(job.id, Phase.implementing, specs=tuple(specs)))
 
         await agent_loaded
