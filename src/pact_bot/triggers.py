@@ -256,7 +256,8 @@ def _issue_comment(
             ),
         )
         return Decision(job, f"{config.command} code", ack=_ack(ev, job, common, delivery_id))
-    if cmd.name == "test":
+    if cmd.name == "test":  # `/pact test [instructions]`: the first line's words count too
+        said = "\n".join(t for t in (" ".join(cmd.args), cmd.instructions) if t)
         job = _job(
             ev,
             JobKind.test,
@@ -264,8 +265,8 @@ def _issue_comment(
             delivery_id,
             TestTask(
                 **common,
-                instructions=cmd.instructions,
-                fingerprint=f"test:{cmd.instructions}",
+                instructions=said,
+                fingerprint=f"test:{said}",
             ),
         )
         return Decision(job, f"{config.command} test", ack=_ack(ev, job, common, delivery_id))

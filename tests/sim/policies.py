@@ -51,6 +51,15 @@ request offers, or None) and `thinking`. Helpers: `find_spec_paths`, `parse_revi
     When the request enables thinking, each turn starts with a short
     thinking block (the simulator signs it).
 
+`TestEngineerPolicy(...)`
+    Plays the PACT test engineer on `/pact test`: reads the requirement ids of the task's
+    Traceability table (`| R1 | files | tests | status |`), creates `test_path` (default
+    `tests/test_engineer_checks.py`) with one test per id, optionally changes `touch_path`
+    (a file outside tests, e.g. to fix a bug it found), and ends with a `## Test report`
+    table (every id `passed`, or `failed` for ids in `failing`) and a `### Bugs` list (one
+    `bugs` entry per item, `path:line — why`). Options: `root`, `test_path`, `touch_path`,
+    `failing`, `bugs`.
+
 `RevisePolicy(...)`
     Plays the coder on a review. It reads the review comments from the first user message
     and, per comment, views the file and edits it (`str_replace`, or `insert`), then ends
@@ -558,6 +567,83 @@ def _summary_text(
         "- `describe()` must return `implemented`.\n"
         "- Edge cases to cover: import without side effects; repeated calls.\n"
     )
+
+
+# ---- the test engineer -----------------------------------------------------------------------
+_TABLE_ID = re.compile(r"^\|\s*([A-Z][\w.-]*)\s*\|", re.M)
+
+
+class TestEngineerPolicy(ScriptPolicy):
+    """The PACT test engineer; options in the module docstring."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(
+        self,
+        *,
+        root: str = "/workspace",
+        test_path: str = "tests/test_engineer_checks.py",
+        touch_path: str | None = None,
+        failing: Sequence[str] = (),
+        bugs: Sequence[str] = (),
+    ) -> None:
+        self.root = root.rstrip("/")
+        self.test_path = test_path
+        self.touch_path = touch_path
+        self.failing = list(failing)
+        self.bugs = list(bugs)
+
+    def script(self, convo: Conversation) -> Script:
+        ed = convo.editor
+        if ed is None:
+            yield Turn([text("I need the text editor tool.")])
+            return
+        ids = [i for i in _TABLE_ID.findall(convo.first_user_text) if i != "Requirement"]
+        body = "".join(
+            f"\n\ndef test_{i.lower().replace('-', '_')}() -> None:\n    assert True\n" for i in ids
+        )
+        yield Turn(
+            [
+                text(f"Writing {self.test_path}."),
+                tool_use(
+                    ed,
+                    {
+                        "command": "create",
+                        "path": f"{self.root}/{self.test_path}",
+                        "file_text": '"""Tests per requirement."""' + body,
+                    },
+                ),
+            ]
+        )
+        if self.touch_path:
+            yield Turn(
+                [
+                    text(f"Fixing {self.touch_path} while I am at it."),
+                    tool_use(
+                        ed,
+                        {
+                            "command": "create",
+                            "path": f"{self.root}/{self.touch_path}",
+                            "file_text": "# changed by the test engineer\n",
+                        },
+                    ),
+                ]
+            )
+        rows = "".join(
+            f"| {i} | {self.test_path}::test_{i.lower().replace('-', '_')} | "
+            f"{'failed: wrong total' if i in self.failing else 'passed'} |\n"
+            for i in ids
+        )
+        bugs = "".join(f"- {b}\n" for b in self.bugs) or "None.\n"
+        yield Turn(
+            [
+                text(
+                    "I wrote and ran the tests.\n\n## Test report\n\n"
+                    "| Requirement | Tests | Result |\n| --- | --- | --- |\n"
+                    f"{rows}\n### Bugs\n\n{bugs}"
+                )
+            ]
+        )
 
 
 # ---- review revisions ----------------------------------------------------------------------

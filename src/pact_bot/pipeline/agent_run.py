@@ -88,19 +88,32 @@ async def implement(
     secrets: Sequence[str],
     existing_summaries: Sequence[str] = (),
     traced: Sequence[SpecRequirements] = (),
+    test_engineer: bool = False,
 ) -> Implementation:
     """Run the agent under the job's budgets, then the checks (asking once for a missing
     summary, then once for missing traceability rows, within what is left of the budget)."""
     # Here rather than at the top: see the module docstring (start-up cost of the SDK).
-    from pact_bot.agent.definition import load_definition, system_prompt
+    from pact_bot import test_phase
+    from pact_bot.agent.definition import (
+        AGENT_NAME,
+        TEST_AGENT_NAME,
+        load_definition,
+        system_prompt,
+    )
     from pact_bot.agent.loop import Budget, run_agent
     from pact_bot.agent.tools import build_tools
 
     summary_file = summary_path(component)
-    definition = load_definition(worktree, effective.agent)
+    # `/pact test` (pipeline/test_job.py) runs the test engineer instead of the coder
+    name = TEST_AGENT_NAME if test_engineer else AGENT_NAME
+    definition = load_definition(worktree, None if test_engineer else effective.agent, name=name)
     model = runtime.settings.resolve_model(model or definition.model)
     tools = build_tools(worktree, effective.sandbox, settings=runtime.settings)
-    system = system_prompt(definition, component=component, bash_available=tools.bash is not None)
+    bash = tools.bash is not None
+    if test_engineer:
+        system = test_phase.system_prompt(definition, bash_available=bash)
+    else:
+        system = system_prompt(definition, component=component, bash_available=bash)
     total_seconds = effective.max_minutes * 60
     started = time.monotonic()
     notes, setup_paths = await run_setup(worktree, effective.setup, tools)
@@ -335,6 +348,8 @@ async def run_job_agent(
     specs: tuple[str, ...],
     existing_summaries: list[str],
     traced: Sequence[SpecRequirements] = (),
+    *,
+    test_engineer: bool = False,
 ) -> Implementation:
     """The agent under this job's budgets, progress comment and cancel flag."""
     job = ctx.job
@@ -365,6 +380,7 @@ async def run_job_agent(
             secrets=secrets,
             existing_summaries=existing_summaries,
             traced=traced,
+            test_engineer=test_engineer,
         )
     except UnknownModelPrice as e:
         raise JobFailed(Failure.model_error, str(e)) from None

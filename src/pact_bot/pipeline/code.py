@@ -183,6 +183,7 @@ async def _run(
             model=eff.model,
             draft=eff.draft,
             traced=traced,
+            phases=eff.phases,
         )
 
         if pushed and pushed == head_sha:

@@ -19,6 +19,7 @@ from pact_bot.pipeline.reply import handle_reply
 from pact_bot.pipeline.revise import handle_revise
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.spec_check import handle_spec_check
+from pact_bot.pipeline.test_job import handle_test
 from pact_bot.settings import Settings
 
 KindHandler = Callable[[Runtime, Job, JobControl], Awaitable[JobOutcome]]
@@ -29,6 +30,7 @@ HANDLERS: dict[JobKind, KindHandler] = {
     JobKind.reply: handle_reply,
     JobKind.spec_check: handle_spec_check,
     JobKind.drift: handle_drift,
+    JobKind.test: handle_test,
 }
 
 

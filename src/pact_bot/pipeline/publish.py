@@ -15,7 +15,7 @@ from pact_bot.github.repo_api import best_effort
 from pact_bot.jobs.model import JobState
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobOutcome
-from pact_bot.pipeline import pr_text, trace
+from pact_bot.pipeline import pr_text, test_job, trace
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import JobProgress, Phase, RunStats
 from pact_bot.pipeline.steps import ProgressTracker, post_check_run
@@ -38,6 +38,7 @@ class Publication:
     model: str
     draft: bool
     traced: Sequence[SpecRequirements] = ()  # the specs' requirements (pipeline/trace.py)
+    phases: Sequence[str] = ("code",)  # `test` too: the Test phase follows (test_job.py)
 
 
 def trigger_text(ctx: JobContext[CodeTask]) -> str:
@@ -96,7 +97,10 @@ async def publish(
     await ctx.save(pr_url=pr_url, pr_number=number)
     summary_url = f"{web}/{job.repo}/blob/{pub.branch}/{pub.summary_file}"
     if ctx.saved.handoff_sha != pub.sha:
-        await api.comment(number, pr_text.handoff_comment(summary, pub.summary_file, summary_url))
+        handoff = pr_text.handoff_comment(
+            summary, pub.summary_file, summary_url, command=await ctx.command_word()
+        )
+        await api.comment(number, handoff)
         await ctx.save(handoff_sha=pub.sha)
     if ctx.saved.check_sha != pub.sha:
         output = pr_text.check_run_output(
@@ -110,6 +114,7 @@ async def publish(
         output = trace.with_check_output(output, coverage)
         await post_check_run(ctx, pub.sha, output, trace.conclusion("success", coverage))
         await ctx.save(check_sha=pub.sha)
+    await test_job.after_code(ctx, number, pub.phases)
     await tracker.show(
         JobProgress(
             job.id,

@@ -71,6 +71,9 @@ def usage(command: str = "/pact", label: str = "pact:code") -> str:
             f"- `{c} code [spec paths]` — implement the specs (named, added in this pull "
             "request, or referenced in the issue) and open a pull request; on a pact-bot pull "
             f"request, `{c} code <instructions>` revises it instead.",
+            f"- `{c} test [instructions]` — on a pull request with an implementation summary, "
+            "the test engineer writes and runs tests per requirement, pushes them in one "
+            "commit and reports the results and bugs in a comment.",
             f"- `{c} status` — queued and running pact-bot jobs of this issue or pull request.",
             f"- `{c} cancel` — stop them; the running job stops at its next safe point and "
             "pushes nothing.",
