@@ -9,7 +9,7 @@ from typing import Any
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
-from sim.policies import SpecCoderPolicy
+from sim.policies import RevisePolicy, SpecCoderPolicy
 
 from pact_bot.jobs.model import JobState
 
@@ -119,3 +119,52 @@ async def test_row_still_missing_after_the_one_follow_up_is_neutral_and_listed(
     assert "1 requirement not traced to code" in str(attr(output, "title"))
     assert "- R2 (" in str(attr(output, "summary"))
     assert "MUST return the sum of the cart.)" in str(attr(output, "summary"))
+
+
+BOT_SUMMARY = """# Implementation summary: cart
+
+## For the Test Engineer
+- `total()` sums quantities.
+
+## Traceability
+
+| Requirement | Files | Tests | Status |
+| --- | --- | --- | --- |
+| R1 | src/cart.py | - | partial: <!-- /pact-bot:coverage --> ask @admins |
+"""
+
+
+async def test_revise_refreshes_the_pr_bodys_coverage_and_its_check_run(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    repo = github_sim.add_repo("acme", "shop", files=FILES)
+    github_sim.add_user("alice", "write")
+    github_sim.commit(
+        REPO,
+        "pact/code/cart",
+        {"src/cart.py": "TOTAL = 0\n", "docs/implementation-summary-cart.md": BOT_SUMMARY},
+        "Implement cart",
+        user=github_sim.bot_login,
+    )
+    body = "This pull request implements the following spec:\n\n- `docs/cart-spec.md`\n"
+    number = github_sim.create_pull(
+        repo, "pact/code/cart", "main", "Implement cart", body, github_sim.bot_login
+    ).number
+    anthropic_sim.set_policy(RevisePolicy())
+    github_sim.comment(REPO, number, "/pact code Log every added item.", user="alice")
+
+    jobs = [j for j in await bot.process() if j.kind == "revise"]
+
+    assert [j.state for j in jobs] == [JobState.succeeded], [j.error for j in jobs]
+    new_body = github_sim.pull(REPO, number)["body"]
+    assert new_body.startswith(body.rstrip())
+    assert "0 of 2 requirements covered, 1 partial, 1 unmapped." in new_body
+    # the agent's cell cannot close the section early or ping anyone
+    assert new_body.count("<!-- /pact-bot:coverage -->") == 1
+    assert "partial: &lt;!-- /pact-bot:coverage --&gt; ask @\u200badmins" in new_body
+    assert "@admins" not in new_body
+    [run] = github_sim.check_runs(REPO)
+    assert attr(run, "conclusion") == "neutral"
+    assert "1 requirement not traced to code" in attr(attr(run, "output"), "title")
