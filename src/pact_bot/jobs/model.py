@@ -175,7 +175,7 @@ class Queue(Protocol):
         await asyncio.sleep(timeout)
 
 
-LOST_NOTICE_KINDS = frozenset({JobKind.code, JobKind.revise})
+LOST_NOTICE_KINDS = frozenset({JobKind.code, JobKind.revise, JobKind.test})
 
 
 def lost_notice(job: Job) -> Job | None:

@@ -194,11 +194,10 @@ def lost_text(job: Job, attempts: int, command: str = "/pact") -> str:
         if pushed
         else "Nothing was pushed by the unfinished attempt."
     )
-    again = (
-        f"comment `{command} code <what to change>` on this pull request"
-        if job.kind is JobKind.revise
-        else f"comment `{command} code`"
-    )
+    again = {
+        JobKind.revise: f"comment `{command} code <what to change>` on this pull request",
+        JobKind.test: f"comment `{command} test`",
+    }.get(job.kind, f"comment `{command} code`")
     return (
         f"Job `{job.id}` stopped: the worker running it was lost {attempts} "
         f"time{'s' if attempts != 1 else ''} (crash or restart), so pact-bot gave up on it. "
