@@ -187,3 +187,21 @@ async def test_update_button_pressed_by_a_read_only_user_starts_nothing(
     assert "lacks write permission" in (jobs[0].error or "")
     assert anthropic_sim.requests == []
     assert github_sim.pulls(REPO) == []
+
+
+async def test_a_push_whose_range_is_gone_fails_the_job_with_the_reason_and_posts_nothing(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup(github_sim)
+    repo = github_sim.repo(REPO)
+    after = github_sim.branches(REPO)["main"]
+    github_sim.announce_push(repo, "main", "f" * 40, after, "alice")  # a force push's old tip
+
+    jobs = await bot.process()
+
+    assert [(j.kind, j.state) for j in jobs] == [(JobKind.drift, JobState.failed)]
+    assert (jobs[0].error or "").startswith("api_error: HTTP 404 on GET")
+    assert "/compare/" in (jobs[0].error or "")
+    assert github_sim.check_runs(REPO) == []

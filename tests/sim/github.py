@@ -753,7 +753,8 @@ class GitHubSim:
         if self.app.webhook_url is None:
             return
         items = []
-        for c in reversed(repo.git.log(f"{before}..{after}" if before.strip("0") else after)):
+        known = before.strip("0") and repo.git.rev(before) is not None  # not a force push's old tip
+        for c in reversed(repo.git.log(f"{before}..{after}" if known else after, limit=20)):
             tree, date = repo.git.commit_details(c.sha)
             changes = repo.git.diff(c.parents[0], c.sha) if c.parents else []
             by = {s: [f.filename for f in changes if f.status == s] for s in ("added", "removed")}

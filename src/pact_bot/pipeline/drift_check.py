@@ -25,6 +25,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from githubkit.exception import GitHubException, RequestFailed
+
 from pact_bot import drift
 from pact_bot.github.repo_api import WRITE_PERMISSIONS
 from pact_bot.jobs.model import Job, JobKind, JobState
@@ -48,6 +50,19 @@ TITLE_LIMIT = 200
 
 
 async def handle_drift(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
+    """No conversation to report a failure in: a GitHub error (a force-pushed range that is
+    gone, an outage) ends the job failed, with the reason in its record."""
+    try:
+        return await _drift(runtime, job, control)
+    except RequestFailed as e:
+        detail = f"HTTP {e.response.status_code} on {e.request.method} {e.request.url.path}"
+        log.warning("drift job: github call failed", extra={"detail": detail})
+        return JobOutcome(JobState.failed, error=f"api_error: {detail}")
+    except GitHubException as e:
+        return JobOutcome(JobState.failed, error=f"api_error: {type(e).__name__}")
+
+
+async def _drift(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
     async with open_context(runtime, job, control, DriftTask) as ctx:
         try:
             cfg = await ctx.config()
