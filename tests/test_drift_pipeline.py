@@ -205,3 +205,30 @@ async def test_a_push_whose_range_is_gone_fails_the_job_with_the_reason_and_post
     assert (jobs[0].error or "").startswith("api_error: HTTP 404 on GET")
     assert "/compare/" in (jobs[0].error or "")
     assert github_sim.check_runs(REPO) == []
+
+
+async def test_an_update_button_without_a_push_range_starts_nothing(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup(github_sim)
+    repo = github_sim.repo(REPO)
+    run = github_sim.create_check_run(
+        repo,
+        github_sim.app_id,
+        {
+            "name": "PACT Drift",
+            "head_sha": github_sim.branches(REPO)["main"],
+            "status": "completed",
+            "conclusion": "neutral",
+            "external_id": "drift:../../x...HEAD",
+            "actions": [{"label": "Update code", "description": "d", "identifier": "pact-update"}],
+        },
+    )
+
+    github_sim.press_check_run_action(REPO, run.id, "pact-update", user="alice")
+    jobs = await bot.process()
+
+    assert jobs == []
+    assert ("check_run.requested_action", "update button without a push range") in bot.routed
