@@ -61,6 +61,7 @@ EVENTS = [
     "pull_request_review",
     "pull_request_review_comment",
     "check_run",
+    "push",
 ]
 
 

@@ -979,3 +979,41 @@ def test_oauth_authorize_refuses_unknown_clients_and_foreign_redirects(
         assert httpx.get(authorize, params=ok | {"redirect_uri": evil}).status_code == 400
     unknown = httpx.post(authorize, data=ok | {"login": "nobody"})
     assert unknown.status_code == 401
+
+
+def test_push_webhook_compare_and_issue_creation_match_githubs_shapes(
+    github_sim: GitHubSim, receiver: Receiver
+) -> None:
+    from githubkit_schemas.latest import models
+
+    repo = github_sim.add_repo("acme", "widgets", {"docs/w-spec.md": "# W\n\n## A\nOne.\n"})
+    before = github_sim.branches(repo)["main"]
+    after = github_sim.push(
+        repo, "main", {"docs/w-spec.md": "# W\n\n## A\nTwo.\n", "src/w.py": "x = 1\n"}, user="alice"
+    )
+    gh = installation_client(github_sim)
+    issue = gh.rest.issues.create("acme", "widgets", title="Drift", body="b").parsed_data
+    log = github_sim.wait_for_deliveries()
+    push = [d for d in log if d.event == "push"]
+    assert len(push) == 1
+    event = models.WebhookPush.model_validate_json(push[0].body)
+    assert (event.ref, event.before, event.after) == ("refs/heads/main", before, after)
+    assert event.sender is not None and event.sender.login == "alice"
+    assert event.head_commit is not None and event.head_commit.modified == ["docs/w-spec.md"]
+    assert event.head_commit.added == ["src/w.py"]
+    assert ("issues", "opened") in {(d.event, d.action) for d in log}
+    assert issue.title == "Drift" and issue.user is not None
+    assert issue.user.login == github_sim.bot_login
+
+    cmp = gh.rest.repos.compare_commits("acme", "widgets", f"{before}...{after}").parsed_data
+    assert isinstance(cmp, models.CommitComparison)
+    assert (cmp.status, cmp.ahead_by, cmp.behind_by) == ("ahead", 1, 0)
+    assert [c.sha for c in cmp.commits] == [after]
+    assert cmp.base_commit.sha == before == cmp.merge_base_commit.sha
+    by_name = {f.filename: f for f in cmp.files or []}
+    assert by_name["docs/w-spec.md"].status == "modified"
+    assert "-One.\n+Two." in (by_name["docs/w-spec.md"].patch or "")
+    assert by_name["src/w.py"].status == "added"
+    with pytest.raises(RequestFailed) as err:
+        gh.rest.repos.compare_commits("acme", "widgets", f"{before}...{'f' * 40}")
+    assert err.value.response.status_code == 404

@@ -38,6 +38,11 @@ _WORKSPACE = "/workspace/"
 MAX_LISTED = 50
 
 
+def range_id(before: str, after: str) -> str:
+    """The drift check run's `external_id`: the push's range, for its "Update code" button."""
+    return f"drift:{before}...{after}"
+
+
 @dataclass(frozen=True)
 class Implementation:
     spec: str

@@ -9,6 +9,8 @@ label: pact:code              # issue label that starts a code job
 command: /pact                # comment command word
 spec_glob: docs/**/*-spec.md  # which files are specs
 spec_prs: suggest             # suggest | run | off (check run on PRs that change specs)
+drift: check                  # check | off (check run on pushes that change implemented specs)
+phases: [code]                # [code, test]: run the test engineer after the code job
 pr:
   draft: false
   branch_prefix: pact/code/
@@ -57,6 +59,9 @@ CONFIG_PATH = ".github/pact.yml"
 # `.claude/**`: the agent's own definitions and Claude Code's settings (whose hooks run on
 # the machine of whoever opens the checkout); the agent may not rewrite them.
 BUILTIN_PROTECTED = (".github/**", ".git/**", ".claude/**")
+
+
+Phase = Literal["code", "test"]
 
 
 class RepoConfigError(Exception):
@@ -145,6 +150,17 @@ class RepoConfig(_Strict):
         description='On a pull request that adds or changes a spec: offer an "Implement" '
         "check run (suggest), start at once (run), or nothing (off).",
     )
+    drift: Literal["check", "off"] = Field(
+        default="check",
+        description="On a push to the default branch that changes an implemented spec (or a "
+        'file implementing one alone): a "PACT Drift" check run with an "Update code" '
+        "button (check), or nothing (off).",
+    )
+    phases: list[Phase] = Field(
+        default_factory=lambda: list[Phase](["code"]),
+        description="What follows a spec: `[code]`, or `[code, test]` to run the test "
+        "engineer (`/pact test`) on the pull request as soon as a code job opens it.",
+    )
     pr: PRConfig = Field(default_factory=PRConfig, description="The pull request the bot opens.")
     model: str | None = Field(
         default=None,
@@ -175,7 +191,7 @@ class RepoConfig(_Strict):
         "always read from the default branch.",
     )
 
-    @field_validator("spec_prs", mode="before")
+    @field_validator("spec_prs", "drift", mode="before")
     @classmethod
     def _yaml_off(cls, v: Any) -> Any:
         # YAML 1.1 reads a bare `off` as false: `spec_prs: off` must mean "off".
@@ -210,6 +226,8 @@ class RepoConfig(_Strict):
             command=self.command,
             spec_glob=self.spec_glob,
             spec_prs=self.spec_prs,
+            drift=self.drift,
+            phases=tuple(dict.fromkeys(self.phases)),
             draft=self.pr.draft,
             branch_prefix=self.pr.branch_prefix,
             model=settings.resolve_model(self.model),
@@ -245,6 +263,8 @@ class Effective:
     test_command: str | None
     protected_paths: tuple[str, ...]
     agent: str | None
+    drift: str = "check"
+    phases: tuple[str, ...] = ("code",)
 
     def as_text(self) -> str:
         """The effective values, one per line (for `/pact help` and logs)."""
@@ -266,6 +286,8 @@ class Effective:
                 f"test_command: {self.test_command or '(detected)'}",
                 f"protected_paths: {', '.join(self.protected_paths)}",
                 f"agent: {self.agent or '(built-in pact-backend-coder)'}",
+                f"drift: {self.drift}",
+                f"phases: {', '.join(self.phases)}",
             ]
         )
 

@@ -274,7 +274,7 @@ def check(
             )
     named = {p for r in rows for p in (*r.files, *r.tests)}
     untraced = tuple(
-        p for p in sorted(changed) if p not in named and p not in ignore and not _is_test(p)
+        p for p in sorted(changed) if p not in named and p not in ignore and not is_test_path(p)
     )
     if spec:
         entries = [replace(e, spec=spec) for e in entries]
@@ -305,12 +305,14 @@ def check_job(
         tag = s.spec if len(specs) > 1 else ""
         entries += check(s.requirements, rows, changed, exists, spec=tag).entries
     untraced = tuple(
-        p for p in sorted(changed) if p not in named and p not in summary_paths and not _is_test(p)
+        p
+        for p in sorted(changed)
+        if p not in named and p not in summary_paths and not is_test_path(p)
     )
     return Coverage(tuple(entries), untraced)
 
 
-def _is_test(path: str) -> bool:
+def is_test_path(path: str) -> bool:
     name = path.rsplit("/", 1)[-1]
     return (
         path.startswith(("tests/", "test/"))

@@ -29,6 +29,7 @@ permission of everyone else is checked by the worker, not here.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -36,13 +37,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pact_bot.drift import UPDATE_ACTION, range_id
 from pact_bot.github import payloads as p
 from pact_bot.jobs.model import Job, JobKind
-from pact_bot.jobs.tasks import CodeTask, ReplyTask, ReviseTask, SpecCheckTask, TaskBase, wire
+from pact_bot.jobs.tasks import (
+    CodeTask,
+    DriftTask,
+    ReplyTask,
+    ReviseTask,
+    SpecCheckTask,
+    TaskBase,
+    TestTask,
+    wire,
+)
 
 REPLY_COMMANDS = ("help", "status", "cancel")
 SPEC_CHECK_ACTIONS = ("opened", "synchronize", "reopened")
 IMPLEMENT_ACTION = "implement"
+_SHA = re.compile(r"[0-9a-f]{40}")
+_RANGE = re.compile(range_id(r"([0-9a-f]{40})", r"([0-9a-f]{40})").replace("...", r"\.\.\."))
 
 
 @dataclass(frozen=True)
@@ -242,28 +255,46 @@ def _issue_comment(
                 fingerprint=f"code:{' '.join(cmd.args)}:{cmd.instructions}",
             ),
         )
-        ack = _job(
+        return Decision(job, f"{config.command} code", ack=_ack(ev, job, common, delivery_id))
+    if cmd.name == "test":  # `/pact test [instructions]`: the first line's words count too
+        said = "\n".join(t for t in (" ".join(cmd.args), cmd.instructions) if t)
+        job = _job(
             ev,
-            JobKind.reply,
+            JobKind.test,
             issue.number,
-            f"{delivery_id}:ack",
-            ReplyTask(
+            delivery_id,
+            TestTask(
                 **common,
-                command="ack",
-                for_kind=str(kind),
-                for_key=job.key,
-                for_fingerprint=job.task["fingerprint"],
-                fingerprint=f"ack:{ev.comment.id}",
+                instructions=said,
+                fingerprint=f"test:{said}",
             ),
-            key_suffix=":reply",
         )
-        return Decision(job, f"{config.command} code", ack=ack)
+        return Decision(job, f"{config.command} test", ack=_ack(ev, job, common, delivery_id))
     name = cmd.name if cmd.name in REPLY_COMMANDS else "help"
     task = ReplyTask(**common, command=name, fingerprint=f"{name}:{ev.comment.id}")
     if cmd.name not in REPLY_COMMANDS:
         task.unknown_command = cmd.name
     job = _job(ev, JobKind.reply, issue.number, delivery_id, task, key_suffix=":reply")
     return Decision(job, f"{config.command} {cmd.name or '(bare)'}")
+
+
+def _ack(ev: p.IssueCommentEvent, job: Job, common: dict[str, Any], delivery_id: str) -> Job:
+    """The 👀 reply recorded first when `job` would wait behind its key's running job."""
+    return _job(
+        ev,
+        JobKind.reply,
+        ev.issue.number,
+        f"{delivery_id}:ack",
+        ReplyTask(
+            **common,
+            command="ack",
+            for_kind=str(job.kind),
+            for_key=job.key,
+            for_fingerprint=job.task["fingerprint"],
+            fingerprint=f"ack:{ev.comment.id}",
+        ),
+        key_suffix=":reply",
+    )
 
 
 def _same_repo(pr: p.PullRequest) -> bool:
@@ -344,6 +375,8 @@ def _check_run(
     assert isinstance(ev, p.CheckRunEvent)
     if ev.action != "requested_action":
         return _nothing(f"check_run.{ev.action} starts nothing")
+    if ev.requested_action is not None and ev.requested_action.identifier == UPDATE_ACTION:
+        return _drift_update(ev, delivery_id)
     if ev.requested_action is None or ev.requested_action.identifier != IMPLEMENT_ACTION:
         return _nothing("another check run action")
     if not ev.check_run.pull_requests:
@@ -369,12 +402,70 @@ def _check_run(
     return Decision(job, "check run: implement")
 
 
+def _drift_job(ev: p.WebhookEvent, delivery_id: str, task: DriftTask) -> Job:
+    """Drift jobs of a repository share one key: one at a time, in push order."""
+    assert ev.repository is not None
+    repo = ev.repository.full_name
+    task.default_branch = ev.repository.default_branch
+    return Job(
+        id=new_job_id(),
+        kind=JobKind.drift,
+        key=f"{Job.key_for(repo, None)}:drift",
+        repo=repo,
+        installation_id=ev.installation_id,
+        delivery_id=delivery_id,
+        sender=ev.sender.login if ev.sender else "",
+        task=wire(task),
+    )
+
+
+def _push(
+    ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
+) -> Decision:
+    """Only pushes that move the default branch; the bot's own are dropped in `route`, and
+    `drift: off` is the worker's to read (ingress does not parse `.github/pact.yml`)."""
+    assert isinstance(ev, p.PushEvent) and ev.repository is not None
+    default = ev.repository.default_branch
+    if not default or ev.ref != f"refs/heads/{default}":
+        return _nothing("push to another branch")
+    if ev.deleted or not _SHA.fullmatch(ev.before) or not _SHA.fullmatch(ev.after):
+        return _nothing("push without a range")
+    if ev.before.strip("0") == "" or ev.after.strip("0") == "":
+        return _nothing("branch created or deleted")
+    task = DriftTask(
+        trigger="push",
+        ref=ev.ref,
+        before=ev.before,
+        after=ev.after,
+        fingerprint=f"drift:{ev.after}",
+    )
+    return Decision(_drift_job(ev, delivery_id, task), "push to the default branch")
+
+
+def _drift_update(ev: p.CheckRunEvent, delivery_id: str) -> Decision:
+    """The "Update code" button of a drift check run; the push's range is in the run's
+    external id (which only this App can set on its own runs; checked all the same)."""
+    m = _RANGE.fullmatch(ev.check_run.external_id or "")
+    if m is None:
+        return _nothing("update button without a push range")
+    task = DriftTask(
+        trigger="check_run",
+        action="update",
+        before=m.group(1),
+        after=m.group(2),
+        check_run_id=ev.check_run.id,
+        fingerprint=f"drift-update:{m.group(2)}",
+    )
+    return Decision(_drift_job(ev, delivery_id, task), "check run: update code")
+
+
 _ROUTES = {
     "issues": _issues,
     "issue_comment": _issue_comment,
     "pull_request": _pull_request,
     "pull_request_review": _review,
     "check_run": _check_run,
+    "push": _push,
 }
 
 __all__ = [

@@ -29,7 +29,9 @@ basic ``x-access-token:<token>``; the default branch refuses pushes like a prote
     has ``full_name``, ``clone_url``, ``path``, ``default_branch``, ``read_file(ref, path)``,
     ``branches()``), ``read_file(repo, ref, path) -> str | None``, ``branches(repo) ->
     {name: sha}``, ``commits(repo, ref) -> [Commit(sha, message, author_name, ...)]``,
-    ``commit(repo, branch, files, message, user=None) -> sha`` (no webhook). Protection is
+    ``commit(repo, branch, files, message, user=None) -> sha`` (no webhook),
+    ``push(repo, branch, files, message, user=None) -> sha`` (a person's push, the default
+    branch included: ``push``, then ``synchronize`` of open PRs on it). Protection is
     a proc-receive hook; ``{repo.path}/hooks/pre-receive`` is an executable no-op a test may
     overwrite with extra push rules.
 
@@ -494,6 +496,14 @@ class GitHubSim:
             raise SimError(404, "Not Found")
         return r.issues[number]
 
+    def create_issue(self, repo: Repo, title: str, body: str | None, sender: str) -> Issue:
+        """An issue opened through the API (``issues.opened`` with the caller as sender)."""
+        with self.world.lock:
+            issue = self._new_issue(repo, title, body, sender)
+            rendered = self.world.render_issue(repo, issue)
+        self.announce("issues", "opened", repo, sender, issue=rendered)
+        return issue
+
     def open_issue(self, repo: RepoRef, title: str, body: str = "", user: str | None = None) -> int:
         r, login = self.repo(repo), self._actor(user)
         with self.world.lock:
@@ -719,6 +729,116 @@ class GitHubSim:
         sha = r.git.commit(issue.pull.head_ref, files, message, author=author)
         self.branch_moved(r, issue.pull.head_ref, before, sha, login)
         return sha
+
+    def push(
+        self,
+        repo: RepoRef,
+        branch: str,
+        files: dict[str, str | bytes | None],
+        message: str = "Update files",
+        user: str | None = None,
+    ) -> str:
+        """A commit on ``branch`` pushed by ``user`` (from their machine, so the default
+        branch takes it too): ``push``, then ``synchronize`` for open PRs with that head."""
+        r, login = self.repo(repo), self._actor(user)
+        before = r.git.rev(branch) or "0" * 40
+        author = (login, f"{login}@users.noreply.github.local")
+        sha = r.git.commit(branch, files, message, author=author)
+        self.announce_push(r, branch, before, sha, login)
+        self.branch_moved(r, branch, before, sha, login)
+        return sha
+
+    def announce_push(self, repo: Repo, branch: str, before: str, after: str, sender: str) -> None:
+        """The ``push`` webhook (it has no action) for ``before..after`` of ``branch``."""
+        if self.app.webhook_url is None:
+            return
+        items = []
+        known = before.strip("0") and repo.git.rev(before) is not None  # not a force push's old tip
+        for c in reversed(repo.git.log(f"{before}..{after}" if known else after, limit=20)):
+            tree, date = repo.git.commit_details(c.sha)
+            changes = repo.git.diff(c.parents[0], c.sha) if c.parents else []
+            by = {s: [f.filename for f in changes if f.status == s] for s in ("added", "removed")}
+            items.append(
+                shapes.push_commit(
+                    self.urls,
+                    repo.full_name,
+                    sha=c.sha,
+                    tree=tree,
+                    message=c.message,
+                    author=(c.author_name, c.author_email),
+                    date=date,
+                    added=by["added"],
+                    removed=by["removed"],
+                    modified=[f.filename for f in changes if f.status == "modified"],
+                )
+            )
+        with self.world.lock:
+            body = shapes.push_event(
+                self.urls,
+                repository=self.world.render_repo(repo),
+                ref=f"refs/heads/{branch}",
+                before=before,
+                after=after,
+                head=items[-1] if items else None,
+                pusher=(sender, f"{sender}@users.noreply.github.local"),
+                commits=items,
+            )
+            body["sender"] = self.world.render_user(sender)
+            body["installation"] = {
+                "id": self.installation_id,
+                "node_id": shapes.node_id("Installation", self.installation_id),
+            }
+            owner = self.world.users[repo.owner]
+            if owner.type == "Organization":
+                body["organization"] = _org_json(self.urls, owner.login, owner.id)
+        self.sender.send("push", body)
+
+    def render_commit(self, repo: Repo, sha: str) -> dict[str, Any]:
+        c = repo.git.log(sha, limit=1)[0]
+        tree, date = repo.git.commit_details(sha)
+        return shapes.git_commit(
+            self.urls,
+            repo.full_name,
+            sha=c.sha,
+            tree=tree,
+            message=c.message,
+            author=(c.author_name, c.author_email),
+            date=date,
+            parents=c.parents,
+        )
+
+    def render_comparison(self, repo: Repo, base: str, head: str) -> dict[str, Any]:
+        """GitHub's three-dot comparison: ``head``'s commits and files since the merge base."""
+        b, h = repo.git.rev(base), repo.git.rev(head)
+        if b is None or h is None:
+            raise SimError(404, "Not Found")
+        start = repo.git.merge_base(b, h) or b
+        commits = [self.render_commit(repo, c.sha) for c in reversed(repo.git.log(f"{start}..{h}"))]
+        files = [
+            shapes.diff_entry(
+                self.urls,
+                repo.full_name,
+                filename=f.filename,
+                status=f.status,
+                additions=f.additions,
+                deletions=f.deletions,
+                patch=f.patch,
+                sha=f.sha,
+                head_sha=h,
+            )
+            for f in repo.git.diff(b, h)
+        ]
+        return shapes.comparison(
+            self.urls,
+            repo.full_name,
+            base=base,
+            head=head,
+            base_commit=self.render_commit(repo, b),
+            merge_base_commit=self.render_commit(repo, start),
+            commits=commits,
+            behind_by=repo.git.count_commits(h, b),
+            files=files,
+        )
 
     def branch_moved(self, repo: Repo, branch: str, before: str, after: str, sender: str) -> None:
         """A branch got new commits: PRs with it as head announce ``synchronize``."""

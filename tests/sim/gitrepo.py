@@ -237,6 +237,11 @@ class BareRepo:
             commits.append(Commit(sha, message.strip(), name, email, tuple(parents.split())))
         return commits
 
+    def commit_details(self, sha: str) -> tuple[str, str]:
+        """(tree sha, author date in ISO 8601) of a commit."""
+        tree, date = self.git("show", "-s", "--format=%T%x00%aI", sha).strip().split("\x00")
+        return tree, date
+
     def merge_base(self, a: str, b: str) -> str | None:
         try:
             return self.git("merge-base", a, b).strip() or None

@@ -44,8 +44,21 @@ request offers, or None) and `thinking`. Helpers: `find_spec_paths`, `parse_revi
     until asked again), `turn_latency` (seconds before each answer), `max_turns_to_loop`
     (first views the spec that many times, one call per turn, e.g. 10**9 to exhaust budgets),
     `loop_padding` (characters of text added to each looping turn, to burn output tokens),
-    `bash_commands`. When the request enables thinking, each turn starts with a short
+    `bash_commands`, `traceability` (end the summary with a `## Traceability` table, one row
+    per id the task's traceability instruction lists), `omit_rows` (ids left out of that
+    table until a follow-up mentioning "Traceability" asks, then the full table is written,
+    unless `fill_when_asked=False`).
+    When the request enables thinking, each turn starts with a short
     thinking block (the simulator signs it).
+
+`TestEngineerPolicy(...)`
+    Plays the PACT test engineer on `/pact test`: reads the requirement ids of the task's
+    Traceability table (`| R1 | files | tests | status |`), creates `test_path` (default
+    `tests/test_engineer_checks.py`) with one test per id, optionally changes `touch_path`
+    (a file outside tests, e.g. to fix a bug it found), and ends with a `## Test report`
+    table (every id `passed`, or `failed` for ids in `failing`) and a `### Bugs` list (one
+    `bugs` entry per item, `path:line — why`). Options: `root`, `test_path`, `touch_path`,
+    `failing`, `bugs`.
 
 `RevisePolicy(...)`
     Plays the coder on a review. It reads the review comments from the first user message
@@ -304,7 +317,13 @@ class SpecCoderPolicy(ScriptPolicy):
         max_turns_to_loop: int = 0,
         loop_padding: int = 0,
         bash_commands: Sequence[str] = (),
+        traceability: bool = False,
+        omit_rows: Sequence[str] = (),
+        fill_when_asked: bool = True,
     ) -> None:
+        self.traceability = traceability
+        self.fill_when_asked = fill_when_asked
+        self.omit_rows = list(omit_rows)
         self.spec_paths = list(spec_paths) if spec_paths else None
         self.component = component
         self.source_path = source_path
@@ -453,6 +472,13 @@ class SpecCoderPolicy(ScriptPolicy):
 
         summary = self.summary_path(specs)
         body = _summary_text(self._component(specs[0]), specs, files, notes)
+        full = body
+        table = full_table = ""
+        if self.traceability:
+            ids = requirement_ids(convo.first_user_text)
+            full_table = _trace_table(ids, files)
+            table = _trace_table([i for i in ids if i not in self.omit_rows], files)
+            full, body = body + full_table, body + table
         closing = Turn([text(CLOSING.format(path=summary))])
         if not self.skip_summary:
             fb = yield edit(
@@ -463,6 +489,15 @@ class SpecCoderPolicy(ScriptPolicy):
             written = False
         fb = yield closing
         while True:
+            if written and body != full and "Traceability" in fb.text and self.fill_when_asked:
+                body = full  # asked for the missing rows: the whole table this time
+                fb = yield edit(
+                    f"Adding the missing rows to {summary}.",
+                    command="str_replace",
+                    path=self.abs(summary),
+                    old_str=table,
+                    new_str=full_table,
+                )
             if not written:
                 fb = yield edit(
                     f"Writing the missing {summary}.",
@@ -472,6 +507,25 @@ class SpecCoderPolicy(ScriptPolicy):
                 )
                 written = not fb.failed
             fb = yield closing
+
+
+_REQ_LINE = re.compile(r"^- ([A-Z][\w.-]*): ", re.M)
+
+
+def requirement_ids(task: str) -> list[str]:
+    """Requirement ids the pipeline's `## Traceability` instruction lists (`- R1: text`)."""
+    start = task.find("## Traceability")
+    return _REQ_LINE.findall(task[start:]) if start >= 0 else []
+
+
+def _trace_table(ids: Sequence[str], files: Sequence[tuple[str, str]]) -> str:
+    src = ", ".join(p for p, why in files if why.startswith("implementation")) or "-"
+    tests = ", ".join(p for p, why in files if why == "unit tests") or "-"
+    rows = "".join(f"| {i} | {src} | {tests} | implemented |\n" for i in ids)
+    return (
+        "\n## Traceability\n\n| Requirement | Files | Tests | Status |\n"
+        "| --- | --- | --- | --- |\n" + rows
+    )
 
 
 def _source_text(title: str, spec: str) -> str:
@@ -513,6 +567,83 @@ def _summary_text(
         "- `describe()` must return `implemented`.\n"
         "- Edge cases to cover: import without side effects; repeated calls.\n"
     )
+
+
+# ---- the test engineer -----------------------------------------------------------------------
+_TABLE_ID = re.compile(r"^\|\s*([A-Z][\w.-]*)\s*\|", re.M)
+
+
+class TestEngineerPolicy(ScriptPolicy):
+    """The PACT test engineer; options in the module docstring."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(
+        self,
+        *,
+        root: str = "/workspace",
+        test_path: str = "tests/test_engineer_checks.py",
+        touch_path: str | None = None,
+        failing: Sequence[str] = (),
+        bugs: Sequence[str] = (),
+    ) -> None:
+        self.root = root.rstrip("/")
+        self.test_path = test_path
+        self.touch_path = touch_path
+        self.failing = list(failing)
+        self.bugs = list(bugs)
+
+    def script(self, convo: Conversation) -> Script:
+        ed = convo.editor
+        if ed is None:
+            yield Turn([text("I need the text editor tool.")])
+            return
+        ids = [i for i in _TABLE_ID.findall(convo.first_user_text) if i != "Requirement"]
+        body = "".join(
+            f"\n\ndef test_{i.lower().replace('-', '_')}() -> None:\n    assert True\n" for i in ids
+        )
+        yield Turn(
+            [
+                text(f"Writing {self.test_path}."),
+                tool_use(
+                    ed,
+                    {
+                        "command": "create",
+                        "path": f"{self.root}/{self.test_path}",
+                        "file_text": '"""Tests per requirement."""' + body,
+                    },
+                ),
+            ]
+        )
+        if self.touch_path:
+            yield Turn(
+                [
+                    text(f"Fixing {self.touch_path} while I am at it."),
+                    tool_use(
+                        ed,
+                        {
+                            "command": "create",
+                            "path": f"{self.root}/{self.touch_path}",
+                            "file_text": "# changed by the test engineer\n",
+                        },
+                    ),
+                ]
+            )
+        rows = "".join(
+            f"| {i} | {self.test_path}::test_{i.lower().replace('-', '_')} | "
+            f"{'failed: wrong total' if i in self.failing else 'passed'} |\n"
+            for i in ids
+        )
+        bugs = "".join(f"- {b}\n" for b in self.bugs) or "None.\n"
+        yield Turn(
+            [
+                text(
+                    "I wrote and ran the tests.\n\n## Test report\n\n"
+                    "| Requirement | Tests | Result |\n| --- | --- | --- |\n"
+                    f"{rows}\n### Bugs\n\n{bugs}"
+                )
+            ]
+        )
 
 
 # ---- review revisions ----------------------------------------------------------------------

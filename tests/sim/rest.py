@@ -333,6 +333,30 @@ def get_user(ctx: Ctx) -> Reply:
 ISSUES = "issues|pull_requests"
 
 
+@route("POST", "/repos/{owner}/{repo}/issues", permission=ISSUES)
+def create_issue(ctx: Ctx) -> Reply:
+    data = ctx.body or {}
+    title = data.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise _error(422, 'Invalid request.\n\n"title" wasn\'t supplied.')
+    if len(title) > 256:
+        raise _error(422, "Validation Failed", errors=[{"field": "title", "code": "custom"}])
+    body = data.get("body")
+    if body is not None and (not isinstance(body, str) or len(body) > 65536):
+        raise _error(422, "Validation Failed", errors=[{"field": "body", "code": "custom"}])
+    repo = ctx.repo()
+    issue = ctx.sim.create_issue(repo, title, body, ctx.actor)
+    return Reply(201, ctx.sim.world.render_issue(repo, issue))
+
+
+@route("GET", "/repos/{owner}/{repo}/compare/{basehead}", permission="contents")
+def compare(ctx: Ctx) -> Reply:
+    base, sep, head = ctx.params["basehead"].partition("...")
+    if not sep or not base or not head:
+        raise _error(404, "Not Found")
+    return Reply(200, ctx.sim.render_comparison(ctx.repo(), base, head))
+
+
 @route("GET", "/repos/{owner}/{repo}/issues/{number}", permission=ISSUES)
 def get_issue(ctx: Ctx) -> Reply:
     repo = ctx.repo()

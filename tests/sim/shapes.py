@@ -700,3 +700,148 @@ def pr_minimal(urls: Urls, full_name: str, repo_id: int, name: str, **pr: Any) -
 
 def error(message: str, doc: str = "https://docs.github.com/rest", **extra: Any) -> dict[str, Any]:
     return {"message": message, "documentation_url": doc, **extra}
+
+
+def git_commit(
+    urls: Urls,
+    full_name: str,
+    *,
+    sha: str,
+    tree: str,
+    message: str,
+    author: tuple[str, str],
+    date: str,
+    parents: tuple[str, ...],
+) -> dict[str, Any]:
+    """A commit as the REST API renders it (`GET /repos/{o}/{r}/commits/{sha}`, `compare`)."""
+    api, html = urls.repo_api(full_name), urls.repo_web(full_name)
+    person = {"name": author[0], "email": author[1], "date": date}
+    return {
+        "url": f"{api}/commits/{sha}",
+        "sha": sha,
+        "node_id": node_id("Commit", int(sha[:7], 16)),
+        "html_url": f"{html}/commit/{sha}",
+        "comments_url": f"{api}/commits/{sha}/comments",
+        "commit": {
+            "url": f"{api}/git/commits/{sha}",
+            "author": person,
+            "committer": dict(person),
+            "message": message,
+            "comment_count": 0,
+            "tree": {"sha": tree, "url": f"{api}/git/trees/{tree}"},
+            "verification": {
+                "verified": False,
+                "reason": "unsigned",
+                "signature": None,
+                "payload": None,
+                "verified_at": None,
+            },
+        },
+        "author": None,
+        "committer": None,
+        "parents": [
+            {"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{html}/commit/{p}"}
+            for p in parents
+        ],
+    }
+
+
+def comparison(
+    urls: Urls,
+    full_name: str,
+    *,
+    base: str,
+    head: str,
+    base_commit: dict[str, Any],
+    merge_base_commit: dict[str, Any],
+    commits: list[dict[str, Any]],
+    behind_by: int,
+    files: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """`GET /repos/{o}/{r}/compare/{base}...{head}` (commit-comparison)."""
+    api, html = urls.repo_api(full_name), urls.repo_web(full_name)
+    ahead = len(commits)
+    status = (
+        "identical"
+        if not ahead and not behind_by
+        else "ahead"
+        if not behind_by
+        else "behind"
+        if not ahead
+        else "diverged"
+    )
+    return {
+        "url": f"{api}/compare/{base}...{head}",
+        "html_url": f"{html}/compare/{base}...{head}",
+        "permalink_url": f"{html}/compare/{full_name.split('/')[0]}:{base}...{head}",
+        "diff_url": f"{html}/compare/{base}...{head}.diff",
+        "patch_url": f"{html}/compare/{base}...{head}.patch",
+        "base_commit": base_commit,
+        "merge_base_commit": merge_base_commit,
+        "status": status,
+        "ahead_by": ahead,
+        "behind_by": behind_by,
+        "total_commits": ahead,
+        "commits": commits,
+        "files": files,
+    }
+
+
+def push_event(
+    urls: Urls,
+    *,
+    repository: dict[str, Any],
+    ref: str,
+    before: str,
+    after: str,
+    head: dict[str, Any] | None,
+    pusher: tuple[str, str],
+    commits: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The `push` webhook's body besides `sender` and `installation` (no action)."""
+    full_name = repository["full_name"]
+    zero = "0" * 40
+    return {
+        "ref": ref,
+        "before": before,
+        "after": after,
+        "repository": repository,
+        "pusher": {"name": pusher[0], "email": pusher[1]},
+        "created": before == zero,
+        "deleted": after == zero,
+        "forced": False,
+        "base_ref": None,
+        "compare": f"{urls.repo_web(full_name)}/compare/{before[:12]}...{after[:12]}",
+        "commits": commits,
+        "head_commit": head,
+    }
+
+
+def push_commit(
+    urls: Urls,
+    full_name: str,
+    *,
+    sha: str,
+    tree: str,
+    message: str,
+    author: tuple[str, str],
+    date: str,
+    added: list[str],
+    removed: list[str],
+    modified: list[str],
+) -> dict[str, Any]:
+    """One item of a push's `commits` (and its `head_commit`)."""
+    person = {"name": author[0], "email": author[1], "username": author[0]}
+    return {
+        "id": sha,
+        "tree_id": tree,
+        "distinct": True,
+        "message": message,
+        "timestamp": date,
+        "url": f"{urls.repo_web(full_name)}/commit/{sha}",
+        "author": person,
+        "committer": dict(person),
+        "added": added,
+        "removed": removed,
+        "modified": modified,
+    }

@@ -99,6 +99,7 @@ class CheckRunPull(_Model):
 class CheckRun(_Model):
     id: int
     head_sha: str
+    external_id: str | None = None
     pull_requests: list[CheckRunPull] = []
 
 
@@ -141,12 +142,20 @@ class CheckRunEvent(WebhookEvent):
     requested_action: RequestedAction | None = None
 
 
+class PushEvent(WebhookEvent):
+    ref: str
+    before: str
+    after: str
+    deleted: bool = False
+
+
 EVENT_MODELS: dict[str, type[WebhookEvent]] = {
     "issues": IssuesEvent,
     "issue_comment": IssueCommentEvent,
     "pull_request": PullRequestEvent,
     "pull_request_review": PullRequestReviewEvent,
     "check_run": CheckRunEvent,
+    "push": PushEvent,
 }
 
 

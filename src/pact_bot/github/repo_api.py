@@ -160,6 +160,31 @@ class RepoAPI:
             return None
         return base64.b64decode(data.content or "").decode("utf-8", "replace")
 
+    async def file_names(self, path: str, ref: str) -> list[str]:
+        """Paths of the files directly in directory `path` at `ref` ([] when there is none)."""
+        try:
+            resp = await self.gh.rest.repos.async_get_content(self.owner, self.name, path, ref=ref)
+        except RequestFailed as e:
+            if e.response.status_code != 404:
+                raise
+            return []
+        data = resp.parsed_data
+        if not isinstance(data, list):
+            return []
+        return [item.path for item in data if item.type == "file"]
+
+    async def compare(self, base: str, head: str) -> list[DiffEntry]:
+        """The files `head` changed since its merge base with `base` (GitHub lists at most
+        300, with `patch` left out of the largest)."""
+        resp = await self.gh.rest.repos.async_compare_commits(
+            self.owner, self.name, f"{base}...{head}"
+        )
+        return list(resp.parsed_data.files or [])
+
+    async def create_issue(self, title: str, body: str) -> int:
+        resp = await self.gh.rest.issues.async_create(self.owner, self.name, title=title, body=body)
+        return resp.parsed_data.number
+
     # -- pull requests ---------------------------------------------------------------
 
     async def pull(self, number: int) -> PullRequest:

@@ -24,6 +24,8 @@ class JobKind(enum.StrEnum):
     revise = "revise"  # answer a review on a bot PR with a commit
     reply = "reply"  # answer a command (help, status, refusal) with a comment
     spec_check = "spec_check"  # offer the "Implement" check run on a spec PR
+    drift = "drift"  # a push to the default branch: spec and code drifting apart
+    test = "test"  # the test engineer on a PR (`/pact test`, or `phases: [code, test]`)
 
 
 class JobState(enum.StrEnum):
@@ -173,7 +175,7 @@ class Queue(Protocol):
         await asyncio.sleep(timeout)
 
 
-LOST_NOTICE_KINDS = frozenset({JobKind.code, JobKind.revise})
+LOST_NOTICE_KINDS = frozenset({JobKind.code, JobKind.revise, JobKind.test})
 
 
 def lost_notice(job: Job) -> Job | None:

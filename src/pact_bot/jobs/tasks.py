@@ -35,6 +35,8 @@ class Saved(BaseModel):
     final: str = ""  # revise: the agent's last message without its REPLY lines
     replied: list[int] = Field(default_factory=list)  # revise: threads answered
     pr_comment: bool = False  # revise: the PR comment was posted
+    issue_number: int | None = None  # drift update: the issue the code job works on
+    test_enqueued: bool = False  # code: the Test phase's job was enqueued
 
 
 class TaskBase(BaseModel):
@@ -55,6 +57,7 @@ class CodeTask(TaskBase):
     spec_paths: list[str] = Field(default_factory=list)
     instructions: str = ""  # comment lines after the command
     body: str = ""  # the issue's or PR's body
+    update: str = ""  # drift: the first message's task (drift.update_task), not the specs'
     check_run_id: int | None = None
     head_sha: str | None = None
     head_ref: str | None = None
@@ -85,7 +88,25 @@ class SpecCheckTask(TaskBase):
     base_ref: str | None = None
 
 
-Task = CodeTask | ReviseTask | ReplyTask | SpecCheckTask
+class DriftTask(TaskBase):
+    """A push to the default branch (`check`), or its "Update code" button (`update`)."""
+
+    action: str = "check"  # check | update
+    ref: str = ""
+    before: str = ""
+    after: str = ""
+    check_run_id: int | None = None
+
+
+class TestTask(TaskBase):
+    """The test engineer on a pull request's branch."""
+
+    __test__ = False  # not a pytest class
+    instructions: str = ""  # comment lines after `/pact test`
+    head_ref: str | None = None
+
+
+Task = CodeTask | ReviseTask | ReplyTask | SpecCheckTask | DriftTask | TestTask
 
 # keyed by `JobKind` value (a StrEnum); `Job.typed_task()` looks its kind up here
 TASK_MODELS: dict[str, type[TaskBase]] = {
@@ -93,6 +114,8 @@ TASK_MODELS: dict[str, type[TaskBase]] = {
     "revise": ReviseTask,
     "reply": ReplyTask,
     "spec_check": SpecCheckTask,
+    "drift": DriftTask,
+    "test": TestTask,
 }
 
 

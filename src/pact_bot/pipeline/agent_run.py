@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pact_bot.agent.definition import AGENT_NAME, TEST_AGENT_NAME, load_definition, system_prompt
+from pact_bot.pipeline import trace
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.post_run import CheckResult, run_checks
 from pact_bot.pipeline.prompts import SUMMARY_REMINDER
@@ -38,6 +40,7 @@ from pact_bot.pipeline.toolchain_run import (
 )
 from pact_bot.repo_config import Effective, RepoConfig
 from pact_bot.specs import summary_path
+from pact_bot.traceability import Coverage, SpecRequirements
 from pact_bot.workspace import Changes
 from pact_bot.workspace.links import staged_links
 from pact_bot.workspace.tree import changed_paths, restore
@@ -72,6 +75,8 @@ class Implementation:
     model: str = ""
     setup_notes: list[str] = field(default_factory=list)
     toolchain: ToolchainReport = field(default_factory=ToolchainReport)
+    coverage: Coverage | None = None  # the traceability table, checked (trace.py)
+    trace_asked: bool = False  # the agent was asked once more for missing rows
 
     @property
     def over_budget(self) -> bool:
@@ -102,23 +107,33 @@ async def implement(
     definition: AgentDefinition | None = None,
     job_id: str = "",
     repo: str = "",
+    traced: Sequence[SpecRequirements] = (),
+    test_engineer: bool = False,
 ) -> Implementation:
     """Run the agent under the job's budgets, then the checks (asking once for a missing
-    summary within what is left of the budget), then the repository's tests. `definition`:
-    the agent as on the default branch (`trusted.agent_definition`); without it, the
-    worktree's (local mode).
+    summary, then once for missing traceability rows, within what is left of the budget),
+    then the repository's tests. `definition`: the agent as on the default branch
+    (`trusted.agent_definition`); without it, the worktree's (local mode). `test_engineer`:
+    the Test phase's agent (`pipeline/test_job.py`) instead of the coder.
 
     Every sandboxed command (setup, the agent's bash, the test run) shares the job's
     sandbox (`pact_bot.jobsandbox`): one home, the repository's caches, the allowlist."""
     # Here rather than at the top: see the module docstring (start-up cost of the SDK).
-    from pact_bot.agent.definition import load_definition, system_prompt
+    from pact_bot import test_phase
     from pact_bot.agent.tools import build_tools
 
     summary_file = summary_path(component)
-    definition = definition or load_definition(worktree, effective.agent)
+    name = TEST_AGENT_NAME if test_engineer else AGENT_NAME
+    definition = definition or load_definition(
+        worktree, None if test_engineer else effective.agent, name=name
+    )
     model = runtime.settings.resolve_model(model or definition.model)
     tools = build_tools(worktree, effective.sandbox, settings=runtime.settings)
-    system = system_prompt(definition, component=component, bash_available=tools.bash is not None)
+    bash = tools.bash is not None
+    if test_engineer:
+        system = test_phase.system_prompt(definition, bash_available=bash)
+    else:
+        system = system_prompt(definition, component=component, bash_available=bash)
     total_seconds = effective.max_minutes * 60
     files = await asyncio.to_thread(runtime.workspace.tracked_files, worktree)
     command, configured = test_command(effective, files)
@@ -135,7 +150,7 @@ async def implement(
         impl = await _implement(
             runtime, worktree, user_message, model, effective, transcript, summary_file,
             on_progress, should_cancel, secrets, existing_summaries, tools, system,
-            total_seconds, box, toolchain,
+            total_seconds, box, toolchain, traced,
         )  # fmt: skip
     finally:
         if box is not None:
@@ -162,6 +177,7 @@ async def _implement(
     total_seconds: float,
     box: JobSandbox | None,
     toolchain: ToolchainReport,
+    traced: Sequence[SpecRequirements],
 ) -> Implementation:
     from pact_bot.agent.budget import Budget
     from pact_bot.agent.loop import run_agent
@@ -274,6 +290,22 @@ async def _implement(
         results.append(result)
         stop = str(result.stop)
         changes, deleted, checks = await inspect()
+    # --- traceability (pipeline/trace.py): one follow-up for missing rows
+    coverage = None
+    trace_asked = False
+    if traced and checks.ok and not _error(result):
+        files = runtime.workspace.tracked_files
+        coverage = trace.coverage_of(worktree, traced, changes.paths, files(worktree), deleted)
+        again = trace.followup(coverage, traced)
+        if again and not _is_budget(stop) and stop != "cancelled":
+            trace_asked = True
+            result = await run(
+                again, result.messages, sum(r.turns for r in results), _spent(results)
+            )
+            results.append(result)
+            stop = str(result.stop)
+            changes, deleted, checks = await inspect()
+            coverage = trace.coverage_of(worktree, traced, changes.paths, files(worktree), deleted)
     stats = _stats(results, tools)
     impl = Implementation(
         stop=stop,
@@ -288,6 +320,8 @@ async def _implement(
         budget_detail=_budget_detail(stop, stats, effective),
         model=model,
         setup_notes=notes,
+        coverage=coverage,
+        trace_asked=trace_asked,
         toolchain=toolchain,
     )
     tested = box is not None and tools.bash is not None and toolchain.test_command
@@ -317,6 +351,10 @@ async def run_tests(
         exit_code=suite.exit_code,
         output=suite.tail,
     )
+
+
+def _spent(results: Sequence[RunResult]) -> float:
+    return sum(float(r.cost_usd) for r in results)
 
 
 async def run_setup(
@@ -433,6 +471,9 @@ async def run_job_agent(
     component: str,
     specs: tuple[str, ...],
     existing_summaries: list[str],
+    traced: Sequence[SpecRequirements] = (),
+    *,
+    test_engineer: bool = False,
 ) -> Implementation:
     """The agent under this job's budgets, progress comment and cancel flag."""
     job = ctx.job
@@ -458,7 +499,12 @@ async def run_job_agent(
     try:
         # boundary: the agent as on the default branch, never as the PR branch has it
         default_branch = (await ctx.info()).default_branch
-        definition = await trusted.agent_definition(wt, default_branch, eff.agent)
+        if test_engineer:  # the Test phase's agent, from the default branch as well
+            definition = await trusted.agent_definition(
+                wt, default_branch, None, name=TEST_AGENT_NAME
+            )
+        else:
+            definition = await trusted.agent_definition(wt, default_branch, eff.agent)
         impl = await implement(
             runtime=ctx.rt,
             worktree=wt,
@@ -474,6 +520,8 @@ async def run_job_agent(
             definition=definition,
             job_id=job.id,
             repo=job.repo,
+            traced=traced,
+            test_engineer=test_engineer,
         )
     except UnknownModelPrice as e:
         raise JobFailed(Failure.model_error, str(e)) from None

@@ -26,7 +26,7 @@ from pact_bot.confined import read_present
 from pact_bot.jobs.model import Job
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline import pr_text, report
+from pact_bot.pipeline import drift_check, pr_text, report, trace
 from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
 from pact_bot.pipeline.code_specs import _context, _find_specs, _read_specs, _Target, _target
 from pact_bot.pipeline.context import JobContext, open_context
@@ -154,6 +154,7 @@ async def _run(
         spec_texts = _read_specs(wt, specs, target, eff)
         tracker.state = JobProgress(job.id, Phase.reading_specs, specs=tuple(specs))
         summary_file = summary_path(component)
+        traced = trace.job_specs(spec_texts, summary_file)
         pub = Publication(
             specs=specs,
             components=components,
@@ -166,6 +167,8 @@ async def _run(
             summary_file=summary_file,
             model=eff.model,
             draft=eff.draft,
+            traced=traced,
+            phases=eff.phases,
         )
 
         if pushed and pushed == head_sha:
@@ -190,12 +193,28 @@ async def _run(
             summary_file=summary_file,
             sections=sections,
         )
-        existing_summaries = summary_files(files) if existing is not None else []
+        if ctx.task.update:  # a drift update: the changed sections, not the whole spec
+            message = drift_check.update_message(ctx.task.update, files, docs, summary_file)
+        if contract := trace.message_part(traced):
+            message += "\n\n" + contract
+        # updating its own PR, or a drift update of code already merged: the summary is there
+        updating = existing is not None or bool(ctx.task.update)
+        existing_summaries = summary_files(files) if updating else []
         await tracker.show(JobProgress(job.id, Phase.implementing, specs=tuple(specs)))
 
         await agent_loaded
         impl = await run_job_agent(
-            ctx, tracker, wt, token, message, cfg, eff, component, tuple(specs), existing_summaries
+            ctx,
+            tracker,
+            wt,
+            token,
+            message,
+            cfg,
+            eff,
+            component,
+            tuple(specs),
+            existing_summaries,
+            traced,
         )
         failed = failure_of(impl)
         if failed is not None:

@@ -14,10 +14,12 @@ from pydantic import ValidationError
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.worker import Handler, JobControl, JobOutcome
 from pact_bot.pipeline.code import handle_code
+from pact_bot.pipeline.drift_check import handle_drift
 from pact_bot.pipeline.reply import handle_reply
 from pact_bot.pipeline.revise import handle_revise
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.spec_check import handle_spec_check
+from pact_bot.pipeline.test_job import handle_test
 from pact_bot.settings import Settings
 
 KindHandler = Callable[[Runtime, Job, JobControl], Awaitable[JobOutcome]]
@@ -27,6 +29,8 @@ HANDLERS: dict[JobKind, KindHandler] = {
     JobKind.revise: handle_revise,
     JobKind.reply: handle_reply,
     JobKind.spec_check: handle_spec_check,
+    JobKind.drift: handle_drift,
+    JobKind.test: handle_test,
 }
 
 

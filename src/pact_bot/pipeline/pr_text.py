@@ -201,7 +201,13 @@ def pr_body(
     return _clip("\n".join(parts), COMMENT_MAX)
 
 
-def handoff_comment(summary: Summary, summary_file: str, summary_url: str, tests: str = "") -> str:
+def handoff_comment(
+    summary: Summary,
+    summary_file: str,
+    summary_url: str,
+    tests: str = "",
+    command: str | None = None,
+) -> str:
     head = (
         "### Handoff to the Test phase\n\n"
         f"Implementation summary: [`{summary_file}`]({summary_url})"
@@ -213,6 +219,8 @@ def handoff_comment(summary: Summary, summary_file: str, summary_url: str, tests
             f'{head}\n\nThe summary has no "For the Test Engineer" section; read the whole '
             "file before testing."
         )
+    if command:
+        body += f"\n\nComment `{command} test` to have the test engineer write and run the tests."
     return _clip(body, COMMENT_MAX)
 
 

@@ -4,6 +4,7 @@ job's saved progress, so a retry after a partial publish does not repeat it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +15,12 @@ from pact_bot.github.repo_api import best_effort
 from pact_bot.jobs.model import JobState
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobOutcome
-from pact_bot.pipeline import pr_text
+from pact_bot.pipeline import pr_text, test_job, trace
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import JobProgress, Phase, RunStats
 from pact_bot.pipeline.steps import ProgressTracker, post_check_run
 from pact_bot.pipeline.toolchain_run import ToolchainReport
+from pact_bot.traceability import Coverage, SpecRequirements
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Publication:
     model: str
     draft: bool
     toolchain: ToolchainReport | None = None  # None on a retry after the push: not rerun
+    traced: Sequence[SpecRequirements] = ()  # the specs' requirements (pipeline/trace.py)
+    phases: Sequence[str] = ("code",)  # `test` too: the Test phase follows (test_job.py)
 
 
 def trigger_text(ctx: JobContext[CodeTask]) -> str:
@@ -46,6 +50,14 @@ def trigger_text(ctx: JobContext[CodeTask]) -> str:
     if ctx.task.trigger == "check_run":
         return f"Implement button on #{n} by @{who}"
     return f"requested by @{who} on #{n}"
+
+
+def _coverage(ctx: JobContext[CodeTask], worktree: Path, pub: Publication) -> Coverage | None:
+    """Checked against the committed worktree, so a retry shows what the first attempt did."""
+    traced = trace.retarget(pub.traced, pub.summary_file)
+    changed = [r.path for r in pub.rows if r.status != "removed"]
+    tracked = ctx.rt.workspace.tracked_files(worktree)
+    return trace.coverage_of(worktree, traced, changed, tracked)
 
 
 async def publish(
@@ -68,6 +80,8 @@ async def publish(
         trigger=trigger_text(ctx),
         tests=tc.markdown(),
     )
+    coverage = _coverage(ctx, worktree, pub)
+    body = trace.with_coverage(body, coverage)
     pr: PullRequest | PullRequestSimple | None = pub.existing or await api.open_pull(pub.branch)
     updated = pr is not None
     if pr is None:
@@ -87,9 +101,10 @@ async def publish(
     await ctx.save(pr_url=pr_url, pr_number=number)
     summary_url = f"{web}/{job.repo}/blob/{pub.branch}/{pub.summary_file}"
     if ctx.saved.handoff_sha != pub.sha:
-        await api.comment(
-            number, pr_text.handoff_comment(summary, pub.summary_file, summary_url, tc.line())
+        handoff = pr_text.handoff_comment(
+            summary, pub.summary_file, summary_url, tc.line(), command=await ctx.command_word()
         )
+        await api.comment(number, handoff)
         await ctx.save(handoff_sha=pub.sha)
     if ctx.saved.check_sha != pub.sha:
         output = pr_text.check_run_output(
@@ -101,8 +116,10 @@ async def publish(
             summary_file=pub.summary_file,
             tests=tc.markdown(),
         )
-        await post_check_run(ctx, pub.sha, output, tc.conclusion)
+        output = trace.with_check_output(output, coverage)
+        await post_check_run(ctx, pub.sha, output, trace.conclusion(tc.conclusion, coverage))
         await ctx.save(check_sha=pub.sha)
+    await test_job.after_code(ctx, number, pub.phases)
     await tracker.show(
         JobProgress(
             job.id,

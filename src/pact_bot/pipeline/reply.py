@@ -70,6 +70,9 @@ def usage(command: str = "/pact", label: str = "pact:code") -> str:
             f"- `{c} code [spec paths]` — implement the specs (named, added in this pull "
             "request, or referenced in the issue) and open a pull request; on a pact-bot pull "
             f"request, `{c} code <instructions>` revises it instead.",
+            f"- `{c} test [instructions]` — on a pull request with an implementation summary, "
+            "the test engineer writes and runs tests per requirement, pushes them in one "
+            "commit and reports the results and bugs in a comment.",
             f"- `{c} status` — queued and running pact-bot jobs of this issue or pull request.",
             f"- `{c} cancel` — stop them; the running job stops at its next safe point and "
             "pushes nothing.",
@@ -197,11 +200,10 @@ def lost_text(job: Job, attempts: int, command: str = "/pact") -> str:
         if pushed
         else "Nothing was pushed by the unfinished attempt."
     )
-    again = (
-        f"comment `{command} code <what to change>` on this pull request"
-        if job.kind is JobKind.revise
-        else f"comment `{command} code`"
-    )
+    again = {
+        JobKind.revise: f"comment `{command} code <what to change>` on this pull request",
+        JobKind.test: f"comment `{command} test`",
+    }.get(job.kind, f"comment `{command} code`")
     return (
         f"Job `{job.id}` stopped: the worker running it was lost {attempts} "
         f"time{'s' if attempts != 1 else ''} (crash or restart), so pact-bot gave up on it. "

@@ -27,10 +27,12 @@ from pact_bot.confined import Refused, read_present
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.tasks import ReviseTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline import pr_text
+from pact_bot.pipeline import pr_text, trace
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
+from pact_bot.pipeline.pr_branch import prepare as _prepare
+from pact_bot.pipeline.pr_branch import push as _push
 from pact_bot.pipeline.reply import refusal_text
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.revise_text import (
@@ -45,7 +47,6 @@ from pact_bot.pipeline.revise_text import (
 )
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import (
-    ERROR_LINE_LIMIT,
     JobFailed,
     ProgressTracker,
     author,
@@ -61,12 +62,11 @@ from pact_bot.pipeline.steps import (
 from pact_bot.pipeline.toolchain_run import ToolchainReport
 from pact_bot.repo_config import glob_match
 from pact_bot.specs import component_name, refused_paths_text, spec_refs
-from pact_bot.workspace import PushRejected, RebaseConflict, WorkspaceError
+from pact_bot.traceability import Coverage
 
 log = logging.getLogger(__name__)
 
 FINAL_TEXT_LIMIT = 5_000  # characters of the agent's last message kept and posted
-CONFLICT_FILES_LISTED = 20
 _SUMMARY_NAME = re.compile(r"docs/implementation-summary-(.+)\.md$")
 DEFAULT_REQUEST = "Look at the pull request again and fix what is wrong or missing."
 
@@ -222,9 +222,17 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
                 final=final[:FINAL_TEXT_LIMIT],
                 stats=stats_dict(impl.stats),
             )
+        # traceability (pipeline/trace.py): the PR body's coverage section kept current
+        coverage = None
+        if sha and sfile:
+            traced = trace.job_specs(spec_texts, sfile)
+            changed = sorted(set(pr_files) | set(impl.paths))
+            tracked = runtime.workspace.tracked_files(wt)
+            coverage = trace.coverage_of(wt, traced, changed, tracked, impl.deleted)
+            await trace.refresh_pr_body(ctx.api, ctx.number, pr.body or "", coverage)
         return await _answer(
             ctx, tracker, work, comments, replies, final, sha, impl.stats, specs, model, impl.diff,
-            impl.toolchain,
+            impl.toolchain, coverage,
         )  # fmt: skip
 
 
@@ -234,43 +242,6 @@ async def _review_comments(ctx: JobContext[ReviseTask]) -> list[ReviewComment]:
         return []
     items = await ctx.api.review_comments(ctx.number, rid)
     return [ReviewComment.of(c) for c in items if not c.in_reply_to_id]
-
-
-async def _prepare(ctx: JobContext[ReviseTask], clone_url: str, token: str, branch: str) -> Path:
-    try:
-        return await ctx.rt.workspace.prepare(
-            ctx.job.repo, clone_url, token, branch, branch, ctx.job.id, reuse_branch=True
-        )
-    except WorkspaceError as e:
-        raise JobFailed(Failure.api_error, f"git: {e}") from None
-
-
-async def _push(
-    ctx: JobContext[ReviseTask], wt: Path, clone_url: str, token: str, branch: str
-) -> str:
-    """Push without force; when the branch moved, rebase our one commit onto it once."""
-    ws = ctx.rt.workspace
-    for attempt in range(2):
-        try:
-            await ws.push(wt, clone_url, token, branch)
-            return str(await ws.head(wt))
-        except PushRejected as e:
-            if not e.non_fast_forward or attempt:
-                raise JobFailed(
-                    Failure.push_refused, str(e).splitlines()[0][:ERROR_LINE_LIMIT]
-                ) from None
-        try:
-            await ws.rebase_onto_remote(wt, branch, clone_url=clone_url, token=token)
-        except RebaseConflict as e:
-            files = ", ".join(f"`{f}`" for f in e.files[:CONFLICT_FILES_LISTED])
-            raise JobFailed(
-                Failure.unsupported,
-                f"Someone pushed to `{branch}` while pact-bot was working, and those "
-                f"changes conflict with the revision in {files}. Nothing was pushed. "
-                "Review again (or comment `/pact code <instructions>`) once the branch "
-                "is settled.",
-            ) from None
-    raise JobFailed(Failure.push_refused, "the branch kept moving")
 
 
 async def _answer(
@@ -286,6 +257,7 @@ async def _answer(
     model: str,
     diff: str = "",
     toolchain: ToolchainReport | None = None,
+    coverage: Coverage | None = None,
 ) -> JobOutcome:
     job, reviewer = ctx.job, ctx.sender
     tc = toolchain or ToolchainReport()
@@ -320,7 +292,8 @@ async def _answer(
             tests=tc.markdown(),
         )
         output["title"] = commit_title(ctx.task.trigger, reviewer)
-        await post_check_run(ctx, sha, output, tc.conclusion)
+        output = trace.with_check_output(output, coverage)
+        await post_check_run(ctx, sha, output, trace.conclusion(tc.conclusion, coverage))
         await ctx.save(check_sha=sha)
     n = len(comments)
     answered = f"replied to {n} comment{'s' if n != 1 else ''}" if n else "replied on the PR"
