@@ -24,6 +24,10 @@ sandbox:
     allow: []                 # hosts setup may reach (the server's package indexes always)
     agent: false              # give the agent's own bash the same network
 test_command: pytest -q       # the bot runs it after the agent (detected when absent)
+ci:                           # fix failed checks of the bot's PRs (or `ci: off`)
+  enabled: true
+  max_attempts: 2
+reviews: all                  # all | changes_requested | command
 protected_paths:              # more paths the agent may not change, on top of the
   - infra/**                  # built-in `.github/**` and `.git/` (always protected)
 agent: .claude/agents/pact-backend-coder.md
@@ -125,6 +129,19 @@ class SandboxConfig(_Strict):
     )
 
 
+class CIConfig(_Strict):
+    enabled: bool = Field(
+        default=True,
+        description="Fix the failed checks of the bot's own pull requests with a commit.",
+    )
+    max_attempts: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="CI-fix commits per pull request before it is handed back to people.",
+    )
+
+
 class RepoConfig(_Strict):
     label: str = Field(
         default="pact:code", min_length=1, description="Issue label that starts a code job."
@@ -165,6 +182,17 @@ class RepoConfig(_Strict):
         description="More globs the agent may not change, added to the built-in "
         "`.github/**` and `.git/` (which a repository cannot remove); a change fails the job.",
     )
+    ci: CIConfig = Field(
+        default_factory=CIConfig,
+        description="Follow the bot's pull requests to green: `ci: off`, `ci: on`, or "
+        "`ci: {enabled: true, max_attempts: 2}`.",
+    )
+    reviews: Literal["all", "changes_requested", "command"] = Field(
+        default="all",
+        description="Which reviews on the bot's pull requests start a revision: all, only "
+        "`changes_requested`, or none (`command`: only `/pact code`). A review whose body "
+        "says `[skip pact]` is always ignored.",
+    )
     agent: str | None = Field(
         default=None,
         description="Path of an agent definition in the repository overriding the built-in "
@@ -176,6 +204,16 @@ class RepoConfig(_Strict):
     def _yaml_off(cls, v: Any) -> Any:
         # YAML 1.1 reads a bare `off` as false: `spec_prs: off` must mean "off".
         return "off" if v is False else v
+
+    @field_validator("ci", mode="before")
+    @classmethod
+    def _ci_switch(cls, v: Any) -> Any:
+        # `ci: off` / `ci: on` (YAML reads them as booleans) is short for `enabled:`.
+        if isinstance(v, bool):
+            return {"enabled": v}
+        if v in ("off", "on"):
+            return {"enabled": v == "on"}
+        return v
 
     @field_validator("command")
     @classmethod

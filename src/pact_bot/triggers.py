@@ -36,11 +36,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pact_bot.ci_triggers import CI_EVENTS, ci_trigger
 from pact_bot.github import payloads as p
 from pact_bot.jobs.model import Job, JobKind
 from pact_bot.jobs.tasks import CodeTask, ReplyTask, ReviseTask, SpecCheckTask, TaskBase, wire
 
 REPLY_COMMANDS = ("help", "status", "cancel")
+SKIP_MARKER = "[skip pact]"  # in a review body: the bot ignores that review
 SPEC_CHECK_ACTIONS = ("opened", "synchronize", "reopened")
 IMPLEMENT_ACTION = "implement"
 
@@ -146,6 +148,8 @@ def route(
     ev = p.parse(event, payload)
     if ev.repository is None:
         return _nothing("no repository in payload")
+    if event in CI_EVENTS and ev.action == "completed":
+        return _ci(ev, bot, config, delivery_id)  # CI apps are bots: their results count
     if ev.sender is not None and (ev.sender.type == "Bot" or ev.sender.login == bot.login):
         return _nothing("sent by a bot")
     return handler(ev, bot, config, delivery_id)
@@ -315,6 +319,8 @@ def _review(
     state = review.state.lower()
     if state not in ("changes_requested", "commented"):
         return _nothing(f"review {state} starts nothing")
+    if SKIP_MARKER in (review.body or "").lower():
+        return _nothing(f"review says {SKIP_MARKER}")
     if (dropped := _stranger(review.author_association)) is not None:
         return dropped
     job = _job(
@@ -342,6 +348,8 @@ def _check_run(
     ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
 ) -> Decision:
     assert isinstance(ev, p.CheckRunEvent)
+    if ev.action == "completed":
+        return _ci(ev, bot, config, delivery_id)
     if ev.action != "requested_action":
         return _nothing(f"check_run.{ev.action} starts nothing")
     if ev.requested_action is None or ev.requested_action.identifier != IMPLEMENT_ACTION:
@@ -369,12 +377,24 @@ def _check_run(
     return Decision(job, "check run: implement")
 
 
+def _ci(ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str) -> Decision:
+    """A failed check on a PR: one CI-fix revise job per head commit (the fingerprint
+    coalesces every check of that commit); whether the PR is the bot's is the worker's
+    question (the payload does not say who opened it)."""
+    found = ci_trigger(ev, bot.slug)
+    if isinstance(found, str):
+        return _nothing(found)
+    number, task = found
+    return Decision(_job(ev, JobKind.revise, number, delivery_id, task), "failed check on a PR")
+
+
 _ROUTES = {
     "issues": _issues,
     "issue_comment": _issue_comment,
     "pull_request": _pull_request,
     "pull_request_review": _review,
     "check_run": _check_run,
+    "check_suite": _ci,
 }
 
 __all__ = [

@@ -96,9 +96,25 @@ class CheckRunPull(_Model):
     base: Ref
 
 
+class CheckApp(_Model):
+    id: int | None = None
+    slug: str | None = None
+
+
 class CheckRun(_Model):
     id: int
     head_sha: str
+    name: str = ""
+    conclusion: str | None = None
+    app: CheckApp | None = None
+    pull_requests: list[CheckRunPull] = []
+
+
+class CheckSuite(_Model):
+    id: int
+    head_sha: str
+    conclusion: str | None = None
+    app: CheckApp | None = None
     pull_requests: list[CheckRunPull] = []
 
 
@@ -141,12 +157,17 @@ class CheckRunEvent(WebhookEvent):
     requested_action: RequestedAction | None = None
 
 
+class CheckSuiteEvent(WebhookEvent):
+    check_suite: CheckSuite
+
+
 EVENT_MODELS: dict[str, type[WebhookEvent]] = {
     "issues": IssuesEvent,
     "issue_comment": IssueCommentEvent,
     "pull_request": PullRequestEvent,
     "pull_request_review": PullRequestReviewEvent,
     "check_run": CheckRunEvent,
+    "check_suite": CheckSuiteEvent,
 }
 
 

@@ -23,16 +23,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pact_bot.ci_triggers import CI_TRIGGER
 from pact_bot.confined import Refused, read_present
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.tasks import ReviseTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import pr_text
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
+from pact_bot.pipeline.ci_fix import CiPlan, ci_comment, plan_ci_fix
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
 from pact_bot.pipeline.reply import refusal_text
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase, RunStats
+from pact_bot.pipeline.review_policy import review_wanted
 from pact_bot.pipeline.revise_text import (
     ReviewComment,
     command_instructions,
@@ -113,12 +116,19 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
         task = ctx.task
         trigger = task.trigger or "review"
         what = "review" if trigger == "review" else "command"
-        if not await ensure_allowed(
+        ci: CiPlan | None = None
+        if trigger == CI_TRIGGER:  # a failed check: no person to check, the PR must be ours
+            ci = await plan_ci_fix(ctx, (await ctx.rt.app.identity())[1])
+            if ci is None:
+                return JobOutcome(JobState.succeeded)
+        elif not await ensure_allowed(
             ctx, lambda perm, command: refusal_text(job.sender, perm, what, command)
         ):
             return refused(ctx)
+        if trigger == "review" and not await review_wanted(ctx):
+            return JobOutcome(JobState.succeeded)
         comments = await _review_comments(ctx) if trigger == "review" else []
-        instructions = command_instructions(task)
+        instructions = ci.task_text() if ci else command_instructions(task)
         if trigger == "review" and not comments and not task.review_body.strip():
             log.info("review without body or comments: nothing to address")
             return JobOutcome(JobState.succeeded)
@@ -169,7 +179,17 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             stats = RunStats(**ctx.saved.stats) if ctx.saved.stats else RunStats()
             replies = {int(k): v for k, v in ctx.saved.replies.items()}
             return await _answer(
-                ctx, tracker, work, comments, replies, ctx.saved.final, pushed, stats, specs, model
+                ctx,
+                tracker,
+                work,
+                comments,
+                replies,
+                ctx.saved.final,
+                pushed,
+                stats,
+                specs,
+                model,
+                ci=ci,
             )
 
         reviewed = (task.head_sha or "") if trigger == "review" else ""
@@ -204,7 +224,7 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
 
         sha: str | None = None
         if impl.paths:
-            helper = await co_author(ctx)
+            helper = None if ci else await co_author(ctx)
             sha = await runtime.workspace.commit(
                 wt,
                 commit_title(trigger, reviewer),
@@ -222,7 +242,18 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
                 stats=stats_dict(impl.stats),
             )
         return await _answer(
-            ctx, tracker, work, comments, replies, final, sha, impl.stats, specs, model, impl.diff
+            ctx,
+            tracker,
+            work,
+            comments,
+            replies,
+            final,
+            sha,
+            impl.stats,
+            specs,
+            model,
+            impl.diff,
+            ci=ci,
         )
 
 
@@ -283,6 +314,7 @@ async def _answer(
     specs: Sequence[str],
     model: str,
     diff: str = "",
+    ci: CiPlan | None = None,
 ) -> JobOutcome:
     job, reviewer = ctx.job, ctx.sender
     web = ctx.rt.settings.web_url.rstrip("/")
@@ -303,7 +335,7 @@ async def _answer(
         head = f"@{reviewer} " + (
             f"pact-bot pushed {cite}." if cite else "pact-bot made no change."
         )
-        await ctx.api.comment(ctx.number, f"{head}\n\n{said}")
+        await ctx.api.comment(ctx.number, ci_comment(ci, cite, said) if ci else f"{head}\n\n{said}")
         await ctx.save(pr_comment=True)
     if sha and ctx.saved.check_sha != sha:
         output = pr_text.check_run_output(

@@ -181,6 +181,8 @@ def command_instructions(task: CodeTask) -> str:
 def commit_title(trigger: str, reviewer: str) -> str:
     if trigger == "review":
         return f"Address review by @{reviewer}"
+    if trigger == "ci":
+        return "Fix failing checks"
     return f"Apply /pact code instructions by @{reviewer}"
 
 
