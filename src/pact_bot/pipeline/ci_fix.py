@@ -153,9 +153,7 @@ async def plan_ci_fix(ctx: JobContext[ReviseTask], bot_login: str) -> CiPlan | N
     return CiPlan(sha, len(answered) + 1, max_attempts, tuple(failures))
 
 
-async def _someone_else_pushed(
-    ctx: JobContext[ReviseTask], pr: PullRequest, bot_login: str
-) -> bool:
+async def _someone_else_pushed(ctx: JobContext[ReviseTask], bot_login: str) -> bool:
     """True when the PR's newest commit is not the bot's: a person pushed after it."""
     commits = await ctx.api.pull_commits(ctx.number)
     if not commits:
