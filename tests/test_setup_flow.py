@@ -52,6 +52,7 @@ PERMISSIONS = {
     "pull_requests": "write",
     "issues": "write",
     "checks": "write",
+    "actions": "read",
     "metadata": "read",
 }
 EVENTS = [
@@ -61,6 +62,7 @@ EVENTS = [
     "pull_request_review",
     "pull_request_review_comment",
     "check_run",
+    "check_suite",
 ]
 
 

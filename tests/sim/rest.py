@@ -715,8 +715,11 @@ def build_app(sim: GitHubSim) -> Starlette:
     async def not_found(request: Request) -> Response:
         return JSONResponse(shapes.error("Not Found", DOCS, status="404"), status_code=404)
 
+    from .ci import ci_routes
+
     routes = [
         Route("/api/v3/{rest:path}", api_endpoint(sim), methods=methods),
+        *ci_routes(sim),
         Route("/{owner}/{name}.git/{rest:path}", GitEndpoint(sim), methods=["GET", "POST"]),
         *manifest_routes(sim),
         *oauth_routes(sim),

@@ -249,12 +249,10 @@ class RepoAPI:
 
     async def check_runs_for(self, sha: str) -> list[CheckRun]:
         """The latest check run of each name on a commit (GitHub's `filter=latest`)."""
-        return [
-            r
-            async for r in self._pages(
-                self.gh.rest.checks.async_list_for_ref, ref=sha, filter_="latest"
-            )
-        ]
+        resp = await self.gh.rest.checks.async_list_for_ref(
+            self.owner, self.name, sha, filter_="latest", per_page=PAGE
+        )
+        return list(resp.parsed_data.check_runs)  # a commit with more than 100: the first
 
     async def annotations(self, check_run_id: int, limit: int = 50) -> list[CheckAnnotation]:
         out: list[CheckAnnotation] = []

@@ -228,11 +228,15 @@ def ci_comment(plan: CiPlan, cite: str | None, said: str) -> str:
     """The job's one PR comment: what it pushed, the agent's per-check account, and the
     marker that counts the attempt."""
     names = ", ".join(f"`{n}`" for n in plan.names)
+    if cite:
+        head = (
+            f"pact-bot pushed {cite} to fix the failed checks {names} "
+            f"(attempt {plan.attempt} of {plan.max_attempts})."
+        )
+        return f"{attempt_marker(plan.sha)}\n{head}\n\n{said}"
+    # Nothing pushed means no new CI run: the loop would wait forever, so it ends here.
     head = (
-        f"pact-bot pushed {cite} to fix the failed checks {names} "
-        f"(attempt {plan.attempt} of {plan.max_attempts})."
-        if cite
-        else f"pact-bot looked at the failed checks {names} (attempt {plan.attempt} of "
-        f"{plan.max_attempts}) and made no change."
+        f"pact-bot looked at the failed checks {names} (attempt {plan.attempt} of "
+        f"{plan.max_attempts}) and made no change, so it stops here: over to you."
     )
-    return f"{attempt_marker(plan.sha)}\n{head}\n\n{said}"
+    return f"{attempt_marker(plan.sha)}\n{HANDBACK}\n{head}\n\n{said}"
