@@ -33,6 +33,7 @@ from pact_bot.pipeline.agent_run import failure_of, run_job_agent
 from pact_bot.pipeline.ci_fix import CiPlan, ci_comment, plan_ci_fix
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
+from pact_bot.pipeline.pr_refresh import refresh_pr_body
 from pact_bot.pipeline.reply import refusal_text
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.review_policy import review_wanted
@@ -241,6 +242,7 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
                 final=final[:FINAL_TEXT_LIMIT],
                 stats=stats_dict(impl.stats),
             )
+            await refresh_pr_body(ctx, wt, existing[0], impl.stats, impl.model or model)
         return await _answer(
             ctx,
             tracker,
