@@ -42,6 +42,7 @@ from pact_bot.jobs.model import Job, JobKind
 from pact_bot.jobs.tasks import CodeTask, ReplyTask, ReviseTask, SpecCheckTask, TaskBase, wire
 
 REPLY_COMMANDS = ("help", "status", "cancel")
+PR_COMMANDS = ("continue", "rebase")  # only on the bot's own pull requests
 SKIP_MARKER = "[skip pact]"  # in a review body: the bot ignores that review
 SPEC_CHECK_ACTIONS = ("opened", "synchronize", "reopened")
 IMPLEMENT_ACTION = "implement"
@@ -95,6 +96,7 @@ class Command:
     name: str  # code, help, status, cancel, or "" for a bare command
     args: list[str] = field(default_factory=list)
     instructions: str = ""
+    sub: str = ""  # continue | rebase: a `code` job on the bot's PR with this command
 
 
 def parse_command(body: str | None, command: str = "/pact") -> Command | None:
@@ -228,8 +230,10 @@ def _issue_comment(
         "comment_id": ev.comment.id,
         "title": issue.title,
     }
+    bot_pr = issue.is_pr and issue.user.login == bot.login
+    if cmd.name in PR_COMMANDS and bot_pr:  # `/pact continue|rebase`: work on the bot's PR
+        cmd = Command("code", cmd.args, cmd.instructions, sub=cmd.name)
     if cmd.name == "code":
-        bot_pr = issue.is_pr and issue.user.login == bot.login
         kind = JobKind.revise if bot_pr else JobKind.code
         model = ReviseTask if bot_pr else CodeTask
         job = _job(
@@ -239,11 +243,13 @@ def _issue_comment(
             delivery_id,
             model(
                 **common,
-                command="code",
-                spec_paths=cmd.args,
-                instructions=cmd.instructions,
+                command=cmd.sub or "code",
+                spec_paths=[] if cmd.sub else cmd.args,
+                instructions=" ".join([*cmd.args, cmd.instructions]).strip()
+                if cmd.sub
+                else cmd.instructions,
                 body=issue.body or "",
-                fingerprint=f"code:{' '.join(cmd.args)}:{cmd.instructions}",
+                fingerprint=f"{cmd.sub or 'code'}:{' '.join(cmd.args)}:{cmd.instructions}",
             ),
         )
         ack = _job(
@@ -261,7 +267,7 @@ def _issue_comment(
             ),
             key_suffix=":reply",
         )
-        return Decision(job, f"{config.command} code", ack=ack)
+        return Decision(job, f"{config.command} {cmd.sub or 'code'}", ack=ack)
     name = cmd.name if cmd.name in REPLY_COMMANDS else "help"
     task = ReplyTask(**common, command=name, fingerprint=f"{name}:{ev.comment.id}")
     if cmd.name not in REPLY_COMMANDS:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import shapes
@@ -196,4 +196,66 @@ def ci_routes(sim: GitHubSim) -> list[Route]:
             return PlainTextResponse("Not Found", status_code=404)
         return PlainTextResponse(sim.job_logs.get(run_id, ""))
 
-    return [Route("/_sim/job-logs/{ticket}", download)]
+    return [Route("/_sim/job-logs/{ticket}", download), graphql_route(sim)]
+
+
+# --- GraphQL: only what REST cannot do ------------------------------------------------------
+
+
+def graphql_route(sim: GitHubSim) -> Route:
+    """`POST /api/graphql` with the one mutation pact-bot needs,
+    `markPullRequestReadyForReview(input: {pullRequestId})`; anything else is an error,
+    as GitHub answers a query it cannot resolve (HTTP 200 with `errors`)."""
+
+    async def endpoint(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        token = sim.auth.token(header) if header else None
+        if token is None:
+            return JSONResponse({"message": "Bad credentials"}, status_code=401)
+        body = await request.json()
+        query, variables = str(body.get("query", "")), body.get("variables") or {}
+        if "markPullRequestReadyForReview" not in query:
+            return JSONResponse({"errors": [{"message": "not supported by the simulator"}]})
+        node = variables.get("id") or variables.get("pullRequestId")
+        with sim.world.lock:
+            for repo in sim.world.repos.values():
+                for issue in repo.issues.values():
+                    pull = issue.pull
+                    if pull is None or shapes.node_id("PullRequest", pull.id) != node:
+                        continue
+                    if not token.covers_repo(repo.full_name) or not token.allows(
+                        "pull_requests", "write"
+                    ):
+                        return JSONResponse(
+                            {
+                                "errors": [
+                                    {
+                                        "type": "FORBIDDEN",
+                                        "message": "Resource not accessible by integration",
+                                    }
+                                ]
+                            }
+                        )
+                    pull.draft = False
+                    sim.graphql_calls.append(("markPullRequestReadyForReview", issue.number))
+                    return JSONResponse(
+                        {
+                            "data": {
+                                "markPullRequestReadyForReview": {
+                                    "pullRequest": {"number": issue.number, "isDraft": False}
+                                }
+                            }
+                        }
+                    )
+        return JSONResponse(
+            {
+                "errors": [
+                    {
+                        "type": "NOT_FOUND",
+                        "message": f"Could not resolve to a node with the global id of '{node}'",
+                    }
+                ]
+            }
+        )
+
+    return Route("/api/graphql", endpoint, methods=["POST"])

@@ -227,6 +227,7 @@ class GitHubSim:
         self.ci: Callable[[str, str], list[ci.CiResult]] | None = None
         self.job_logs: dict[int, str] = {}
         self.log_downloads: dict[str, int] = {}
+        self.graphql_calls: list[tuple[str, int]] = []  # (mutation, PR number)
         ci.install(self)
 
     # --- lifecycle -----------------------------------------------------------------------

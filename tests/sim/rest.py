@@ -476,6 +476,11 @@ def create_pull(ctx: Ctx) -> Reply:
 @route("PATCH", "/repos/{owner}/{repo}/pulls/{number}", permission="pull_requests")
 def update_pull(ctx: Ctx) -> Reply:
     repo = ctx.repo()
+    if "draft" in (ctx.body or {}):  # GitHub's REST cannot (un)draft: GraphQL only
+        raise _error(
+            422,
+            'Invalid request.\n\nNo subschema in "anyOf" matched.\n"draft" is not a permitted key.',
+        )
     issue = ctx.sim.update_pull(repo, ctx.int_param("number"), ctx.body or {}, ctx.actor)
     return Reply(200, ctx.sim.world.render_pull(repo, issue))
 

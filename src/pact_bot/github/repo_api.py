@@ -202,6 +202,17 @@ class RepoAPI:
     async def set_pull_body(self, number: int, body: str) -> None:
         await self.gh.rest.pulls.async_update(self.owner, self.name, number, body=body)
 
+    async def set_pull_title(self, number: int, title: str) -> None:
+        await self.gh.rest.pulls.async_update(self.owner, self.name, number, title=title)
+
+    async def mark_ready(self, node_id: str) -> None:
+        """Draft → ready for review: GitHub offers this through GraphQL only."""
+        await self.gh.async_graphql(
+            "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
+            "{ pullRequest { isDraft } } }",
+            {"id": node_id},
+        )
+
     async def request_review(self, number: int, login: str) -> None:
         await self.gh.rest.pulls.async_request_reviewers(
             self.owner, self.name, number, reviewers=[login]

@@ -56,6 +56,7 @@ class Implementation:
     budget_detail: str = ""
     model: str = ""
     setup_notes: list[str] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the last run's conversation
 
     @property
     def over_budget(self) -> bool:
@@ -192,6 +193,7 @@ async def implement(
         budget_detail=_budget_detail(stop, stats, effective),
         model=model,
         setup_notes=notes,
+        messages=list(result.messages),
     )
 
 

@@ -31,6 +31,8 @@ from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import pr_text, report
 from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
 from pact_bot.pipeline.context import JobContext, open_context
+from pact_bot.pipeline.partial import keepable
+from pact_bot.pipeline.partial_keep import keep_code_partial
 from pact_bot.pipeline.post_run import summary_files
 from pact_bot.pipeline.prompts import AGENT_DOCS, REQUEST_LIMIT, first_message
 from pact_bot.pipeline.publish import Publication, publish
@@ -213,6 +215,8 @@ async def _run(
             ctx, tracker, wt, token, message, cfg, eff, component, tuple(specs), existing_summaries
         )
         failed = failure_of(impl)
+        if (stop := keepable(failed, impl)) is not None:  # partial work: a draft PR
+            return await keep_code_partial(ctx, tracker, wt, impl, stop, pub)
         if failed is not None:
             raise JobFailed(*failed)
         stats = impl.stats

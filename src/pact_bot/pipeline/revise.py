@@ -32,6 +32,8 @@ from pact_bot.pipeline import pr_text
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
 from pact_bot.pipeline.ci_fix import CiPlan, ci_comment, plan_ci_fix
 from pact_bot.pipeline.context import JobContext, open_context
+from pact_bot.pipeline.partial import continue_notes, finish_continue, keepable
+from pact_bot.pipeline.partial_keep import keep_revise_partial
 from pact_bot.pipeline.post_run import summary_files
 from pact_bot.pipeline.pr_refresh import refresh_pr_body
 from pact_bot.pipeline.reply import refusal_text
@@ -130,6 +132,10 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             return JobOutcome(JobState.succeeded)
         comments = await _review_comments(ctx) if trigger == "review" else []
         instructions = ci.task_text() if ci else command_instructions(task)
+        if task.command == "continue":  # resume partial work: where the last run stopped
+            body = (await ctx.api.pull(ctx.number)).body or ""
+            done = [f.filename for f in await ctx.api.pull_files(ctx.number)]
+            instructions = continue_notes(body, done, task.instructions)
         if trigger == "review" and not comments and not task.review_body.strip():
             log.info("review without body or comments: nothing to address")
             return JobOutcome(JobState.succeeded)
@@ -215,6 +221,8 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             ctx, tracker, wt, token, message, cfg, eff, component, (), existing
         )
         failed = failure_of(impl)
+        if (stop := keepable(failed, impl)) is not None:  # partial work: pushed, said so
+            return await keep_revise_partial(ctx, tracker, wt, impl, stop, branch)
         if failed is not None and failed[0] is not Failure.no_change:
             raise JobFailed(*failed)
         replies = parse_replies(impl.final_text)
@@ -228,7 +236,7 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             helper = None if ci else await co_author(ctx)
             sha = await runtime.workspace.commit(
                 wt,
-                commit_title(trigger, reviewer),
+                commit_title("continue" if task.command == "continue" else trigger, reviewer),
                 author=await author(ctx),
                 co_authors=[helper] if helper else [],
             )
@@ -242,6 +250,8 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
                 final=final[:FINAL_TEXT_LIMIT],
                 stats=stats_dict(impl.stats),
             )
+            if task.command == "continue":
+                await finish_continue(ctx, wt)
             await refresh_pr_body(ctx, wt, existing[0], impl.stats, impl.model or model)
         return await _answer(
             ctx,

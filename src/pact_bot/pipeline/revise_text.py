@@ -183,6 +183,8 @@ def commit_title(trigger: str, reviewer: str) -> str:
         return f"Address review by @{reviewer}"
     if trigger == "ci":
         return "Fix failing checks"
+    if trigger == "continue":
+        return f"Continue the partial work, as asked by @{reviewer}"
     return f"Apply /pact code instructions by @{reviewer}"
 
 
