@@ -36,6 +36,7 @@ from pact_bot.pipeline.partial import continue_notes, finish_continue, keepable
 from pact_bot.pipeline.partial_keep import keep_revise_partial
 from pact_bot.pipeline.post_run import summary_files
 from pact_bot.pipeline.pr_refresh import refresh_pr_body
+from pact_bot.pipeline.rebase import rebase_pr
 from pact_bot.pipeline.reply import refusal_text
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.review_policy import review_wanted
@@ -165,6 +166,19 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
 
         token = await ctx.api.token()
         wt = work.worktree = await _prepare(ctx, info.clone_url, token, branch)
+        if task.command == "rebase":  # merge the base in; the agent resolves conflicts
+            return await rebase_pr(
+                ctx,
+                tracker,
+                wt,
+                token=token,
+                clone_url=info.clone_url,
+                branch=branch,
+                base=pr.base.ref,
+                cfg=cfg,
+                eff=eff,
+                existing_summaries=summaries,
+            )
         refused_paths: list[Refused] = []
         specs = spec_refs(pr.body or "", eff.spec_glob, refused=refused_paths) or [
             f for f in pr_files if glob_match(eff.spec_glob, f)
