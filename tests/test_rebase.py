@@ -148,3 +148,42 @@ def test_the_no_force_hook_refuses_a_rewrite(github_sim: GitHubSim) -> None:
         env={"GIT_DIR": str(repo.path), "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 1 and "non-fast-forward" in out.stderr
+
+
+async def test_auto_rebase_merges_a_conflicting_bot_pr_on_its_own(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    number = setup(github_sim)
+    github_sim.commit(
+        REPO, "main", {".github/pact.yml": "auto_rebase: true\n"}, "cfg", user="alice"
+    )
+    # what an earlier job of this repository cached for ingress
+    await bot.queue.set_repo_config(REPO, {"auto_rebase": True})
+    assert github_sim.pull(REPO, number)["mergeable_state"] == "dirty"
+    anthropic_sim.set_policy(ResolvePolicy())
+    github_sim.update_pull(github_sim.repo(REPO), number, {"title": "Cart!"}, "alice")
+
+    jobs = await bot.process()
+
+    [job] = [j for j in jobs if j.kind == "revise"]
+    assert job.state is JobState.succeeded, job.error
+    assert len(github_sim.commits(REPO, BRANCH)[0].parents) == 2
+    pr = github_sim.pull(REPO, number)
+    assert pr["mergeable_state"] == "clean"
+
+
+async def test_without_auto_rebase_a_conflict_starts_nothing(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    number = setup(github_sim)
+    before = github_sim.branches(REPO)[BRANCH]
+    github_sim.update_pull(github_sim.repo(REPO), number, {"title": "Cart!"}, "alice")
+
+    await bot.process()
+
+    assert github_sim.branches(REPO)[BRANCH] == before
+    assert anthropic_sim.requests == []

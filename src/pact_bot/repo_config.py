@@ -28,6 +28,7 @@ ci:                           # fix failed checks of the bot's PRs (or `ci: off`
   enabled: true
   max_attempts: 2
 reviews: all                  # all | changes_requested | command
+auto_rebase: false            # merge a moved base into conflicting bot PRs on its own
 protected_paths:              # more paths the agent may not change, on top of the
   - infra/**                  # built-in `.github/**` and `.git/` (always protected)
 agent: .claude/agents/pact-backend-coder.md
@@ -187,6 +188,11 @@ class RepoConfig(_Strict):
         description="Follow the bot's pull requests to green: `ci: off`, `ci: on`, or "
         "`ci: {enabled: true, max_attempts: 2}`.",
     )
+    auto_rebase: bool = Field(
+        default=False,
+        description="When the base branch moves so that a bot pull request conflicts with "
+        "it, merge the base in and resolve the conflicts without waiting for `/pact rebase`.",
+    )
     reviews: Literal["all", "changes_requested", "command"] = Field(
         default="all",
         description="Which reviews on the bot's pull requests start a revision: all, only "
@@ -234,6 +240,7 @@ class RepoConfig(_Strict):
             "command": self.command,
             "spec_glob": self.spec_glob,
             "spec_prs": self.spec_prs,
+            "auto_rebase": self.auto_rebase,
         }
 
     def effective(self, settings: Settings) -> Effective:

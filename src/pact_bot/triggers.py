@@ -61,6 +61,7 @@ class BotIdentity:
 class TriggerConfig:
     label: str = "pact:code"
     command: str = "/pact"
+    auto_rebase: bool = False
 
     @classmethod
     def from_repo_config(cls, config: dict[str, Any] | None) -> TriggerConfig:
@@ -71,6 +72,7 @@ class TriggerConfig:
         label = config.get("label")
         command = config.get("command")
         return cls(
+            auto_rebase=config.get("auto_rebase") is True,
             label=label if isinstance(label, str) and label.strip() else base.label,
             command=command.strip()
             if isinstance(command, str) and command.strip()
@@ -289,6 +291,8 @@ def _pull_request(
     ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
 ) -> Decision:
     assert isinstance(ev, p.PullRequestEvent)
+    if (rebase := _auto_rebase(ev, bot, config, delivery_id)) is not None:
+        return rebase
     if ev.action not in SPEC_CHECK_ACTIONS:
         return _nothing(f"pull_request.{ev.action} starts nothing")
     pr = ev.pull_request
@@ -311,6 +315,35 @@ def _pull_request(
         key_suffix=":check",
     )
     return Decision(job, f"pull_request.{ev.action}: check for specs")
+
+
+def _auto_rebase(
+    ev: p.PullRequestEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
+) -> Decision | None:
+    """A bot PR that no longer merges (`mergeable_state: dirty`) with `auto_rebase: true`:
+    the rebase job, once per head and base commit (the worker reads the setting again)."""
+    pr = ev.pull_request
+    if not config.auto_rebase or pr.mergeable_state != "dirty" or pr.user.login != bot.login:
+        return None
+    if not _same_repo(pr):
+        return None
+    job = _job(
+        ev,
+        JobKind.revise,
+        pr.number,
+        delivery_id,
+        ReviseTask(
+            trigger="auto_rebase",
+            command="rebase",
+            is_pr=True,
+            head_sha=pr.head.sha,
+            head_ref=pr.head.ref,
+            base_ref=pr.base.ref,
+            title=pr.title,
+            fingerprint=f"rebase:{pr.head.sha}:{pr.base.sha}",
+        ),
+    )
+    return Decision(job, "bot PR conflicts with its base: auto_rebase")
 
 
 def _review(

@@ -80,6 +80,7 @@ class PullRequest(_Model):
     user: Account
     head: Ref
     base: Ref
+    mergeable_state: str | None = None  # "dirty": conflicts with the base
 
 
 class Review(_Model):

@@ -125,6 +125,9 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             ci = await plan_ci_fix(ctx, (await ctx.rt.app.identity())[1])
             if ci is None:
                 return JobOutcome(JobState.succeeded)
+        elif trigger == "auto_rebase":  # `.github/pact.yml` asked for it, not a person
+            if not (await config_or_fail(ctx)).auto_rebase:
+                return JobOutcome(JobState.succeeded)
         elif not await ensure_allowed(
             ctx, lambda perm, command: refusal_text(job.sender, perm, what, command)
         ):
