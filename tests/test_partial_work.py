@@ -4,6 +4,8 @@ for review through GraphQL (REST cannot un-draft: the simulator refuses it too).
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from sim.anthropic import AnthropicSim, Turn, text, tool_use
 from sim.bot import InProcessBot, bot  # noqa: F401
@@ -20,8 +22,9 @@ CART = "class Cart:\n    pass\n"
 class StopsHalfwayPolicy(ScriptPolicy):
     """Writes the module, then keeps looking at it (never finishes): a budget stops it."""
 
-    def __init__(self, path: str = "src/cart.py") -> None:
+    def __init__(self, path: str = "src/cart.py", turn_latency: float = 0.0) -> None:
         self.path = path
+        self.turn_latency = turn_latency
 
     def script(self, convo: Conversation) -> Script:
         ed = convo.editor
@@ -180,3 +183,26 @@ def test_rest_cannot_undraft(github_sim: GitHubSim) -> None:
     )
     assert r.status_code == 422
     assert github_sim.pull(REPO, pr.number)["draft"] is True
+
+
+async def test_cancel_after_changes_keeps_them_as_a_draft(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    issue = setup(github_sim)
+    anthropic_sim.set_policy(StopsHalfwayPolicy(turn_latency=0.2))
+    running = asyncio.create_task(bot.process())
+    for _ in range(400):
+        if len(anthropic_sim.requests) >= 3:  # the module is written by now
+            break
+        await asyncio.sleep(0.05)
+    assert await bot.queue.request_cancel(f"{REPO}#{issue}")
+    [job] = await running
+
+    assert job.state is JobState.cancelled
+    [pr] = github_sim.pulls(REPO)
+    assert pr["draft"] is True and "the job was cancelled" in pr["body"]
+    assert github_sim.read_file(REPO, "pact/code/cart", "src/cart.py") == CART
+    progress = [c.body for c in github_sim.issue_comments(REPO, issue)][-1]
+    assert "the job was cancelled" in progress and f"draft pull request #{pr['number']}" in progress

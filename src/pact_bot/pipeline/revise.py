@@ -74,6 +74,11 @@ log = logging.getLogger(__name__)
 FINAL_TEXT_LIMIT = 5_000  # characters of the agent's last message kept and posted
 CONFLICT_FILES_LISTED = 20
 _SUMMARY_NAME = re.compile(r"docs/implementation-summary-(.+)\.md$")
+_DOING = {  # the progress comment's "implementing" step, by what started the job
+    "ci": "Fixing the failed checks",
+    "continue": "Continuing the partial work",
+    "rebase": "Merging the base branch and resolving conflicts",
+}
 DEFAULT_REQUEST = "Look at the pull request again and fix what is wrong or missing."
 
 
@@ -146,8 +151,9 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
         if trigger != "review" and not instructions.strip():
             instructions = DEFAULT_REQUEST
         reviewer = job.sender
+        doing = _DOING.get("ci" if ci else task.command or "", "")
         tracker = work.tracker = ProgressTracker(
-            ctx, lambda p: progress_body(p, reviewer=reviewer, done=work.done_text)
+            ctx, lambda p: progress_body(p, reviewer=reviewer, done=work.done_text, doing=doing)
         )
         await react(ctx)
         await tracker.start()
