@@ -117,7 +117,7 @@ async def plan_ci_fix(ctx: JobContext[ReviseTask], bot_login: str) -> CiPlan | N
     if not cfg.ci.enabled:
         log.info("ci: off")
         return None
-    if pr.head.sha != sha:
+    if pr.head.sha not in (sha, ctx.saved.pushed_sha):  # (a retry after our push resumes)
         log.info("the failed commit no longer heads the PR", extra={"sha": sha})
         return None
     mine = await ctx.api.comments_by(ctx.number, bot_login)
