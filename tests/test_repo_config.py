@@ -54,6 +54,7 @@ agent: .claude/agents/custom.md
         "command": "/bot",
         "spec_glob": "specs/*.md",
         "spec_prs": "run",
+        "auto_rebase": False,
     }
     eff = cfg.effective(Settings())
     assert (eff.max_turns, eff.max_cost_usd, eff.max_minutes) == (10, 1.5, 5)

@@ -75,8 +75,12 @@ async def test_limits_from_the_config_bound_a_revise_job(
     assert [j.state for j in jobs] == [JobState.failed]
     assert len(anthropic_sim.requests) == 2
     [comment] = bot_comments(github_sim, number)
-    assert "reached its budget (2 turns)" in comment and "Nothing was pushed" in comment
-    assert github_sim.branches(REPO)[BRANCH] == before
+    assert "reached its budget (2 turns)" in comment
+    # what the agent changed within its two turns is kept as a partial commit (issue #14)
+    assert "pushed its partial work" in comment and "continue [instructions]" in comment
+    commits = github_sim.commits(REPO, BRANCH)
+    assert commits[1].sha == before
+    assert commits[0].message.startswith("WIP: revision (partial: it reached its budget")
 
 
 async def test_protected_paths_from_the_config_apply_to_revisions(

@@ -16,8 +16,8 @@ from sim.policies import RevisePolicy
 
 from pact_bot.jobs.model import TERMINAL, Job, JobState
 from pact_bot.jobs.worker import run_workers
+from pact_bot.pipeline.pr_branch import check_pr
 from pact_bot.pipeline.report import Failure, JobProgress, Phase
-from pact_bot.pipeline.revise import check_pr
 from pact_bot.pipeline.revise_text import (
     ReviewComment,
     parse_replies,

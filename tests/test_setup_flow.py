@@ -52,6 +52,7 @@ PERMISSIONS = {
     "pull_requests": "write",
     "issues": "write",
     "checks": "write",
+    "actions": "read",
     "metadata": "read",
 }
 EVENTS = [
@@ -62,6 +63,7 @@ EVENTS = [
     "pull_request_review_comment",
     "check_run",
     "push",
+    "check_suite",
 ]
 
 

@@ -269,3 +269,31 @@ def test_parse_command_grammar() -> None:
     assert parse_command("/pact code a b\n x \n", "/pact").instructions == "x"
     assert parse_command("/pacts", "/pact") is None
     assert parse_command(None, "/pact") is None
+
+
+@pytest.mark.parametrize("sub", ["continue", "rebase"])
+def test_continue_and_rebase_on_the_bots_pr_are_revise_jobs(sub: str) -> None:
+    d = route(
+        "issue_comment",
+        comment(f"/pact {sub} mind the tests\nand the docs", on_bot_pr=True),
+        BOT,
+        CFG,
+        "d",
+    )
+    assert d.job is not None and d.job.kind == "revise"
+    assert d.job.task["command"] == sub
+    assert d.job.task["instructions"] == "mind the tests and the docs"
+    assert d.job.task["spec_paths"] == []
+    assert d.ack is not None  # 👀 while it waits, as for /pact code
+
+
+@pytest.mark.parametrize("sub", ["continue", "rebase"])
+def test_continue_and_rebase_elsewhere_get_the_help(sub: str) -> None:
+    d = route("issue_comment", comment(f"/pact {sub}"), BOT, CFG, "d")
+    assert d.job is not None and d.job.kind == "reply"
+    assert d.job.task["command"] == "help" and d.job.task["unknown_command"] == sub
+
+
+def test_skip_pact_in_a_review_starts_nothing() -> None:
+    d = route("pull_request_review", review("changes_requested", "no [skip pact]"), BOT, CFG)
+    assert d.job is None and "skip pact" in d.reason

@@ -87,6 +87,10 @@ def expected_status(rel: str) -> int:
     event, action = rel.split("/")[1], rel.split("/")[2].split(".")[0]
     if event == "pull_request" and action in SPEC_CHECK:
         return 202  # same-repo PRs: the worker checks them for specs
+    if event in ("check_run", "check_suite") and action == "completed":
+        check = json.loads((FIXTURES / rel).read_bytes())[event]
+        if check["conclusion"] in ("failure", "timed_out") and check["pull_requests"]:
+            return 202  # a failed CI check on a PR: the worker sees whether the PR is the bot's
     return 200
 
 
@@ -108,7 +112,8 @@ async def test_every_real_payload_is_answered(client: Client, rel: str) -> None:
     jobs = await client.queue.list()
     assert len(jobs) == (1 if r.status_code == 202 else 0)
     if jobs:
-        assert r.json()["job_id"] == jobs[0].id and jobs[0].kind is JobKind.spec_check
+        assert r.json()["job_id"] == jobs[0].id
+        assert jobs[0].kind is (JobKind.revise if event == "check_run" else JobKind.spec_check)
 
 
 def test_the_fixture_matrix_is_not_empty() -> None:

@@ -26,6 +26,11 @@ sandbox:
     allow: []                 # hosts setup may reach (the server's package indexes always)
     agent: false              # give the agent's own bash the same network
 test_command: pytest -q       # the bot runs it after the agent (detected when absent)
+ci:                           # fix failed checks of the bot's PRs (or `ci: off`)
+  enabled: true
+  max_attempts: 2
+reviews: all                  # all | changes_requested | command
+auto_rebase: false            # merge a moved base into conflicting bot PRs on its own
 protected_paths:              # more paths the agent may not change, on top of the
   - infra/**                  # built-in `.github/**`, `.git/`, `.claude/**` (always protected)
 agent: .claude/agents/pact-backend-coder.md
@@ -132,6 +137,19 @@ class SandboxConfig(_Strict):
     )
 
 
+class CIConfig(_Strict):
+    enabled: bool = Field(
+        default=True,
+        description="Fix the failed checks of the bot's own pull requests with a commit.",
+    )
+    max_attempts: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="CI-fix commits per pull request before it is handed back to people.",
+    )
+
+
 class RepoConfig(_Strict):
     label: str = Field(
         default="pact:code", min_length=1, description="Issue label that starts a code job."
@@ -184,6 +202,22 @@ class RepoConfig(_Strict):
         "`.github/**`, `.git/` and `.claude/**` (which a repository cannot remove); a change "
         "fails the job.",
     )
+    ci: CIConfig = Field(
+        default_factory=CIConfig,
+        description="Follow the bot's pull requests to green: `ci: off`, `ci: on`, or "
+        "`ci: {enabled: true, max_attempts: 2}`.",
+    )
+    auto_rebase: bool = Field(
+        default=False,
+        description="When the base branch moves so that a bot pull request conflicts with "
+        "it, merge the base in and resolve the conflicts without waiting for `/pact rebase`.",
+    )
+    reviews: Literal["all", "changes_requested", "command"] = Field(
+        default="all",
+        description="Which reviews on the bot's pull requests start a revision: all, only "
+        "`changes_requested`, or none (`command`: only `/pact code`). A review whose body "
+        "says `[skip pact]` is always ignored.",
+    )
     agent: str | None = Field(
         default=None,
         description="Path of an agent definition in the repository overriding the built-in "
@@ -196,6 +230,16 @@ class RepoConfig(_Strict):
     def _yaml_off(cls, v: Any) -> Any:
         # YAML 1.1 reads a bare `off` as false: `spec_prs: off` must mean "off".
         return "off" if v is False else v
+
+    @field_validator("ci", mode="before")
+    @classmethod
+    def _ci_switch(cls, v: Any) -> Any:
+        # `ci: off` / `ci: on` (YAML reads them as booleans) is short for `enabled:`.
+        if isinstance(v, bool):
+            return {"enabled": v}
+        if v in ("off", "on"):
+            return {"enabled": v == "on"}
+        return v
 
     @field_validator("command")
     @classmethod
@@ -216,6 +260,7 @@ class RepoConfig(_Strict):
             "command": self.command,
             "spec_glob": self.spec_glob,
             "spec_prs": self.spec_prs,
+            "auto_rebase": self.auto_rebase,
         }
 
     def effective(self, settings: Settings) -> Effective:

@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pact_bot.ci_triggers import CI_EVENTS, ci_trigger
 from pact_bot.drift import UPDATE_ACTION, range_id
 from pact_bot.github import payloads as p
 from pact_bot.jobs.model import Job, JobKind
@@ -52,6 +53,8 @@ from pact_bot.jobs.tasks import (
 )
 
 REPLY_COMMANDS = ("help", "status", "cancel")
+PR_COMMANDS = ("continue", "rebase")  # only on the bot's own pull requests
+SKIP_MARKER = "[skip pact]"  # in a review body: the bot ignores that review
 SPEC_CHECK_ACTIONS = ("opened", "synchronize", "reopened")
 IMPLEMENT_ACTION = "implement"
 _SHA = re.compile(r"[0-9a-f]{40}")
@@ -71,6 +74,7 @@ class BotIdentity:
 class TriggerConfig:
     label: str = "pact:code"
     command: str = "/pact"
+    auto_rebase: bool = False
 
     @classmethod
     def from_repo_config(cls, config: dict[str, Any] | None) -> TriggerConfig:
@@ -81,6 +85,7 @@ class TriggerConfig:
         label = config.get("label")
         command = config.get("command")
         return cls(
+            auto_rebase=config.get("auto_rebase") is True,
             label=label if isinstance(label, str) and label.strip() else base.label,
             command=command.strip()
             if isinstance(command, str) and command.strip()
@@ -106,6 +111,7 @@ class Command:
     name: str  # code, help, status, cancel, or "" for a bare command
     args: list[str] = field(default_factory=list)
     instructions: str = ""
+    sub: str = ""  # continue | rebase: a `code` job on the bot's PR with this command
 
 
 def parse_command(body: str | None, command: str = "/pact") -> Command | None:
@@ -159,6 +165,8 @@ def route(
     ev = p.parse(event, payload)
     if ev.repository is None:
         return _nothing("no repository in payload")
+    if event in CI_EVENTS and ev.action == "completed":
+        return _ci(ev, bot, config, delivery_id)  # CI apps are bots: their results count
     if ev.sender is not None and (ev.sender.type == "Bot" or ev.sender.login == bot.login):
         return _nothing("sent by a bot")
     return handler(ev, bot, config, delivery_id)
@@ -237,8 +245,10 @@ def _issue_comment(
         "comment_id": ev.comment.id,
         "title": issue.title,
     }
+    bot_pr = issue.is_pr and issue.user.login == bot.login
+    if cmd.name in PR_COMMANDS and bot_pr:  # `/pact continue|rebase`: work on the bot's PR
+        cmd = Command("code", cmd.args, cmd.instructions, sub=cmd.name)
     if cmd.name == "code":
-        bot_pr = issue.is_pr and issue.user.login == bot.login
         kind = JobKind.revise if bot_pr else JobKind.code
         model = ReviseTask if bot_pr else CodeTask
         job = _job(
@@ -248,14 +258,17 @@ def _issue_comment(
             delivery_id,
             model(
                 **common,
-                command="code",
-                spec_paths=cmd.args,
-                instructions=cmd.instructions,
+                command=cmd.sub or "code",
+                spec_paths=[] if cmd.sub else cmd.args,
+                instructions=" ".join([*cmd.args, cmd.instructions]).strip()
+                if cmd.sub
+                else cmd.instructions,
                 body=issue.body or "",
-                fingerprint=f"code:{' '.join(cmd.args)}:{cmd.instructions}",
+                fingerprint=f"{cmd.sub or 'code'}:{' '.join(cmd.args)}:{cmd.instructions}",
             ),
         )
-        return Decision(job, f"{config.command} code", ack=_ack(ev, job, common, delivery_id))
+        reason = f"{config.command} {cmd.sub or 'code'}"
+        return Decision(job, reason, ack=_ack(ev, job, common, delivery_id))
     if cmd.name == "test":  # `/pact test [instructions]`: the first line's words count too
         said = "\n".join(t for t in (" ".join(cmd.args), cmd.instructions) if t)
         job = _job(
@@ -310,6 +323,8 @@ def _pull_request(
     ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
 ) -> Decision:
     assert isinstance(ev, p.PullRequestEvent)
+    if (rebase := _auto_rebase(ev, bot, config, delivery_id)) is not None:
+        return rebase
     if ev.action not in SPEC_CHECK_ACTIONS:
         return _nothing(f"pull_request.{ev.action} starts nothing")
     pr = ev.pull_request
@@ -334,6 +349,35 @@ def _pull_request(
     return Decision(job, f"pull_request.{ev.action}: check for specs")
 
 
+def _auto_rebase(
+    ev: p.PullRequestEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
+) -> Decision | None:
+    """A bot PR that no longer merges (`mergeable_state: dirty`) with `auto_rebase: true`:
+    the rebase job, once per head and base commit (the worker reads the setting again)."""
+    pr = ev.pull_request
+    if not config.auto_rebase or pr.mergeable_state != "dirty" or pr.user.login != bot.login:
+        return None
+    if not _same_repo(pr):
+        return None
+    job = _job(
+        ev,
+        JobKind.revise,
+        pr.number,
+        delivery_id,
+        ReviseTask(
+            trigger="auto_rebase",
+            command="rebase",
+            is_pr=True,
+            head_sha=pr.head.sha,
+            head_ref=pr.head.ref,
+            base_ref=pr.base.ref,
+            title=pr.title,
+            fingerprint=f"rebase:{pr.head.sha}:{pr.base.sha}",
+        ),
+    )
+    return Decision(job, "bot PR conflicts with its base: auto_rebase")
+
+
 def _review(
     ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
 ) -> Decision:
@@ -346,6 +390,8 @@ def _review(
     state = review.state.lower()
     if state not in ("changes_requested", "commented"):
         return _nothing(f"review {state} starts nothing")
+    if SKIP_MARKER in (review.body or "").lower():
+        return _nothing(f"review says {SKIP_MARKER}")
     if (dropped := _stranger(review.author_association)) is not None:
         return dropped
     job = _job(
@@ -373,6 +419,8 @@ def _check_run(
     ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str
 ) -> Decision:
     assert isinstance(ev, p.CheckRunEvent)
+    if ev.action == "completed":
+        return _ci(ev, bot, config, delivery_id)
     if ev.action != "requested_action":
         return _nothing(f"check_run.{ev.action} starts nothing")
     if ev.requested_action is not None and ev.requested_action.identifier == UPDATE_ACTION:
@@ -459,6 +507,17 @@ def _drift_update(ev: p.CheckRunEvent, delivery_id: str) -> Decision:
     return Decision(_drift_job(ev, delivery_id, task), "check run: update code")
 
 
+def _ci(ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id: str) -> Decision:
+    """A failed check on a PR: one CI-fix revise job per head commit (the fingerprint
+    coalesces every check of that commit); whether the PR is the bot's is the worker's
+    question (the payload does not say who opened it)."""
+    found = ci_trigger(ev, bot.slug)
+    if isinstance(found, str):
+        return _nothing(found)
+    number, task = found
+    return Decision(_job(ev, JobKind.revise, number, delivery_id, task), "failed check on a PR")
+
+
 _ROUTES = {
     "issues": _issues,
     "issue_comment": _issue_comment,
@@ -466,6 +525,7 @@ _ROUTES = {
     "pull_request_review": _review,
     "check_run": _check_run,
     "push": _push,
+    "check_suite": _ci,
 }
 
 __all__ = [

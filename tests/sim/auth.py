@@ -26,6 +26,7 @@ DEFAULT_PERMISSIONS: dict[str, str] = {
     "pull_requests": "write",
     "issues": "write",
     "checks": "write",
+    "actions": "read",
     "metadata": "read",
 }
 DEFAULT_EVENTS = [
@@ -35,6 +36,7 @@ DEFAULT_EVENTS = [
     "pull_request_review",
     "pull_request_review_comment",
     "check_run",
+    "check_suite",
 ]
 TOKEN_TTL = timedelta(hours=1)
 USER_TOKEN_TTL = timedelta(hours=8)  # GitHub App user tokens (ghu_) expire after 8 hours

@@ -105,7 +105,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import shapes
+from . import ci, shapes
 from .auth import (
     App,
     AuthError,
@@ -225,6 +225,12 @@ class GitHubSim:
         self.private_key_pem = self.app.private_key_pem
         self.webhook_secret = self.app.webhook_secret
         self.sender = WebhookSender(self.webhook_secret, HOOK_ID, self.app_id)
+        # "CI" (sim/ci.py): a test's hook deciding check results for each new PR head
+        self.ci: Callable[[str, str], list[ci.CiResult]] | None = None
+        self.job_logs: dict[int, str] = {}
+        self.log_downloads: dict[str, int] = {}
+        self.graphql_calls: list[tuple[str, int]] = []  # (mutation, PR number)
+        ci.install(self)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -861,6 +867,7 @@ class GitHubSim:
                 before=before,
                 after=after,
             )
+            ci.on_branch_moved(self, repo, after)
 
     def update_pull(self, repo: Repo, number: int, changes: dict[str, Any], sender: str) -> Issue:
         """PATCH a pull request; GitHub announces edits, closing and reopening."""
@@ -1122,6 +1129,10 @@ class GitHubSim:
                 check_run=rendered,
             )
         return run
+
+    def run_check(self, repo: RepoRef, sha: str, result: ci.CiResult) -> CheckRun:
+        """A completed GitHub Actions check run on ``sha`` (see sim/ci.py)."""
+        return ci.run_check(self, self.repo(repo), sha, result)
 
     def check_runs(self, repo: RepoRef) -> list[CheckRun]:
         name = self.repo(repo).full_name

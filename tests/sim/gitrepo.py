@@ -354,3 +354,4 @@ class GitError(RuntimeError):
     def __init__(self, args: tuple[str, ...], code: int, stderr: str) -> None:
         super().__init__(f"git {' '.join(args)} exited {code}: {stderr.strip()}")
         self.stderr = stderr
+        self.code = code

@@ -500,6 +500,11 @@ def create_pull(ctx: Ctx) -> Reply:
 @route("PATCH", "/repos/{owner}/{repo}/pulls/{number}", permission="pull_requests")
 def update_pull(ctx: Ctx) -> Reply:
     repo = ctx.repo()
+    if "draft" in (ctx.body or {}):  # GitHub's REST cannot (un)draft: GraphQL only
+        raise _error(
+            422,
+            'Invalid request.\n\nNo subschema in "anyOf" matched.\n"draft" is not a permitted key.',
+        )
     issue = ctx.sim.update_pull(repo, ctx.int_param("number"), ctx.body or {}, ctx.actor)
     return Reply(200, ctx.sim.world.render_pull(repo, issue))
 
@@ -739,8 +744,11 @@ def build_app(sim: GitHubSim) -> Starlette:
     async def not_found(request: Request) -> Response:
         return JSONResponse(shapes.error("Not Found", DOCS, status="404"), status_code=404)
 
+    from .ci import ci_routes
+
     routes = [
         Route("/api/v3/{rest:path}", api_endpoint(sim), methods=methods),
+        *ci_routes(sim),
         Route("/{owner}/{name}.git/{rest:path}", GitEndpoint(sim), methods=["GET", "POST"]),
         *manifest_routes(sim),
         *oauth_routes(sim),

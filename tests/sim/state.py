@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import shapes
-from .gitrepo import BareRepo, diff_hunk
+from .gitrepo import BareRepo, GitError, diff_hunk
 
 ROLE_PERMISSION = {
     "admin": "admin",
@@ -309,6 +309,7 @@ class World:
                 "additions": sum(f.additions for f in files),
                 "deletions": sum(f.deletions for f in files),
                 "changed_files": len(files),
+                **_mergeability(repo, pull.base_ref, pull.head_sha),
             }
         return shapes.pull_request(
             self.urls,
@@ -432,3 +433,18 @@ class World:
             if change.filename == path:
                 return diff_hunk(change.patch, line)
         return "", None
+
+
+def _mergeability(repo: Repo, base_ref: str, head_sha: str) -> dict[str, Any]:
+    """GitHub's `mergeable` / `mergeable_state` against the base branch as it is now:
+    "dirty" when merging it would conflict."""
+    base = repo.git.rev(base_ref)
+    if base is None:
+        return {}
+    try:
+        repo.git.git("merge-tree", "--write-tree", "--name-only", base, head_sha)
+    except GitError as e:
+        if e.code != 1:  # 1: the merge conflicts; anything else is a simulator bug
+            raise
+        return {"mergeable": False, "mergeable_state": "dirty"}
+    return {"mergeable": True, "mergeable_state": "clean"}

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from githubkit import GitHub
-from githubkit.auth import AppAuthStrategy, BaseAuthStrategy
+from githubkit.auth import AppAuthStrategy, BaseAuthStrategy, TokenAuthStrategy
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed
 from githubkit.retry import RetryServerError
@@ -196,6 +196,23 @@ class GitHubApp:
         client = RepoClient(self, repo, installation_id)
         await client.token()
         return client
+
+    async def actions_reader(self, repo: str, installation_id: int) -> GitHub[Any] | None:
+        """A client that may read `repo`'s Actions logs (`actions: read`) and nothing else;
+        None when the installation has not accepted that permission yet. Separate from
+        the job's token so an installation without it keeps working."""
+        _, name = _split(repo)
+        try:
+            resp = await self.gh.rest.apps.async_create_installation_access_token(
+                installation_id, repositories=[name], permissions={"actions": "read"}
+            )
+        except RequestFailed as e:
+            if e.response.status_code in (403, 404, 422):
+                return None
+            raise
+        token = str(resp.json()["token"])
+        register_secrets([token])
+        return GitHub(TokenAuthStrategy(token), **_client_options(self.settings, self._retry))
 
     async def _mint(self, repo: str, installation_id: int) -> tuple[str, datetime]:
         _, name = _split(repo)

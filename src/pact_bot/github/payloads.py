@@ -80,6 +80,7 @@ class PullRequest(_Model):
     user: Account
     head: Ref
     base: Ref
+    mergeable_state: str | None = None  # "dirty": conflicts with the base
 
 
 class Review(_Model):
@@ -96,10 +97,26 @@ class CheckRunPull(_Model):
     base: Ref
 
 
+class CheckApp(_Model):
+    id: int | None = None
+    slug: str | None = None
+
+
 class CheckRun(_Model):
     id: int
     head_sha: str
     external_id: str | None = None
+    name: str = ""
+    conclusion: str | None = None
+    app: CheckApp | None = None
+    pull_requests: list[CheckRunPull] = []
+
+
+class CheckSuite(_Model):
+    id: int
+    head_sha: str
+    conclusion: str | None = None
+    app: CheckApp | None = None
     pull_requests: list[CheckRunPull] = []
 
 
@@ -149,6 +166,10 @@ class PushEvent(WebhookEvent):
     deleted: bool = False
 
 
+class CheckSuiteEvent(WebhookEvent):
+    check_suite: CheckSuite
+
+
 EVENT_MODELS: dict[str, type[WebhookEvent]] = {
     "issues": IssuesEvent,
     "issue_comment": IssueCommentEvent,
@@ -156,6 +177,7 @@ EVENT_MODELS: dict[str, type[WebhookEvent]] = {
     "pull_request_review": PullRequestReviewEvent,
     "check_run": CheckRunEvent,
     "push": PushEvent,
+    "check_suite": CheckSuiteEvent,
 }
 
 

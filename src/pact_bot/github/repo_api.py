@@ -18,6 +18,9 @@ from typing import Any, cast
 
 from githubkit.exception import GitHubException, RequestFailed
 from githubkit_schemas.latest.models import (
+    CheckAnnotation,
+    CheckRun,
+    Commit,
     ContentFile,
     DiffEntry,
     IssueComment,
@@ -224,6 +227,17 @@ class RepoAPI:
     async def set_pull_body(self, number: int, body: str) -> None:
         await self.gh.rest.pulls.async_update(self.owner, self.name, number, body=body)
 
+    async def set_pull_title(self, number: int, title: str) -> None:
+        await self.gh.rest.pulls.async_update(self.owner, self.name, number, title=title)
+
+    async def mark_ready(self, node_id: str) -> None:
+        """Draft → ready for review: GitHub offers this through GraphQL only."""
+        await self.gh.async_graphql(
+            "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
+            "{ pullRequest { isDraft } } }",
+            {"id": node_id},
+        )
+
     async def request_review(self, number: int, login: str) -> None:
         await self.gh.rest.pulls.async_request_reviewers(
             self.owner, self.name, number, reviewers=[login]
@@ -271,6 +285,42 @@ class RepoAPI:
         if details_url:
             body["details_url"] = details_url
         await self.gh.rest.checks.async_create(self.owner, self.name, data=body)  # type: ignore[call-overload]
+
+    async def check_runs_for(self, sha: str) -> list[CheckRun]:
+        """The latest check run of each name on a commit (GitHub's `filter=latest`)."""
+        resp = await self.gh.rest.checks.async_list_for_ref(
+            self.owner, self.name, sha, filter_="latest", per_page=PAGE
+        )
+        return list(resp.parsed_data.check_runs)  # a commit with more than 100: the first
+
+    async def annotations(self, check_run_id: int, limit: int = 50) -> list[CheckAnnotation]:
+        out: list[CheckAnnotation] = []
+        async for a in self._pages(
+            self.gh.rest.checks.async_list_annotations, check_run_id=check_run_id
+        ):
+            out.append(a)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def pull_commits(self, number: int) -> list[Commit]:
+        """The pull request's commits, oldest first (GitHub lists at most 250)."""
+        return [
+            c async for c in self._pages(self.gh.rest.pulls.async_list_commits, pull_number=number)
+        ]
+
+    async def comments_by(self, number: int, author: str) -> list[str]:
+        """Bodies of the first 1,000 comments `author` wrote on an issue or PR."""
+        out: list[str] = []
+        seen = 0
+        c: IssueComment
+        async for c in self._pages(self.gh.rest.issues.async_list_comments, issue_number=number):
+            seen += 1
+            if _written_by(c, author):
+                out.append(c.body or "")
+            if seen >= MAX_COMMENT_PAGES * PAGE:
+                break
+        return out
 
     def _pages(self, method: Any, **kwargs: Any) -> AsyncIterator[Any]:
         return aiter(

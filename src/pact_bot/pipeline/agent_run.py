@@ -77,6 +77,7 @@ class Implementation:
     toolchain: ToolchainReport = field(default_factory=ToolchainReport)
     coverage: Coverage | None = None  # the traceability table, checked (trace.py)
     trace_asked: bool = False  # the agent was asked once more for missing rows
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the last run's conversation
 
     @property
     def over_budget(self) -> bool:
@@ -323,6 +324,7 @@ async def _implement(
         coverage=coverage,
         trace_asked=trace_asked,
         toolchain=toolchain,
+        messages=list(result.messages),
     )
     tested = box is not None and tools.bash is not None and toolchain.test_command
     if tested and impl.paths and failure_of(impl) is None:  # only work that may ship

@@ -30,6 +30,8 @@ from pact_bot.pipeline import drift_check, pr_text, report, trace
 from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
 from pact_bot.pipeline.code_specs import _context, _find_specs, _read_specs, _Target, _target
 from pact_bot.pipeline.context import JobContext, open_context
+from pact_bot.pipeline.partial import keepable
+from pact_bot.pipeline.partial_keep import keep_code_partial
 from pact_bot.pipeline.post_run import summary_files
 from pact_bot.pipeline.prompts import AGENT_DOCS, first_message
 from pact_bot.pipeline.publish import Publication, publish
@@ -217,6 +219,8 @@ async def _run(
             traced,
         )
         failed = failure_of(impl)
+        if (stop := keepable(failed, impl)) is not None:  # partial work: a draft PR
+            return await keep_code_partial(ctx, tracker, wt, impl, stop, pub)
         if failed is not None:
             raise JobFailed(*failed)
         stats = impl.stats

@@ -47,3 +47,20 @@ async def push(ctx: JobContext[Any], wt: Path, clone_url: str, token: str, branc
                 "is settled.",
             ) from None
     raise JobFailed(Failure.push_refused, "the branch kept moving")
+
+
+def check_pr(repo: str, *, head_repo: str | None, base_repo: str | None, state: str) -> None:
+    """Stop on a PR the bot cannot push to (a fork's branch) or should not (closed)."""
+    if not head_repo or head_repo != (base_repo or repo):
+        raise JobFailed(
+            Failure.unsupported,
+            "This pull request's branch lives in a fork, so pact-bot cannot push to it. "
+            "Nothing was changed. Move the branch into this repository to have the bot "
+            "revise it.",
+        )
+    if state != "open":
+        raise JobFailed(
+            Failure.unsupported,
+            "This pull request is closed, so pact-bot did not revise it. Reopen it and "
+            "review again.",
+        )

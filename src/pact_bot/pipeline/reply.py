@@ -73,13 +73,21 @@ def usage(command: str = "/pact", label: str = "pact:code") -> str:
             f"- `{c} test [instructions]` — on a pull request with an implementation summary, "
             "the test engineer writes and runs tests per requirement, pushes them in one "
             "commit and reports the results and bugs in a comment.",
+            f"- `{c} continue [instructions]` — on a partial pact-bot pull request (a job "
+            "stopped early and kept its work as a draft): resume on its branch with a fresh "
+            "budget, then mark it ready for review.",
+            f"- `{c} rebase` — on a pact-bot pull request that conflicts with its base: merge "
+            "the base in (a merge commit, never a force-push) and resolve the conflicts.",
             f"- `{c} status` — queued and running pact-bot jobs of this issue or pull request.",
             f"- `{c} cancel` — stop them; the running job stops at its next safe point and "
-            "pushes nothing.",
+            "keeps what the agent wrote as a draft pull request marked partial.",
             f"- `{c} help` — this text.",
             f"- Label an issue `{label}` to implement the specs it names.",
             "- Review a pact-bot pull request (comments or “Request changes”) to have it push "
-            "a follow-up commit and reply in each thread.",
+            "a follow-up commit and reply in each thread (`[skip pact]` in the review: "
+            "ignored).",
+            "- When CI fails on a pact-bot pull request, it pushes a fix (`ci:` in "
+            "`.github/pact.yml`).",
             "",
             "Lines after the command are instructions for the agent.",
         ]

@@ -55,6 +55,7 @@ PHASES = (
 
 class Failure(enum.StrEnum):
     budget = "budget"
+    partial = "partial"  # stopped early; the detail says what was kept (pipeline/partial.py)
     no_change = "no_change"
     no_summary = "no_summary"
     protected = "protected"
@@ -239,6 +240,7 @@ def failure_text(kind: Failure | str, detail: str = "", *, files: Sequence[str] 
         ),
         Failure.invalid_config: f"`.github/pact.yml` is not valid:\n\n> {detail}",
         Failure.no_specs: detail or "No spec was found for this job.",
+        Failure.partial: detail,
         Failure.unsupported: detail or "pact-bot cannot do this job.",
         Failure.cancelled: "The job was cancelled. Nothing was pushed.",
         Failure.workspace_full: (

@@ -23,18 +23,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pact_bot.ci_triggers import CI_TRIGGER
 from pact_bot.confined import Refused, read_present
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.tasks import ReviseTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import pr_text, trace
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
+from pact_bot.pipeline.ci_fix import CiPlan, ci_comment, plan_ci_fix
 from pact_bot.pipeline.context import JobContext, open_context
+from pact_bot.pipeline.partial import continue_notes, finish_continue, keepable
+from pact_bot.pipeline.partial_keep import keep_revise_partial
 from pact_bot.pipeline.post_run import summary_files
+from pact_bot.pipeline.pr_branch import check_pr
 from pact_bot.pipeline.pr_branch import prepare as _prepare
 from pact_bot.pipeline.pr_branch import push as _push
+from pact_bot.pipeline.pr_refresh import refresh_pr_body
+from pact_bot.pipeline.rebase import rebase_pr
 from pact_bot.pipeline.reply import refusal_text
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase, RunStats
+from pact_bot.pipeline.review_policy import review_wanted
 from pact_bot.pipeline.revise_text import (
     ReviewComment,
     command_instructions,
@@ -68,6 +76,11 @@ log = logging.getLogger(__name__)
 
 FINAL_TEXT_LIMIT = 5_000  # characters of the agent's last message kept and posted
 _SUMMARY_NAME = re.compile(r"docs/implementation-summary-(.+)\.md$")
+_DOING = {  # the progress comment's "implementing" step, by what started the job
+    "ci": "Fixing the failed checks",
+    "continue": "Continuing the partial work",
+    "rebase": "Merging the base branch and resolving conflicts",
+}
 DEFAULT_REQUEST = "Look at the pull request again and fix what is wrong or missing."
 
 
@@ -76,23 +89,6 @@ class _Work:
     tracker: ProgressTracker | None = None
     worktree: Path | None = None
     done_text: str = ""
-
-
-def check_pr(repo: str, *, head_repo: str | None, base_repo: str | None, state: str) -> None:
-    """Stop on a PR the bot cannot push to (a fork's branch) or should not (closed)."""
-    if not head_repo or head_repo != (base_repo or repo):
-        raise JobFailed(
-            Failure.unsupported,
-            "This pull request's branch lives in a fork, so pact-bot cannot push to it. "
-            "Nothing was changed. Move the branch into this repository to have the bot "
-            "revise it.",
-        )
-    if state != "open":
-        raise JobFailed(
-            Failure.unsupported,
-            "This pull request is closed, so pact-bot did not revise it. Reopen it and "
-            "review again.",
-        )
 
 
 async def handle_revise(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
@@ -114,20 +110,35 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
         task = ctx.task
         trigger = task.trigger or "review"
         what = "review" if trigger == "review" else "command"
-        if not await ensure_allowed(
+        ci: CiPlan | None = None
+        if trigger == CI_TRIGGER:  # a failed check: no person to check, the PR must be ours
+            ci = await plan_ci_fix(ctx, (await ctx.rt.app.identity())[1])
+            if ci is None:
+                return JobOutcome(JobState.succeeded)
+        elif trigger == "auto_rebase":  # `.github/pact.yml` asked for it, not a person
+            if not (await config_or_fail(ctx)).auto_rebase:
+                return JobOutcome(JobState.succeeded)
+        elif not await ensure_allowed(
             ctx, lambda perm, command: refusal_text(job.sender, perm, what, command)
         ):
             return refused(ctx)
+        if trigger == "review" and not await review_wanted(ctx):
+            return JobOutcome(JobState.succeeded)
         comments = await _review_comments(ctx) if trigger == "review" else []
-        instructions = command_instructions(task)
+        instructions = ci.task_text() if ci else command_instructions(task)
+        if task.command == "continue":  # resume partial work: where the last run stopped
+            body = (await ctx.api.pull(ctx.number)).body or ""
+            done = [f.filename for f in await ctx.api.pull_files(ctx.number)]
+            instructions = continue_notes(body, done, task.instructions)
         if trigger == "review" and not comments and not task.review_body.strip():
             log.info("review without body or comments: nothing to address")
             return JobOutcome(JobState.succeeded)
         if trigger != "review" and not instructions.strip():
             instructions = DEFAULT_REQUEST
         reviewer = job.sender
+        doing = _DOING.get("ci" if ci else task.command or "", "")
         tracker = work.tracker = ProgressTracker(
-            ctx, lambda p: progress_body(p, reviewer=reviewer, done=work.done_text)
+            ctx, lambda p: progress_body(p, reviewer=reviewer, done=work.done_text, doing=doing)
         )
         await react(ctx)
         await tracker.start()
@@ -149,6 +160,19 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
 
         token = await ctx.api.token()
         wt = work.worktree = await _prepare(ctx, info.clone_url, token, branch)
+        if task.command == "rebase":  # merge the base in; the agent resolves conflicts
+            return await rebase_pr(
+                ctx,
+                tracker,
+                wt,
+                token=token,
+                clone_url=info.clone_url,
+                branch=branch,
+                base=pr.base.ref,
+                cfg=cfg,
+                eff=eff,
+                existing_summaries=summaries,
+            )
         refused_paths: list[Refused] = []
         specs = spec_refs(pr.body or "", eff.spec_glob, refused=refused_paths) or [
             f for f in pr_files if glob_match(eff.spec_glob, f)
@@ -170,7 +194,17 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             stats = RunStats(**ctx.saved.stats) if ctx.saved.stats else RunStats()
             replies = {int(k): v for k, v in ctx.saved.replies.items()}
             return await _answer(
-                ctx, tracker, work, comments, replies, ctx.saved.final, pushed, stats, specs, model
+                ctx,
+                tracker,
+                work,
+                comments,
+                replies,
+                ctx.saved.final,
+                pushed,
+                stats,
+                specs,
+                model,
+                ci=ci,
             )
 
         reviewed = (task.head_sha or "") if trigger == "review" else ""
@@ -195,6 +229,8 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             ctx, tracker, wt, token, message, cfg, eff, component, (), existing
         )
         failed = failure_of(impl)
+        if (stop := keepable(failed, impl)) is not None:  # partial work: pushed, said so
+            return await keep_revise_partial(ctx, tracker, wt, impl, stop, branch)
         if failed is not None and failed[0] is not Failure.no_change:
             raise JobFailed(*failed)
         replies = parse_replies(impl.final_text)
@@ -205,10 +241,10 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
 
         sha: str | None = None
         if impl.paths:
-            helper = await co_author(ctx)
+            helper = None if ci else await co_author(ctx)
             sha = await runtime.workspace.commit(
                 wt,
-                commit_title(trigger, reviewer),
+                commit_title("continue" if task.command == "continue" else trigger, reviewer),
                 author=await author(ctx),
                 co_authors=[helper] if helper else [],
             )
@@ -222,6 +258,9 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
                 final=final[:FINAL_TEXT_LIMIT],
                 stats=stats_dict(impl.stats),
             )
+            if task.command == "continue":
+                await finish_continue(ctx, wt)
+            await refresh_pr_body(ctx, wt, existing[0], impl.stats, impl.model or model)
         # traceability (pipeline/trace.py): the PR body's coverage section kept current
         coverage = None
         if sha and sfile:
@@ -229,10 +268,11 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             changed = sorted(set(pr_files) | set(impl.paths))
             tracked = runtime.workspace.tracked_files(wt)
             coverage = trace.coverage_of(wt, traced, changed, tracked, impl.deleted)
-            await trace.refresh_pr_body(ctx.api, ctx.number, pr.body or "", coverage)
+            body_now = (await ctx.api.pull(ctx.number)).body or ""  # as the refresh left it
+            await trace.refresh_pr_body(ctx.api, ctx.number, body_now, coverage)
         return await _answer(
             ctx, tracker, work, comments, replies, final, sha, impl.stats, specs, model, impl.diff,
-            impl.toolchain, coverage,
+            impl.toolchain, coverage, ci=ci,
         )  # fmt: skip
 
 
@@ -258,6 +298,7 @@ async def _answer(
     diff: str = "",
     toolchain: ToolchainReport | None = None,
     coverage: Coverage | None = None,
+    ci: CiPlan | None = None,
 ) -> JobOutcome:
     job, reviewer = ctx.job, ctx.sender
     tc = toolchain or ToolchainReport()
@@ -279,7 +320,7 @@ async def _answer(
         head = f"@{reviewer} " + (
             f"pact-bot pushed {cite}." if cite else "pact-bot made no change."
         )
-        await ctx.api.comment(ctx.number, f"{head}\n\n{said}")
+        await ctx.api.comment(ctx.number, ci_comment(ci, cite, said) if ci else f"{head}\n\n{said}")
         await ctx.save(pr_comment=True)
     if sha and ctx.saved.check_sha != sha:
         output = pr_text.check_run_output(

@@ -181,10 +181,14 @@ def command_instructions(task: CodeTask) -> str:
 def commit_title(trigger: str, reviewer: str) -> str:
     if trigger == "review":
         return f"Address review by @{reviewer}"
+    if trigger == "ci":
+        return "Fix failing checks"
+    if trigger == "continue":
+        return f"Continue the partial work, as asked by @{reviewer}"
     return f"Apply /pact code instructions by @{reviewer}"
 
 
-def progress_body(p: JobProgress, *, reviewer: str, done: str = "") -> str:
+def progress_body(p: JobProgress, *, reviewer: str, done: str = "", doing: str = "") -> str:
     """The revise job's progress comment (failures and cancels read as for code jobs)."""
     if p.phase in (Phase.failed, Phase.cancelled):
         return report.progress_body(p)
@@ -196,7 +200,7 @@ def progress_body(p: JobProgress, *, reviewer: str, done: str = "") -> str:
     else:
         steps = [
             (Phase.preparing, "Preparing"),
-            (Phase.implementing, f"Addressing the review by @{reviewer}"),
+            (Phase.implementing, doing or f"Addressing the review by @{reviewer}"),
             (Phase.checking, "Checking the result"),
             (Phase.opening_pr, "Pushing the commit and replying"),
         ]

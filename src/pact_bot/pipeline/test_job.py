@@ -31,9 +31,9 @@ from pact_bot.pipeline import pr_branch, pr_text, report
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
+from pact_bot.pipeline.pr_branch import check_pr
 from pact_bot.pipeline.reply import refusal_text
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase
-from pact_bot.pipeline.revise import check_pr
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import (
     JobFailed,

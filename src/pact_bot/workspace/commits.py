@@ -130,6 +130,24 @@ async def rebase(git: RunGit, wt: Path, remote_ref: str) -> str:
     return await head(git, wt)
 
 
+async def merge(git: RunGit, wt: Path, remote_ref: str) -> list[str] | None:
+    """Merge `remote_ref` into HEAD without committing (a merge commit follows: published
+    history is never rewritten). None when HEAD has it already; else the conflicted files
+    (empty: a clean merge), whose conflict markers are left in the worktree."""
+    code, _, _ = await git(["merge-base", "--is-ancestor", remote_ref, "HEAD"], wt, check=False)
+    if code == 0:
+        return None
+    code, out, err = await git(
+        ["merge", "--no-ff", "--no-commit", "--no-verify", "--quiet", remote_ref], wt, check=False
+    )
+    _, conflicted, _ = await git(["diff", "--name-only", "--diff-filter=U", "-z"], wt, check=False)
+    files = [f for f in conflicted.split("\0") if f]
+    if code != 0 and not files:
+        await git(["merge", "--abort"], wt, check=False)
+        raise GitError(["git", "merge", remote_ref], err or out, code)
+    return files
+
+
 def _rejection(stderr: str) -> str:
     """The remote's reason, from git's rejection lines and `remote:` messages."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]

@@ -383,6 +383,24 @@ class Workspace:
             )
         return await commits.rebase(self._run, self._scrub(wt), remote_ref)
 
+    async def merge_remote(
+        self, worktree: Path, base: str, clone_url: str, token: str | None
+    ) -> list[str] | None:
+        """Fetch the remote `base` and merge it into the worktree's branch, uncommitted:
+        None when the branch has it already, else the conflicted files (markers left in
+        the worktree for the agent)."""
+        wt = Path(worktree)
+        checkout = self._remember(wt, clone_url, token)
+        remote_ref = f"refs/remotes/origin/{base}"
+        async with self.mirrors.lock(checkout.repo):
+            await self._git(
+                ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{base}:{remote_ref}"],
+                checkout.mirror,
+                clone_url=checkout.clone_url,
+                token=checkout.token or None,
+            )
+        return await commits.merge(self._run, self._scrub(wt), remote_ref)
+
     async def remote_branch_exists(
         self,
         repo: str,
