@@ -1,7 +1,8 @@
 """Which webhook starts which job: a pure function of the event, its payload and our identity.
 
 Public API:
-- `route(event, payload, bot, config, delivery_id="") -> Decision`
+- `route(event, payload, bot, config, delivery_id="") -> Decision`; `route_event(event, ev,
+  …)` for a payload already validated (`github.payloads.parse_json`).
 - `Decision(job, reason, ack=None)`: `job` is None when nothing starts; `reason` is a short
   phrase for the log; `ack` is a reply job (command `ack`, delivery id `<delivery>:ack`, key
   `…:reply`) made for every comment-triggered code or revise job: the web process records it
@@ -140,10 +141,23 @@ def route(
 ) -> Decision:
     """Decide what a delivery starts. Raises pydantic.ValidationError on a malformed payload
     of an event we route (the web answers 400)."""
+    if event not in _ROUTES:
+        return _nothing(f"event {event} starts nothing")
+    return route_event(event, p.parse(event, payload), bot, config, delivery_id)
+
+
+def route_event(
+    event: str,
+    ev: p.WebhookEvent,
+    bot: BotIdentity,
+    config: TriggerConfig,
+    delivery_id: str = "",
+) -> Decision:
+    """`route` for a payload already validated as `event`'s model (`payloads.parse_json`,
+    which the web process uses: it skips decoding the fields nobody reads)."""
     handler = _ROUTES.get(event)
     if handler is None:
         return _nothing(f"event {event} starts nothing")
-    ev = p.parse(event, payload)
     if ev.repository is None:
         return _nothing("no repository in payload")
     if ev.sender is not None and (ev.sender.type == "Bot" or ev.sender.login == bot.login):
@@ -161,11 +175,9 @@ def _job(
 ) -> Job:
     assert ev.repository is not None
     repo = ev.repository.full_name
-    typed = type(task)(
-        number=number,
-        default_branch=ev.repository.default_branch,
-        **task.model_dump(exclude_unset=True),
-    )
+    # Set as if passed to the constructor (wire() keeps set fields only): no second model.
+    task.number = number
+    task.default_branch = ev.repository.default_branch
     return Job(
         id=new_job_id(),
         kind=kind,
@@ -175,7 +187,7 @@ def _job(
         installation_id=ev.installation_id,
         delivery_id=delivery_id,
         sender=ev.sender.login if ev.sender else "",
-        task=wire(typed),
+        task=wire(task),
     )
 
 
@@ -376,8 +388,10 @@ _ROUTES = {
     "pull_request_review": _review,
     "check_run": _check_run,
 }
+ROUTED_EVENTS = frozenset(_ROUTES)  # the events that may start a job
 
 __all__ = [
+    "ROUTED_EVENTS",
     "BotIdentity",
     "Command",
     "Decision",
@@ -385,4 +399,5 @@ __all__ = [
     "ValidationError",
     "parse_command",
     "route",
+    "route_event",
 ]
