@@ -3,15 +3,16 @@
 Public API:
 - `route(event, payload, bot, config, delivery_id="") -> Decision`; `route_event(event, ev,
   …)` for a payload already validated (`github.payloads.parse_json`).
-- `Decision(job, reason, ack=None)`: `job` is None when nothing starts; `reason` is a short
-  phrase for the log; `ack` is a reply job (command `ack`, delivery id `<delivery>:ack`, key
-  `…:reply`) made for every comment-triggered code or revise job: the web process records it
-  before the job only when the job's key already has a queued or running job (the queue's
-  `enqueue_with_ack`), so the comment gets 👀 (and a "queued behind" note) within seconds
-  while the job waits; a job that starts at once reacts itself. `/pact cancel` is a reply
-  job like help and status: the worker checks the commenter's permission before it cancels
-  anything (the web process cannot, without an API call), and reply jobs have their own key
-  so they never wait behind the running job.
+- `Decision(job, reason, make_ack=None)`: `job` is None when nothing starts; `reason` is a
+  short phrase for the log; `ack` (built on first use by `make_ack`) is a reply job
+  (command `ack`, delivery id `<delivery>:ack`, key `…:reply`) made for every
+  comment-triggered code or revise job: the web process records it before the job only
+  when the job's key already has a queued or running job (the queue's `enqueue_with_ack`),
+  so the comment gets 👀 (and a "queued behind" note) within seconds while the job waits;
+  a job that starts at once reacts itself. `/pact cancel` is a reply job like help and
+  status: the worker checks the commenter's permission before it cancels anything (the web
+  process cannot, without an API call), and reply jobs have their own key so they never
+  wait behind the running job.
 - `BotIdentity(slug)` with `.login` (`<slug>[bot]`); `TriggerConfig(label, command)` and
   `TriggerConfig.from_repo_config(dict | None)` (keys `label`, `command`, as cached by
   workers from `.github/pact.yml`).
@@ -30,8 +31,10 @@ permission of everyone else is checked by the worker, not here.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,9 +83,15 @@ class TriggerConfig:
 class Decision:
     job: Job | None
     reason: str
-    ack: Job | None = None  # recorded first when the job would wait: 👀 while it waits
+    # builds the ack, recorded first when the job would wait (👀 while it waits); a
+    # function because most jobs start at once and never need theirs
+    make_ack: Callable[[], Job] | None = None
     # why a would-be trigger was dropped ("stranger"), for the web's labelled counter
     dropped: str | None = None
+
+    @functools.cached_property
+    def ack(self) -> Job | None:
+        return self.make_ack() if self.make_ack is not None else None
 
     @property
     def starts_job(self) -> bool:
@@ -254,22 +263,25 @@ def _issue_comment(
                 fingerprint=f"code:{' '.join(cmd.args)}:{cmd.instructions}",
             ),
         )
-        ack = _job(
-            ev,
-            JobKind.reply,
-            issue.number,
-            f"{delivery_id}:ack",
-            ReplyTask(
-                **common,
-                command="ack",
-                for_kind=str(kind),
-                for_key=job.key,
-                for_fingerprint=job.task["fingerprint"],
-                fingerprint=f"ack:{ev.comment.id}",
-            ),
-            key_suffix=":reply",
-        )
-        return Decision(job, f"{config.command} code", ack=ack)
+
+        def ack() -> Job:
+            return _job(
+                ev,
+                JobKind.reply,
+                issue.number,
+                f"{delivery_id}:ack",
+                ReplyTask(
+                    **common,
+                    command="ack",
+                    for_kind=str(kind),
+                    for_key=job.key,
+                    for_fingerprint=job.task["fingerprint"],
+                    fingerprint=f"ack:{ev.comment.id}",
+                ),
+                key_suffix=":reply",
+            )
+
+        return Decision(job, f"{config.command} code", make_ack=ack)
     name = cmd.name if cmd.name in REPLY_COMMANDS else "help"
     task = ReplyTask(**common, command=name, fingerprint=f"{name}:{ev.comment.id}")
     if cmd.name not in REPLY_COMMANDS:

@@ -94,6 +94,7 @@ from pact_bot.jobs.model import (
     JobState,
     Pruned,
     Queue,
+    ack_job,
     fingerprint,
     lost_notice,
 )
@@ -470,7 +471,7 @@ class PostgresQueue(Queue):
         return await self._retrying("enqueue", op)
 
     async def enqueue_with_ack(
-        self, job: Job, ack: Job, body_sha256: str | None = None
+        self, job: Job, ack: Job | Callable[[], Job], body_sha256: str | None = None
     ) -> Enqueued:
         """`enqueue(job)`, recording `ack` first (same transaction) only when `job.key`
         already has a queued or running job: the job would wait, so a worker should react
@@ -491,7 +492,7 @@ class PostgresQueue(Queue):
                 if row["busy"]:
                     try:
                         async with conn.transaction():  # savepoint: a failure undoes only this
-                            await conn.execute(_ENQUEUE_SQL, _enqueue_params(ack))
+                            await conn.execute(_ENQUEUE_SQL, _enqueue_params(ack_job(ack)))
                     except psycopg.Error as e:
                         if _is_transient(e):
                             raise

@@ -245,11 +245,12 @@ class WebhookEndpoint:
         # (`<delivery>:ack`) keeps it unique; a redelivery records neither.
         with_ack = getattr(self.queue, "enqueue_with_ack", None)
         try:
-            if decision.ack is None:
+            if decision.make_ack is None:
                 result = await self.queue.enqueue(job, body_sha256=body_sha256)
-            elif with_ack is not None:
-                result = await with_ack(job, decision.ack, body_sha256=body_sha256)
+            elif with_ack is not None:  # the queue builds the ack only when it records one
+                result = await with_ack(job, decision.make_ack, body_sha256=body_sha256)
             else:  # a queue without it: the ack always, first
+                assert decision.ack is not None
                 await self._record_ack(decision.ack, fields)
                 result = await self.queue.enqueue(job, body_sha256=body_sha256)
         except BaseException:
