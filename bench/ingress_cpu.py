@@ -71,11 +71,13 @@ async def run(
     from pact_bot.logs import setup_logging
     from pact_bot.settings import Settings
     from pact_bot.web.app import create_app
+    from pact_bot.web.server import _lean_log_records
 
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import app_credentials
 
     setup_logging("json")
+    _lean_log_records()  # as `pact-bot serve` does
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the run
     for h in logging.getLogger().handlers:
         if isinstance(h, logging.StreamHandler):
