@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from queue_backends import BACKENDS, QueueFactory
@@ -148,6 +149,31 @@ def ack_for(j: Job, comment_id: int) -> Job:
         sender=j.sender,
         task={"command": "ack", "for_key": j.key, "fingerprint": f"ack:{comment_id}"},
     )
+
+
+async def test_an_ack_given_as_a_function_is_built_only_when_recorded(queue: Queue) -> None:
+    """The web process passes the ack as a function: building a job is a fair part of a
+    delivery's cost, and a job whose key is idle needs no ack."""
+    enqueue_with_ack = queue.enqueue_with_ack  # type: ignore[attr-defined]
+    built: list[Job] = []
+
+    def make(j: Job, comment_id: int) -> Any:
+        def build() -> Job:
+            built.append(ack_for(j, comment_id))
+            return built[-1]
+
+        return build
+
+    idle = job(fingerprint="a")
+    assert await enqueue_with_ack(idle, make(idle, 1)) is Enqueued.created
+    assert built == [] and [j.id for j in await queue.list()] == [idle.id]
+    waits = job(fingerprint="b")
+    assert await enqueue_with_ack(waits, make(waits, 2)) is Enqueued.created
+    assert len(built) == 1
+    assert {j.id for j in await queue.list()} == {idle.id, waits.id, built[0].id}
+    # a redelivery on the busy key records nothing, and needs no ack either
+    assert await enqueue_with_ack(waits, make(waits, 2)) is Enqueued.duplicate_delivery
+    assert len(await queue.list()) == 3
 
 
 async def test_the_ack_is_recorded_only_when_the_key_is_busy(queue: Queue) -> None:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from conftest import load_payload
 from pydantic import ValidationError
 
+from pact_bot.github.payloads import parse_json
 from pact_bot.jobs.model import JobKind
-from pact_bot.triggers import BotIdentity, TriggerConfig, parse_command, route
+from pact_bot.triggers import (
+    ROUTED_EVENTS,
+    BotIdentity,
+    TriggerConfig,
+    parse_command,
+    route,
+    route_event,
+)
 
 BOT = BotIdentity("pact-bot")
 CFG = TriggerConfig()
@@ -297,3 +306,72 @@ def test_continue_and_rebase_elsewhere_get_the_help(sub: str) -> None:
 def test_skip_pact_in_a_review_starts_nothing() -> None:
     d = route("pull_request_review", review("changes_requested", "no [skip pact]"), BOT, CFG)
     assert d.job is None and "skip pact" in d.reason
+
+
+def _routed_fixtures() -> list[Any]:
+    from conftest import FIXTURES
+
+    out = []
+    for event in ROUTED_EVENTS:
+        for path in sorted(FIXTURES.glob(f"*/{event}/*.payload.json")):
+            out.append(pytest.param(event, path, id=str(path.relative_to(FIXTURES))))
+    return out
+
+
+def _variants(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fixture, and edits that make it a trigger from a member / on the bot's PR."""
+    out = [payload]
+    trigger = copy.deepcopy(payload)
+    if "comment" in trigger:
+        trigger["comment"]["body"] = "/pact code docs/a.md\nplease"
+        trigger["comment"]["author_association"] = "MEMBER"
+    if "label" in trigger:
+        trigger["label"]["name"] = CFG.label
+    if "review" in trigger:
+        trigger["review"]["author_association"] = "OWNER"
+        trigger["review"]["state"] = "changes_requested"
+        trigger["pull_request"]["user"]["login"] = BOT.login
+    out.append(trigger)
+    return out
+
+
+def _decision(decide: Any) -> Any:
+    try:
+        d = decide()
+    except ValidationError:
+        return "invalid"
+    strip = {"id", "created_at"}  # fresh per call
+    return (
+        d.reason,
+        d.dropped,
+        d.job.model_dump(exclude=strip) if d.job else None,
+        d.ack.model_dump(exclude=strip) if d.ack else None,
+    )
+
+
+@pytest.mark.parametrize(("event", "path"), _routed_fixtures())
+def test_routing_from_the_raw_body_decides_as_from_the_decoded_payload(
+    event: str, path: Any
+) -> None:
+    """The web process validates the raw bytes straight into the event's model (skipping
+    the fields nobody reads); on GitHub's own payloads it must decide exactly what routing
+    the fully decoded dict decides: same job, same task, same ack, same refusals."""
+    for payload in _variants(json.loads(path.read_text())):
+        raw = json.dumps(payload).encode()
+        from_dict = _decision(lambda p=payload: route(event, p, BOT, CFG, delivery_id="d1"))
+        from_raw = _decision(
+            lambda r=raw: route_event(event, parse_json(event, r), BOT, CFG, delivery_id="d1")
+        )
+        assert from_raw == from_dict
+
+
+def test_an_id_over_64_bits_is_refused_from_the_raw_body() -> None:
+    """The queue stores ids as 64-bit integers (and orjson refused such a body outright):
+    the raw-body parser, which takes any size, must refuse it too, not hand it on."""
+    payload = comment("/pact code docs/a.md")
+    payload["comment"]["author_association"] = "MEMBER"
+    payload["comment"]["id"] = 2**64
+    with pytest.raises(ValidationError):
+        parse_json("issue_comment", json.dumps(payload).encode())
+    payload["comment"]["id"] = 2**63 - 1
+    assert parse_json("issue_comment", json.dumps(payload).encode()).comment.id == 2**63 - 1

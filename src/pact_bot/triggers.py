@@ -1,16 +1,18 @@
 """Which webhook starts which job: a pure function of the event, its payload and our identity.
 
 Public API:
-- `route(event, payload, bot, config, delivery_id="") -> Decision`
-- `Decision(job, reason, ack=None)`: `job` is None when nothing starts; `reason` is a short
-  phrase for the log; `ack` is a reply job (command `ack`, delivery id `<delivery>:ack`, key
-  `…:reply`) made for every comment-triggered code or revise job: the web process records it
-  before the job only when the job's key already has a queued or running job (the queue's
-  `enqueue_with_ack`), so the comment gets 👀 (and a "queued behind" note) within seconds
-  while the job waits; a job that starts at once reacts itself. `/pact cancel` is a reply
-  job like help and status: the worker checks the commenter's permission before it cancels
-  anything (the web process cannot, without an API call), and reply jobs have their own key
-  so they never wait behind the running job.
+- `route(event, payload, bot, config, delivery_id="") -> Decision`; `route_event(event, ev,
+  …)` for a payload already validated (`github.payloads.parse_json`).
+- `Decision(job, reason, make_ack=None)`: `job` is None when nothing starts; `reason` is a
+  short phrase for the log; `ack` (built on first use by `make_ack`) is a reply job
+  (command `ack`, delivery id `<delivery>:ack`, key `…:reply`) made for every
+  comment-triggered code or revise job: the web process records it before the job only
+  when the job's key already has a queued or running job (the queue's `enqueue_with_ack`),
+  so the comment gets 👀 (and a "queued behind" note) within seconds while the job waits;
+  a job that starts at once reacts itself. `/pact cancel` is a reply job like help and
+  status: the worker checks the commenter's permission before it cancels anything (the web
+  process cannot, without an API call), and reply jobs have their own key so they never
+  wait behind the running job.
 - `BotIdentity(slug)` with `.login` (`<slug>[bot]`); `TriggerConfig(label, command)` and
   `TriggerConfig.from_repo_config(dict | None)` (keys `label`, `command`, as cached by
   workers from `.github/pact.yml`).
@@ -29,9 +31,11 @@ permission of everyone else is checked by the worker, not here.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,9 +101,15 @@ class TriggerConfig:
 class Decision:
     job: Job | None
     reason: str
-    ack: Job | None = None  # recorded first when the job would wait: 👀 while it waits
+    # builds the ack, recorded first when the job would wait (👀 while it waits); a
+    # function because most jobs start at once and never need theirs
+    make_ack: Callable[[], Job] | None = None
     # why a would-be trigger was dropped ("stranger"), for the web's labelled counter
     dropped: str | None = None
+
+    @functools.cached_property
+    def ack(self) -> Job | None:
+        return self.make_ack() if self.make_ack is not None else None
 
     @property
     def starts_job(self) -> bool:
@@ -159,10 +169,23 @@ def route(
 ) -> Decision:
     """Decide what a delivery starts. Raises pydantic.ValidationError on a malformed payload
     of an event we route (the web answers 400)."""
+    if event not in _ROUTES:
+        return _nothing(f"event {event} starts nothing")
+    return route_event(event, p.parse(event, payload), bot, config, delivery_id)
+
+
+def route_event(
+    event: str,
+    ev: p.WebhookEvent,
+    bot: BotIdentity,
+    config: TriggerConfig,
+    delivery_id: str = "",
+) -> Decision:
+    """`route` for a payload already validated as `event`'s model (`payloads.parse_json`,
+    which the web process uses: it skips decoding the fields nobody reads)."""
     handler = _ROUTES.get(event)
     if handler is None:
         return _nothing(f"event {event} starts nothing")
-    ev = p.parse(event, payload)
     if ev.repository is None:
         return _nothing("no repository in payload")
     if event in CI_EVENTS and ev.action == "completed":
@@ -182,11 +205,9 @@ def _job(
 ) -> Job:
     assert ev.repository is not None
     repo = ev.repository.full_name
-    typed = type(task)(
-        number=number,
-        default_branch=ev.repository.default_branch,
-        **task.model_dump(exclude_unset=True),
-    )
+    # Set as if passed to the constructor (wire() keeps set fields only): no second model.
+    task.number = number
+    task.default_branch = ev.repository.default_branch
     return Job(
         id=new_job_id(),
         kind=kind,
@@ -196,7 +217,7 @@ def _job(
         installation_id=ev.installation_id,
         delivery_id=delivery_id,
         sender=ev.sender.login if ev.sender else "",
-        task=wire(typed),
+        task=wire(task),
     )
 
 
@@ -268,7 +289,7 @@ def _issue_comment(
             ),
         )
         reason = f"{config.command} {cmd.sub or 'code'}"
-        return Decision(job, reason, ack=_ack(ev, job, common, delivery_id))
+        return Decision(job, reason, make_ack=functools.partial(_ack, ev, job, common, delivery_id))
     if cmd.name == "test":  # `/pact test [instructions]`: the first line's words count too
         said = "\n".join(t for t in (" ".join(cmd.args), cmd.instructions) if t)
         job = _job(
@@ -282,7 +303,11 @@ def _issue_comment(
                 fingerprint=f"test:{said}",
             ),
         )
-        return Decision(job, f"{config.command} test", ack=_ack(ev, job, common, delivery_id))
+        return Decision(
+            job,
+            f"{config.command} test",
+            make_ack=functools.partial(_ack, ev, job, common, delivery_id),
+        )
     name = cmd.name if cmd.name in REPLY_COMMANDS else "help"
     task = ReplyTask(**common, command=name, fingerprint=f"{name}:{ev.comment.id}")
     if cmd.name not in REPLY_COMMANDS:
@@ -527,8 +552,10 @@ _ROUTES = {
     "push": _push,
     "check_suite": _ci,
 }
+ROUTED_EVENTS = frozenset(_ROUTES)  # the events that may start a job
 
 __all__ = [
+    "ROUTED_EVENTS",
     "BotIdentity",
     "Command",
     "Decision",
@@ -536,4 +563,5 @@ __all__ = [
     "ValidationError",
     "parse_command",
     "route",
+    "route_event",
 ]

@@ -178,6 +178,13 @@ def _cgi_env(request: Request, root: Path, path_info: str, token: Token) -> dict
             "GIT_HTTP_EXPORT_ALL": "1",
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_GLOBAL": os.devnull,
+            # GitHub serves partial clones (`--filter=blob:none`) and the lazy fetches of
+            # single objects they make later
+            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_0": "uploadpack.allowFilter",
+            "GIT_CONFIG_VALUE_0": "true",
+            "GIT_CONFIG_KEY_1": "uploadpack.allowAnySHA1InWant",
+            "GIT_CONFIG_VALUE_1": "true",
             "PATH_INFO": path_info,
             "QUERY_STRING": request.url.query,
             "REQUEST_METHOD": request.method,

@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -125,10 +126,11 @@ class Queue(Protocol):
         ...
 
     async def enqueue_with_ack(
-        self, job: Job, ack: Job, body_sha256: str | None = None
+        self, job: Job, ack: Job | Callable[[], Job], body_sha256: str | None = None
     ) -> Enqueued:
         """`enqueue(job)`, recording `ack` first in the same transaction only when the job's
-        key already has a queued or running job (the job would wait: react now)."""
+        key already has a queued or running job (the job would wait: react now). `ack` may
+        be a function that builds it (`ack_job`): most jobs start at once and need none."""
         ...
 
     async def claim(self, worker_id: str) -> Job | None: ...
@@ -217,6 +219,13 @@ def lost_notice(job: Job) -> Job | None:
             )
         ),
     )
+
+
+def ack_job(ack: Job | Callable[[], Job]) -> Job:
+    """The ack job of `enqueue_with_ack`, built only now when it was passed as a function
+    (building a job is a fair part of a webhook's routing cost, and most acks are never
+    recorded)."""
+    return ack if isinstance(ack, Job) else ack()
 
 
 def fingerprint(job: Job) -> str:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -73,6 +74,7 @@ from pact_bot.jobs.model import (
     JobState,
     Pruned,
     Queue,
+    ack_job,
 )
 from pact_bot.jobs.pg_connection import _is_transient
 from pact_bot.jobs.pg_leases import PostgresLeases
@@ -124,7 +126,7 @@ class PostgresQueue(PostgresLeases, Queue):
         return await self._retrying("enqueue", op)
 
     async def enqueue_with_ack(
-        self, job: Job, ack: Job, body_sha256: str | None = None
+        self, job: Job, ack: Job | Callable[[], Job], body_sha256: str | None = None
     ) -> Enqueued:
         """`enqueue(job)`, recording `ack` first (same transaction) only when `job.key`
         already has a queued or running job: the job would wait, so a worker should react
@@ -145,7 +147,7 @@ class PostgresQueue(PostgresLeases, Queue):
                 if row["busy"]:
                     try:
                         async with conn.transaction():  # savepoint: a failure undoes only this
-                            await conn.execute(_ENQUEUE_SQL, _enqueue_params(ack))
+                            await conn.execute(_ENQUEUE_SQL, _enqueue_params(ack_job(ack)))
                     except psycopg.Error as e:
                         if _is_transient(e):
                             raise

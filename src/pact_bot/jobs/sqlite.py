@@ -32,6 +32,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pact_bot.jobs.model import (
@@ -77,7 +78,7 @@ class SqliteQueue(SqliteConnection, Queue):
         return result
 
     async def enqueue_with_ack(
-        self, job: Job, ack: Job, body_sha256: str | None = None
+        self, job: Job, ack: Job | Callable[[], Job], body_sha256: str | None = None
     ) -> Enqueued:
         """`enqueue(job)`, recording `ack` first (in the same transaction) only when
         `job.key` already has a queued or running job: the job would wait, so a worker

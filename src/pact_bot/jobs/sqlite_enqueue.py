@@ -16,6 +16,7 @@ import orjson
 from pact_bot.jobs.model import (
     Enqueued,
     Job,
+    ack_job,
     fingerprint,
 )
 
@@ -79,12 +80,12 @@ def _enqueue_op(
 
 
 def _enqueue_with_ack_op(
-    job: Job, ack: Job, body_sha256: str | None = None
+    job: Job, ack: Job | Callable[[], Job], body_sha256: str | None = None
 ) -> Callable[[sqlite3.Connection], Enqueued]:
     """`job`, and before it `ack` only when `job.key` already has a queued or running job
     (otherwise a free worker claims `job` at once and reacts itself). One indexed lookup on
     the common path; a redelivery records neither."""
-    job_op, ack_op = _enqueue_op(job, body_sha256), _enqueue_op(ack)
+    job_op = _enqueue_op(job, body_sha256)
 
     def op(c: sqlite3.Connection) -> Enqueued:
         busy = c.execute(
@@ -101,7 +102,8 @@ def _enqueue_with_ack_op(
         c.execute("SAVEPOINT enqueue_ack")
         try:
             try:
-                ack_op(c)  # the ack first, so a free worker reacts while the job waits
+                # the ack first, so a free worker reacts while the job waits
+                _enqueue_op(ack_job(ack))(c)
             except Exception:
                 log.exception("could not record the acknowledgement of job %s", job.id)
             result = job_op(c)
