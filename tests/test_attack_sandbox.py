@@ -86,8 +86,11 @@ async def test_process_flood_is_refused_past_the_pid_limit(wt: Path) -> None:
         "echo started=$(jobs -p | wc -l)"
     )
     started = [int(line.split("=")[1]) for line in out.splitlines() if "started=" in line]
+    # 200 were asked for: fewer than the limit running proves the limit held (bash's own
+    # "Resource temporarily unavailable" went to /dev/null with the loop's stderr); no
+    # count at all means even the `echo` could not fork, and the command failed.
+    assert started or is_error, out
     assert not started or started[0] < SMALL.pids, out
-    assert "Resource temporarily unavailable" in out or is_error, out
 
 
 @needs_bwrap
