@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import time
 from collections.abc import AsyncIterator, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from pact_bot import __version__, metrics
 from pact_bot.doctor_check import Check
 from pact_bot.jobs.model import Queue
+from pact_bot.pipeline import budget
 from pact_bot.settings import Settings
 from pact_bot.triggers import BotIdentity
 from pact_bot.web import setup, signin, style, viewer
@@ -122,6 +124,7 @@ async def metrics_endpoint(request: Request) -> Response:
     with contextlib.suppress(Exception):
         for state, n in (await queue.depth()).items():
             metrics.queue_depth.labels(state=state).set(n)
+        await budget.refresh_spend(queue, time.time())
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
