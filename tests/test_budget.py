@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
+import pytest
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
@@ -13,6 +15,7 @@ from test_code_pipeline import FILES, REPO, bot_comments, label, progress_commen
 from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.pipeline.budget import month_start
+from pact_bot.web.app import create_app
 
 # The 15th of a month, noon UTC: every job the webhooks record is stamped by the bot's clock.
 NOW = month_start(1_780_000_000.0) + 14 * 86_400 + 12 * 3600
@@ -157,3 +160,29 @@ async def test_status_shows_the_months_spend_against_the_cap(
     [answer] = bot_comments(github_sim, number)
     assert "This month: $2.50 of $20.00 (installation budget)." in answer
     assert anthropic_sim.requests == []
+
+
+async def test_metrics_show_the_months_spend_by_repository(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=100.0)
+    await spent_before(bot, 4.0, installation_id=github_sim.installation_id)
+    await spent_before(
+        bot, 30.0, installation_id=github_sim.installation_id, created_at=month_start(NOW) - 5
+    )
+    label(github_sim)
+    [job] = without_acks(await bot.process())
+    assert job.state is JobState.succeeded and job.cost_usd > 0, job.error
+
+    app = create_app(bot.settings, bot.queue, clock=FakeClock(NOW))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
+        text = (await c.get("/metrics")).text
+
+    [line] = [x for x in text.splitlines() if x.startswith("pact_spend_usd_total{")]
+    assert line.startswith('pact_spend_usd_total{repository="acme/shop"} ')
+    assert float(line.split()[-1]) == pytest.approx(4.0 + job.cost_usd)
