@@ -26,6 +26,7 @@ CHECKS = [
     "sandbox resource limits",
     "private files hidden from the sandbox",
     "database reachable and migrated",
+    "monthly budget",
     "data dir writable",
     "toolchains in the sandbox",
     "network for setup (socat)",
@@ -78,7 +79,7 @@ def test_everything_configured_passes(env: dict[str, str], monkeypatch: pytest.M
     assert all(line.startswith("✓ ") for line in lines.values()), result.output
     assert "App pact-bot (id " in lines["GitHub App JWT accepted"]
     assert "1 installation(s): acme" in lines["App installed"]
-    assert "12/12 checks passed" in result.output
+    assert "13/13 checks passed" in result.output
     for secret in (env["GITHUB_WEBHOOK_SECRET"], env["ANTHROPIC_API_KEY"]):
         assert secret not in result.output
 
@@ -249,3 +250,44 @@ async def test_no_toolchain_in_the_sandbox_is_a_failure_naming_what_was_looked_f
     settings = Settings(_env_file=None, pact_data_dir=tmp_path)  # type: ignore[call-arg]
     [tools, _socat] = await check_toolchains(settings, ("no-such-cc", "no-such-go"))
     assert tools.line().startswith("✗ toolchains in the sandbox: none of no-such-cc, no-such-go")
+
+
+async def test_the_budget_line_shows_this_months_spend_against_the_cap(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+    import uuid
+
+    from pact_bot.doctor_budget import check_budget
+    from pact_bot.jobs.model import Job, JobKind, JobState
+    from pact_bot.pipeline.budget import month_start
+    from pact_bot.settings import Settings
+
+    monkeypatch.setenv("PACT_MONTHLY_BUDGET_USD", "20")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    now = time.time()
+    queue = SqliteQueue(settings.sqlite_path)
+    await queue.open()
+    for cost, created in ((7.5, now), (40.0, month_start(now) - 1)):
+        j = Job(
+            kind=JobKind.code,
+            key="acme/shop#1",
+            repo="acme/shop",
+            number=1,
+            delivery_id=str(uuid.uuid4()),
+            sender="alice",
+            created_at=created,
+            task={"fingerprint": str(cost)},
+        )
+        await queue.enqueue(j)
+        await queue.claim("w")
+        await queue.update(j.id, cost_usd=cost)
+        await queue.finish(j.id, "w", JobState.succeeded)
+    await queue.close()
+
+    under = await check_budget(settings, now)
+    assert under.ok and "$7.50 spent this month of PACT_MONTHLY_BUDGET_USD $20.00" in under.line()
+
+    monkeypatch.setenv("PACT_MONTHLY_BUDGET_USD", "5")
+    over = await check_budget(Settings(_env_file=None), now)  # type: ignore[call-arg]
+    assert not over.ok and "jobs are refused until" in over.line()

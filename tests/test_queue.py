@@ -439,3 +439,36 @@ async def test_a_failed_enqueue_records_nothing(queue: Queue) -> None:
         await queue.enqueue(clash)
     retry = clash.model_copy(update={"id": "fresh000000000002"})
     assert await queue.enqueue(retry) is Enqueued.created  # the delivery was not kept
+
+
+async def test_spent_since_sums_only_the_months_jobs_of_a_repository(queue: Queue) -> None:
+    month = 1_780_000_000.0  # a month's first second (any epoch works: `since` is explicit)
+
+    def costly(repo: str, created: float, installation: int, number: int) -> Job:
+        return Job(
+            kind=JobKind.code,
+            key=Job.key_for(repo, number),
+            repo=repo,
+            number=number,
+            installation_id=installation,
+            delivery_id=str(uuid.uuid4()),
+            sender="alice",
+            created_at=created,
+            task={"fingerprint": f"code::{number}"},
+        )
+
+    spend = [
+        (costly("octo/repo", month - 1, 7, 1), 4.0),  # last month: not counted
+        (costly("octo/repo", month, 7, 2), 1.25),
+        (costly("octo/repo", month + 3600, 7, 3), 0.5),
+        (costly("octo/other", month + 60, 7, 4), 2.0),  # same installation, other repo
+        (costly("else/repo", month + 60, 9, 5), 8.0),  # another installation
+    ]
+    for j, cost in spend:
+        assert await queue.enqueue(j) is Enqueued.created
+        await queue.update(j.id, cost_usd=cost)
+    assert await queue.spent_since(month, repo="octo/repo") == pytest.approx(1.75)
+    assert await queue.spent_since(month, installation_id=7) == pytest.approx(3.75)
+    assert await queue.spent_since(month) == pytest.approx(11.75)
+    assert await queue.spent_since(month - 1, repo="octo/repo") == pytest.approx(5.75)
+    assert await queue.spent_since(month, repo="nobody/here") == 0.0

@@ -55,7 +55,7 @@ SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
     (
         "Budgets and queue",
         "Hard limits per job; a repository's `limits:` can only lower them.",
-        ("pact_max_", "pact_lease_", "pact_max_attempts"),
+        ("pact_max_", "pact_monthly_budget", "pact_lease_", "pact_max_attempts"),
     ),
     (
         "Sandbox",

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from pact_bot.doctor_budget import check_budget
 from pact_bot.doctor_check import Check
 from pact_bot.doctor_host import (
     check_bubblewrap,
@@ -67,6 +68,7 @@ async def check_all(settings: Settings) -> list[Check]:
         *await _guard("sandbox resource limits", check_sandbox_limits, settings),
         *await _guard("private files hidden from the sandbox", check_sandbox_exposure, settings),
         *database,
+        *await _guard("monthly budget", check_budget, settings),
         *await _guard("data dir writable", check_data_dir, settings),
         *await _guard("toolchains in the sandbox", check_toolchains, settings),
         *await _guard("data dir disk use", check_disk, settings),

@@ -70,3 +70,9 @@ cache_read_share = Histogram(
     buckets=(0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99),
     registry=REGISTRY,
 )
+spend = Gauge(
+    "pact_spend_usd_total",
+    "Model spend this calendar month (UTC) by repository, from the jobs table.",
+    ["repository"],
+    registry=REGISTRY,
+)

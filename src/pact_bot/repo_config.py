@@ -19,6 +19,8 @@ limits:                       # capped by the server's PACT_MAX_* values
   max_turns: 60
   max_cost_usd: 5
   max_minutes: 30
+budget:
+  monthly_usd: 50             # this repository's monthly cap (PACT_MONTHLY_BUDGET_USD too)
 sandbox:
   enabled: true               # offer the bash tool when bubblewrap works
   setup: []                   # commands run in the sandbox before the agent starts
@@ -150,6 +152,15 @@ class CIConfig(_Strict):
     )
 
 
+class BudgetConfig(_Strict):
+    monthly_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Dollars this repository may spend per calendar month (UTC); with "
+        "PACT_MONTHLY_BUDGET_USD too, the lower headroom wins.",
+    )
+
+
 class RepoConfig(_Strict):
     label: str = Field(
         default="pact:code", min_length=1, description="Issue label that starts a code job."
@@ -190,6 +201,9 @@ class RepoConfig(_Strict):
     )
     sandbox: SandboxConfig = Field(
         default_factory=SandboxConfig, description="The agent's sandboxed bash tool."
+    )
+    budget: BudgetConfig = Field(
+        default_factory=BudgetConfig, description="Monthly spend cap of this repository."
     )
     test_command: str | None = Field(
         default=None,

@@ -236,6 +236,12 @@ class Settings(BaseSettings):
     pact_max_minutes: float = Field(
         default=30.0, gt=0, description="Wall-clock minutes per job, at most."
     )
+    pact_monthly_budget_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Dollars per installation per calendar month (UTC); a code, revise or "
+        "test job that would start past it is refused with a comment. Unset: no cap.",
+    )
     pact_sandbox_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Hosts setup commands may reach through the sandbox proxy, comma-separated "

@@ -159,6 +159,13 @@ class Queue(Protocol):
 
     async def is_cancelled(self, job_id: str) -> bool: ...
 
+    async def spent_since(
+        self, since: float, repo: str | None = None, installation_id: int | None = None
+    ) -> float:
+        """Dollars (`cost_usd`) of the jobs created at or after `since` (epoch seconds), of
+        `repo` and/or `installation_id` when given: what a monthly budget counts."""
+        ...
+
     async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
         """Trigger settings (label, command) cached from the repo's .github/pact.yml."""
         ...

@@ -360,6 +360,22 @@ class PostgresQueue(PostgresLeases, Queue):
 
         return await self._retrying("depth", op)
 
+    async def spent_since(
+        self, since: float, repo: str | None = None, installation_id: int | None = None
+    ) -> float:
+        async def op() -> float:
+            async with self._tx() as conn:
+                row = await self._fetchone(
+                    conn,
+                    "SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM pact_jobs "
+                    "WHERE created_at >= %s AND (%s::text IS NULL OR repo = %s) "
+                    "AND (%s::bigint IS NULL OR installation_id = %s)",
+                    (since, repo, repo, installation_id, installation_id),
+                )
+                return float(row["spent"]) if row else 0.0
+
+        return await self._retrying("spent_since", op)
+
     async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
         async def op() -> dict[str, Any] | None:
             async with self._tx() as conn:

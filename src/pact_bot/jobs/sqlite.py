@@ -308,6 +308,19 @@ class SqliteQueue(SqliteConnection, Queue):
 
         return await self._read(op)
 
+    async def spent_since(
+        self, since: float, repo: str | None = None, installation_id: int | None = None
+    ) -> float:
+        def op(c: sqlite3.Connection) -> float:
+            row = c.execute(
+                "SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE created_at >= ? "
+                "AND (? IS NULL OR repo = ?) AND (? IS NULL OR installation_id = ?)",
+                (since, repo, repo, installation_id, installation_id),
+            ).fetchone()
+            return float(row[0])
+
+        return await self._read(op)
+
     async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
         def op(c: sqlite3.Connection) -> dict[str, Any] | None:
             row = c.execute("SELECT config FROM repo_config WHERE repo=?", (repo,)).fetchone()

@@ -45,6 +45,7 @@ from pact_bot.pipeline.steps import (
     co_author,
     config_or_fail,
     ensure_allowed,
+    ensure_budget,
     guarded,
     react,
     refused,
@@ -106,6 +107,8 @@ async def _run(
     async with open_context(runtime, job, control, CodeTask) as ctx:
         if not await ensure_allowed(ctx, refusal(job.sender)):
             return refused(ctx)
+        if (over := await ensure_budget(ctx)) is not None:
+            return over
         info = await ctx.info()
         # The sender may write: clone or fetch the mirror while the API calls below run
         # (cold, the clone is most of the wait). `_checkout` awaits it; `handle_code`

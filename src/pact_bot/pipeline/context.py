@@ -40,6 +40,7 @@ class JobContext(Generic[T]):
     _info: RepoInfo | None = None
     _config_text: tuple[str | None] | None = None
     _config: RepoConfig | None = None
+    budget_note: str | None = None  # set by `steps.ensure_budget`: shown in the progress comment
 
     @property
     def number(self) -> int:

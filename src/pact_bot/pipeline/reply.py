@@ -36,7 +36,7 @@ from pact_bot.github.repo_api import WRITE_PERMISSIONS, best_effort
 from pact_bot.jobs.model import TERMINAL, Job, JobKind, JobState
 from pact_bot.jobs.tasks import ReplyTask, Saved
 from pact_bot.jobs.worker import JobControl, JobOutcome
-from pact_bot.pipeline import report
+from pact_bot.pipeline import budget, report
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.refusal import refuse_once
 from pact_bot.pipeline.runtime import Runtime
@@ -239,6 +239,7 @@ async def _answer(ctx: JobContext[ReplyTask]) -> JobOutcome:
         text = status_text(
             await _live(ctx), ctx.job.number, link=lambda i: job_url(ctx.rt.settings, i)
         )
+        text += "\n\n" + await budget.month_status(ctx)
     elif name == "cancel":
         text = await _cancel(ctx)
     else:

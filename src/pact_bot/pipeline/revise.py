@@ -61,6 +61,7 @@ from pact_bot.pipeline.steps import (
     co_author,
     config_or_fail,
     ensure_allowed,
+    ensure_budget,
     guarded,
     post_check_run,
     react,
@@ -122,6 +123,8 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             ctx, lambda perm, command: refusal_text(job.sender, perm, what, command)
         ):
             return refused(ctx)
+        if (over := await ensure_budget(ctx)) is not None:
+            return over
         if trigger == "review" and not await review_wanted(ctx):
             return JobOutcome(JobState.succeeded)
         comments = await _review_comments(ctx) if trigger == "review" else []

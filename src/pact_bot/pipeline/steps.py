@@ -19,7 +19,7 @@ from pact_bot.github.repo_api import WRITE_PERMISSIONS, best_effort
 from pact_bot.jobs.model import ERROR_LIMIT, Job, JobState
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.logs import redact
-from pact_bot.pipeline import report
+from pact_bot.pipeline import budget, report
 from pact_bot.pipeline.context import JobContext, T, open_context
 from pact_bot.pipeline.progress import ProgressComment
 from pact_bot.pipeline.refusal import refuse_once
@@ -58,6 +58,29 @@ async def ensure_allowed(ctx: JobContext[Any], refusal: Callable[[str, str], str
     log.info("sender lacks permission", extra={"sender": ctx.sender, "permission": perm})
     await refuse_once(ctx, refusal(perm, await ctx.command_word()))
     return False
+
+
+async def ensure_budget(ctx: JobContext[Any]) -> JobOutcome | None:
+    """None when the monthly caps leave room for this job (noting 80 % reached for its
+    progress comment); otherwise one comment saying what was spent, and the failed outcome
+    (before any model call: the job spends nothing)."""
+    b = await budget.job_budget(ctx)
+    if b is None:
+        return None
+    cap = b.binding
+    if cap is not None and cap.reached:
+        log.info("monthly budget reached", extra={"scope": cap.scope, "spent": cap.spent})
+        marker = f"<!-- pact-bot:budget:{ctx.job.id} -->"
+        if marker not in await ctx.api.find_comments(ctx.number, marker, author="Bot"):
+            await ctx.api.comment(ctx.number, f"{budget.refusal_text(b, cap)}\n\n{marker}")
+        return JobOutcome(
+            JobState.failed,
+            error=f"monthly budget reached: ${cap.spent:.2f} of ${cap.limit:.2f} ({cap.scope})",
+        )
+    warned = next((c for c in sorted(b.caps, key=lambda c: c.headroom) if c.warn), None)
+    if warned is not None:
+        ctx.budget_note = budget.warning_note(b, warned)
+    return None
 
 
 async def react(ctx: JobContext[Any], *, on_issue: bool = False) -> None:
@@ -109,8 +132,9 @@ class ProgressTracker:
     async def show(self, state: JobProgress, *, force: bool = False) -> None:
         """Update the comment: at once on a phase change or when forced."""
         phase_changed = state.phase is not self.state.phase
-        if self.note and state.note is None:
-            state = dataclasses.replace(state, note=self.note)
+        note = "\n".join(n for n in (self.note, self.ctx.budget_note) if n)
+        if note and state.note is None:
+            state = dataclasses.replace(state, note=note)
         self.state = state
         if self.comment is None:
             return

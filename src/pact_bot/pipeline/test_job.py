@@ -42,6 +42,7 @@ from pact_bot.pipeline.steps import (
     co_author,
     config_or_fail,
     ensure_allowed,
+    ensure_budget,
     guarded,
     react,
     refused,
@@ -113,6 +114,8 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
             ctx, lambda perm, cmd: refusal_text(job.sender, perm, "test", cmd)
         ):
             return refused(ctx)
+        if (over := await ensure_budget(ctx)) is not None:
+            return over
         tracker = work.tracker = ProgressTracker(
             ctx, lambda p: progress_body(p, done=work.done_text)
         )

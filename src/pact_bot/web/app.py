@@ -25,8 +25,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from pact_bot import __version__, metrics
+from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.doctor_check import Check
 from pact_bot.jobs.model import Queue
+from pact_bot.pipeline import budget
 from pact_bot.settings import Settings
 from pact_bot.triggers import BotIdentity
 from pact_bot.web import setup, signin, style, viewer
@@ -122,6 +124,7 @@ async def metrics_endpoint(request: Request) -> Response:
     with contextlib.suppress(Exception):
         for state, n in (await queue.depth()).items():
             metrics.queue_depth.labels(state=state).set(n)
+        await budget.refresh_spend(queue, request.app.state.clock.now())
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -132,6 +135,7 @@ def create_app(
     bot: BotIdentity | None = None,
     config_ttl: float = 30.0,
     open_queue: bool = False,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Starlette:
     bot = bot or BotIdentity(getattr(settings, "github_app_slug", None) or "pact-bot")
     webhook = WebhookEndpoint(settings, queue, bot, config_ttl=config_ttl)
@@ -160,6 +164,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.queue = queue
+    app.state.clock = clock  # what month `/metrics` counts spend in
     app.state.bot = bot
     app.state.home_sections = [status_section]
     app.state.check_cache = CheckCache()

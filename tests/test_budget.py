@@ -1,0 +1,188 @@
+"""Monthly spend caps through the product: the in-process bot, the simulators, a clock."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from sim.anthropic import AnthropicSim
+from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
+from sim.github import GitHubSim
+from sim.policies import SpecCoderPolicy
+from test_code_pipeline import FILES, REPO, bot_comments, label, progress_comment, setup_repo
+
+from pact_bot.clock import FakeClock
+from pact_bot.jobs.model import Job, JobKind, JobState
+from pact_bot.pipeline.budget import month_start
+from pact_bot.web.app import create_app
+
+# The 15th of a month, noon UTC: every job the webhooks record is stamped by the bot's clock.
+NOW = month_start(1_780_000_000.0) + 14 * 86_400 + 12 * 3600
+
+
+async def spent_before(
+    bot: InProcessBot,  # noqa: F811
+    cost: float,
+    *,
+    repo: str = REPO,
+    installation_id: int,
+    created_at: float = NOW - 3600,
+) -> None:
+    """A finished job of earlier this month (or `created_at`) that cost `cost` dollars."""
+    j = Job(
+        kind=JobKind.code,
+        key=Job.key_for(repo, 999),
+        repo=repo,
+        number=999,
+        installation_id=installation_id,
+        delivery_id=str(uuid.uuid4()),
+        sender="alice",
+        created_at=created_at,
+        task={"fingerprint": str(uuid.uuid4())},
+    )
+    await bot.queue.enqueue(j)
+    claimed = await bot.queue.claim("earlier")
+    assert claimed is not None and claimed.id == j.id
+    await bot.queue.update(j.id, cost_usd=cost)
+    await bot.queue.finish(j.id, "earlier", JobState.succeeded)
+
+
+def at_now(bot: InProcessBot) -> None:  # noqa: F811
+    bot.runtime.clock = FakeClock(NOW)
+
+
+async def test_a_job_past_the_installation_cap_is_refused_with_one_comment_and_no_model_call(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=10.0)
+    inst = github_sim.installation_id
+    await spent_before(bot, 6.0, installation_id=inst)
+    await spent_before(bot, 4.5, repo="acme/other", installation_id=inst)  # same installation
+    await spent_before(bot, 50.0, installation_id=inst, created_at=month_start(NOW) - 1)
+    number = label(github_sim)
+
+    [job] = without_acks(await bot.process())
+
+    assert job.state is JobState.failed
+    assert job.error is not None and "monthly budget reached" in job.error
+    assert anthropic_sim.requests == []
+    [comment] = bot_comments(github_sim, number)
+    assert "monthly budget (`PACT_MONTHLY_BUDGET_USD`) of $10.00 is reached" in comment
+    assert "$10.50 spent this month" in comment  # last month's $50 does not count
+    assert "resets on 2026-06-01 00:00 UTC" in comment
+    assert github_sim.pulls(REPO) == []
+
+
+async def test_the_repository_cap_wins_when_its_headroom_is_lower(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim, {**FILES, ".github/pact.yml": "budget:\n  monthly_usd: 3\n"})
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=100.0)
+    await spent_before(bot, 3.0, installation_id=github_sim.installation_id)
+    number = label(github_sim)
+
+    [job] = without_acks(await bot.process())
+
+    assert job.state is JobState.failed and "monthly budget reached" in (job.error or "")
+    assert anthropic_sim.requests == []
+    [comment] = bot_comments(github_sim, number)
+    assert "this repository's monthly budget (`budget.monthly_usd`) of $3.00" in comment
+    assert "$3.00 spent this month" in comment
+
+
+async def test_past_80_percent_the_progress_comment_says_so_once(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=100.0)
+    await spent_before(bot, 85.0, installation_id=github_sim.installation_id)
+    number = label(github_sim)
+
+    [job] = without_acks(await bot.process())
+
+    assert job.state is JobState.succeeded, job.error
+    assert anthropic_sim.requests
+    body = progress_comment(github_sim, number, job.id)
+    assert body.count("85% of this installation's monthly budget") == 1, body
+    assert len(github_sim.pulls(REPO)) == 1
+
+
+async def test_under_80_percent_no_note(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=100.0)
+    await spent_before(bot, 79.0, installation_id=github_sim.installation_id)
+    number = label(github_sim)
+
+    [job] = without_acks(await bot.process())
+
+    assert job.state is JobState.succeeded, job.error
+    assert "monthly budget" not in progress_comment(github_sim, number, job.id)
+
+
+async def test_status_shows_the_months_spend_against_the_cap(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=20.0)
+    await spent_before(bot, 2.5, installation_id=github_sim.installation_id)
+    await spent_before(
+        bot, 9.0, installation_id=github_sim.installation_id, created_at=month_start(NOW) - 60
+    )
+    number = github_sim.open_issue(REPO, "Cart", body="x", user="alice")
+    github_sim.comment(REPO, number, "/pact status", user="alice")
+
+    jobs = await bot.process()
+
+    assert [j.state for j in jobs] == [JobState.succeeded]
+    [answer] = bot_comments(github_sim, number)
+    assert "This month: $2.50 of $20.00 (installation budget)." in answer
+    assert anthropic_sim.requests == []
+
+
+async def test_metrics_show_the_months_spend_by_repository(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=100.0)
+    await spent_before(bot, 4.0, installation_id=github_sim.installation_id)
+    await spent_before(
+        bot, 30.0, installation_id=github_sim.installation_id, created_at=month_start(NOW) - 5
+    )
+    label(github_sim)
+    [job] = without_acks(await bot.process())
+    assert job.state is JobState.succeeded and job.cost_usd > 0, job.error
+
+    app = create_app(bot.settings, bot.queue, clock=FakeClock(NOW))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
+        text = (await c.get("/metrics")).text
+
+    [line] = [x for x in text.splitlines() if x.startswith("pact_spend_usd_total{")]
+    assert line.startswith('pact_spend_usd_total{repository="acme/shop"} ')
+    assert float(line.split()[-1]) == pytest.approx(4.0 + job.cost_usd)
