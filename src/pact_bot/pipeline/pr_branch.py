@@ -3,15 +3,53 @@ of the branch, and a push that never forces (one rebase when the branch moved me
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pact_bot.jobs.model import Job
+from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import Failure
-from pact_bot.pipeline.steps import ERROR_LINE_LIMIT, JobFailed
+from pact_bot.pipeline.runtime import Runtime
+from pact_bot.pipeline.steps import ERROR_LINE_LIMIT, JobFailed, ProgressTracker, guarded
 from pact_bot.workspace import PushRejected, RebaseConflict, WorkspaceError
 
 CONFLICT_FILES_LISTED = 20
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BranchWork:
+    """What a job on a PR's branch holds while it runs, for the clean-up."""
+
+    tracker: ProgressTracker | None = None
+    worktree: Path | None = None
+    done_text: str = ""
+
+
+async def run_on_branch(
+    runtime: Runtime,
+    job: Job,
+    control: JobControl,
+    what: str,
+    body: Callable[[Runtime, Job, JobControl, BranchWork], Awaitable[JobOutcome]],
+) -> JobOutcome:
+    """Run a job kind's body under `guarded`; whatever happened, its worktree goes and its
+    progress comment gets its final state."""
+    work = BranchWork()
+    try:
+        return await guarded(lambda: body(runtime, job, control, work), work, what)
+    finally:
+        if work.worktree is not None:
+            try:
+                await runtime.workspace.remove(work.worktree)
+            except Exception:
+                log.exception("worktree removal failed")
+        if work.tracker is not None:
+            await work.tracker.close()
 
 
 async def prepare(ctx: JobContext[Any], clone_url: str, token: str, branch: str) -> Path:

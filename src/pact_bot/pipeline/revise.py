@@ -20,8 +20,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from pact_bot.ci_triggers import CI_TRIGGER
 from pact_bot.confined import Refused, read_present
@@ -35,7 +33,7 @@ from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.partial import continue_notes, finish_continue, keepable
 from pact_bot.pipeline.partial_keep import keep_revise_partial
 from pact_bot.pipeline.post_run import summary_files
-from pact_bot.pipeline.pr_branch import check_pr
+from pact_bot.pipeline.pr_branch import BranchWork, check_pr, run_on_branch
 from pact_bot.pipeline.pr_branch import prepare as _prepare
 from pact_bot.pipeline.pr_branch import push as _push
 from pact_bot.pipeline.pr_refresh import refresh_pr_body
@@ -62,7 +60,6 @@ from pact_bot.pipeline.steps import (
     config_or_fail,
     ensure_allowed,
     ensure_budget,
-    guarded,
     post_check_run,
     react,
     refused,
@@ -85,28 +82,11 @@ _DOING = {  # the progress comment's "implementing" step, by what started the jo
 DEFAULT_REQUEST = "Look at the pull request again and fix what is wrong or missing."
 
 
-@dataclass
-class _Work:
-    tracker: ProgressTracker | None = None
-    worktree: Path | None = None
-    done_text: str = ""
-
-
 async def handle_revise(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
-    work = _Work()
-    try:
-        return await guarded(lambda: _run(runtime, job, control, work), work, "revise")
-    finally:
-        if work.worktree is not None:
-            try:
-                await runtime.workspace.remove(work.worktree)
-            except Exception:
-                log.exception("worktree removal failed")
-        if work.tracker is not None:
-            await work.tracker.close()
+    return await run_on_branch(runtime, job, control, "revise", _run)
 
 
-async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> JobOutcome:
+async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork) -> JobOutcome:
     async with open_context(runtime, job, control, ReviseTask) as ctx:
         task = ctx.task
         trigger = task.trigger or "review"
@@ -290,7 +270,7 @@ async def _review_comments(ctx: JobContext[ReviseTask]) -> list[ReviewComment]:
 async def _answer(
     ctx: JobContext[ReviseTask],
     tracker: ProgressTracker,
-    work: _Work,
+    work: BranchWork,
     comments: Sequence[ReviewComment],
     replies: dict[int, str],
     final: str,

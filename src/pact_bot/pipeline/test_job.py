@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from pact_bot.pipeline import pr_branch, pr_text, report
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
-from pact_bot.pipeline.pr_branch import check_pr
+from pact_bot.pipeline.pr_branch import BranchWork, check_pr, run_on_branch
 from pact_bot.pipeline.reply import refusal_text
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase
 from pact_bot.pipeline.runtime import Runtime
@@ -43,7 +42,6 @@ from pact_bot.pipeline.steps import (
     config_or_fail,
     ensure_allowed,
     ensure_budget,
-    guarded,
     react,
     refused,
     stats_dict,
@@ -66,25 +64,8 @@ NO_SUMMARY = (
 )
 
 
-@dataclass
-class _Work:
-    tracker: ProgressTracker | None = None
-    worktree: Path | None = None
-    done_text: str = ""
-
-
 async def handle_test(runtime: Runtime, job: Job, control: JobControl) -> JobOutcome:
-    work = _Work()
-    try:
-        return await guarded(lambda: _run(runtime, job, control, work), work, "test")
-    finally:
-        if work.worktree is not None:
-            try:
-                await runtime.workspace.remove(work.worktree)
-            except Exception:
-                log.exception("worktree removal failed")
-        if work.tracker is not None:
-            await work.tracker.close()
+    return await run_on_branch(runtime, job, control, "test", _run)
 
 
 def _discard(worktree: Path, paths: list[str]) -> None:
@@ -108,7 +89,7 @@ def progress_body(p: JobProgress, *, done: str = "") -> str:
     return "\n".join(lines)
 
 
-async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> JobOutcome:
+async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork) -> JobOutcome:
     async with open_context(runtime, job, control, TestTask) as ctx:
         if not await ensure_allowed(
             ctx, lambda perm, cmd: refusal_text(job.sender, perm, "test", cmd)
@@ -204,7 +185,7 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: _Work) -> 
 async def _report(
     ctx: JobContext[TestTask],
     tracker: ProgressTracker,
-    work: _Work,
+    work: BranchWork,
     final: str,
     sha: str | None,
     outside: Sequence[str],
