@@ -23,7 +23,8 @@ import pytest
 
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.pg_schema import apply_schema, drop_schema
-from pact_bot.jobs.worker import JobControl, JobOutcome
+from pact_bot.jobs.worker import Handler, JobControl, JobOutcome
+from pact_bot.settings import Settings
 
 DSN_ENV = "PACT_TEST_POSTGRES_DSN"
 T = TypeVar("T")
@@ -96,8 +97,9 @@ def remove_schema(schema: PgSchema) -> None:
 # -- handlers for worker subprocesses (`python -m pg_support worker|serve ...`) ---------------
 
 
-async def sleep_handler(job: Job, control: JobControl) -> JobOutcome:
-    """Takes PACT_TEST_SLEEP seconds and appends its start/end to PACT_TEST_RECORD."""
+async def sleep_handler(job: Job, control: JobControl, app_id: int | None = None) -> JobOutcome:
+    """Takes PACT_TEST_SLEEP seconds and appends its start/end (and the App id its worker's
+    settings held) to PACT_TEST_RECORD."""
     record = Path(os.environ["PACT_TEST_RECORD"])
     seconds = float(os.environ.get("PACT_TEST_SLEEP", "0.05"))
     start = time.time()
@@ -111,6 +113,7 @@ async def sleep_handler(job: Job, control: JobControl) -> JobOutcome:
         "pid": os.getpid(),
         "start": start,
         "end": end,
+        "app_id": app_id,
     }
     with record.open("a") as f:  # one short write per line: appends from processes stay whole
         f.write(json.dumps(line) + "\n")
@@ -123,7 +126,16 @@ def read_records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def sleep_handler_for(settings: Settings) -> Handler:
+    """`sleep_handler`, recording the App id of the settings the worker built it from."""
+
+    async def handler(job: Job, control: JobControl) -> JobOutcome:
+        return await sleep_handler(job, control, app_id=settings.github_app_id)
+
+    return handler
+
+
 if __name__ == "__main__":  # pact-bot's CLI with `sleep_handler` injected as the job handler
     from pact_bot.cli import main
 
-    main(obj={"handler_factory": lambda settings: sleep_handler})
+    main(obj={"handler_factory": sleep_handler_for})

@@ -7,6 +7,7 @@ The shared queue semantics (tests/test_queue.py) also run against this backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import subprocess
@@ -336,3 +337,100 @@ async def test_replicas_migrating_at_once_all_succeed() -> None:
             assert await q.enqueue(make_job("d-race")) is Enqueued.created
     finally:
         remove_schema(schema)
+
+
+# -- waking idle workers (LISTEN/NOTIFY) -------------------------------------------------------
+
+SLOW_POLL = 5.0  # far above every bound below: a job started in time was woken, not polled
+
+
+class _Starts:
+    """A handler that records when each job started."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.event = asyncio.Event()
+
+    async def __call__(self, job: Job, control: JobControl) -> JobOutcome:
+        self.started[job.id] = time.monotonic()
+        self.event.set()
+        return JobOutcome(JobState.succeeded)
+
+    async def wait_for(self, job_id: str, timeout: float) -> float:
+        async def started() -> float:
+            while job_id not in self.started:
+                self.event.clear()
+                await self.event.wait()
+            return self.started[job_id]
+
+        return await asyncio.wait_for(started(), timeout)
+
+
+async def _listening_pid(q: PostgresQueue, other_than: int | None = None) -> int:
+    """The pid of `q`'s LISTEN connection once it listens (and is not `other_than`)."""
+    for _ in range(200):
+        wakeups = getattr(q, "_wakeups", None)
+        if wakeups is not None and wakeups.listening.is_set():
+            pid = wakeups.backend_pid
+            if pid is not None and pid != other_than:
+                return pid
+        await asyncio.sleep(0.02)
+    raise AssertionError("the worker's queue never listened")
+
+
+async def test_an_enqueue_from_another_connection_wakes_an_idle_worker_at_once(
+    pg: PgSchema,
+) -> None:
+    starts = _Starts()
+    async with (
+        PostgresQueue(pg.dsn, schema=pg.name) as web,
+        PostgresQueue(pg.dsn, schema=pg.name) as workers,
+    ):
+        stop = asyncio.Event()
+        running = asyncio.create_task(
+            run_workers(workers, starts, 1, stop, poll_interval=SLOW_POLL)
+        )
+        with contextlib.suppress(AssertionError):  # (a queue that cannot listen just polls)
+            await _listening_pid(workers)
+        latencies = []
+        for i in range(3):
+            await asyncio.sleep(0.3)  # the worker is idle, in its 5 s wait since its last claim
+            job = make_job(f"wake{i}", i)
+            sent = time.monotonic()
+            assert await web.enqueue(job) is Enqueued.created
+            latencies.append(await starts.wait_for(job.id, SLOW_POLL) - sent)
+        stop.set()
+        await running
+    assert max(latencies) < 0.5, latencies
+
+
+async def test_a_killed_listen_connection_is_reconnected_and_no_job_is_missed(
+    pg: PgSchema,
+) -> None:
+    starts = _Starts()
+    async with (
+        PostgresQueue(pg.dsn, schema=pg.name) as web,
+        PostgresQueue(pg.dsn, schema=pg.name) as workers,
+    ):
+        stop = asyncio.Event()
+        running = asyncio.create_task(
+            run_workers(workers, starts, 1, stop, poll_interval=SLOW_POLL)
+        )
+        pid = await _listening_pid(workers)
+        await asyncio.sleep(0.1)
+        pg.query("SELECT pg_terminate_backend(%s)", pid)
+        # enqueued while nobody listens: its notification is lost; the reconnect wakes the
+        # worker to look anyway, well before its next poll
+        lost = make_job("while-down", 1)
+        sent = time.monotonic()
+        assert await web.enqueue(lost) is Enqueued.created
+        assert await starts.wait_for(lost.id, SLOW_POLL) - sent < 2.0
+        new_pid = await _listening_pid(workers, other_than=pid)
+        assert new_pid != pid
+        await asyncio.sleep(0.1)
+        job = make_job("after", 2)
+        sent = time.monotonic()
+        assert await web.enqueue(job) is Enqueued.created
+        assert await starts.wait_for(job.id, SLOW_POLL) - sent < 0.5
+        stop.set()
+        await running

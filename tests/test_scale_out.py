@@ -38,6 +38,7 @@ import pact_bot
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.postgres import PostgresQueue
 from pact_bot.jobs.worker import JobControl, JobOutcome, run_workers
+from pact_bot.web.setup_credentials import write_app_credentials
 
 pytestmark = pytest.mark.slow
 
@@ -65,13 +66,14 @@ class Procs:
         self.record = tmp / "records.jsonl"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: dict[int, Path] = {}
+        self.app = True  # False: processes start before the App is registered
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
         env.update(self.pg.env())
         env.update(
             GITHUB_WEBHOOK_SECRET=SECRET,
-            **app_credentials(),
+            **(app_credentials() if self.app else {}),
             PACT_DATA_DIR=str(self.tmp / "data"),
             PACT_TEST_RECORD=str(self.record),
             # load, not abuse: one sender's many triggers must all be accepted
@@ -357,6 +359,42 @@ def test_workers_reconnect_after_their_connections_are_terminated(
     assert set(dict(pg.query("SELECT id, state FROM pact_jobs")).values()) == {"succeeded"}
     assert succeeded_events(pg) == Counter(dict.fromkeys(ids, 1))
     assert_no_overlap_per_key(read_records(procs.record))
+
+
+def test_a_worker_started_before_the_app_was_registered_uses_it_without_a_restart(
+    procs: Procs, pg: PgSchema, tmp_path: Path
+) -> None:
+    """The setup flow (in `serve`) writes the App to PACT_ENV_FILE; a separate worker process
+    notices the file changed (checked at most every 3 s) and runs its next job with it."""
+    env_file = tmp_path / "pact.env"
+    procs.app = False
+    procs.worker(concurrency=1, PACT_ENV_FILE=str(env_file))
+
+    async def enqueue(i: int) -> str:
+        async with PostgresQueue(pg.dsn, schema=pg.name) as q:
+            job = Job(
+                kind=JobKind.code,
+                key=f"octo/repo#{i}",
+                repo="octo/repo",
+                number=i,
+                delivery_id=f"app-{i}",
+                sender="alice",
+                task={"i": i},
+            )
+            await q.enqueue(job)
+            return job.id
+
+    before = asyncio.run(enqueue(1))
+    wait_all_done(pg, 1, timeout=20)
+    pem = app_credentials()["GITHUB_PRIVATE_KEY"]
+    write_app_credentials(
+        env_file, {"GITHUB_APP_ID": "4242", "GITHUB_PRIVATE_KEY": pem}, "registered by a test"
+    )
+    time.sleep(3.2)  # past the watch's throttle, whenever it last looked
+    after = asyncio.run(enqueue(2))
+    wait_all_done(pg, 2, timeout=20)
+    app_ids = {r["job_id"]: r["app_id"] for r in read_records(procs.record)}
+    assert app_ids == {before: None, after: 4242}
 
 
 def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(

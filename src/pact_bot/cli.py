@@ -125,7 +125,7 @@ def worker(ctx: click.Context, concurrency: int, log_format: str) -> None:
 
     settings = _private_settings()
     with _one_line_errors():
-        run_worker_process(settings, concurrency, _handler_factory(ctx)(settings))
+        run_worker_process(settings, concurrency, _handler_factory(ctx))
 
 
 @main.command()

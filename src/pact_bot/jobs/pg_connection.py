@@ -20,6 +20,7 @@ from procrastinate import sql as psql
 from procrastinate.psycopg_connector import PsycopgConnector
 
 from pact_bot.clock import SYSTEM_CLOCK, Clock
+from pact_bot.jobs.pg_listen import Wakeups
 from pact_bot.jobs.pg_schema import (
     CONNECT_TIMEOUT,
     NOT_MIGRATED,
@@ -95,6 +96,7 @@ class PostgresConnection:
         }
         self._connector: PsycopgConnector | None = None
         self._jobs: pmanager.JobManager | None = None
+        self._wakeups: Wakeups | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -115,6 +117,9 @@ class PostgresConnection:
         self._jobs = pmanager.JobManager(connector)
 
     async def close(self) -> None:
+        wakeups, self._wakeups = self._wakeups, None
+        if wakeups is not None:
+            await wakeups.stop()
         connector, self._connector, self._jobs = self._connector, None, None
         if connector is not None:
             await connector.close_async()
@@ -125,6 +130,14 @@ class PostgresConnection:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a job was enqueued anywhere (LISTEN, `jobs/pg_listen.py`), or after
+        `timeout`: the caller's poll, which also covers a notification lost while the LISTEN
+        connection was down."""
+        if self._wakeups is None:
+            self._wakeups = Wakeups(self.dsn, self.schema)
+        await self._wakeups.wait(timeout)
 
     @property
     def connector(self) -> PsycopgConnector:

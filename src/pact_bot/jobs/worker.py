@@ -11,9 +11,11 @@ Public API:
   n tasks until `stop` is set; then nothing new is claimed, running jobs get `grace_seconds` to
   finish and the rest are handed back (`queue.release`). Heartbeats sleep on `clock` (give the
   queue's, so a test moves both by hand).
-- `run_worker_process(settings, concurrency, handler)` for `pact-bot worker`; it and `pact-bot
-  serve` first run `sweep_worktrees(settings)`: a killed worker's worktrees and job homes go,
-  and the data dir is brought within `PACT_DATA_MAX_GB` (`pact_bot.housekeeping`).
+- `run_worker_process(settings, concurrency, handler_factory)` for `pact-bot worker` (it
+  rebuilds the handler when the env file changed: an App registered by `serve`'s setup flow
+  is used without a restart); it and `pact-bot serve` first run `sweep_worktrees(settings)`:
+  a killed worker's worktrees and job homes go, and the data dir is brought within
+  `PACT_DATA_MAX_GB` (`pact_bot.housekeeping`).
 
 The handler is injected by the process wiring (`cli`, `web.server`): this package knows
 nothing of job kinds, and a test passes its own.
@@ -243,8 +245,30 @@ async def sweep_worktrees(settings: Settings) -> None:
     await tidy(settings, dead_jobs=True)
 
 
-def run_worker_process(settings: Settings, concurrency: int, handler: Handler) -> None:
+def _reloading(settings: Settings, handler_factory: Callable[[Settings], Handler]) -> Handler:
+    """The factory's handler, rebuilt before a job when the env file changed (the setup flow,
+    in another process, wrote the App's credentials there)."""
+    from pact_bot.settings_watch import EnvFileWatch
+
+    current = {"handler": handler_factory(settings)}
+
+    def changed(new: Settings) -> None:
+        current["handler"] = handler_factory(new)
+
+    watch = EnvFileWatch(settings.pact_env_file, changed)
+
+    async def handler(job: Job, control: JobControl) -> JobOutcome:
+        watch.check()
+        return await current["handler"](job, control)
+
+    return handler
+
+
+def run_worker_process(
+    settings: Settings, concurrency: int, handler_factory: Callable[[Settings], Handler]
+) -> None:
     """`pact-bot worker`: workers only, stopped by SIGTERM/SIGINT."""
+    handler = _reloading(settings, handler_factory)
 
     async def main() -> None:
         queue = open_queue(settings)
