@@ -57,7 +57,9 @@ async def test_command_word_from_the_config_is_used_once_known(
     assert [(j.kind, j.task.get("command")) for j in jobs] == [("reply", "status")]
     first, second = bot_comments(github_sim, number)
     assert "`/bot code [spec paths]`" in first and "command: /bot" in first
-    assert second == "No pact-bot job is queued or running for #1."
+    assert second == (
+        "No pact-bot job is queued or running for #1.\n\nThis month: $0.00 (no monthly budget set)."
+    )
 
 
 async def test_limits_from_the_config_bound_a_revise_job(
