@@ -198,7 +198,7 @@ def route_event(
 def _job(
     ev: p.WebhookEvent,
     kind: JobKind,
-    number: int,
+    number: int | None,
     delivery_id: str,
     task: TaskBase,
     key_suffix: str = "",
@@ -477,19 +477,7 @@ def _check_run(
 
 def _drift_job(ev: p.WebhookEvent, delivery_id: str, task: DriftTask) -> Job:
     """Drift jobs of a repository share one key: one at a time, in push order."""
-    assert ev.repository is not None
-    repo = ev.repository.full_name
-    task.default_branch = ev.repository.default_branch
-    return Job(
-        id=new_job_id(),
-        kind=JobKind.drift,
-        key=f"{Job.key_for(repo, None)}:drift",
-        repo=repo,
-        installation_id=ev.installation_id,
-        delivery_id=delivery_id,
-        sender=ev.sender.login if ev.sender else "",
-        task=wire(task),
-    )
+    return _job(ev, JobKind.drift, None, delivery_id, task, key_suffix=":drift")
 
 
 def _push(
