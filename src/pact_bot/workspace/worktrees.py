@@ -373,14 +373,7 @@ class Workspace:
         checkout = self._remember(wt, clone_url, token)
         if not checkout.clone_url:
             raise WorkspaceError("rebase_onto_remote needs the clone URL of the repository")
-        remote_ref = f"refs/remotes/origin/{branch}"
-        async with self.mirrors.lock(checkout.repo):
-            await self._git(
-                ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{remote_ref}"],
-                checkout.mirror,
-                clone_url=checkout.clone_url,
-                token=checkout.token or None,
-            )
+        remote_ref = await self._fetch_branch(checkout, branch)
         return await commits.rebase(self._run, self._scrub(wt), remote_ref)
 
     async def merge_remote(
@@ -391,15 +384,20 @@ class Workspace:
         the worktree for the agent)."""
         wt = Path(worktree)
         checkout = self._remember(wt, clone_url, token)
-        remote_ref = f"refs/remotes/origin/{base}"
+        remote_ref = await self._fetch_branch(checkout, base)
+        return await commits.merge(self._run, self._scrub(wt), remote_ref)
+
+    async def _fetch_branch(self, checkout: _Checkout, branch: str) -> str:
+        """The remote `branch`, fresh in the mirror; its remote-tracking ref."""
+        remote_ref = f"refs/remotes/origin/{branch}"
         async with self.mirrors.lock(checkout.repo):
             await self._git(
-                ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{base}:{remote_ref}"],
+                ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{remote_ref}"],
                 checkout.mirror,
                 clone_url=checkout.clone_url,
                 token=checkout.token or None,
             )
-        return await commits.merge(self._run, self._scrub(wt), remote_ref)
+        return remote_ref
 
     async def remote_branch_exists(
         self,
