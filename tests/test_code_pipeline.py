@@ -14,6 +14,7 @@ from sim.policies import SpecCoderPolicy
 
 from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import JobState
+from pact_bot.pipeline import code
 from pact_bot.settings import DEFAULT_PRICES
 
 REPO = "acme/shop"
@@ -471,14 +472,25 @@ async def test_invalid_config_while_the_mirror_is_cloned_stops_the_clone_cleanly
     ws = bot.runtime.workspace
     real_git = ws._git
     fetches: list[str] = []
+    fetching = asyncio.Event()
 
     async def hanging_fetch(args: Any, cwd: Any, **kw: Any) -> Any:
         if args and args[0] == "fetch":
             fetches.append(str(cwd))
+            fetching.set()
             await asyncio.Event().wait()  # the clone is still running when the config fails
         return await real_git(args, cwd, **kw)
 
+    real_config = code.config_or_fail
+
+    async def config_once_the_clone_runs(ctx: Any) -> Any:
+        # The order this test is about, made certain: the config is read (and found bad)
+        # while the clone is under way, however the two tasks are scheduled.
+        await asyncio.wait_for(fetching.wait(), timeout=60)
+        return await real_config(ctx)
+
     monkeypatch.setattr(ws, "_git", hanging_fetch)
+    monkeypatch.setattr(code, "config_or_fail", config_once_the_clone_runs)
 
     comment, error = await _fail(bot, github_sim, number)
 
