@@ -14,7 +14,7 @@ from test_code_pipeline import FILES, REPO, bot_comments, label, progress_commen
 
 from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Job, JobKind, JobState
-from pact_bot.pipeline.budget import month_start
+from pact_bot.spend import month_start
 from pact_bot.web.app import create_app
 
 # The 15th of a month, noon UTC: every job the webhooks record is stamped by the bot's clock.

@@ -260,8 +260,8 @@ async def test_the_budget_line_shows_this_months_spend_against_the_cap(
 
     from pact_bot.doctor_budget import check_budget
     from pact_bot.jobs.model import Job, JobKind, JobState
-    from pact_bot.pipeline.budget import month_start
     from pact_bot.settings import Settings
+    from pact_bot.spend import month_start
 
     monkeypatch.setenv("PACT_MONTHLY_BUDGET_USD", "20")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]

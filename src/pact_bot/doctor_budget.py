@@ -8,8 +8,8 @@ import time
 
 from pact_bot.doctor_check import Check
 from pact_bot.jobs.backends import open_queue
-from pact_bot.pipeline.budget import month_start, next_month
 from pact_bot.settings import Settings
+from pact_bot.spend import month_start, next_month
 
 NAME = "monthly budget"
 TIMEOUT = 10.0

@@ -13,28 +13,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from pact_bot import metrics
 from pact_bot.jobs.model import Queue
 from pact_bot.pipeline.context import JobContext
 from pact_bot.repo_config import RepoConfigError
+from pact_bot.spend import month_start, next_month, show_spend
 
 WARN_SHARE = 0.8  # from this share of a cap on, a job's progress comment says so
-# Repositories this process has counted: `/metrics` re-sums only these on a scrape (one
-# small SUM each) instead of scanning the month's jobs of every repository.
-_counted: set[str] = set()
-
-
-def month_start(now: float) -> float:
-    """The first second of `now`'s calendar month in UTC (epoch seconds)."""
-    d = dt.datetime.fromtimestamp(now, dt.UTC)
-    return d.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
-def next_month(now: float) -> dt.datetime:
-    """When the month of `now` ends and the caps reset (UTC)."""
-    d = dt.datetime.fromtimestamp(now, dt.UTC)
-    year, month = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
-    return dt.datetime(year, month, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -82,7 +66,7 @@ async def budget_for(
     """This month's spend of `repo` (and of its installation, when capped) against the caps."""
     since = month_start(now)
     repo_spent = await queue.spent_since(since, repo=repo)
-    _show(repo, repo_spent)
+    show_spend(repo, repo_spent)
     caps: list[Cap] = []
     if installation_cap is not None:
         spent = await queue.spent_since(since, installation_id=installation_id)
@@ -90,19 +74,6 @@ async def budget_for(
     if repo_cap is not None:
         caps.append(Cap("repository", repo_cap, repo_spent))
     return Budget(tuple(caps), repo_spent, next_month(now))
-
-
-def _show(repo: str, spent: float) -> None:
-    _counted.add(repo)
-    metrics.spend.labels(repository=repo).set(spent)
-
-
-async def refresh_spend(queue: Queue, now: float) -> None:
-    """On a scrape: this month's spend of every repository this process has counted (a
-    new month starts them at zero again)."""
-    since = month_start(now)
-    for repo in sorted(_counted):
-        metrics.spend.labels(repository=repo).set(await queue.spent_since(since, repo=repo))
 
 
 def _cap_words(cap: Cap) -> str:
@@ -161,6 +132,6 @@ async def month_status(ctx: JobContext[Any]) -> str:
     b = await job_budget(ctx)
     if b is None:
         spent = await ctx.queue.spent_since(month_start(ctx.rt.clock.now()), repo=ctx.job.repo)
-        _show(ctx.job.repo, spent)
+        show_spend(ctx.job.repo, spent)
         return f"This month: ${spent:.2f} (no monthly budget set)."
     return status_line(b)

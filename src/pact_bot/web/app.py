@@ -24,11 +24,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from pact_bot import __version__, metrics
+from pact_bot import __version__, metrics, spend
 from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.doctor_check import Check
 from pact_bot.jobs.model import Queue
-from pact_bot.pipeline import budget
 from pact_bot.settings import Settings
 from pact_bot.triggers import BotIdentity
 from pact_bot.web import setup, signin, style, viewer
@@ -124,7 +123,7 @@ async def metrics_endpoint(request: Request) -> Response:
     with contextlib.suppress(Exception):
         for state, n in (await queue.depth()).items():
             metrics.queue_depth.labels(state=state).set(n)
-        await budget.refresh_spend(queue, request.app.state.clock.now())
+        await spend.refresh_spend(queue, request.app.state.clock.now())
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
