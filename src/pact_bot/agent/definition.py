@@ -134,30 +134,29 @@ def load_definition(
 
 
 def operating_section(component: str, bash_available: bool) -> str:
+    """pact-bot's own rules after the user's definition. Short on purpose: it is written to
+    the prompt cache on every job's first call and read on every turn (bench/tokens.py)."""
     lines = [
         "## Operating notes (pact-bot)",
         "",
-        "- This is a non-interactive run inside a GitHub App: nobody will answer questions "
-        "during the run. Do not ask for clarification; decide, and record each assumption in "
-        'the implementation summary under an "## Assumptions" heading.',
-        "- The repository is checked out at /workspace. Use paths under /workspace with the tools.",
-        f"- Write the implementation summary to docs/implementation-summary-{component}.md "
-        '(include the "## For the Test Engineer" section). The run is not complete without it.',
-        "- Do not run git commands that change history or refs (commit, push, reset, rebase, "
-        "checkout, branch, stash, tag); pact-bot commits and pushes your changes itself.",
-        "- Do not edit anything under .git/, .github/ or .claude/; such changes are refused.",
+        "- This is a non-interactive run: nobody answers questions. Decide, and record each "
+        'assumption under "## Assumptions" in the implementation summary.',
+        "- The repository is at /workspace; give the tools /workspace paths.",
+        f"- Write the implementation summary to docs/implementation-summary-{component}.md, "
+        'with its "## For the Test Engineer" section; the run is not complete without it.',
+        "- pact-bot commits and pushes your changes: run no git command that changes history "
+        "or refs (commit, push, reset, rebase, checkout, branch, stash, tag).",
+        "- Edits under .git/, .github/ and .claude/ are refused.",
     ]
     if bash_available:
         lines.append(
-            "- The bash tool runs each command in a fresh shell inside a sandbox at /workspace "
-            "with no network access: `cd` and exported variables do not persist between calls "
-            "(chain commands with `&&`), and packages cannot be downloaded."
+            "- bash runs each command in a fresh shell, sandboxed at /workspace without "
+            "network: `cd` and exports do not persist (chain with `&&`); nothing can be "
+            "downloaded."
         )
     else:
-        lines.append("- There is no shell in this run: use the editor, grep and glob tools.")
-    lines.append(
-        "- When the work is done, end with a short final message saying what you implemented."
-    )
+        lines.append("- There is no shell in this run: use the editor, grep and glob.")
+    lines.append("- End with a short final message saying what you implemented.")
     return "\n".join(lines)
 
 

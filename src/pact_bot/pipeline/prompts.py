@@ -79,11 +79,9 @@ def first_message(
             f'<repository_instructions path="{path}">\n{clip(text, DOC_LIMIT)}\n'
             "</repository_instructions>"
         )
-    parts.append(
-        f"When the implementation is complete, write the implementation summary to "
-        f"`/workspace/{summary_file}`, including an `## Assumptions` section listing every "
-        "assumption you made instead of asking, and the `## For the Test Engineer` section."
-    )
+    # What the summary holds is the system prompt's rule (definition.operating_section);
+    # saying it again here would be paid for on every turn.
+    parts.append(f"When done, write the implementation summary to `/workspace/{summary_file}`.")
     return "\n\n".join(parts)
 
 

@@ -22,26 +22,23 @@ MAX_GLOB_FILES = 500
 MAX_LINE_CHARS = 300
 MAX_FILE_BYTES = 2 * 1024 * 1024
 
+# Descriptions are kept short: they are part of every request's cached prefix.
 GREP_DEFINITION: dict[str, Any] = {
     "name": "grep",
     "description": (
-        "Search file contents in the repository with a Python regular expression. Searches "
-        "tracked and untracked-but-not-ignored files; binary and very large files are skipped. "
-        "Prints `path:line:text` with paths relative to /workspace, at most "
-        f"{MAX_GREP_LINES} matching lines."
+        "Search tracked and unignored files (not binary or huge ones) for a Python regex. "
+        f"Prints `path:line:text`, paths relative to /workspace; at most {MAX_GREP_LINES} lines."
     ),
     "input_schema": {
         "type": "object",
         "properties": {
-            "pattern": {"type": "string", "description": "Python regular expression."},
+            "pattern": {"type": "string"},
             "path": {
                 "type": "string",
-                "description": (
-                    "Optional glob or directory limiting the files searched, relative to "
-                    "/workspace, e.g. `src/**/*.py`, `*.md` (matches in any directory) or `src/`."
-                ),
+                "description": "Glob or directory to search: `src/**/*.py`, `*.md` (any "
+                "directory), `src/`.",
             },
-            "case_insensitive": {"type": "boolean", "description": "Ignore case."},
+            "case_insensitive": {"type": "boolean"},
         },
         "required": ["pattern"],
     },
@@ -50,12 +47,12 @@ GREP_DEFINITION: dict[str, Any] = {
 GLOB_DEFINITION: dict[str, Any] = {
     "name": "glob",
     "description": (
-        "List repository files matching a glob, relative to /workspace, e.g. `src/**/*.py` or "
-        f"`**/test_*.py`. Tracked and untracked-but-not-ignored files; at most {MAX_GLOB_FILES}."
+        "List tracked and unignored files matching a glob relative to /workspace, e.g. "
+        f"`src/**/*.py`; at most {MAX_GLOB_FILES}."
     ),
     "input_schema": {
         "type": "object",
-        "properties": {"pattern": {"type": "string", "description": "Glob pattern."}},
+        "properties": {"pattern": {"type": "string"}},
         "required": ["pattern"],
     },
 }
