@@ -70,11 +70,11 @@ PEER_READ_CHARS = 2_000 * 125  # 2,000 lines of up to ~125 characters
 PEER_COMPACT_AT = 0.95
 PEER_PREFIX_FACTOR = 2.0
 # The peer's system + tool definitions as the bench modelled them on 2026-12-04, before
-# pact-bot's scaffolding was cut: 2x pact-bot's 3,688 tokens of that day (the padding, in
-# whole chunks, makes it 7,814). Claude Code's own prompt does not shrink when pact-bot's
-# does, so the `vs fixed peer` column holds the peer there; the `ratio` column keeps the
-# peer at 2x pact-bot's current prompt.
-PEER_FIXED_PREFIX = 7_376
+# pact-bot's scaffolding was cut (2x pact-bot's 3,688 tokens of that day, padded in whole
+# chunks). Claude Code's own prompt does not shrink when pact-bot's does, so the `vs fixed
+# peer` column holds the peer there; the `ratio` column keeps the peer at 2x pact-bot's
+# current prompt, as modelled.
+PEER_FIXED_PREFIX = 7_814
 NOTES = "/workspace/docs/notes.md"
 
 
@@ -159,7 +159,7 @@ def prefix_tokens(system: str, tools: list[dict[str, Any]]) -> int:
 
 def padded_system(factor: float, fixed: int | None = None) -> str:
     """The peer's system prompt: pact-bot's, padded so system + tools are `factor` times
-    pact-bot's (or `fixed` tokens)."""
+    pact-bot's (in whole chunks, as modelled since the bench began), or exactly `fixed`."""
     system = base_system()
     tools = build_tools(Path("/nonexistent"), sandbox=False).definitions
     target = fixed if fixed is not None else int(prefix_tokens(system, tools) * factor)
@@ -167,6 +167,9 @@ def padded_system(factor: float, fixed: int | None = None) -> str:
     pad = ""
     while prefix_tokens(system + pad, tools) < target:
         pad += filler * 50
+    if fixed is not None:
+        while pad and prefix_tokens(system + "\n\n" + pad, tools) > fixed:
+            pad = pad[:-1]
     return system + "\n\n" + pad
 
 
