@@ -19,11 +19,18 @@ Agents:
   pact-bot's (padded), files read whole in one turn (its Read returns up to 2,000 lines),
   no clearing of tool results, and compaction by summary when the prompt plus `max_tokens`
   passes 95 % of the window (Claude Code's auto-compact, "near the limit").
+- **peer, fixed prefix**: the same peer with system + tools held at `--fixed-peer-prefix`
+  tokens (default: the peer's size on 2026-12-04, before pact-bot's scaffolding was cut),
+  since Claude Code's prompt does not shrink when pact-bot's does. Its ratio is the `vs fixed
+  peer` column; the `ratio` column is against the peer above.
 
-Also printed: the view limit sweep (the long task at several `max_characters`), the cost of
-the `%6d\\t` line numbers in a view, and the size of the pipeline's repository map.
+Also printed: what a short job's first request holds, part by part (the user's agent
+definition, pact-bot's operating notes, each tool definition, the pipeline's task message),
+the view limit sweep (the long task at several `max_characters`), the cost of the `%6d\\t`
+line numbers in a view, and the size of the pipeline's repository map.
 
-Run: `.venv/bin/python bench/tokens.py [--tasks short,long,huge] [--sweep] [--json]`.
+Run: `.venv/bin/python bench/tokens.py [--tasks short,long,huge] [--sweep] [--json]
+[--fixed-peer-prefix N]`.
 """
 
 from __future__ import annotations
@@ -216,13 +223,13 @@ async def run_task(sim: AnthropicSim, task: Task, agent: Agent, tmp: Path) -> Ou
     )
 
 
-def agents() -> tuple[Agent, Agent, Agent]:
+def agents(fixed_prefix: int = PEER_FIXED_PREFIX) -> tuple[Agent, Agent, Agent]:
     """pact-bot, the peer (prefix 2x pact-bot's) and the same peer with its prefix fixed."""
     window = context_window(MODEL)
     pact = Agent("pact-bot", VIEW_MAX_CHARACTERS, None)
     limits = ContextLimits(window=window, compact_at=PEER_COMPACT_AT, keep_recent=10**9)
     peer = Agent("peer", PEER_READ_CHARS, limits, PEER_PREFIX_FACTOR)
-    fixed = Agent("peer, fixed prefix", PEER_READ_CHARS, limits, prefix_tokens=PEER_FIXED_PREFIX)
+    fixed = Agent("peer, fixed prefix", PEER_READ_CHARS, limits, prefix_tokens=fixed_prefix)
     return pact, peer, fixed
 
 
@@ -334,7 +341,7 @@ def machine() -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    pact, peer, fixed = agents()
+    pact, peer, fixed = agents(args.fixed_peer_prefix)
     out: dict[str, Any] = {"machine": machine(), "tasks": [], "sweep": []}
     with tempfile.TemporaryDirectory() as d, running_sim() as sim:
         tmp = Path(d)
@@ -409,6 +416,12 @@ def main() -> None:
     parser.add_argument("--tasks", default="short,long,huge")
     parser.add_argument("--sweep", action="store_true", help="the long task at several view limits")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--fixed-peer-prefix",
+        type=int,
+        default=PEER_FIXED_PREFIX,
+        help="system + tool tokens of the `vs fixed peer` column's peer",
+    )
     args = parser.parse_args()
     out = asyncio.run(main_async(args))
     print(json.dumps(out, indent=2) if args.json else report(out))
