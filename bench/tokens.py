@@ -341,7 +341,7 @@ def machine() -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    pact, peer, fixed = agents(args.fixed_peer_prefix)
+    pact, peer, fixed = agents(getattr(args, "fixed_peer_prefix", PEER_FIXED_PREFIX))
     out: dict[str, Any] = {"machine": machine(), "tasks": [], "sweep": []}
     with tempfile.TemporaryDirectory() as d, running_sim() as sim:
         tmp = Path(d)
