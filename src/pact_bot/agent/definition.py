@@ -139,8 +139,9 @@ def operating_section(component: str, bash_available: bool) -> str:
     lines = [
         "## Operating notes (pact-bot)",
         "",
-        "- This is a non-interactive run: nobody answers questions. Decide, and record each "
-        'assumption under "## Assumptions" in the implementation summary.',
+        "- This is a non-interactive run: nobody answers questions. Do not ask for "
+        'clarification; decide, and record each assumption under "## Assumptions" in the '
+        "implementation summary.",
         "- The repository is at /workspace; give the tools /workspace paths.",
         f"- Write the implementation summary to docs/implementation-summary-{component}.md, "
         'with its "## For the Test Engineer" section; the run is not complete without it.',
