@@ -55,8 +55,8 @@ from pact_bot.agent.retry import RetryPolicy  # noqa: E402
 from pact_bot.agent.tools import build_tools  # noqa: E402
 from pact_bot.agent.tools.editor import VIEW_MAX_CHARACTERS  # noqa: E402
 from pact_bot.agent.transcript import Transcript  # noqa: E402
+from pact_bot.model_catalog import DEFAULT_PRICES  # noqa: E402
 from pact_bot.pipeline.prompts import repo_map  # noqa: E402
-from pact_bot.settings import DEFAULT_PRICES  # noqa: E402
 
 MODEL = "claude-sonnet-5-5"
 MAX_TOKENS = 16_000
