@@ -33,12 +33,9 @@ class ConfigError(Exception):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        use_attribute_docstrings=True,  # each field's docstring is its docs/configuration.md entry
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
+    # Each field's docstring is its entry in docs/configuration.md (`docs_gen.field_docs`).
 
     github_app_id: int | None = None
     """The GitHub App's id (written to `.env` by the setup flow)."""

@@ -20,8 +20,8 @@ TRIGGER_FIELDS = ("label", "command", "spec_glob", "spec_prs", "auto_rebase")
 
 
 class _Strict(BaseModel):
-    # each field's docstring is its entry in docs/configuration.md
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Each field's docstring is its entry in docs/configuration.md (`docs_gen.field_docs`).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PRConfig(_Strict):
