@@ -67,8 +67,8 @@ from pact_bot.agent.tools import bash as bash_tool  # noqa: E402
 from pact_bot.agent.tools import build_tools, search  # noqa: E402
 from pact_bot.agent.tools.editor import VIEW_MAX_CHARACTERS, EditorTool  # noqa: E402
 from pact_bot.agent.transcript import Transcript  # noqa: E402
+from pact_bot.model_catalog import DEFAULT_PRICES  # noqa: E402
 from pact_bot.pipeline.prompts import first_message, repo_map  # noqa: E402
-from pact_bot.settings import DEFAULT_PRICES  # noqa: E402
 
 MODEL = "claude-sonnet-5-5"
 MAX_TOKENS = 16_000

@@ -20,7 +20,7 @@ from pact_bot.agent.loop import CONTINUE_TEXT, run_agent
 from pact_bot.agent.retry import RetryPolicy
 from pact_bot.agent.tools import build_tools
 from pact_bot.agent.transcript import Transcript, render_transcript
-from pact_bot.settings import DEFAULT_PRICES
+from pact_bot.model_catalog import DEFAULT_PRICES
 
 MODEL = "claude-sonnet-5-5"
 SECRET = "ghs_" + "S3cretInstallationToken0123456789"

@@ -14,8 +14,8 @@ from sim.policies import SpecCoderPolicy
 
 from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import JobState
+from pact_bot.model_catalog import DEFAULT_PRICES
 from pact_bot.pipeline import code
-from pact_bot.settings import DEFAULT_PRICES
 
 REPO = "acme/shop"
 SPEC = """# Cart service

@@ -26,10 +26,10 @@ from pact_bot.agent.loop import run_agent
 from pact_bot.agent.retry import RetryPolicy
 from pact_bot.agent.tools import build_tools
 from pact_bot.agent.transcript import Transcript, render_transcript
+from pact_bot.model_catalog import DEFAULT_PRICES
 from pact_bot.pipeline.agent_run import Implementation, failure_of
 from pact_bot.pipeline.post_run import CheckResult
 from pact_bot.pipeline.report import Failure, RunStats, failure_text
-from pact_bot.settings import DEFAULT_PRICES
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "claude-sonnet-5-5"

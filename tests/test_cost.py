@@ -14,7 +14,7 @@ from pact_bot.agent.cost import (
     model_prices,
     worst_case_cost,
 )
-from pact_bot.settings import DEFAULT_PRICES
+from pact_bot.model_catalog import DEFAULT_PRICES
 
 SONNET = model_prices("claude-sonnet-5-5", DEFAULT_PRICES)
 

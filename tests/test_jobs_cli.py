@@ -22,7 +22,7 @@ from pact_bot.agent.transcript import Transcript
 from pact_bot.cli import main
 from pact_bot.jobs.model import Job, JobKind, JobState
 from pact_bot.jobs.sqlite import SqliteQueue
-from pact_bot.settings import DEFAULT_PRICES
+from pact_bot.model_catalog import DEFAULT_PRICES
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from test_code_pipeline import REPO, attr, bot_comments, label, setup_repo
 
 from pact_bot.cli import main as cli
 from pact_bot.jobs.model import JobState
-from pact_bot.settings import BEDROCK_PRICES, VERTEX_PRICES, Settings
+from pact_bot.model_catalog import BEDROCK_PRICES, VERTEX_PRICES
+from pact_bot.settings import Settings
 
 BEDROCK_SONNET = "anthropic.claude-sonnet-5-5-v1:0"
 VERTEX_SONNET = "claude-sonnet-5-5"

@@ -1,20 +1,27 @@
 """Generate docs/configuration.md from the models that read the configuration.
 
 The server's environment variables come from `pact_bot.settings.Settings` (each field's
-type, default, constraints and `description`); the repository's `.github/pact.yml` keys come
-from `pact_bot.repo_config.RepoConfig`. tests/test_docs.py fails when the file is stale.
+type, default, constraints and docstring); the repository's `.github/pact.yml` keys come
+from `pact_bot.repo_config.RepoConfig`. The docstrings are read here, from the source
+(`field_docs`), not by pydantic's `use_attribute_docstrings`: that would parse the source
+at every start-up of every process, for a text only this generator reads.
+tests/test_docs.py fails when the file is stale.
 
     python -m pact_bot.docs_gen          # rewrite docs/configuration.md
     python -m pact_bot.docs_gen --check  # exit 1 when it is out of date
 
-Public API: `render() -> str`, `main(argv) -> int`, `COMMAND`.
+Public API: `render() -> str`, `main(argv) -> int`, `COMMAND`, `field_docs(model)`.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
+import inspect
 import re
 import sys
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -65,6 +72,27 @@ SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     ("Server, storage and workers", "", ("pact_",)),
 ]
+
+
+@functools.cache
+def field_docs(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's documentation: the string right below `name: type = default` (as Python
+    documents attributes), else its `Field(description=…)`."""
+    cls = ast.parse(textwrap.dedent(inspect.getsource(model))).body[0]
+    assert isinstance(cls, ast.ClassDef)
+    docs = {
+        name: field.description for name, field in model.model_fields.items() if field.description
+    }
+    for node, after in zip(cls.body, cls.body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
 
 
 def _type_name(annotation: Any) -> tuple[str, bool]:
@@ -132,13 +160,14 @@ def _cell(text: str) -> str:
 
 def _env_rows(fields: dict[str, FieldInfo]) -> list[str]:
     rows = ["| Variable | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    docs = field_docs(Settings)
     for name, field in fields.items():
         kind, _ = _type_name(field.annotation)
         limits = _constraints(field)
         kind = f"{kind}, {limits}" if limits else kind
         rows.append(
             f"| `{name.upper()}` | {_cell(kind)} | {_cell(_default(field))} | "
-            f"{_cell(field.description or '')} |"
+            f"{_cell(docs.get(name, ''))} |"
         )
     return rows
 
@@ -193,20 +222,21 @@ def _docstring_comments(module: types.ModuleType) -> dict[str, str]:
 def _model_rows(
     model: type[BaseModel], prefix: str, comments: dict[str, str], rows: list[str]
 ) -> None:
+    docs = field_docs(model)
     for name, field in model.model_fields.items():
         key = field.alias or name
         path = f"{prefix}{key}"
         annotation = field.annotation
         nested = annotation if isinstance(annotation, type) else None
         if nested is not None and issubclass(nested, BaseModel):
-            desc = field.description or comments.get(path, "")
+            desc = docs.get(name) or comments.get(path, "")
             rows.append(f"| `{path}` | mapping | (keys below) | {_cell(desc)} |")
             _model_rows(nested, f"{path}.", comments, rows)
             continue
         kind, _ = _type_name(annotation)
         limits = _constraints(field)
         kind = f"{kind}, {limits}" if limits else kind
-        desc = field.description or comments.get(path, "")
+        desc = docs.get(name) or comments.get(path, "")
         rows.append(f"| `{path}` | {_cell(kind)} | {_cell(_default(field))} | {_cell(desc)} |")
 
 

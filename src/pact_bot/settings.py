@@ -10,59 +10,19 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pact_bot import netproxy
-
-DEFAULT_MODELS = {
-    "sonnet": "claude-sonnet-5-5",
-    "opus": "claude-opus-5-5",
-    "haiku": "claude-haiku-5-5",
-}
-
-# Dollars per million tokens: input, output, cache write (5 min), cache read.
-DEFAULT_PRICES: dict[str, dict[str, float]] = {
-    "claude-sonnet-5-5": {"input": 2.0, "output": 10.0, "cache_write": 2.5, "cache_read": 0.2},
-    "claude-opus-5-5": {"input": 4.0, "output": 20.0, "cache_write": 5.0, "cache_read": 0.2},
-    "claude-haiku-5-5": {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.1},
-}
-
-# The same models under each cloud's ids; PACT_MODEL_* override them for any provider.
-BEDROCK_MODELS = {
-    "sonnet": "anthropic.claude-sonnet-5-5-v1:0",
-    "opus": "anthropic.claude-opus-5-5-v1:0",
-    "haiku": "anthropic.claude-haiku-5-5-v1:0",
-}
-VERTEX_MODELS = {
-    "sonnet": "claude-sonnet-5-5",
-    "opus": "claude-opus-5-5",
-    "haiku": "claude-haiku-5-5",
-}
-# On-demand prices of the clouds' global endpoints, which match Anthropic's list prices;
-# regional endpoints cost more: put those in PACT_PRICES.
-BEDROCK_PRICES: dict[str, dict[str, float]] = {
-    BEDROCK_MODELS[alias]: DEFAULT_PRICES[DEFAULT_MODELS[alias]] for alias in DEFAULT_MODELS
-}
-VERTEX_PRICES: dict[str, dict[str, float]] = {
-    VERTEX_MODELS[alias]: DEFAULT_PRICES[DEFAULT_MODELS[alias]] for alias in DEFAULT_MODELS
-}
-
-Provider = Literal["anthropic", "bedrock", "vertex"]
-PROVIDER_MODELS: dict[str, dict[str, str]] = {
-    "anthropic": DEFAULT_MODELS,
-    "bedrock": BEDROCK_MODELS,
-    "vertex": VERTEX_MODELS,
-}
-PROVIDER_PRICES: dict[str, dict[str, dict[str, float]]] = {
-    "anthropic": DEFAULT_PRICES,
-    "bedrock": BEDROCK_PRICES,
-    "vertex": VERTEX_PRICES,
-}
-# Cloud credentials pact-bot never stores but must keep out of logs and transcripts.
-CLOUD_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK")
+from pact_bot.model_catalog import (
+    CLOUD_SECRET_VARS,
+    PROVIDER_MODELS,
+    PROVIDER_PRICES,
+    Provider,
+    alias_description,
+)
 
 APP_VARS = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET")
 
@@ -75,269 +35,148 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
+    # Each field's docstring is its entry in docs/configuration.md (`docs_gen.field_docs`).
 
-    github_app_id: int | None = Field(
-        default=None, description="The GitHub App's id (written to `.env` by the setup flow)."
-    )
-    github_private_key: SecretStr | None = Field(
-        default=None,
-        description="The App's private key, PEM; newlines may be written as `\\n`.",
-    )
-    github_private_key_path: Path | None = Field(
-        default=None, description="A file holding the PEM key, instead of GITHUB_PRIVATE_KEY."
-    )
-    github_app_slug: str | None = Field(
-        default=None,
-        description="The App's slug (written by the setup flow); the bot's own login is "
-        "`<slug>[bot]`, whose events start nothing. Default `pact-bot`.",
-    )
-    github_webhook_secret: SecretStr | None = Field(
-        default=None, description="Secret GitHub signs each webhook delivery with (HMAC-SHA256)."
-    )
-    github_client_id: str | None = Field(
-        default=None,
-        description="The App's OAuth client id (written by the setup flow): people sign in "
-        "to the run viewer (`/jobs`) with GitHub through it.",
-    )
-    github_client_secret: SecretStr | None = Field(
-        default=None,
-        description="The App's OAuth client secret (written by the setup flow); without it "
-        "and GITHUB_CLIENT_ID the run viewer is off.",
-    )
-    github_api_url: str = Field(
-        default="https://api.github.com",
-        description="REST API root; GitHub Enterprise Server: `https://HOST/api/v3`.",
-    )
-    github_web_url: str | None = Field(
-        default=None,
-        description="Web host for App registration and links; derived from GITHUB_API_URL "
-        "when unset (`https://github.com`, or the Enterprise Server host).",
-    )
-    pact_github_org: str | None = Field(
-        default=None,
-        description="Register the App on this organisation instead of your user account "
-        "(same as `pact-bot setup --org`).",
-    )
-    anthropic_api_key: SecretStr | None = Field(
-        default=None, description="Anthropic API key (or the key your gateway expects)."
-    )
-    anthropic_base_url: str | None = Field(
-        default=None,
-        description="Anthropic API root, for a gateway or proxy; SDK default when unset.",
-    )
-    pact_provider: Provider = Field(
-        default="anthropic",
-        description="Where the model runs: `anthropic` (the Anthropic API), `bedrock` (Amazon "
-        "Bedrock, with the host's AWS credentials) or `vertex` (Google Vertex AI, with "
-        "Application Default Credentials). pact-bot stores no cloud credential.",
-    )
-    anthropic_bedrock_base_url: str | None = Field(
-        default=None,
-        description="Bedrock runtime root, for a private (VPC) endpoint; default "
-        "`https://bedrock-runtime.<AWS_REGION>.amazonaws.com`.",
-    )
-    anthropic_vertex_base_url: str | None = Field(
-        default=None,
-        description="Vertex AI root, for a private endpoint; default "
-        "`https://<CLOUD_ML_REGION>-aiplatform.googleapis.com/v1`.",
-    )
-    aws_region: str | None = Field(
-        default=None,
-        description="Bedrock: the AWS region; else AWS_DEFAULT_REGION or the profile's region. "
-        "Credentials come from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/"
-        "AWS_SESSION_TOKEN, AWS_PROFILE, an instance or task role).",
-    )
-    cloud_ml_region: str | None = Field(
-        default=None,
-        description="Vertex: the region (`us-east5`, `europe-west1`, or `global`). "
-        "Credentials come from Application Default Credentials "
-        "(GOOGLE_APPLICATION_CREDENTIALS, gcloud, or the attached service account).",
-    )
-    anthropic_vertex_project_id: str | None = Field(
-        default=None,
-        description="Vertex: the Google Cloud project; else the credentials' project.",
-    )
+    github_app_id: int | None = None
+    """The GitHub App's id (written to `.env` by the setup flow)."""
+    github_private_key: SecretStr | None = None
+    """The App's private key, PEM; newlines may be written as `\\n`."""
+    github_private_key_path: Path | None = None
+    """A file holding the PEM key, instead of GITHUB_PRIVATE_KEY."""
+    github_app_slug: str | None = None
+    """The App's slug (written by the setup flow); the bot's own login is `<slug>[bot]`, whose
+    events start nothing. Default `pact-bot`."""
+    github_webhook_secret: SecretStr | None = None
+    """Secret GitHub signs each webhook delivery with (HMAC-SHA256)."""
+    github_client_id: str | None = None
+    """The App's OAuth client id (written by the setup flow): people sign in to the run viewer
+    (`/jobs`) with GitHub through it."""
+    github_client_secret: SecretStr | None = None
+    """The App's OAuth client secret (written by the setup flow); without it and GITHUB_CLIENT_ID
+    the run viewer is off."""
+    github_api_url: str = "https://api.github.com"
+    """REST API root; GitHub Enterprise Server: `https://HOST/api/v3`."""
+    github_web_url: str | None = None
+    """Web host for App registration and links; derived from GITHUB_API_URL when unset
+    (`https://github.com`, or the Enterprise Server host)."""
+    pact_github_org: str | None = None
+    """Register the App on this organisation instead of your user account (same as `pact-bot setup
+    --org`)."""
+    anthropic_api_key: SecretStr | None = None
+    """Anthropic API key (or the key your gateway expects)."""
+    anthropic_base_url: str | None = None
+    """Anthropic API root, for a gateway or proxy; SDK default when unset."""
+    pact_provider: Provider = "anthropic"
+    """Where the model runs: `anthropic` (the Anthropic API), `bedrock` (Amazon Bedrock, with the
+    host's AWS credentials) or `vertex` (Google Vertex AI, with Application Default Credentials).
+    pact-bot stores no cloud credential."""
+    anthropic_bedrock_base_url: str | None = None
+    """Bedrock runtime root, for a private (VPC) endpoint; default
+    `https://bedrock-runtime.<AWS_REGION>.amazonaws.com`."""
+    anthropic_vertex_base_url: str | None = None
+    """Vertex AI root, for a private endpoint; default
+    `https://<CLOUD_ML_REGION>-aiplatform.googleapis.com/v1`."""
+    aws_region: str | None = None
+    """Bedrock: the AWS region; else AWS_DEFAULT_REGION or the profile's region. Credentials come
+    from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, AWS_PROFILE, an
+    instance or task role)."""
+    cloud_ml_region: str | None = None
+    """Vertex: the region (`us-east5`, `europe-west1`, or `global`). Credentials come from
+    Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud, or the attached
+    service account)."""
+    anthropic_vertex_project_id: str | None = None
+    """Vertex: the Google Cloud project; else the credentials' project."""
 
-    pact_model: str | None = Field(
-        default=None,
-        description="Model for every run, overriding the agent definition's `model:` "
-        "(an alias sonnet/opus/haiku or a full id).",
-    )
-    pact_model_sonnet: str | None = Field(
-        default=None,
-        description="Model id the alias `sonnet` resolves to; default per provider: "
-        f"`{DEFAULT_MODELS['sonnet']}`, Bedrock `{BEDROCK_MODELS['sonnet']}`, "
-        f"Vertex `{VERTEX_MODELS['sonnet']}`.",
-    )
-    pact_model_opus: str | None = Field(
-        default=None,
-        description="Model id the alias `opus` resolves to; default per provider: "
-        f"`{DEFAULT_MODELS['opus']}`, Bedrock `{BEDROCK_MODELS['opus']}`, "
-        f"Vertex `{VERTEX_MODELS['opus']}`.",
-    )
-    pact_model_haiku: str | None = Field(
-        default=None,
-        description="Model id the alias `haiku` resolves to; default per provider: "
-        f"`{DEFAULT_MODELS['haiku']}`, Bedrock `{BEDROCK_MODELS['haiku']}`, "
-        f"Vertex `{VERTEX_MODELS['haiku']}`.",
-    )
-    pact_prices: Annotated[dict[str, dict[str, float]], NoDecode] = Field(
-        default_factory=dict,
-        description="JSON `{model: {input, output, cache_write, cache_read}}` in $/Mtok, "
-        "merged over the provider's built-in price table.",
-    )
+    pact_model: str | None = None
+    """Model for every run, overriding the agent definition's `model:` (an alias sonnet/opus/haiku
+    or a full id)."""
+    pact_model_sonnet: str | None = Field(None, description=alias_description("sonnet"))
+    pact_model_opus: str | None = Field(None, description=alias_description("opus"))
+    pact_model_haiku: str | None = Field(None, description=alias_description("haiku"))
+    pact_prices: Annotated[dict[str, dict[str, float]], NoDecode] = Field(default_factory=dict)
+    """JSON `{model: {input, output, cache_write, cache_read}}` in $/Mtok, merged over the
+    provider's built-in price table."""
 
-    pact_database_url: str = Field(
-        default="sqlite:///./pact-bot.db",
-        description="`sqlite:///path.db` (one host) or `postgresql://…` (web and workers "
-        "on several hosts).",
-    )
-    pact_database_schema: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
-        description="Postgres only: the schema that holds pact-bot's and procrastinate's "
-        "tables (default: the connection's search_path, usually `public`).",
-    )
-    pact_workers: int = Field(
-        default=2, ge=0, le=64, description="Worker tasks inside `serve`; 0 = web only."
-    )
-    pact_web_processes: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="Processes of `serve` that answer webhooks, sharing the port "
-        "(SO_REUSEPORT), to use more than one core; worker tasks run in the first only. "
-        "After the setup flow registers the App, restart `serve`.",
-    )
-    pact_data_dir: Path = Field(
-        default=Path("./pact-data"),
-        description="Git mirrors, worktrees and transcripts; must be writable.",
-    )
-    pact_public_url: str | None = Field(
-        default=None,
-        description="URL GitHub reaches this server at; the App's webhook URL is "
-        "PACT_PUBLIC_URL/webhook.",
-    )
-    pact_env_file: Path = Field(
-        default=Path(".env"),
-        description="File the setup flow writes the new App's credentials to (mode 0600).",
-    )
-    pact_host: str = Field(default="127.0.0.1", description="Bind address of `serve`.")
-    pact_port: int = Field(
-        default=3000, ge=0, le=65535, description="Port of `serve` (0 = any free port)."
-    )
+    pact_database_url: str = "sqlite:///./pact-bot.db"
+    """`sqlite:///path.db` (one host) or `postgresql://…` (web and workers on several hosts)."""
+    pact_database_schema: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    """Postgres only: the schema that holds pact-bot's and procrastinate's tables (default: the
+    connection's search_path, usually `public`)."""
+    pact_workers: int = Field(2, ge=0, le=64)
+    """Worker tasks inside `serve`; 0 = web only."""
+    pact_web_processes: int = Field(1, ge=1, le=64)
+    """Processes of `serve` that answer webhooks, sharing the port (SO_REUSEPORT), to use more
+    than one core; worker tasks run in the first only. After the setup flow registers the App,
+    restart `serve`."""
+    pact_data_dir: Path = Path("./pact-data")
+    """Git mirrors, worktrees and transcripts; must be writable."""
+    pact_public_url: str | None = None
+    """URL GitHub reaches this server at; the App's webhook URL is PACT_PUBLIC_URL/webhook."""
+    pact_env_file: Path = Path(".env")
+    """File the setup flow writes the new App's credentials to (mode 0600)."""
+    pact_host: str = "127.0.0.1"
+    """Bind address of `serve`."""
+    pact_port: int = Field(3000, ge=0, le=65535)
+    """Port of `serve` (0 = any free port)."""
 
-    pact_max_turns: int = Field(default=60, ge=1, description="Model calls per job, at most.")
-    pact_max_cost_usd: float = Field(
-        default=5.0,
-        gt=0,
-        description="Dollars per job, at most (a call that could pass it is never started).",
-    )
-    pact_max_minutes: float = Field(
-        default=30.0, gt=0, description="Wall-clock minutes per job, at most."
-    )
-    pact_monthly_budget_usd: float | None = Field(
-        default=None,
-        gt=0,
-        description="Dollars per installation per calendar month (UTC); a code, revise or "
-        "test job that would start past it is refused with a comment. Unset: no cap.",
-    )
-    pact_sandbox_allow: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Hosts setup commands may reach through the sandbox proxy, comma-separated "
-        "(`host`, `*.domain`, `host:port`), added to the package indexes this server itself "
-        "uses (pip/uv index URL, npm registry).",
-    )
-    pact_setup_minutes: float = Field(
-        default=15.0, gt=0, description="Time for all of a job's `sandbox.setup` commands."
-    )
-    pact_test_minutes: float = Field(
-        default=15.0, gt=0, description="Time for the bot's own run of the test command."
-    )
-    pact_cache_max_gb: float = Field(
-        default=10.0,
-        ge=0,
-        description="Package caches kept across jobs (per repository), in all; the least "
-        "recently used repository's cache goes first.",
-    )
-    pact_data_max_gb: float = Field(
-        default=50.0,
-        ge=0,
-        description="Mirrors, parked checkouts and package caches in the data dir, in all; "
-        "the least recently used go first (never what a running job uses), and anything "
-        "unused for 30 days.",
-    )
-    pact_max_body_bytes: int = Field(
-        default=25 * 1024 * 1024, description="Largest webhook body accepted (413 above)."
-    )
-    pact_lease_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="A running job whose worker stops renewing its lease "
-        "this long is handed to another worker.",
-    )
-    pact_max_attempts: int = Field(
-        default=3, ge=1, description="Times a job is claimed before it is failed."
-    )
-    pact_rate_window_seconds: float = Field(
-        default=600.0,
-        gt=0,
-        description="The sliding window of the trigger rate limits below, in seconds.",
-    )
-    pact_rate_limit_sender: int = Field(
-        default=20,
-        ge=1,
-        description="Jobs one person may start on one repository per window; more are "
-        "answered 200 `rate limited` and start nothing. Counted per web process.",
-    )
-    pact_rate_limit_repo: int = Field(
-        default=100,
-        ge=1,
-        description="Jobs all senders together may start on one repository per window. "
-        "Counted per web process.",
-    )
-    pact_retention_jobs_days: float = Field(
-        default=30.0,
-        gt=0,
-        description="Finished jobs (succeeded, failed, cancelled) older than this are deleted.",
-    )
-    pact_retention_deliveries_days: float = Field(
-        default=7.0,
-        gt=0,
-        description="Delivery ids and body hashes (redelivery and replay dedupe) are "
-        "forgotten after this long.",
-    )
+    pact_max_turns: int = Field(60, ge=1)
+    """Model calls per job, at most."""
+    pact_max_cost_usd: float = Field(5.0, gt=0)
+    """Dollars per job, at most (a call that could pass it is never started)."""
+    pact_max_minutes: float = Field(30.0, gt=0)
+    """Wall-clock minutes per job, at most."""
+    pact_monthly_budget_usd: float | None = Field(None, gt=0)
+    """Dollars per installation per calendar month (UTC); a code, revise or test job that would
+    start past it is refused with a comment. Unset: no cap."""
+    pact_sandbox_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Hosts setup commands may reach through the sandbox proxy, comma-separated (`host`,
+    `*.domain`, `host:port`), added to the package indexes this server itself uses (pip/uv index
+    URL, npm registry)."""
+    pact_setup_minutes: float = Field(15.0, gt=0)
+    """Time for all of a job's `sandbox.setup` commands."""
+    pact_test_minutes: float = Field(15.0, gt=0)
+    """Time for the bot's own run of the test command."""
+    pact_cache_max_gb: float = Field(10.0, ge=0)
+    """Package caches kept across jobs (per repository), in all; the least recently used
+    repository's cache goes first."""
+    pact_data_max_gb: float = Field(50.0, ge=0)
+    """Mirrors, parked checkouts and package caches in the data dir, in all; the least recently
+    used go first (never what a running job uses), and anything unused for 30 days."""
+    pact_max_body_bytes: int = 25 * 1024 * 1024
+    """Largest webhook body accepted (413 above)."""
+    pact_lease_seconds: float = Field(60.0, gt=0)
+    """A running job whose worker stops renewing its lease this long is handed to another worker."""
+    pact_max_attempts: int = Field(3, ge=1)
+    """Times a job is claimed before it is failed."""
+    pact_rate_window_seconds: float = Field(600.0, gt=0)
+    """The sliding window of the trigger rate limits below, in seconds."""
+    pact_rate_limit_sender: int = Field(20, ge=1)
+    """Jobs one person may start on one repository per window; more are answered 200 `rate
+    limited` and start nothing. Counted per web process."""
+    pact_rate_limit_repo: int = Field(100, ge=1)
+    """Jobs all senders together may start on one repository per window. Counted per web process."""
+    pact_retention_jobs_days: float = Field(30.0, gt=0)
+    """Finished jobs (succeeded, failed, cancelled) older than this are deleted."""
+    pact_retention_deliveries_days: float = Field(7.0, gt=0)
+    """Delivery ids and body hashes (redelivery and replay dedupe) are forgotten after this long."""
 
-    pact_sandbox_pids: int = Field(
-        default=512,
-        ge=16,
-        description="Processes one sandboxed command may run at once (a cgroup's pids.max; "
-        "without a cgroup RLIMIT_NPROC, which counts all processes of the bot's uid).",
-    )
-    pact_sandbox_memory_mb: int = Field(
-        default=4096,
-        ge=64,
-        description="MiB of memory for one sandboxed command (cgroup memory limit; without "
-        "a cgroup the address space of each process).",
-    )
-    pact_sandbox_cpu_seconds: int = Field(
-        default=600, ge=1, description="CPU seconds per process of a sandboxed command."
-    )
-    pact_sandbox_file_size_mb: int = Field(
-        default=1024, ge=1, description="Largest file (MiB) a sandboxed command may write."
-    )
-    pact_sandbox_disk_mb: int = Field(
-        default=2048,
-        ge=1,
-        description="Size (MiB) the job's worktree may reach; measured after each command, "
-        "past it the job stops and nothing is pushed.",
-    )
-    pact_sandbox_binds: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list,
-        description="Extra host paths shown read-only in the sandbox, comma-separated (e.g. "
-        "a toolchain under /opt). `/usr` and the system library dirs are always shown; the "
-        "data dir, database, env file and key must not lie under any of them.",
-    )
+    pact_sandbox_pids: int = Field(512, ge=16)
+    """Processes one sandboxed command may run at once (a cgroup's pids.max; without a cgroup
+    RLIMIT_NPROC, which counts all processes of the bot's uid)."""
+    pact_sandbox_memory_mb: int = Field(4096, ge=64)
+    """MiB of memory for one sandboxed command (cgroup memory limit; without a cgroup the address
+    space of each process)."""
+    pact_sandbox_cpu_seconds: int = Field(600, ge=1)
+    """CPU seconds per process of a sandboxed command."""
+    pact_sandbox_file_size_mb: int = Field(1024, ge=1)
+    """Largest file (MiB) a sandboxed command may write."""
+    pact_sandbox_disk_mb: int = Field(2048, ge=1)
+    """Size (MiB) the job's worktree may reach; measured after each command, past it the job stops
+    and nothing is pushed."""
+    pact_sandbox_binds: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """Extra host paths shown read-only in the sandbox, comma-separated (e.g. a toolchain under
+    /opt). `/usr` and the system library dirs are always shown; the data dir, database, env file
+    and key must not lie under any of them."""
 
     @field_validator("pact_sandbox_binds", mode="before")
     @classmethod

@@ -86,15 +86,7 @@ class PostgresLeases(PostgresConnection):
                 )
                 await self._notify_lost(conn, mine["id"])
             else:
-                await self._p_one(
-                    conn,
-                    "retry_job",
-                    job_id=locked["id"],
-                    retry_at=None,
-                    new_priority=None,
-                    new_queue_name=None,
-                    new_lock=None,
-                )
+                await self._requeue(conn, locked["id"])
                 await conn.execute(
                     "UPDATE pact_jobs SET state='queued', worker_id=NULL WHERE id=%s",
                     (mine["id"],),
@@ -169,6 +161,18 @@ class PostgresLeases(PostgresConnection):
     async def _beat(self, conn: psycopg.AsyncConnection[Any], procrastinate_worker: int) -> None:
         """procrastinate's `update_heartbeat`, on the lease clock."""
         await conn.execute(_BEAT_SQL, {"now": self._lease_now(), "id": procrastinate_worker})
+
+    async def _requeue(self, conn: psycopg.AsyncConnection[Any], procrastinate_job: int) -> None:
+        """procrastinate's job back to `todo` at once, as it was (its queue, lock, priority)."""
+        await self._p_one(
+            conn,
+            "retry_job",
+            job_id=procrastinate_job,
+            retry_at=None,
+            new_priority=None,
+            new_queue_name=None,
+            new_lock=None,
+        )
 
     async def update(self, job_id: str, **fields: Any) -> None:
         """Known columns are set; any other field is merged into `task["progress"]`."""
@@ -251,15 +255,7 @@ class PostgresLeases(PostgresConnection):
                 p = await self._lock_owned(conn, job_id, worker_id)
                 if p is None:
                     return False
-                await self._p_one(
-                    conn,
-                    "retry_job",
-                    job_id=p["id"],
-                    retry_at=None,
-                    new_priority=None,
-                    new_queue_name=None,
-                    new_lock=None,
-                )
+                await self._requeue(conn, p["id"])
                 if p["worker_id"] is not None:
                     await self._p_one(conn, "unregister_worker", worker_id=p["worker_id"])
                 await conn.execute(

@@ -14,7 +14,6 @@ from psycopg.types.json import Jsonb
 
 from pact_bot.jobs.model import (
     Job,
-    JobKind,
     JobState,
     fingerprint,
 )
@@ -86,28 +85,8 @@ _PROCRASTINATE_END = {
 
 
 def _row_to_job(r: dict[str, Any]) -> Job:
-    return Job(
-        id=r["id"],
-        kind=JobKind(r["kind"]),
-        key=r["key"],
-        repo=r["repo"],
-        number=r["number"],
-        installation_id=r["installation_id"],
-        delivery_id=r["delivery_id"],
-        sender=r["sender"],
-        task=r["task"],
-        state=JobState(r["state"]),
-        attempts=r["attempts"],
-        created_at=r["created_at"],
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        error=r["error"],
-        pr_url=r["pr_url"],
-        cost_usd=r["cost_usd"],
-        turns=r["turns"],
-        cancel_requested=r["cancel_requested"],
-        worker_id=r["worker_id"],
-    )
+    """A row of `_COLUMNS` (every column is named after its field of `Job`)."""
+    return Job.model_validate(r)
 
 
 def _enqueue_params(job: Job, body_sha256: str | None = None) -> dict[str, Any]:

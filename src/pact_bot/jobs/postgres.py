@@ -302,29 +302,28 @@ class PostgresQueue(PostgresLeases, Queue):
 
         return await self._retrying("request_cancel", op)
 
-    async def is_cancelled(self, job_id: str) -> bool:
-        async def op() -> bool:
-            async with self._tx() as conn:
-                row = await self._fetchone(
-                    conn, "SELECT state, cancel_requested FROM pact_jobs WHERE id=%s", (job_id,)
-                )
-                return row is not None and (row["state"] == "cancelled" or row["cancel_requested"])
+    async def _read_one(
+        self, what: str, query: str, args: tuple[Any, ...]
+    ) -> dict[str, Any] | None:
+        """One row of a read in its own transaction, retried on a dropped connection."""
 
-        return await self._retrying("is_cancelled", op)
+        async def op() -> dict[str, Any] | None:
+            async with self._tx() as conn:
+                return await self._fetchone(conn, query, args)
+
+        return await self._retrying(what, op)
+
+    async def is_cancelled(self, job_id: str) -> bool:
+        row = await self._read_one(
+            "is_cancelled", "SELECT state, cancel_requested FROM pact_jobs WHERE id=%s", (job_id,)
+        )
+        return row is not None and (row["state"] == "cancelled" or row["cancel_requested"])
 
     # -- reads -------------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
-        async def op() -> Job | None:
-            async with self._tx() as conn:
-                row = await self._fetchone(
-                    conn,
-                    f"{_SELECT_JOBS} WHERE id=%s",
-                    (job_id,),
-                )
-                return _row_to_job(row) if row else None
-
-        return await self._retrying("get", op)
+        row = await self._read_one("get", f"{_SELECT_JOBS} WHERE id=%s", (job_id,))
+        return _row_to_job(row) if row else None
 
     async def list(
         self, state: JobState | None = None, key: str | None = None, limit: int = 100
@@ -363,28 +362,20 @@ class PostgresQueue(PostgresLeases, Queue):
     async def spent_since(
         self, since: float, repo: str | None = None, installation_id: int | None = None
     ) -> float:
-        async def op() -> float:
-            async with self._tx() as conn:
-                row = await self._fetchone(
-                    conn,
-                    "SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM pact_jobs "
-                    "WHERE created_at >= %s AND (%s::text IS NULL OR repo = %s) "
-                    "AND (%s::bigint IS NULL OR installation_id = %s)",
-                    (since, repo, repo, installation_id, installation_id),
-                )
-                return float(row["spent"]) if row else 0.0
-
-        return await self._retrying("spent_since", op)
+        row = await self._read_one(
+            "spent_since",
+            "SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM pact_jobs "
+            "WHERE created_at >= %s AND (%s::text IS NULL OR repo = %s) "
+            "AND (%s::bigint IS NULL OR installation_id = %s)",
+            (since, repo, repo, installation_id, installation_id),
+        )
+        return float(row["spent"]) if row else 0.0
 
     async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
-        async def op() -> dict[str, Any] | None:
-            async with self._tx() as conn:
-                row = await self._fetchone(
-                    conn, "SELECT config FROM pact_repo_config WHERE repo=%s", (repo,)
-                )
-                return row["config"] if row else None
-
-        return await self._retrying("get_repo_config", op)
+        row = await self._read_one(
+            "get_repo_config", "SELECT config FROM pact_repo_config WHERE repo=%s", (repo,)
+        )
+        return row["config"] if row else None
 
     async def set_repo_config(self, repo: str, config: dict[str, Any]) -> None:
         async def op() -> None:
