@@ -176,9 +176,8 @@ async def _implement(
     traced: Sequence[SpecRequirements],
 ) -> Implementation:
     """Setup, the agent's passes, and the tests when the work may ship."""
-    runtime, worktree, tools, effective = (
-        passes.runtime, passes.worktree, passes.tools, passes.effective
-    )  # fmt: skip
+    runtime, worktree, tools = passes.runtime, passes.worktree, passes.tools
+    effective = passes.effective
     setup_timeout = runtime.settings.pact_setup_minutes * 60
     result_of_setup, passes.setup_paths = await run_setup(
         worktree, effective.setup, tools, box=box, timeout=setup_timeout
