@@ -157,7 +157,7 @@ async def test_symlinked_directory_does_not_let_setup_undo_delete_host_files(
 ) -> None:
     """Setup wrote `build/out.txt`; the agent swaps `build` for a symlink to a host
     directory holding an `out.txt`. Putting setup's leftovers back must not follow it."""
-    from pact_bot.pipeline.agent_run import run_setup, undo_setup
+    from pact_bot.pipeline.toolchain_run import run_setup, undo_setup
 
     host_dir = tmp_path / "host-dir"
     host_dir.mkdir()

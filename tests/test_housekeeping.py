@@ -51,7 +51,7 @@ async def test_over_the_cap_the_least_recently_used_go_but_never_a_running_jobs(
 ) -> None:
     ws, data, _ = await world(tmp_path)
     before = housekeeping.usage(data)
-    assert before.mirrors and before.spares and before.worktrees and before.caches
+    assert all(before.by_kind[kind] for kind in ("mirror", "spare", "worktree", "cache"))
 
     removed = await housekeeping.evict(data, 1, workspace=ws)
 

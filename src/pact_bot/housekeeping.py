@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,24 +41,30 @@ class Item:
     last_used: float
 
 
+# What `Usage.line` calls each kind: an `Item.kind`, or a job's worktree.
+KIND_NAMES = {
+    "mirror": "mirrors",
+    "spare": "spare checkouts",
+    "worktree": "job worktrees",
+    "cache": "caches",
+}
+
+
 @dataclass(frozen=True)
 class Usage:
-    """Bytes under the data directory by kind."""
+    """Bytes under the data directory by kind (the keys of KIND_NAMES)."""
 
-    mirrors: int = 0
-    spares: int = 0
-    worktrees: int = 0
-    caches: int = 0
+    by_kind: Mapping[str, int]
 
     @property
     def total(self) -> int:
-        return self.mirrors + self.spares + self.worktrees + self.caches
+        return sum(self.by_kind.values())
 
     def line(self) -> str:
-        return (
-            f"{gib(self.total)} in all: mirrors {gib(self.mirrors)}, spare checkouts "
-            f"{gib(self.spares)}, job worktrees {gib(self.worktrees)}, caches {gib(self.caches)}"
+        kinds = ", ".join(
+            f"{name} {gib(self.by_kind.get(kind, 0))}" for kind, name in KIND_NAMES.items()
         )
+        return f"{gib(self.total)} in all: {kinds}"
 
 
 def gib(n: int) -> str:
@@ -115,12 +122,13 @@ def items(data_dir: Path) -> list[Item]:
 
 
 def usage(data_dir: Path) -> Usage:
-    kinds = {"mirror": 0, "spare": 0, "cache": 0}
+    kinds = dict.fromkeys(KIND_NAMES, 0)
     for item in items(data_dir):
         kinds[item.kind] += item.size
     worktrees = data_dir / "worktrees"
-    wt = sum(size_of(p) for p in worktrees.iterdir() if p.is_dir()) if worktrees.is_dir() else 0
-    return Usage(kinds["mirror"], kinds["spare"], wt, kinds["cache"])
+    if worktrees.is_dir():
+        kinds["worktree"] = sum(size_of(p) for p in worktrees.iterdir() if p.is_dir())
+    return Usage(kinds)
 
 
 def _live_mirrors(ws: Workspace) -> set[Path]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 BYTES_PER_TOKEN = 3.0
@@ -50,12 +50,15 @@ class UnknownModelPrice(Exception):
         self.model = model
 
 
-class PromptTokens:
-    """The prompt's token arithmetic, shared by one call's `Usage` and a job's `RunStats`."""
+@dataclass(frozen=True)
+class Tokens:
+    """Token counts and their prompt arithmetic, declared once for one call's `Usage` and a
+    job's `RunStats`."""
 
-    input_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def prompt_tokens(self) -> int:
@@ -68,11 +71,8 @@ class PromptTokens:
 
 
 @dataclass(frozen=True)
-class Usage(PromptTokens):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+class Usage(Tokens):
+    """One call's tokens (or a run's, summed)."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -98,12 +98,7 @@ class Usage(PromptTokens):
         )
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-        }
+        return asdict(self)
 
 
 def model_prices(model: str, prices: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -180,43 +181,44 @@ def model_client(
     Typed as `AsyncAnthropic`: the Bedrock and Vertex clients are siblings, not subclasses,
     with the same `messages` and `with_options` the agent loop uses.
     """
-    extra: dict[str, Any] = {"max_retries": max_retries}
-    if timeout is not None:
-        extra["timeout"] = timeout
+    client: Callable[..., Any]
+    # The imports are here, not at the top: the SDK takes ~2 s to import.
     if settings.pact_provider == "bedrock":
-        from anthropic import AsyncAnthropicBedrock  # not at the top: ~2 s to import
+        from anthropic import AsyncAnthropicBedrock as client
 
         bedrock = bedrock_auth(settings)
-        return cast(
-            "AsyncAnthropic",
-            AsyncAnthropicBedrock(
-                aws_region=bedrock.region,
-                base_url=settings.anthropic_bedrock_base_url,
-                **{**bedrock.explicit, **extra},
-            ),
-        )
-    if settings.pact_provider == "vertex":
-        from anthropic import AsyncAnthropicVertex  # not at the top: ~2 s to import
+        kwargs: dict[str, Any] = {
+            "aws_region": bedrock.region,
+            "base_url": settings.anthropic_bedrock_base_url,
+            **bedrock.explicit,
+        }
+    elif settings.pact_provider == "vertex":
+        from anthropic import AsyncAnthropicVertex as client
 
         vertex = vertex_auth(settings)
-        return cast(
-            "AsyncAnthropic",
-            AsyncAnthropicVertex(
-                region=vertex.region,
-                project_id=vertex.project,
-                credentials=vertex.credentials,
-                base_url=settings.anthropic_vertex_base_url,
-                **extra,
-            ),
-        )
-    from anthropic import AsyncAnthropic  # not at the top: ~2 s to import
+        kwargs = {
+            "region": vertex.region,
+            "project_id": vertex.project,
+            "credentials": vertex.credentials,
+            "base_url": settings.anthropic_vertex_base_url,
+        }
+    else:
+        from anthropic import AsyncAnthropic as client
 
+        kwargs = {"api_key": _api_key(settings)}
+        if settings.anthropic_base_url:
+            kwargs["base_url"] = settings.anthropic_base_url
+    kwargs["max_retries"] = max_retries
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    return cast("AsyncAnthropic", client(**kwargs))
+
+
+def _api_key(settings: Settings) -> str:
+    """The API key, or "unused" for a gateway at ANTHROPIC_BASE_URL that needs none."""
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     if not key and not settings.anthropic_base_url:
         raise MissingModelKey(
             "ANTHROPIC_API_KEY is not set (or set ANTHROPIC_BASE_URL to a compatible endpoint)"
         )
-    kwargs: dict[str, Any] = {"api_key": key or "unused", **extra}
-    if settings.anthropic_base_url:
-        kwargs["base_url"] = settings.anthropic_base_url
-    return AsyncAnthropic(**kwargs)
+    return key or "unused"

@@ -1,6 +1,7 @@
-"""Running the agent for a job: budgets, setup commands, the post-run checks (asking once
-more for a missing summary), and which failure a finished run maps to. Shared by code,
-revise and local mode.
+"""Running the agent for a job: its definition, tools and sandbox, setup before it, the passes
+(`agent_passes.py`: asking once more for a missing summary or traceability rows), the tests
+after it, and which failure a finished run maps to. Shared by code, revise, the Test phase
+and local mode. Setup and the test run themselves: `toolchain_run.py`.
 
 The agent package is imported when the agent runs, not with this module: importing it
 loads the anthropic SDK (~2 s on a busy machine), which `load_agent_soon` does in a
@@ -12,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from pact_bot.agent.definition import AGENT_NAME, TEST_AGENT_NAME, load_definition, system_prompt
 from pact_bot.pipeline import trace
+from pact_bot.pipeline.agent_passes import (
+    AgentPasses,
+    ProgressFn,
+    is_budget,
+    may_ask_again,
+    run_error,
+)
 from pact_bot.pipeline.context import JobContext
-from pact_bot.pipeline.post_run import CheckResult, run_checks
+from pact_bot.pipeline.post_run import CheckResult
 from pact_bot.pipeline.prompts import SUMMARY_REMINDER
 from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.runtime import Runtime
@@ -35,29 +41,24 @@ from pact_bot.pipeline.toolchain_run import (
     open_sandbox,
     proposal_line,
     record_setup,
+    run_setup,
+    run_tests,
     setup_failure,
     test_command,
+    undo_setup,
 )
 from pact_bot.repo_config import Effective, RepoConfig
 from pact_bot.specs import summary_path
 from pact_bot.traceability import Coverage, SpecRequirements
-from pact_bot.workspace import Changes
-from pact_bot.workspace.links import staged_links
-from pact_bot.workspace.tree import changed_paths, restore
 
 if TYPE_CHECKING:
-    from pact_bot.agent.budget import Progress, RunResult
     from pact_bot.agent.definition import AgentDefinition
-    from pact_bot.agent.tools import Tools
     from pact_bot.agent.transcript import Transcript
-    from pact_bot.jobsandbox import JobSandbox, SetupResult
+    from pact_bot.jobsandbox import JobSandbox
 
 log = logging.getLogger(__name__)
 
 SETUP_FAILED = "setup_failed"  # Implementation.stop when a setup command failed
-DEFAULT_SETUP_SECONDS = 600.0
-
-ProgressFn = Callable[[int, float, str | None], Awaitable[None]]
 
 
 @dataclass
@@ -81,15 +82,11 @@ class Implementation:
 
     @property
     def over_budget(self) -> bool:
-        return _is_budget(self.stop)
+        return is_budget(self.stop)
 
     @property
     def cancelled(self) -> bool:
         return self.stop == "cancelled"
-
-
-def _is_budget(stop: str) -> bool:
-    return stop.startswith("budget")
 
 
 async def implement(
@@ -135,7 +132,6 @@ async def implement(
         system = test_phase.system_prompt(definition, bash_available=bash)
     else:
         system = system_prompt(definition, component=component, bash_available=bash)
-    total_seconds = effective.max_minutes * 60
     files = await asyncio.to_thread(runtime.workspace.tracked_files, worktree)
     command, configured = test_command(effective, files)
     toolchain = ToolchainReport(command, configured)
@@ -148,11 +144,21 @@ async def implement(
         )
         tools.bash.env = box.agent_env
     try:
-        impl = await _implement(
-            runtime, worktree, user_message, model, effective, transcript, summary_file,
-            on_progress, should_cancel, secrets, existing_summaries, tools, system,
-            total_seconds, box, toolchain, traced,
-        )  # fmt: skip
+        passes = AgentPasses(
+            runtime=runtime,
+            worktree=worktree,
+            model=model,
+            system=system,
+            tools=tools,
+            effective=effective,
+            transcript=transcript,
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            secrets=secrets,
+            existing_summaries=existing_summaries,
+            total_seconds=effective.max_minutes * 60,
+        )
+        impl = await _implement(passes, user_message, summary_file, box, toolchain, traced)
     finally:
         if box is not None:
             toolchain.refused = await close_sandbox(
@@ -162,49 +168,26 @@ async def implement(
 
 
 async def _implement(
-    runtime: Runtime,
-    worktree: Path,
+    passes: AgentPasses,
     user_message: str,
-    model: str,
-    effective: Effective,
-    transcript: Transcript,
     summary_file: str,
-    on_progress: ProgressFn,
-    should_cancel: Callable[[], Awaitable[bool]],
-    secrets: Sequence[str],
-    existing_summaries: Sequence[str],
-    tools: Tools,
-    system: Any,
-    total_seconds: float,
     box: JobSandbox | None,
     toolchain: ToolchainReport,
     traced: Sequence[SpecRequirements],
 ) -> Implementation:
-    from pact_bot.agent.budget import Budget
-    from pact_bot.agent.loop import run_agent
-
-    started = time.monotonic()
+    """Setup, the agent's passes, and the tests when the work may ship."""
+    runtime, worktree, tools = passes.runtime, passes.worktree, passes.tools
+    effective = passes.effective
     setup_timeout = runtime.settings.pact_setup_minutes * 60
-    result_of_setup, setup_paths = await run_setup(
+    result_of_setup, passes.setup_paths = await run_setup(
         worktree, effective.setup, tools, box=box, timeout=setup_timeout
     )
+    record_setup(passes.transcript, result_of_setup)
     failed_step = result_of_setup.failed
     if failed_step is not None:  # the agent does not start on a half-made toolchain
-        record_setup(transcript, result_of_setup)
-        await undo_setup(worktree, setup_paths, tools)
-        return Implementation(
-            stop=SETUP_FAILED,
-            stats=RunStats(stop=SETUP_FAILED),
-            final_text="",
-            checks=CheckResult(),
-            paths=[],
-            deleted=[],
-            diff="",
-            error=setup_failure(failed_step),
-            model=model,
-            toolchain=toolchain,
-        )
-    record_setup(transcript, result_of_setup)
+        await undo_setup(worktree, passes.setup_paths, tools)
+        stats = RunStats(stop=SETUP_FAILED)
+        return _unfinished(SETUP_FAILED, stats, setup_failure(failed_step), passes, toolchain, [])
     notes = result_of_setup.notes()
     if effective.setup and tools.bash is None:
         notes = ["The repository's setup commands were not run: there is no sandbox here."]
@@ -213,113 +196,40 @@ async def _implement(
     if notes:
         user_message += "\n\n<setup>\n" + "\n".join(notes) + "\n</setup>"
 
-    async def run(
-        message: str, messages: list[dict[str, Any]] | None, turns_used: int, cost_used: float
-    ) -> RunResult:
-        budget = Budget(
-            max_turns=max(effective.max_turns - turns_used, 1),
-            max_cost_usd=max(effective.max_cost_usd - cost_used, 0.0),
-            max_seconds=max(total_seconds - (time.monotonic() - started), 1.0),
-        )
-
-        async def progress(p: Progress) -> None:
-            await on_progress(turns_used + p.turn, cost_used + p.cost_usd, p.tool)
-
-        return await run_agent(
-            client=runtime.model,
-            model=model,
-            system=system,
-            user_message=message,
-            tools=tools,
-            budget=budget,
-            prices=runtime.settings.prices,
-            transcript=transcript,
-            on_progress=progress,
-            should_cancel=should_cancel,
-            messages=messages,
-            retry=runtime.agent_retry,
-        )
-
-    async def inspect() -> tuple[Changes, list[str], CheckResult]:
-        """What the agent left (setup leftovers put back), and the checks on it."""
-        await undo_setup(worktree, setup_paths, tools)
-        changes = await runtime.workspace.changes(worktree)
-        deleted = [f.path for f in changes.files if f.status == "D"]
-        checks = run_checks(
-            changes.paths,
-            changes.diff,
-            protected=effective.protected_paths,
-            secrets=secrets,
-            deleted=deleted,
-            existing_summaries=existing_summaries,
-            links=await staged_links(worktree),  # boundary: no link out, no linked summary
-        )
-        return changes, deleted, checks
-
-    result = await run(user_message, None, 0, 0.0)
-    results = [result]
+    result = await passes.run(user_message)
     if tools.halt is not None:  # staging an oversized worktree would copy it into git
-        return Implementation(
-            stop=str(result.stop),
-            stats=_stats(results, tools),
-            final_text="",
-            checks=CheckResult(),
-            paths=[],
-            deleted=[],
-            diff="",
-            error=tools.halt,
-            model=model,
-            setup_notes=notes,
-            toolchain=toolchain,
-        )
-    changes, deleted, checks = await inspect()
-    asked = False
-    stop = str(result.stop)
-    if (
-        checks.problems == (Failure.no_summary,)
-        and not _is_budget(stop)
-        and stop != "cancelled"
-        and not _error(result)
-    ):
-        asked = True
-        result = await run(
-            SUMMARY_REMINDER.format(path=summary_file),
-            result.messages,
-            result.turns,
-            float(result.cost_usd),
-        )
-        results.append(result)
-        stop = str(result.stop)
-        changes, deleted, checks = await inspect()
+        stats = passes.stats()
+        return _unfinished(str(result.stop), stats, tools.halt, passes, toolchain, notes)
+    seen = await passes.inspect()
+    asked = seen.checks.problems == (Failure.no_summary,) and may_ask_again(result)
+    if asked:
+        result = await passes.run(SUMMARY_REMINDER.format(path=summary_file))
+        seen = await passes.inspect()
     # --- traceability (pipeline/trace.py): one follow-up for missing rows
     coverage = None
     trace_asked = False
-    if traced and checks.ok and not _error(result):
-        files = runtime.workspace.tracked_files
-        coverage = trace.coverage_of(worktree, traced, changes.paths, files(worktree), deleted)
+    if traced and seen.checks.ok and not run_error(result):
+        coverage = passes.coverage(traced, seen)
         again = trace.followup(coverage, traced)
-        if again and not _is_budget(stop) and stop != "cancelled":
+        if again and may_ask_again(result):
             trace_asked = True
-            result = await run(
-                again, result.messages, sum(r.turns for r in results), _spent(results)
-            )
-            results.append(result)
-            stop = str(result.stop)
-            changes, deleted, checks = await inspect()
-            coverage = trace.coverage_of(worktree, traced, changes.paths, files(worktree), deleted)
-    stats = _stats(results, tools)
+            result = await passes.run(again)
+            seen = await passes.inspect()
+            coverage = passes.coverage(traced, seen)
+    stop = str(result.stop)
+    stats = passes.stats()
     impl = Implementation(
         stop=stop,
         stats=stats,
         final_text=result.final_text or "",
-        checks=checks,
-        paths=changes.paths,
-        deleted=deleted,
-        diff=changes.diff,
-        error=_error(result),
+        checks=seen.checks,
+        paths=seen.changes.paths,
+        deleted=seen.deleted,
+        diff=seen.changes.diff,
+        error=run_error(result),
         asked_again=asked,
         budget_detail=_budget_detail(stop, stats, effective),
-        model=model,
+        model=passes.model,
         setup_notes=notes,
         coverage=coverage,
         trace_asked=trace_asked,
@@ -328,88 +238,32 @@ async def _implement(
     )
     tested = box is not None and tools.bash is not None and toolchain.test_command
     if tested and impl.paths and failure_of(impl) is None:  # only work that may ship
-        await run_tests(runtime, box, tools, toolchain, transcript)
+        await run_tests(runtime.settings, box, tools, toolchain, passes.transcript)
     return impl
 
 
-async def run_tests(
-    runtime: Runtime,
-    box: JobSandbox | None,
-    tools: Tools,
+def _unfinished(
+    stop: str,
+    stats: RunStats,
+    error: str,
+    passes: AgentPasses,
     toolchain: ToolchainReport,
-    transcript: Transcript,
-) -> None:
-    """The bot's own run of the repository's tests, recorded for the PR and the job."""
-    if box is None or tools.bash is None or not toolchain.test_command:
-        return
-    timeout = runtime.settings.pact_test_minutes * 60
-    suite = await box.run_tests(tools.bash, toolchain.test_command, timeout)
-    toolchain.suite = suite
-    transcript.write(
-        "tests",
-        command=suite.command,
-        outcome=suite.outcome,
-        result=suite.line(),
-        exit_code=suite.exit_code,
-        output=suite.tail,
+    notes: list[str],
+) -> Implementation:
+    """A run that stopped before its work could be looked at: nothing to check or ship."""
+    return Implementation(
+        stop=stop,
+        stats=stats,
+        final_text="",
+        checks=CheckResult(),
+        paths=[],
+        deleted=[],
+        diff="",
+        error=error,
+        model=passes.model,
+        setup_notes=notes,
+        toolchain=toolchain,
     )
-
-
-def _spent(results: Sequence[RunResult]) -> float:
-    return sum(float(r.cost_usd) for r in results)
-
-
-async def run_setup(
-    worktree: Path,
-    commands: Sequence[str],
-    tools: Tools,
-    *,
-    box: JobSandbox | None = None,
-    timeout: float = DEFAULT_SETUP_SECONDS,
-) -> tuple[SetupResult, set[str]]:
-    """Run `sandbox.setup` commands in the job's sandbox (with its network) before the
-    agent starts, until one fails.
-
-    Returns what ran and the paths the commands changed, which are put back after the run
-    unless the agent edited them itself: build artefacts of a setup step never end up in
-    the PR.
-    """
-    from pact_bot.jobsandbox import SetupResult, run_steps
-
-    if not commands or tools.bash is None:
-        return SetupResult(), set()
-    env = box.networked_env if box is not None else None
-    result = await run_steps(tools.bash, commands, timeout, env)
-    return result, await asyncio.to_thread(_dirty_paths, worktree, tools)
-
-
-def _dirty_paths(worktree: Path, tools: Tools) -> set[str]:
-    """What setup changed; nested repositories it planted are removed first (host git
-    would run their config)."""
-    return changed_paths(worktree, keep=tools.nested_before)
-
-
-async def undo_setup(worktree: Path, paths: set[str], tools: Tools) -> None:
-    """Put back what setup commands changed and the agent's editor did not touch."""
-    if not paths:
-        return
-    root = worktree.resolve()
-    editor = {p.relative_to(root).as_posix() for p in tools.editor.touched}
-    await asyncio.to_thread(_restore, worktree, sorted(paths - editor), tools.nested_before)
-
-
-def _restore(worktree: Path, paths: list[str], keep: frozenset[str] = frozenset()) -> None:
-    """Tracked paths from git, the rest unlinked without following a symlink the agent
-    may have put in place of a directory."""
-    restore(worktree, paths, keep=keep)
-
-
-def _error(result: RunResult) -> str | None:
-    if result.error:
-        return str(result.error)
-    if result.stop in ("error", "max_tokens"):
-        return result.describe()
-    return None
 
 
 def _budget_detail(stop: str, stats: RunStats, eff: Effective) -> str:
@@ -420,22 +274,6 @@ def _budget_detail(stop: str, stats: RunStats, eff: Effective) -> str:
     if stop == "budget_time":
         return f"{eff.max_minutes:g} minutes"
     return stop
-
-
-def _stats(results: Sequence[RunResult], tools: Tools) -> RunStats:
-    calls: Counter[str] = Counter(c.name for c in tools.calls)
-    return RunStats(
-        turns=sum(r.turns for r in results),
-        cost_usd=sum(float(r.cost_usd) for r in results),
-        input_tokens=sum(r.usage.input_tokens for r in results),
-        output_tokens=sum(r.usage.output_tokens for r in results),
-        cache_read_tokens=sum(r.usage.cache_read_tokens for r in results),
-        cache_write_tokens=sum(r.usage.cache_write_tokens for r in results),
-        duration_s=sum(float(r.duration_s) for r in results),
-        stop=str(results[-1].stop),
-        tool_calls=dict(calls),
-        files_touched=tuple(tools.files_touched),
-    )
 
 
 def failure_of(impl: Implementation) -> tuple[Failure, str, list[str]] | None:

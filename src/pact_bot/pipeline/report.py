@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pact_bot.agent.cost import PromptTokens
+from pact_bot.agent.cost import Tokens
 
 MARKER_RE = re.compile(r"<!-- pact-bot:job:([A-Za-z0-9_-]+) -->")
 CHECK_NAME = "PACT Code"
@@ -75,15 +75,11 @@ class Failure(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class RunStats(PromptTokens):
-    """What a run cost; built from the agent's RunResult."""
+class RunStats(Tokens):
+    """What a run cost; built from the agent's RunResult (the token counts: `Tokens`)."""
 
     turns: int = 0
     cost_usd: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
     duration_s: float = 0.0
     stop: str = ""
     tool_calls: dict[str, int] = field(default_factory=dict)

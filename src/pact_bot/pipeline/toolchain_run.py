@@ -10,18 +10,22 @@ failed test run does not hide the pull request, it is said plainly on it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pact_bot import caches, housekeeping, netproxy, toolchain
-from pact_bot.jobsandbox import JobSandbox, SetupResult, SetupStep
+from pact_bot.jobsandbox import JobSandbox, SetupResult, SetupStep, run_steps
 from pact_bot.repo_config import Effective
 from pact_bot.settings import Settings
 from pact_bot.toolchain import SuiteRun
+from pact_bot.workspace.tree import changed_paths, restore
 
 if TYPE_CHECKING:
+    from pact_bot.agent.tools import Tools
     from pact_bot.agent.transcript import Transcript
     from pact_bot.workspace import Workspace
 
@@ -31,6 +35,7 @@ GIB = 1024**3
 REFUSED_LISTED = 10  # refused host:port pairs named in a PR body or check run
 HOST_CHARS = 100  # of one refused host named (the agent may ask for any name)
 TAIL_CHARS = 4_000  # of a failed test run's output quoted in the PR body and check run
+DEFAULT_SETUP_SECONDS = 600.0
 
 
 @dataclass
@@ -172,3 +177,69 @@ def record_setup(transcript: Transcript, result: SetupResult) -> None:
 def setup_failure(step: SetupStep) -> str:
     """The failure comment's detail: the failing command and its last lines."""
     return f"`{_inline(step.command)}` failed:\n\n{fenced(step.tail or '(no output)')}"
+
+
+async def run_setup(
+    worktree: Path,
+    commands: Sequence[str],
+    tools: Tools,
+    *,
+    box: JobSandbox | None = None,
+    timeout: float = DEFAULT_SETUP_SECONDS,
+) -> tuple[SetupResult, set[str]]:
+    """Run `sandbox.setup` commands in the job's sandbox (with its network) before the
+    agent starts, until one fails.
+
+    Returns what ran and the paths the commands changed, which are put back after the run
+    unless the agent edited them itself: build artefacts of a setup step never end up in
+    the PR.
+    """
+    if not commands or tools.bash is None:
+        return SetupResult(), set()
+    env = box.networked_env if box is not None else None
+    result = await run_steps(tools.bash, commands, timeout, env)
+    return result, await asyncio.to_thread(_dirty_paths, worktree, tools)
+
+
+def _dirty_paths(worktree: Path, tools: Tools) -> set[str]:
+    """What setup changed; nested repositories it planted are removed first (host git
+    would run their config)."""
+    return changed_paths(worktree, keep=tools.nested_before)
+
+
+async def undo_setup(worktree: Path, paths: set[str], tools: Tools) -> None:
+    """Put back what setup commands changed and the agent's editor did not touch."""
+    if not paths:
+        return
+    root = worktree.resolve()
+    editor = {p.relative_to(root).as_posix() for p in tools.editor.touched}
+    await asyncio.to_thread(_restore, worktree, sorted(paths - editor), tools.nested_before)
+
+
+def _restore(worktree: Path, paths: list[str], keep: frozenset[str] = frozenset()) -> None:
+    """Tracked paths from git, the rest unlinked without following a symlink the agent
+    may have put in place of a directory."""
+    restore(worktree, paths, keep=keep)
+
+
+async def run_tests(
+    settings: Settings,
+    box: JobSandbox | None,
+    tools: Tools,
+    report: ToolchainReport,
+    transcript: Transcript,
+) -> None:
+    """The bot's own run of the repository's tests, recorded for the PR and the job."""
+    if box is None or tools.bash is None or not report.test_command:
+        return
+    timeout = settings.pact_test_minutes * 60
+    suite = await box.run_tests(tools.bash, report.test_command, timeout)
+    report.suite = suite
+    transcript.write(
+        "tests",
+        command=suite.command,
+        outcome=suite.outcome,
+        result=suite.line(),
+        exit_code=suite.exit_code,
+        output=suite.tail,
+    )
