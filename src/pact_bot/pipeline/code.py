@@ -41,8 +41,8 @@ from pact_bot.pipeline.steps import (
     ERROR_LINE_LIMIT,
     JobFailed,
     ProgressTracker,
-    author,
-    co_author,
+    Work,
+    commit,
     config_or_fail,
     ensure_allowed,
     ensure_budget,
@@ -67,11 +67,9 @@ _JOB_LINE = "pact-bot job {job_id}"
 
 
 @dataclass
-class _Work:
-    """What the job holds that must be let go of whatever happens."""
+class _Work(Work):
+    """`Work`, and the mirror's update started before the checkout needs it."""
 
-    tracker: ProgressTracker | None = None
-    worktree: Path | None = None
     mirror_update: asyncio.Task[Path] | None = None
 
 
@@ -84,13 +82,7 @@ async def handle_code(runtime: Runtime, job: Job, control: JobControl) -> JobOut
         try:
             await _drop_mirror_update(work)
         finally:
-            if work.worktree is not None:
-                try:
-                    await runtime.workspace.remove(work.worktree)
-                except Exception:
-                    log.exception("worktree removal failed")
-            if work.tracker is not None:
-                await work.tracker.close()
+            await work.release(runtime.workspace)
 
 
 def refusal(user: str) -> Callable[[str, str], str]:
@@ -233,15 +225,8 @@ async def _run(
 
         if impl.checks.summary_files:
             pub.summary_file = impl.checks.summary_files[0]
-        helper = await co_author(ctx)
-        sha = await runtime.workspace.commit(
-            wt,
-            pr_text.commit_message(components, specs, None).rstrip()
-            + "\n\n"
-            + _JOB_LINE.format(job_id=job.id),
-            author=await author(ctx),
-            co_authors=[helper] if helper else [],
-        )
+        title = pr_text.commit_message(components, specs, None).rstrip()
+        sha = await commit(ctx, wt, f"{title}\n\n{_JOB_LINE.format(job_id=job.id)}")
         await tracker.show(JobProgress(job.id, Phase.opening_pr, specs=tuple(specs), stats=stats))
         try:
             await runtime.workspace.push(wt, info.clone_url, await ctx.api.token(), branch)

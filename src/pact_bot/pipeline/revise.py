@@ -33,7 +33,7 @@ from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.partial import continue_notes, finish_continue, keepable
 from pact_bot.pipeline.partial_keep import keep_revise_partial
 from pact_bot.pipeline.post_run import summary_files
-from pact_bot.pipeline.pr_branch import BranchWork, check_pr, run_on_branch
+from pact_bot.pipeline.pr_branch import BranchWork, open_pull, run_on_branch
 from pact_bot.pipeline.pr_branch import prepare as _prepare
 from pact_bot.pipeline.pr_branch import push as _push
 from pact_bot.pipeline.pr_refresh import refresh_pr_body
@@ -55,8 +55,7 @@ from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import (
     JobFailed,
     ProgressTracker,
-    author,
-    co_author,
+    commit,
     config_or_fail,
     ensure_allowed,
     ensure_budget,
@@ -66,8 +65,7 @@ from pact_bot.pipeline.steps import (
     stats_dict,
 )
 from pact_bot.pipeline.toolchain_run import ToolchainReport
-from pact_bot.repo_config import glob_match
-from pact_bot.specs import component_name, refused_paths_text, spec_refs
+from pact_bot.specs import component_name, refused_paths_text
 from pact_bot.traceability import Coverage
 
 log = logging.getLogger(__name__)
@@ -126,19 +124,9 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork
         await react(ctx)
         await tracker.start()
 
-        info = await ctx.info()
-        cfg = await config_or_fail(ctx)
-        eff = cfg.effective(runtime.settings)
-        pr = await ctx.api.pull(ctx.number)
-        check_pr(
-            job.repo,
-            head_repo=pr.head.repo.full_name if pr.head.repo else None,
-            base_repo=pr.base.repo.full_name,
-            state=pr.state,
-        )
-        branch = pr.head.ref
-        files = await ctx.api.pull_files(ctx.number)
-        pr_files = [f.filename for f in files if f.status != "removed"]
+        pull = await open_pull(ctx)
+        info, cfg, eff, pr, pr_files = pull.info, pull.cfg, pull.eff, pull.pr, pull.files
+        branch = pull.branch
         summaries = summary_files(pr_files)
 
         token = await ctx.api.token()
@@ -157,9 +145,7 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork
                 existing_summaries=summaries,
             )
         refused_paths: list[Refused] = []
-        specs = spec_refs(pr.body or "", eff.spec_glob, refused=refused_paths) or [
-            f for f in pr_files if glob_match(eff.spec_glob, f)
-        ]
+        specs = pull.specs(refused_paths)
         spec_texts = read_present(wt, specs, refused=refused_paths)
         if refused_paths:
             raise JobFailed(Failure.no_specs, refused_paths_text(refused_paths))
@@ -224,13 +210,8 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork
 
         sha: str | None = None
         if impl.paths:
-            helper = None if ci else await co_author(ctx)
-            sha = await runtime.workspace.commit(
-                wt,
-                commit_title("continue" if task.command == "continue" else trigger, reviewer),
-                author=await author(ctx),
-                co_authors=[helper] if helper else [],
-            )
+            title = commit_title("continue" if task.command == "continue" else trigger, reviewer)
+            sha = await commit(ctx, wt, title, credit=ci is None)
             await tracker.show(JobProgress(job.id, Phase.opening_pr, stats=impl.stats))
             if await control.cancelled():
                 raise JobFailed(Failure.cancelled)
