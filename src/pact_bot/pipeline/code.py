@@ -27,7 +27,12 @@ from pact_bot.jobs.model import Job
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import drift_check, pr_text, report, trace
-from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
+from pact_bot.pipeline.agent_run import (
+    failure_of,
+    load_agent_soon,
+    run_job_agent,
+    stop_on_failure,
+)
 from pact_bot.pipeline.code_specs import _context, _find_specs, _read_specs, _Target, _target
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.partial import keepable
@@ -201,27 +206,12 @@ async def _run(
 
         await agent_loaded
         impl = await run_job_agent(
-            ctx,
-            tracker,
-            wt,
-            token,
-            message,
-            cfg,
-            eff,
-            component,
-            tuple(specs),
-            existing_summaries,
-            traced,
+            ctx, work, token, message, component, tuple(specs), existing_summaries, traced
         )
-        failed = failure_of(impl)
-        if (stop := keepable(failed, impl)) is not None:  # partial work: a draft PR
+        if (stop := keepable(failure_of(impl), impl)) is not None:  # partial work: a draft PR
             return await keep_code_partial(ctx, tracker, wt, impl, stop, pub)
-        if failed is not None:
-            raise JobFailed(*failed)
+        await stop_on_failure(ctx, tracker, impl, no_change_ok=False)
         stats = impl.stats
-        await tracker.show(JobProgress(job.id, Phase.checking, specs=tuple(specs), stats=stats))
-        if await control.cancelled():
-            raise JobFailed(Failure.cancelled)
 
         if impl.checks.summary_files:
             pub.summary_file = impl.checks.summary_files[0]

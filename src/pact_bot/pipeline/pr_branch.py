@@ -20,7 +20,7 @@ from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import Failure
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import ERROR_LINE_LIMIT, JobFailed, Work, config_or_fail, guarded
-from pact_bot.repo_config import Effective, RepoConfig, glob_match
+from pact_bot.repo_config import Effective, glob_match
 from pact_bot.specs import spec_refs
 from pact_bot.workspace import PushRejected, RebaseConflict, WorkspaceError
 
@@ -40,8 +40,7 @@ class Pull:
     """The PR a job adds a commit to, as the job found it."""
 
     info: RepoInfo
-    cfg: RepoConfig
-    eff: Effective
+    eff: Effective  # `.github/pact.yml` as this job applies it
     pr: PullRequest
     files: list[str]  # the PR's files, removed ones aside
 
@@ -69,7 +68,7 @@ async def open_pull(ctx: JobContext[Any]) -> Pull:
         state=pr.state,
     )
     files = [f.filename for f in await ctx.api.pull_files(ctx.number) if f.status != "removed"]
-    return Pull(info, cfg, cfg.effective(ctx.rt.settings), pr, files)
+    return Pull(info, cfg.effective(ctx.rt.settings), pr, files)
 
 
 async def run_on_branch(

@@ -171,6 +171,12 @@ class Work:
     tracker: ProgressTracker | None = None
     worktree: Path | None = None
 
+    def held(self) -> tuple[ProgressTracker, Path]:
+        """The progress comment and the worktree, once the job has both."""
+        if self.tracker is None or self.worktree is None:
+            raise RuntimeError("the job has no progress comment or worktree yet")
+        return self.tracker, self.worktree
+
     async def release(self, workspace: Workspace) -> None:
         if self.worktree is not None:
             try:

@@ -27,7 +27,7 @@ from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState
 from pact_bot.jobs.tasks import TestTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import pr_branch, pr_text, report
-from pact_bot.pipeline.agent_run import failure_of, run_job_agent
+from pact_bot.pipeline.agent_run import run_job_agent, stop_on_failure
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
 from pact_bot.pipeline.pr_branch import BranchWork, open_pull, run_on_branch
@@ -126,26 +126,11 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork
         if ctx.task.instructions.strip():
             extra = ctx.task.instructions.strip()[:INSTRUCTIONS_LIMIT]
             message += f"\n\n<instructions>\n{extra}\n</instructions>"
-        await tracker.show(JobProgress(job.id, Phase.implementing))
         component = component_name(specs[0]) if specs else "tests"
         impl = await run_job_agent(
-            ctx,
-            tracker,
-            wt,
-            token,
-            message,
-            pull.cfg,
-            pull.eff,
-            component,
-            tuple(specs),
-            summaries,
-            test_engineer=True,
+            ctx, work, token, message, component, tuple(specs), summaries, test_engineer=True
         )
-        failed = failure_of(impl)
-        if failed is not None and failed[0] is not Failure.no_change:
-            raise JobFailed(*failed)
-        if await control.cancelled():
-            raise JobFailed(Failure.cancelled)
+        await stop_on_failure(ctx, tracker, impl, no_change_ok=True)
         outside = sorted(p for p in impl.paths if not is_test_path(p))
         if outside:
             await asyncio.to_thread(_discard, wt, outside)
