@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from githubkit.exception import GitHubException, RequestFailed
 
+from pact_bot.clock import Interval
 from pact_bot.github.repo_api import WRITE_PERMISSIONS, best_effort
 from pact_bot.jobs.model import ERROR_LIMIT, Job, JobKind, JobState
 from pact_bot.jobs.tasks import TaskBase, wire
@@ -129,8 +130,7 @@ class ProgressTracker:
             post,
             ctx.api.edit_comment,
             comment_id=cid,
-            min_interval=ctx.rt.progress_interval,
-            clock=ctx.rt.clock,
+            every=Interval(ctx.rt.progress_interval, ctx.rt.clock),
         )
         await self.show(JobProgress(ctx.job.id, Phase.preparing), force=True)
 
