@@ -4,7 +4,6 @@ branch, and a push that never forces (one rebase when the branch moved meanwhile
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,6 @@ from pact_bot.specs import spec_refs
 from pact_bot.workspace import PushRejected, RebaseConflict, WorkspaceError
 
 CONFLICT_FILES_LISTED = 20
-log = logging.getLogger(__name__)
 
 
 @dataclass
