@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
-from sim.policies import SpecCoderPolicy
+from sim.policies import RevisePolicy, SpecCoderPolicy, TestEngineerPolicy
 from test_code_pipeline import FILES, REPO, bot_comments, label, progress_comment, setup_repo
+from test_revise import REPO as REVISE_REPO
+from test_revise import open_bot_pr as open_revisable_pr
+from test_test_job import REPO as TEST_REPO
+from test_test_job import open_bot_pr as open_testable_pr
 
 from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Job, JobKind, JobState
@@ -119,6 +125,43 @@ async def test_past_80_percent_the_progress_comment_says_so_once(
     body = progress_comment(github_sim, number, job.id)
     assert body.count("85% of this installation's monthly budget") == 1, body
     assert len(github_sim.pulls(REPO)) == 1
+
+
+@pytest.mark.parametrize(
+    ("repo", "open_pr", "policy", "command", "kind"),
+    [
+        (REVISE_REPO, open_revisable_pr, RevisePolicy, "/pact code Log it.", JobKind.revise),
+        (TEST_REPO, open_testable_pr, TestEngineerPolicy, "/pact test", JobKind.test),
+    ],
+    ids=["revise", "test"],
+)
+async def test_past_80_percent_revise_and_test_progress_comments_say_so_too(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+    repo: str,
+    open_pr: Callable[[GitHubSim], int],
+    policy: Callable[[], Any],
+    command: str,
+    kind: JobKind,
+) -> None:
+    number = open_pr(github_sim)
+    anthropic_sim.set_policy(policy())
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=100.0)
+    await spent_before(bot, 85.0, repo=repo, installation_id=github_sim.installation_id)
+    github_sim.comment(repo, number, command, user="alice")
+
+    [job] = without_acks(await bot.process())
+
+    assert (job.kind, job.state) == (kind, JobState.succeeded), job.error
+    [body] = [
+        c.body
+        for c in github_sim.issue_comments(repo, number)
+        if c.author == github_sim.bot_login and f"pact-bot:job:{job.id}" in c.body
+    ]
+    assert body.startswith(f"<!-- pact-bot:job:{job.id} -->\n✅ **pact-bot**"), body
+    assert body.count("85% of this installation's monthly budget") == 1, body
 
 
 async def test_under_80_percent_no_note(

@@ -4,10 +4,17 @@ revise job with the failures as its task, pushes a fix, and CI turns green; plus
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import hmac
+import json
 import re
+import uuid
 from typing import Any
 
+import httpx
 import pytest
+from conftest import load_payload
 from sim.anthropic import AnthropicSim, Turn, text, tool_use
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.ci import CiResult
@@ -16,6 +23,7 @@ from sim.policies import Conversation, Script, ScriptPolicy, cat_n_lines
 
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.triggers import BotIdentity, TriggerConfig, route
+from pact_bot.web.app import create_app
 
 REPO = "acme/shop"
 BRANCH = "pact/code/cart"
@@ -322,6 +330,79 @@ async def test_without_actions_permission_the_check_output_still_arrives(
     assert "1 test failed" in task and "FAILED test_total" not in task
     assert "the App lacks `actions: read`" in task
     assert github_sim.read_file(REPO, BRANCH, "src/cart.py") == CART.replace(BUG, GOOD)
+
+
+def check_suite_delivery(github: GitHubSim, number: int, sha: str) -> tuple[bytes, dict[str, str]]:
+    """A signed `check_suite.completed` for a failed suite on `sha`, in GitHub's shape.
+
+    The vendored octokit examples hold no `check_suite` payload, so the suite is the one
+    GitHub nests in its real `check_run.completed` example (the same object a
+    `check_suite` delivery carries), pointed at the simulator's repository and PR."""
+    base = load_payload("api.github.com/check_run/completed.payload.json")
+    suite = copy.deepcopy(base["check_run"]["check_suite"])
+    repo = github.repo(REPO)
+    pr = github.pull(REPO, number)
+    suite.update(head_branch=BRANCH, head_sha=sha, conclusion="failure", after=sha)
+    suite["app"]["slug"] = "github-actions"
+    [pull] = suite["pull_requests"]
+    pull["number"] = number
+    pull["head"].update(ref=BRANCH, sha=sha)
+    pull["base"].update(ref="main", sha=github.branches(REPO)["main"])
+    for side in (pull["head"], pull["base"]):
+        side["repo"].update(id=repo.id, name=repo.name)
+    repository = copy.deepcopy(base["repository"])
+    repository.update(id=repo.id, name=repo.name, full_name=REPO)
+    repository["owner"]["login"] = REPO.split("/")[0]
+    payload = {
+        "action": "completed",
+        "check_suite": suite,
+        "repository": repository,
+        "sender": base["sender"],
+        "installation": {"id": github.installation_id},
+    }
+    assert pr["head"]["sha"] == sha
+    body = json.dumps(payload).encode()
+    signature = hmac.new(github.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "check_suite",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={signature}",
+    }
+
+
+async def test_a_failed_check_suite_delivery_gets_the_fix_commit_and_one_comment(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    number = open_bot_pr(github_sim)
+    ci_from_content(github_sim)
+    anthropic_sim.set_policy(CiFixPolicy())
+    failed = head(github_sim)
+    github_sim.run_check(REPO, failed, failing_tests(CART))  # its check_run delivery stays unsent
+    body, headers = check_suite_delivery(github_sim, number, failed)
+
+    app = create_app(bot.settings, bot.queue)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
+        answer = await c.post("/webhook", content=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    jobs = []
+    while (job := await bot.queue.claim("test-worker")) is not None:
+        jobs.append(await bot.run_job(job))
+
+    [job] = jobs
+    assert (job.kind, job.state, job.delivery_id) == (
+        "revise",
+        JobState.succeeded,
+        headers["X-GitHub-Delivery"],
+    ), job.error
+    fix = github_sim.commits(REPO, BRANCH)[0]
+    assert github_sim.commits(REPO, BRANCH)[1].sha == failed  # one commit on top
+    assert fix.message.startswith("Fix failing checks")
+    assert github_sim.read_file(REPO, BRANCH, "src/cart.py") == CART.replace(BUG, GOOD)
+    [said] = [c for c in bot_comments(github_sim, number) if "pact-ci sha=" in c]
+    assert f"pushed [`{fix.sha[:7]}`]" in said and "FIXED tests: corrected src/cart.py" in said
 
 
 # --- routing ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pact_bot.clock import FakeClock
+from pact_bot.clock import FakeClock, Interval
 from pact_bot.pipeline.progress import ProgressComment
 
 
@@ -21,7 +21,7 @@ class Recorder:
 async def test_first_show_posts_then_edits_are_throttled_with_trailing_edit() -> None:
     rec = Recorder()
     clock = FakeClock()
-    pc = ProgressComment(rec.post, rec.edit, min_interval=3, clock=clock)
+    pc = ProgressComment(rec.post, rec.edit, every=Interval(3, clock))
     await pc.show("a")
     await clock.advance(1)
     for i in range(10):
@@ -41,7 +41,7 @@ async def test_first_show_posts_then_edits_are_throttled_with_trailing_edit() ->
 async def test_an_update_after_a_quiet_interval_goes_out_at_once() -> None:
     rec = Recorder()
     clock = FakeClock()
-    pc = ProgressComment(rec.post, rec.edit, min_interval=3, clock=clock)
+    pc = ProgressComment(rec.post, rec.edit, every=Interval(3, clock))
     await pc.show("a")
     await clock.advance(3)
     await pc.show("b")
@@ -52,7 +52,7 @@ async def test_an_update_after_a_quiet_interval_goes_out_at_once() -> None:
 async def test_forced_updates_go_out_at_once_and_drop_the_pending_one() -> None:
     rec = Recorder()
     clock = FakeClock()
-    pc = ProgressComment(rec.post, rec.edit, min_interval=10, clock=clock)
+    pc = ProgressComment(rec.post, rec.edit, every=Interval(10, clock))
     await pc.show("a")
     await pc.show("b")
     await pc.show("final", force=True)
@@ -63,7 +63,7 @@ async def test_forced_updates_go_out_at_once_and_drop_the_pending_one() -> None:
 
 async def test_same_text_is_not_written_twice_and_existing_comment_is_edited() -> None:
     rec = Recorder()
-    pc = ProgressComment(rec.post, rec.edit, comment_id=7, min_interval=0)
+    pc = ProgressComment(rec.post, rec.edit, comment_id=7, every=Interval(0))
     await pc.show("x")
     await pc.show("x")
     await pc.show("x", force=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import app_credentials
 
-from pact_bot.clock import FakeClock
+from pact_bot.clock import FakeClock, Interval
 from pact_bot.settings import Settings
 from pact_bot.settings_watch import EnvFileWatch
 from pact_bot.web.setup_credentials import write_app_credentials
@@ -25,7 +25,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def watch(path: Path, clock: FakeClock) -> tuple[EnvFileWatch, list[Settings]]:
     seen: list[Settings] = []
-    return EnvFileWatch(path, seen.append, every=3.0, clock=clock), seen
+    return EnvFileWatch(path, seen.append, Interval(3.0, clock)), seen
 
 
 async def test_registered_app_is_loaded_after_the_throttle_and_only_once(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from typing import Protocol
 
@@ -38,6 +39,24 @@ class SystemClock:
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
+
+
+class Interval:
+    """Something done at most once every `seconds` on `clock` (a progress comment's edits, a
+    look at the env file): the throttles share one notion of when the next may happen."""
+
+    def __init__(self, seconds: float, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._last = -math.inf  # never done: due at once
+
+    def remaining(self) -> float:
+        """Seconds until the next may happen; zero or less: now."""
+        return self._last + self.seconds - self.clock.monotonic()
+
+    def mark(self) -> None:
+        """It happened now."""
+        self._last = self.clock.monotonic()
 
 
 class FakeClock:

@@ -134,6 +134,7 @@ class _Extractor:
         self.section = ""
         self.paragraph: list[tuple[int, str]] = []
         self.open = False  # a paragraph or list item is going on (no blank line since)
+        self.in_list = False  # the last block was a list: an indented line continues it
         self.heading_owner: tuple[str, int] | None = None  # (id, heading level)
         self.item_owner: tuple[str, int] | None = None  # (id, list indent)
         self.bold_owner: str | None = None
@@ -201,6 +202,7 @@ class _Extractor:
         self.add(Requirement(rid, clip(plain), self.section, line, False, kw))
 
     def heading(self, level: int, title: str, line: int) -> None:
+        self.in_list = False
         self.blank()
         self.item_owner = None
         if self.heading_owner and level <= self.heading_owner[1]:
@@ -211,6 +213,7 @@ class _Extractor:
             self.heading_owner = (own[0], level)
 
     def list_item(self, indent: int, body: str, line: int) -> None:
+        self.in_list = True
         self.flush()
         self.bold_owner = None
         self.open = True
@@ -227,6 +230,8 @@ class _Extractor:
         self.paragraph.append((line, body))
 
     def text_line(self, indent: int, text: str, line: int) -> None:
+        if indent == 0 and not self.open:
+            self.in_list = False
         if not self.open:
             if self.item_owner is not None and indent <= self.item_owner[1]:
                 self.item_owner = None
@@ -251,6 +256,9 @@ class _Extractor:
         self.paragraph.append((line, text))
 
     def table_row(self, text: str, line: int) -> None:
+        self.in_list = False
+        if _TABLE_RULE.match(text):
+            return
         self.blank()
         cells = [c for c in _cells(text) if c]
         first = _own_id(cells[0]) if cells else None
@@ -320,7 +328,6 @@ def extract_requirements(text: str) -> list[Requirement]:
     ex = _Extractor()
     fence: str | None = None
     code = False  # inside an indented code block
-    in_list = False
     lines = _without_comments(text.splitlines())
     rows = _table_lines(lines)
     for number, raw in enumerate(lines, start=1):
@@ -345,27 +352,16 @@ def extract_requirements(text: str) -> list[Requirement]:
         if code and indent >= 4:
             continue
         code = False
-        if indent >= 4 and not ex.open and not in_list:
+        if indent >= 4 and not ex.open and not ex.in_list:
             code = True
-            continue
-        h = _HEADING.match(line)
-        if h:
-            in_list = False
+        elif h := _HEADING.match(line):
             ex.heading(len(h.group(1)), h.group(2), number)
-            continue
-        if number in rows or line.lstrip().startswith("|"):
-            in_list = False
-            if not _TABLE_RULE.match(line):
-                ex.table_row(line, number)
-            continue
-        item = _LIST.match(line)
-        if item:
-            in_list = True
+        elif number in rows or line.lstrip().startswith("|"):
+            ex.table_row(line, number)
+        elif item := _LIST.match(line):
             ex.list_item(len(item.group(1)), item.group(2), number)
-            continue
-        if indent == 0 and not ex.open:
-            in_list = False
-        ex.text_line(indent, line.strip(), number)
+        else:
+            ex.text_line(indent, line.strip(), number)
     ex.flush()
     return ex.out
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from pact_bot.clock import SYSTEM_CLOCK, Clock
+from pact_bot.clock import Interval
 from pact_bot.logs import register_secrets
 from pact_bot.settings import ConfigError, Settings, load_settings
 
@@ -32,25 +32,19 @@ class EnvFileWatch:
     """Calls `on_change(new_settings)` after the env file changed and still loads."""
 
     def __init__(
-        self,
-        path: Path,
-        on_change: Callable[[Settings], None],
-        every: float = 3.0,
-        clock: Clock = SYSTEM_CLOCK,
+        self, path: Path, on_change: Callable[[Settings], None], every: Interval | None = None
     ) -> None:
         self.path = path
         self._on_change = on_change
-        self._every = every
-        self._clock = clock
+        self._every = every or Interval(3.0)  # between stats of the file
         self._seen = _stamp(path)
-        self._checked = clock.monotonic()
+        self._every.mark()  # the stamp above is the first look
 
     def check(self) -> Settings | None:
         """The new settings when the file changed since the last look, else None."""
-        now = self._clock.monotonic()
-        if now - self._checked < self._every:
+        if self._every.remaining() > 0:
             return None
-        self._checked = now
+        self._every.mark()
         stamp = _stamp(self.path)
         if stamp == self._seen:
             return None

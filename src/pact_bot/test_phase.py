@@ -22,7 +22,14 @@ from urllib.parse import quote
 from pact_bot.agent.definition import AgentDefinition
 from pact_bot.confined import path_problem
 from pact_bot.requirements import clip
-from pact_bot.traceability import Row, normalise_path, split_row
+from pact_bot.traceability import (
+    ANY_HEADING,
+    TABLE_RULE,
+    Row,
+    normalise_path,
+    split_row,
+    status_cell,
+)
 from pact_bot.traceability_text import cell
 
 MAX_SCAN = 400_000
@@ -31,8 +38,7 @@ MAX_BUGS = 200
 _COMMENT_MAX = 60_000
 _REPORT = re.compile(r"^\s{0,3}(#{1,6})\s+.*\btest report\b", re.I)
 _BUGS = re.compile(r"^\s{0,3}(#{1,6})\s+.*\bbugs?\b", re.I)
-_ANY_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
-_RULE = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
+_RESULTS = ("not tested", "passed", "failed", "pass", "fail")
 _BUG = re.compile(
     r"^\s*(?:[-*+]|\d+[.)])\s+\[?`?(?:/workspace/)?([^\s`:\]]+?):(\d{1,7})(?:-\d+)?`?\]?"
     r"(?:\([^)]*\))?\s*[—–:-]*\s*(.*)$"
@@ -41,15 +47,20 @@ _BUG = re.compile(
 
 @dataclass(frozen=True)
 class TestResult:
+    """A row of the agent's `## Test report` table; `result` is `passed`, `failed`, `not
+    tested` or the agent's own word, kept so the comment shows what it said."""
+
     __test__ = False  # not a pytest class
     requirement: str
     tests: tuple[str, ...]
-    result: str  # passed | failed | not tested | the agent's own word
+    result: str
     reason: str = ""
 
 
 @dataclass(frozen=True)
 class Bug:
+    """A bug the report names at `path:line`; the comment links it to the tested commit."""
+
     path: str
     line: int
     why: str
@@ -139,13 +150,10 @@ def clip_block(text: str, limit: int) -> str:
 
 
 def _result(text: str) -> tuple[str, str]:
-    text = " ".join(text.strip("`*_ ").split())
-    low = text.lower()
-    for word in ("not tested", "passed", "failed", "pass", "fail"):
-        if low.startswith(word):
-            reason = text[len(word) :].lstrip(" :—–-(").rstrip(")")
-            return {"pass": "passed", "fail": "failed"}.get(word, word), clip(reason, 300)
-    return clip(low, 40), ""
+    word, reason = status_cell(text, _RESULTS)
+    if word not in _RESULTS:
+        return clip(word, 40), ""
+    return {"pass": "passed", "fail": "failed"}.get(word, word), clip(reason, 300)
 
 
 def _tests(text: str) -> tuple[str, ...]:
@@ -171,7 +179,7 @@ def parse_report(text: str) -> TestReport | None:
     level = len(m.group(1)) if m else 2
     body: list[str] = []
     for line in lines[start + 1 :]:
-        h = _ANY_HEADING.match(line)
+        h = ANY_HEADING.match(line)
         if h and len(h.group(1)) <= level and not _BUGS.match(line):
             break
         body.append(line)
@@ -185,7 +193,7 @@ def _results(body: list[str]) -> list[TestResult]:
     for line in body:
         if _BUGS.match(line):
             break
-        if "|" not in line or _RULE.match(line):
+        if "|" not in line or TABLE_RULE.match(line):
             continue
         cells = split_row(line)
         if not header_seen:
@@ -218,7 +226,7 @@ def _bugs(body: list[str]) -> list[Bug]:
         if b:
             in_bugs, level = True, len(b.group(1))
             continue
-        h = _ANY_HEADING.match(line)
+        h = ANY_HEADING.match(line)
         if h and len(h.group(1)) <= level:
             in_bugs = False
         if not in_bugs:

@@ -32,8 +32,8 @@ MAX_PATHS = 50
 MAX_PATH = 400
 BODY_BUDGET = 30_000  # of the PR body's 65,536 characters, for the coverage table
 _SECTION = re.compile(r"^\s{0,3}(#{1,6})\s+.*\btraceability\b", re.I)
-_ANY_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
-_RULE = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")
+ANY_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")  # `| --- |`
 _EMPTY = {"", "-", "—", "–", "n/a", "na", "none", "(none)", "nothing"}
 _WORKSPACE = "/workspace/"
 
@@ -69,6 +69,8 @@ class Row:
 
 @dataclass(frozen=True)
 class Entry:
+    """A requirement of the spec as checked against the agent's row for it and the tree."""
+
     requirement: str
     text: str
     status: Status
@@ -156,13 +158,15 @@ def _paths(cell: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _status(cell: str) -> tuple[str, str]:
+def status_cell(cell: str, words: Sequence[str]) -> tuple[str, str]:
+    """(the first of `words` the cell starts with, what it says after it), for the agents'
+    `not implemented: <why>` and `failed (2 of 5)`; a cell starting with none of them:
+    (its text in lower case, "")."""
     text = " ".join(cell.strip("`*_ ").split())
     low = text.lower()
-    for word in ("not implemented", "implemented", "partial"):
+    for word in words:
         if low.startswith(word):
-            reason = text[len(word) :].lstrip(" :—–-(").rstrip(")")
-            return word, reason
+            return word, text[len(word) :].lstrip(" :—–-(").rstrip(")")
     return low, ""
 
 
@@ -191,14 +195,14 @@ def _rows_after(lines: list[str], start: int) -> list[Row]:
     rows: list[Row] = []
     cols: tuple[int, int | None, int | None, int | None] = (0, 1, 2, 3)
     for line in lines[start + 1 :]:
-        h = _ANY_HEADING.match(line)
+        h = ANY_HEADING.match(line)
         if h and len(h.group(1)) <= level:
             break
         if "|" not in line:
             if rows:
                 break
             continue
-        if _RULE.match(line):
+        if TABLE_RULE.match(line):
             continue
         cells = split_row(line)
         if header is None:
@@ -223,7 +227,7 @@ def _row(cells: list[str], cols: tuple[int, int | None, int | None, int | None])
     def cell(i: int | None) -> str:
         return cells[i] if i is not None and i < len(cells) else ""
 
-    status, reason = _status(cell(cols[3]))
+    status, reason = status_cell(cell(cols[3]), ("not implemented", "implemented", "partial"))
     return Row(
         requirement=_requirement_id(cell(cols[0])),
         files=_paths(cell(cols[1])),

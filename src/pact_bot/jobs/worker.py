@@ -99,24 +99,17 @@ async def _idle(queue: Queue, stop: asyncio.Event, seconds: float) -> None:
         work.cancel()
 
 
+@dataclass(frozen=True)
 class _Runner:
-    def __init__(
-        self,
-        queue: Queue,
-        handler: Handler,
-        stop: asyncio.Event,
-        poll_interval: float,
-        grace_seconds: float,
-        lease_seconds: float,
-        clock: Clock,
-    ) -> None:
-        self.queue = queue
-        self.handler = handler
-        self.stop = stop
-        self.poll_interval = poll_interval
-        self.grace_seconds = grace_seconds
-        self.lease_seconds = lease_seconds
-        self.clock = clock
+    """What the n worker tasks of one `run_workers` share."""
+
+    queue: Queue
+    handler: Handler
+    stop: asyncio.Event
+    poll_interval: float
+    grace_seconds: float
+    lease_seconds: float
+    clock: Clock
 
     async def loop(self, worker_id: str) -> None:
         while not self.stop.is_set():

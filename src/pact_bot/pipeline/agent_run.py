@@ -1,7 +1,8 @@
 """Running the agent for a job: its definition, tools and sandbox, setup before it, the passes
 (`agent_passes.py`: asking once more for a missing summary or traceability rows), the tests
-after it, and which failure a finished run maps to. Shared by code, revise, the Test phase
-and local mode. Setup and the test run themselves: `toolchain_run.py`.
+after it, and which failure a finished run maps to. Shared by the job kinds that run the agent
+(code, revise, test, a rebase's merge) and local mode. Setup and the test run themselves:
+`toolchain_run.py`.
 
 The agent package is imported when the agent runs, not with this module: importing it
 loads the anthropic SDK (~2 s on a busy machine), which `load_agent_soon` does in a
@@ -33,7 +34,7 @@ from pact_bot.pipeline.post_run import CheckResult
 from pact_bot.pipeline.prompts import SUMMARY_REMINDER
 from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.runtime import Runtime
-from pact_bot.pipeline.steps import JobFailed, ProgressTracker
+from pact_bot.pipeline.steps import JobFailed, ProgressTracker, Work, config_or_fail
 from pact_bot.pipeline.toolchain_run import (
     ToolchainReport,
     agent_note,
@@ -47,7 +48,7 @@ from pact_bot.pipeline.toolchain_run import (
     test_command,
     undo_setup,
 )
-from pact_bot.repo_config import Effective, RepoConfig
+from pact_bot.repo_config import Effective
 from pact_bot.specs import summary_path
 from pact_bot.traceability import Coverage, SpecRequirements
 
@@ -302,12 +303,9 @@ def failure_of(impl: Implementation) -> tuple[Failure, str, list[str]] | None:
 
 async def run_job_agent(
     ctx: JobContext[Any],
-    tracker: ProgressTracker,
-    wt: Path,
+    work: Work,
     token: str,
     message: str,
-    cfg: RepoConfig,
-    eff: Effective,
     component: str,
     specs: tuple[str, ...],
     existing_summaries: list[str],
@@ -315,8 +313,13 @@ async def run_job_agent(
     *,
     test_engineer: bool = False,
 ) -> Implementation:
-    """The agent under this job's budgets, progress comment and cancel flag."""
+    """The agent in the job's worktree under the budgets of the configuration the job read,
+    reporting in its progress comment, stopped by its cancel flag."""
     job = ctx.job
+    tracker, wt = work.held()
+    cfg = await config_or_fail(ctx)
+    eff = cfg.effective(ctx.rt.settings)
+    await tracker.show(JobProgress(job.id, Phase.implementing, specs=specs))
 
     async def on_progress(turn: int, cost: float, tool: str | None) -> None:
         await tracker.show(
@@ -368,6 +371,19 @@ async def run_job_agent(
     tracker.state = JobProgress(job.id, Phase.checking, specs=specs, stats=impl.stats)
     await ctx.control.progress(turns=impl.stats.turns, cost_usd=round(impl.stats.cost_usd, 6))
     return impl
+
+
+async def stop_on_failure(
+    ctx: JobContext[Any], tracker: ProgressTracker, impl: Implementation, *, no_change_ok: bool
+) -> None:
+    """After the run: its failure stops the job (a run that changed nothing need not, where
+    the job still answers), else the comment shows the checks and a cancel stops the job."""
+    failed = failure_of(impl)
+    if failed is not None and not (no_change_ok and failed[0] is Failure.no_change):
+        raise JobFailed(*failed)
+    await tracker.show(tracker.state)  # `run_job_agent` left it at "checking"
+    if await ctx.control.cancelled():
+        raise JobFailed(Failure.cancelled)
 
 
 def load_agent_soon() -> asyncio.Future[None]:

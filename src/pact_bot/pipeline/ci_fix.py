@@ -50,13 +50,16 @@ def attempt_marker(sha: str) -> str:
 
 @dataclass(frozen=True)
 class FailedCheck:
+    """A failed check as the agent's task shows it (`ci_task_text`): what the CI said, an
+    empty string where it said nothing."""
+
     name: str
     conclusion: str
-    title: str = ""
-    summary: str = ""
-    text: str = ""
-    annotations: tuple[str, ...] = ()
-    log_tail: str = ""
+    title: str
+    summary: str
+    text: str
+    annotations: tuple[str, ...]
+    log_tail: str  # GitHub Actions only
 
 
 @dataclass(frozen=True)

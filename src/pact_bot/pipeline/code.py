@@ -27,7 +27,12 @@ from pact_bot.jobs.model import Job
 from pact_bot.jobs.tasks import CodeTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import drift_check, pr_text, report, trace
-from pact_bot.pipeline.agent_run import failure_of, load_agent_soon, run_job_agent
+from pact_bot.pipeline.agent_run import (
+    failure_of,
+    load_agent_soon,
+    run_job_agent,
+    stop_on_failure,
+)
 from pact_bot.pipeline.code_specs import _context, _find_specs, _read_specs, _Target, _target
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.partial import keepable
@@ -41,8 +46,8 @@ from pact_bot.pipeline.steps import (
     ERROR_LINE_LIMIT,
     JobFailed,
     ProgressTracker,
-    author,
-    co_author,
+    Work,
+    commit,
     config_or_fail,
     ensure_allowed,
     ensure_budget,
@@ -67,11 +72,9 @@ _JOB_LINE = "pact-bot job {job_id}"
 
 
 @dataclass
-class _Work:
-    """What the job holds that must be let go of whatever happens."""
+class _Work(Work):
+    """`Work`, and the mirror's update started before the checkout needs it."""
 
-    tracker: ProgressTracker | None = None
-    worktree: Path | None = None
     mirror_update: asyncio.Task[Path] | None = None
 
 
@@ -84,13 +87,7 @@ async def handle_code(runtime: Runtime, job: Job, control: JobControl) -> JobOut
         try:
             await _drop_mirror_update(work)
         finally:
-            if work.worktree is not None:
-                try:
-                    await runtime.workspace.remove(work.worktree)
-                except Exception:
-                    log.exception("worktree removal failed")
-            if work.tracker is not None:
-                await work.tracker.close()
+            await work.release(runtime.workspace)
 
 
 def refusal(user: str) -> Callable[[str, str], str]:
@@ -209,39 +206,17 @@ async def _run(
 
         await agent_loaded
         impl = await run_job_agent(
-            ctx,
-            tracker,
-            wt,
-            token,
-            message,
-            cfg,
-            eff,
-            component,
-            tuple(specs),
-            existing_summaries,
-            traced,
+            ctx, work, token, message, component, tuple(specs), existing_summaries, traced
         )
-        failed = failure_of(impl)
-        if (stop := keepable(failed, impl)) is not None:  # partial work: a draft PR
+        if (stop := keepable(failure_of(impl), impl)) is not None:  # partial work: a draft PR
             return await keep_code_partial(ctx, tracker, wt, impl, stop, pub)
-        if failed is not None:
-            raise JobFailed(*failed)
+        await stop_on_failure(ctx, tracker, impl, no_change_ok=False)
         stats = impl.stats
-        await tracker.show(JobProgress(job.id, Phase.checking, specs=tuple(specs), stats=stats))
-        if await control.cancelled():
-            raise JobFailed(Failure.cancelled)
 
         if impl.checks.summary_files:
             pub.summary_file = impl.checks.summary_files[0]
-        helper = await co_author(ctx)
-        sha = await runtime.workspace.commit(
-            wt,
-            pr_text.commit_message(components, specs, None).rstrip()
-            + "\n\n"
-            + _JOB_LINE.format(job_id=job.id),
-            author=await author(ctx),
-            co_authors=[helper] if helper else [],
-        )
+        title = pr_text.commit_message(components, specs, None).rstrip()
+        sha = await commit(ctx, wt, f"{title}\n\n{_JOB_LINE.format(job_id=job.id)}")
         await tracker.show(JobProgress(job.id, Phase.opening_pr, specs=tuple(specs), stats=stats))
         try:
             await runtime.workspace.push(wt, info.clone_url, await ctx.api.token(), branch)

@@ -30,11 +30,12 @@ from githubkit.exception import GitHubException, RequestFailed
 from pact_bot import drift
 from pact_bot.github.repo_api import WRITE_PERMISSIONS
 from pact_bot.jobs.model import Job, JobKind, JobState
-from pact_bot.jobs.tasks import CodeTask, DriftTask, wire
+from pact_bot.jobs.tasks import CodeTask, DriftTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline.context import JobContext, open_context
-from pact_bot.pipeline.prompts import DOC_LIMIT, clip, repo_map
+from pact_bot.pipeline.prompts import repository_parts
 from pact_bot.pipeline.runtime import Runtime
+from pact_bot.pipeline.steps import follow_up
 from pact_bot.repo_config import RepoConfigError, glob_match
 from pact_bot.requirements import clip as clip_line
 from pact_bot.traceability import MAX_SCAN
@@ -155,19 +156,7 @@ async def _update(ctx: JobContext[DriftTask], glob: str) -> JobOutcome:
         update=task[:UPDATE_LIMIT],
         fingerprint=f"drift-update:{ctx.task.after}",
     )
-    job = ctx.job
-    result = await ctx.queue.enqueue(
-        Job(
-            kind=JobKind.code,
-            key=Job.key_for(job.repo, number),
-            repo=job.repo,
-            number=number,
-            installation_id=job.installation_id,
-            delivery_id=f"{job.delivery_id}:update",
-            sender=job.sender,
-            task=wire(code),
-        )
-    )
+    result = await ctx.queue.enqueue(follow_up(ctx, JobKind.code, number, code, "update"))
     # a retry finds its code job already recorded (duplicate delivery): nothing lost
     log.info("drift update: code job enqueued", extra={"result": str(result)})
     return JobOutcome(JobState.succeeded)
@@ -196,13 +185,7 @@ def update_message(
 ) -> str:
     """The code job's first message for a drift update: what changed (not the whole spec:
     the agent reads it in the worktree when it needs more), the map and the instructions."""
-    parts = [f"<update>\n{task.strip()}\n</update>"]
-    parts.append(f"<repository_map>\n{repo_map(files)}\n</repository_map>")
-    for path, text in agent_docs:
-        parts.append(
-            f'<repository_instructions path="{path}">\n{clip(text, DOC_LIMIT)}\n'
-            "</repository_instructions>"
-        )
+    parts = [f"<update>\n{task.strip()}\n</update>", *repository_parts(files, agent_docs)]
     parts.append(
         f"The specs are in the repository under /workspace. When done, update the "
         f"implementation summary at `/workspace/{summary_file}` (keep its `## Assumptions` "

@@ -1,33 +1,72 @@
-"""A pull request's own branch, for jobs that add a commit to it (revise, test): a worktree
-of the branch, and a push that never forces (one rebase when the branch moved meanwhile)."""
+"""A pull request's own branch, for jobs that add a commit to it (revise, test): the PR as
+the job finds it (refused when the bot cannot or should not push to it), a worktree of the
+branch, and a push that never forces (one rebase when the branch moved meanwhile)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from githubkit_schemas.latest.models import PullRequest
+
+from pact_bot.confined import Refused
+from pact_bot.github.repo_api import RepoInfo
 from pact_bot.jobs.model import Job
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import Failure
 from pact_bot.pipeline.runtime import Runtime
-from pact_bot.pipeline.steps import ERROR_LINE_LIMIT, JobFailed, ProgressTracker, guarded
+from pact_bot.pipeline.steps import ERROR_LINE_LIMIT, JobFailed, Work, config_or_fail, guarded
+from pact_bot.repo_config import Effective, glob_match
+from pact_bot.specs import spec_refs
 from pact_bot.workspace import PushRejected, RebaseConflict, WorkspaceError
 
 CONFLICT_FILES_LISTED = 20
-log = logging.getLogger(__name__)
 
 
 @dataclass
-class BranchWork:
-    """What a job on a PR's branch holds while it runs, for the clean-up."""
+class BranchWork(Work):
+    """`Work`, and the line the progress comment's final state says was done."""
 
-    tracker: ProgressTracker | None = None
-    worktree: Path | None = None
     done_text: str = ""
+
+
+@dataclass(frozen=True)
+class Pull:
+    """The PR a job adds a commit to, as the job found it."""
+
+    info: RepoInfo
+    eff: Effective  # `.github/pact.yml` as this job applies it
+    pr: PullRequest
+    files: list[str]  # the PR's files, removed ones aside
+
+    @property
+    def branch(self) -> str:
+        return self.pr.head.ref
+
+    def specs(self, refused: list[Refused] | None = None) -> list[str]:
+        """The specs the PR's body names, else the spec files it changes."""
+        glob = self.eff.spec_glob
+        named = spec_refs(self.pr.body or "", glob, refused=refused)
+        return named or [f for f in self.files if glob_match(glob, f)]
+
+
+async def open_pull(ctx: JobContext[Any]) -> Pull:
+    """The job's PR, its repository's configuration and files; a fork's branch or a closed
+    PR stops the job (`check_pr`)."""
+    info = await ctx.info()
+    cfg = await config_or_fail(ctx)
+    pr = await ctx.api.pull(ctx.number)
+    check_pr(
+        ctx.job.repo,
+        head_repo=pr.head.repo.full_name if pr.head.repo else None,
+        base_repo=pr.base.repo.full_name,
+        state=pr.state,
+    )
+    files = [f.filename for f in await ctx.api.pull_files(ctx.number) if f.status != "removed"]
+    return Pull(info, cfg.effective(ctx.rt.settings), pr, files)
 
 
 async def run_on_branch(
@@ -43,13 +82,7 @@ async def run_on_branch(
     try:
         return await guarded(lambda: body(runtime, job, control, work), work, what)
     finally:
-        if work.worktree is not None:
-            try:
-                await runtime.workspace.remove(work.worktree)
-            except Exception:
-                log.exception("worktree removal failed")
-        if work.tracker is not None:
-            await work.tracker.close()
+        await work.release(runtime.workspace)
 
 
 async def prepare(ctx: JobContext[Any], clone_url: str, token: str, branch: str) -> Path:

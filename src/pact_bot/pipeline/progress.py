@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from pact_bot.clock import SYSTEM_CLOCK, Clock
+from pact_bot.clock import Interval
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +27,12 @@ Edit = Callable[[int, str], Awaitable[None]]
 
 class ProgressComment:
     def __init__(
-        self,
-        post: Post,
-        edit: Edit,
-        *,
-        comment_id: int | None = None,
-        min_interval: float = 3.0,
-        clock: Clock = SYSTEM_CLOCK,
+        self, post: Post, edit: Edit, *, comment_id: int | None = None, every: Interval
     ) -> None:
         self._post = post
         self._edit = edit
         self.comment_id = comment_id
-        self.min_interval = min_interval
-        self._clock = clock
-        self._last_write = -1e9
+        self._every = every  # between writes that are not forced
         self._written: str | None = None
         self._pending: str | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -51,7 +43,7 @@ class ProgressComment:
         """Show `body`: now when forced or due, otherwise as the trailing edit."""
         if body == self._written and self._pending is None:
             return
-        wait = self._last_write + self.min_interval - self._clock.monotonic()
+        wait = self._every.remaining()
         if force or self.comment_id is None or wait <= 0:
             self._cancel_timer()
             self._pending = None
@@ -59,10 +51,10 @@ class ProgressComment:
             return
         self._pending = body
         if self._timer is None or self._timer.done():
-            self._timer = asyncio.create_task(self._trailing(self._clock.monotonic() + wait))
+            self._timer = asyncio.create_task(self._trailing(wait))
 
-    async def _trailing(self, due: float) -> None:
-        await self._clock.sleep(due - self._clock.monotonic())
+    async def _trailing(self, wait: float) -> None:
+        await self._every.clock.sleep(wait)
         body, self._pending = self._pending, None
         if body is not None:
             try:
@@ -79,7 +71,7 @@ class ProgressComment:
             else:
                 await self._edit(self.comment_id, body)
             self._written = body
-            self._last_write = self._clock.monotonic()
+            self._every.mark()
             self.writes += 1
 
     def _cancel_timer(self) -> None:

@@ -52,6 +52,16 @@ def _collapse(files: Sequence[str], depth: int) -> list[str]:
     return [k if not k.endswith("/") else f"{k} ({counts[k]} files)" for k in order]
 
 
+def repository_parts(files: Sequence[str], agent_docs: Sequence[tuple[str, str]]) -> list[str]:
+    """The repository as every first message shows it: its map and its own instructions."""
+    docs = [
+        f'<repository_instructions path="{path}">\n{clip(text, DOC_LIMIT)}\n'
+        "</repository_instructions>"
+        for path, text in agent_docs
+    ]
+    return [f"<repository_map>\n{repo_map(files)}\n</repository_map>", *docs]
+
+
 def first_message(
     *,
     specs: Sequence[tuple[str, str]],
@@ -73,12 +83,7 @@ def first_message(
         parts.append(f"<request>\n{context.strip()}\n</request>")
     if instructions.strip():
         parts.append(f"<instructions>\n{instructions.strip()}\n</instructions>")
-    parts.append(f"<repository_map>\n{repo_map(files)}\n</repository_map>")
-    for path, text in agent_docs:
-        parts.append(
-            f'<repository_instructions path="{path}">\n{clip(text, DOC_LIMIT)}\n'
-            "</repository_instructions>"
-        )
+    parts += repository_parts(files, agent_docs)
     # What the summary holds is the system prompt's rule (definition.operating_section);
     # saying it again here would be paid for on every turn.
     parts.append(f"When done, write the implementation summary to `/workspace/{summary_file}`.")

@@ -22,9 +22,9 @@ from pact_bot.jobs.worker import JobOutcome
 from pact_bot.pipeline.agent_run import failure_of, run_job_agent
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.post_run import leaked_secrets, protected_touched
+from pact_bot.pipeline.pr_branch import Pull
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase
-from pact_bot.pipeline.steps import ERROR_LINE_LIMIT, JobFailed, ProgressTracker, author
-from pact_bot.repo_config import Effective, RepoConfig
+from pact_bot.pipeline.steps import ERROR_LINE_LIMIT, JobFailed, Work, commit
 from pact_bot.workspace import PushRejected, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -83,20 +83,12 @@ def _from_base(wt: Path, base_files: dict[str, str | None], path: str) -> bool:
 
 
 async def rebase_pr(
-    ctx: JobContext[Any],
-    tracker: ProgressTracker,
-    wt: Path,
-    *,
-    token: str,
-    clone_url: str,
-    branch: str,
-    base: str,
-    cfg: RepoConfig,
-    eff: Effective,
-    existing_summaries: list[str],
+    ctx: JobContext[Any], work: Work, pull: Pull, token: str, existing_summaries: list[str]
 ) -> JobOutcome:
     ws = ctx.rt.workspace
     job = ctx.job
+    tracker, wt = work.held()
+    clone_url, branch, base, eff = pull.info.clone_url, pull.branch, pull.pr.base.ref, pull.eff
     try:
         conflicted = await ws.merge_remote(wt, base, clone_url, token)
     except WorkspaceError as e:
@@ -111,15 +103,11 @@ async def rebase_pr(
     resolved_by_agent = ""
     stats = None
     if conflicted:
-        await tracker.show(JobProgress(job.id, Phase.implementing))
         impl = await run_job_agent(
             ctx,
-            tracker,
-            wt,
+            work,
             token,
             rebase_task(base, branch, conflicted, ctx.task.instructions),
-            cfg,
-            eff,
             "merge",
             (),
             existing_summaries or ["docs/implementation-summary-merge.md"],
@@ -157,7 +145,7 @@ async def rebase_pr(
     if await ctx.control.cancelled():
         raise JobFailed(Failure.cancelled)
     await tracker.show(JobProgress(job.id, Phase.opening_pr, stats=stats))
-    sha = await ws.commit(wt, f"Merge branch '{base}' into {branch}", author=await author(ctx))
+    sha = await commit(ctx, wt, f"Merge branch '{base}' into {branch}", credit=False)
     try:
         await ws.push(wt, clone_url, await ctx.api.token(), branch)  # never forced
     except PushRejected as e:

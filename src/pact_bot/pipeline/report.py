@@ -164,12 +164,14 @@ def progress_body(p: JobProgress) -> str:
         if p.specs:
             lines.append("")
             lines.append("Specs: " + ", ".join(f"`{s}`" for s in p.specs))
-    if p.note:
-        lines.append("")
-        lines.append(p.note)
-    lines.append("")
-    lines.append(f"<sub>job `{p.job_id}`</sub>")
-    return "\n".join(lines)
+    return "\n".join(lines + footer(p))
+
+
+def footer(p: JobProgress) -> list[str]:
+    """The lines every job kind's progress comment ends with, whatever its layout: the
+    job's note (the monthly budget's 80 % warning, a setup hint) and the job's id."""
+    note = ["", p.note] if p.note else []
+    return [*note, "", f"<sub>job `{p.job_id}`</sub>"]
 
 
 def _inline(text: str, limit: int = TOOL_NAME_LIMIT) -> str:

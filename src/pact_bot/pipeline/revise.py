@@ -27,13 +27,13 @@ from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.tasks import ReviseTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import pr_text, trace
-from pact_bot.pipeline.agent_run import failure_of, run_job_agent
+from pact_bot.pipeline.agent_run import failure_of, run_job_agent, stop_on_failure
 from pact_bot.pipeline.ci_fix import CiPlan, ci_comment, plan_ci_fix
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.partial import continue_notes, finish_continue, keepable
 from pact_bot.pipeline.partial_keep import keep_revise_partial
 from pact_bot.pipeline.post_run import summary_files
-from pact_bot.pipeline.pr_branch import BranchWork, check_pr, run_on_branch
+from pact_bot.pipeline.pr_branch import BranchWork, open_pull, run_on_branch
 from pact_bot.pipeline.pr_branch import prepare as _prepare
 from pact_bot.pipeline.pr_branch import push as _push
 from pact_bot.pipeline.pr_refresh import refresh_pr_body
@@ -55,8 +55,7 @@ from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import (
     JobFailed,
     ProgressTracker,
-    author,
-    co_author,
+    commit,
     config_or_fail,
     ensure_allowed,
     ensure_budget,
@@ -66,8 +65,7 @@ from pact_bot.pipeline.steps import (
     stats_dict,
 )
 from pact_bot.pipeline.toolchain_run import ToolchainReport
-from pact_bot.repo_config import glob_match
-from pact_bot.specs import component_name, refused_paths_text, spec_refs
+from pact_bot.specs import component_name, refused_paths_text
 from pact_bot.traceability import Coverage
 
 log = logging.getLogger(__name__)
@@ -126,40 +124,16 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork
         await react(ctx)
         await tracker.start()
 
-        info = await ctx.info()
-        cfg = await config_or_fail(ctx)
-        eff = cfg.effective(runtime.settings)
-        pr = await ctx.api.pull(ctx.number)
-        check_pr(
-            job.repo,
-            head_repo=pr.head.repo.full_name if pr.head.repo else None,
-            base_repo=pr.base.repo.full_name,
-            state=pr.state,
-        )
-        branch = pr.head.ref
-        files = await ctx.api.pull_files(ctx.number)
-        pr_files = [f.filename for f in files if f.status != "removed"]
+        pull = await open_pull(ctx)
+        pr, pr_files, branch = pull.pr, pull.files, pull.branch
         summaries = summary_files(pr_files)
 
         token = await ctx.api.token()
-        wt = work.worktree = await _prepare(ctx, info.clone_url, token, branch)
+        wt = work.worktree = await _prepare(ctx, pull.info.clone_url, token, branch)
         if task.command == "rebase":  # merge the base in; the agent resolves conflicts
-            return await rebase_pr(
-                ctx,
-                tracker,
-                wt,
-                token=token,
-                clone_url=info.clone_url,
-                branch=branch,
-                base=pr.base.ref,
-                cfg=cfg,
-                eff=eff,
-                existing_summaries=summaries,
-            )
+            return await rebase_pr(ctx, work, pull, token, summaries)
         refused_paths: list[Refused] = []
-        specs = spec_refs(pr.body or "", eff.spec_glob, refused=refused_paths) or [
-            f for f in pr_files if glob_match(eff.spec_glob, f)
-        ]
+        specs = pull.specs(refused_paths)
         spec_texts = read_present(wt, specs, refused=refused_paths)
         if refused_paths:
             raise JobFailed(Failure.no_specs, refused_paths_text(refused_paths))
@@ -170,7 +144,7 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork
         else:
             component = component_name(specs[0]) if specs else "revision"
 
-        model = eff.model
+        model = pull.eff.model
         if ctx.saved.pushed_sha:  # a retry after the push: only the replies are left
             pushed = ctx.saved.pushed_sha
             log.info("resuming after push", extra={"sha": pushed})
@@ -203,38 +177,24 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork
             summary=summary,
             moved_since=reviewed if reviewed and reviewed != pr.head.sha else None,
         )
-        await tracker.show(JobProgress(job.id, Phase.implementing))
-
         # A revision need not touch the summary; a bot PR without one (older versions) is
         # not asked to write one either.
         existing = summaries or [f"docs/implementation-summary-{component}.md"]
-        impl = await run_job_agent(
-            ctx, tracker, wt, token, message, cfg, eff, component, (), existing
-        )
-        failed = failure_of(impl)
-        if (stop := keepable(failed, impl)) is not None:  # partial work: pushed, said so
+        impl = await run_job_agent(ctx, work, token, message, component, (), existing)
+        if (stop := keepable(failure_of(impl), impl)) is not None:  # partial: pushed, said so
             return await keep_revise_partial(ctx, tracker, wt, impl, stop, branch)
-        if failed is not None and failed[0] is not Failure.no_change:
-            raise JobFailed(*failed)
+        await stop_on_failure(ctx, tracker, impl, no_change_ok=True)
         replies = parse_replies(impl.final_text)
         final = without_replies(impl.final_text)
-        await tracker.show(JobProgress(job.id, Phase.checking, stats=impl.stats))
-        if await control.cancelled():
-            raise JobFailed(Failure.cancelled)
 
         sha: str | None = None
         if impl.paths:
-            helper = None if ci else await co_author(ctx)
-            sha = await runtime.workspace.commit(
-                wt,
-                commit_title("continue" if task.command == "continue" else trigger, reviewer),
-                author=await author(ctx),
-                co_authors=[helper] if helper else [],
-            )
+            title = commit_title("continue" if task.command == "continue" else trigger, reviewer)
+            sha = await commit(ctx, wt, title, credit=ci is None)
             await tracker.show(JobProgress(job.id, Phase.opening_pr, stats=impl.stats))
             if await control.cancelled():
                 raise JobFailed(Failure.cancelled)
-            sha = await _push(ctx, wt, info.clone_url, token, branch)
+            sha = await _push(ctx, wt, pull.info.clone_url, token, branch)
             await ctx.save(
                 pushed_sha=sha,
                 replies={str(k): v for k, v in replies.items()},

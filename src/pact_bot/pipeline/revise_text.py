@@ -211,5 +211,4 @@ def progress_body(p: JobProgress, *, reviewer: str, done: str = "", doing: str =
             if phase is Phase.implementing and p.phase is phase and p.turn:
                 label += f" — turn {p.turn}, ${p.cost_usd:.2f} so far"
             lines.append(f"- [{'x' if i < now else ' '}] {label}")
-    lines += ["", f"<sub>job `{p.job_id}`</sub>"]
-    return "\n".join(lines)
+    return "\n".join(lines + report.footer(p))

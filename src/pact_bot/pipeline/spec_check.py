@@ -27,12 +27,12 @@ from githubkit.exception import RequestFailed
 from githubkit_schemas.latest.models import PullRequest
 
 from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState
-from pact_bot.jobs.tasks import CodeTask, SpecCheckTask, wire
+from pact_bot.jobs.tasks import CodeTask, SpecCheckTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.report import CHECK_NAME
 from pact_bot.pipeline.runtime import Runtime
-from pact_bot.pipeline.steps import answer_in_context
+from pact_bot.pipeline.steps import answer_in_context, follow_up
 from pact_bot.repo_config import CONFIG_PATH, RepoConfigError, glob_match
 from pact_bot.specs import DEFAULT_GLOB, SpecChange, spec_changes
 from pact_bot.triggers import IMPLEMENT_ACTION
@@ -137,16 +137,7 @@ async def _start_code_job(ctx: JobContext[SpecCheckTask], pr: PullRequest) -> st
         instructions="",
         fingerprint="code::",
     )
-    code = Job(
-        kind=JobKind.code,
-        key=Job.key_for(job.repo, job.number),
-        repo=job.repo,
-        number=job.number,
-        installation_id=job.installation_id,
-        delivery_id=f"{job.delivery_id}:spec_prs-run",
-        sender=pr.user.login or job.sender,
-        task=wire(task),
-    )
+    code = follow_up(ctx, JobKind.code, ctx.number, task, "spec_prs-run", sender=pr.user.login)
     result = await ctx.queue.enqueue(code)
     log.info("spec PR: code job enqueued", extra={"result": str(result), "code_job": code.id})
     return code.id if result is Enqueued.created else "already queued"

@@ -1,8 +1,10 @@
 """Steps job kinds are composed of: permission, 👀, the progress comment, identities, the
-check run, and the one place where an exception becomes a failure the user reads.
+commit, the check run, the job a job hands on, the clean-up, and the one place where an
+exception becomes a failure the user reads.
 
 Every step takes the job's `JobContext`; none holds state of its own except the
-`ProgressTracker`, which owns the job's one progress comment.
+`ProgressTracker`, which owns the job's one progress comment, and `Work`, what a job must
+let go of whatever happens.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from githubkit.exception import GitHubException, RequestFailed
 
+from pact_bot.clock import Interval
 from pact_bot.github.repo_api import WRITE_PERMISSIONS, best_effort
-from pact_bot.jobs.model import ERROR_LIMIT, Job, JobState
+from pact_bot.jobs.model import ERROR_LIMIT, Job, JobKind, JobState
+from pact_bot.jobs.tasks import TaskBase, wire
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.logs import redact
 from pact_bot.pipeline import budget, report
@@ -27,6 +32,7 @@ from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.repo_config import RepoConfig, RepoConfigError
 from pact_bot.web.links import job_url
+from pact_bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +130,7 @@ class ProgressTracker:
             post,
             ctx.api.edit_comment,
             comment_id=cid,
-            min_interval=ctx.rt.progress_interval,
-            clock=ctx.rt.clock,
+            every=Interval(ctx.rt.progress_interval, ctx.rt.clock),
         )
         await self.show(JobProgress(ctx.job.id, Phase.preparing), force=True)
 
@@ -156,6 +161,30 @@ class ProgressTracker:
 
 class HasTracker(Protocol):
     tracker: ProgressTracker | None
+
+
+@dataclass
+class Work:
+    """What a job holds that must be let go of whatever happens: its worktree, and its
+    progress comment's pending edit (the final state is forced before)."""
+
+    tracker: ProgressTracker | None = None
+    worktree: Path | None = None
+
+    def held(self) -> tuple[ProgressTracker, Path]:
+        """The progress comment and the worktree, once the job has both."""
+        if self.tracker is None or self.worktree is None:
+            raise RuntimeError("the job has no progress comment or worktree yet")
+        return self.tracker, self.worktree
+
+    async def release(self, workspace: Workspace) -> None:
+        if self.worktree is not None:
+            try:
+                await workspace.remove(self.worktree)
+            except Exception:
+                log.exception("worktree removal failed")
+        if self.tracker is not None:
+            await self.tracker.close()
 
 
 async def guarded(
@@ -219,6 +248,15 @@ async def author(ctx: JobContext[Any]) -> tuple[str, str]:
         return login, f"{login}@{NOREPLY}"
 
 
+async def commit(ctx: JobContext[Any], wt: Path, message: str, *, credit: bool = True) -> str:
+    """Commit everything in `wt` as the App's bot user, Co-authored-by the person who asked
+    (`credit=False` where nobody asked: a CI fix); the new sha."""
+    helper = await co_author(ctx) if credit else None
+    return await ctx.rt.workspace.commit(
+        wt, message, author=await author(ctx), co_authors=[helper] if helper else []
+    )
+
+
 async def co_author(ctx: JobContext[Any]) -> str | None:
     """`Name <noreply>` of the person who asked, for the commit's Co-authored-by."""
     sender = ctx.sender
@@ -245,6 +283,31 @@ async def post_check_run(
             output=output,
             details_url=job_url(ctx.rt.settings, ctx.job.id),
         )
+
+
+def follow_up(
+    ctx: JobContext[Any],
+    kind: JobKind,
+    number: int,
+    task: TaskBase,
+    step: str,
+    *,
+    sender: str | None = None,
+) -> Job:
+    """A job this one hands on, on issue or PR `number` (the Test phase after a code job,
+    the code job of a drift update or of a spec PR). Its delivery id is this job's plus
+    `step`, so a retry of this job records it once (`Enqueued.duplicate_delivery`)."""
+    job = ctx.job
+    return Job(
+        kind=kind,
+        key=Job.key_for(job.repo, number),
+        repo=job.repo,
+        number=number,
+        installation_id=job.installation_id,
+        delivery_id=f"{job.delivery_id}:{step}",
+        sender=sender or job.sender,
+        task=wire(task),
+    )
 
 
 def stats_dict(stats: RunStats) -> dict[str, Any]:

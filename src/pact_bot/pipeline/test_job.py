@@ -24,30 +24,28 @@ from typing import Any
 from pact_bot import test_phase
 from pact_bot.confined import read_present
 from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState
-from pact_bot.jobs.tasks import TestTask, wire
+from pact_bot.jobs.tasks import TestTask
 from pact_bot.jobs.worker import JobControl, JobOutcome
 from pact_bot.pipeline import pr_branch, pr_text, report
-from pact_bot.pipeline.agent_run import failure_of, run_job_agent
+from pact_bot.pipeline.agent_run import run_job_agent, stop_on_failure
 from pact_bot.pipeline.context import JobContext, open_context
 from pact_bot.pipeline.post_run import summary_files
-from pact_bot.pipeline.pr_branch import BranchWork, check_pr, run_on_branch
+from pact_bot.pipeline.pr_branch import BranchWork, open_pull, run_on_branch
 from pact_bot.pipeline.reply import refusal_text
 from pact_bot.pipeline.report import SHA_SHORT, Failure, JobProgress, Phase
 from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import (
     JobFailed,
     ProgressTracker,
-    author,
-    co_author,
-    config_or_fail,
+    commit,
     ensure_allowed,
     ensure_budget,
+    follow_up,
     react,
     refused,
     stats_dict,
 )
-from pact_bot.repo_config import glob_match
-from pact_bot.specs import component_name, spec_refs
+from pact_bot.specs import component_name
 from pact_bot.traceability import is_test_path, parse_table
 from pact_bot.traceability_text import cell
 from pact_bot.workspace import default_runner
@@ -85,8 +83,7 @@ def progress_body(p: JobProgress, *, done: str = "") -> str:
     else:
         turn = f" — turn {p.turn}, ${p.cost_usd:.2f} so far" if p.turn else ""
         lines.append(f"⏳ **pact-bot** is testing this pull request{turn}.")
-    lines += ["", f"<sub>job `{p.job_id}`</sub>"]
-    return "\n".join(lines)
+    return "\n".join(lines + report.footer(p))
 
 
 async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork) -> JobOutcome:
@@ -107,32 +104,18 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork
                 Failure.unsupported,
                 "`test` works on pull requests that have an implementation summary.",
             )
-        info = await ctx.info()
-        cfg = await config_or_fail(ctx)
-        eff = cfg.effective(runtime.settings)
-        pr = await ctx.api.pull(ctx.number)
-        check_pr(
-            job.repo,
-            head_repo=pr.head.repo.full_name if pr.head.repo else None,
-            base_repo=pr.base.repo.full_name,
-            state=pr.state,
-        )
-        pr_files = [
-            f.filename for f in await ctx.api.pull_files(ctx.number) if f.status != "removed"
-        ]
-        summaries = summary_files(pr_files)
+        pull = await open_pull(ctx)
+        summaries = summary_files(pull.files)
         if not summaries:
             raise JobFailed(Failure.unsupported, NO_SUMMARY)
         sfile = summaries[0]
-        specs = spec_refs(pr.body or "", eff.spec_glob) or [
-            f for f in pr_files if glob_match(eff.spec_glob, f)
-        ]
+        specs = pull.specs()
 
         if ctx.saved.pushed_sha or ctx.saved.final:  # a retry: only the report is left
             return await _report(ctx, tracker, work, ctx.saved.final, ctx.saved.pushed_sha, [])
 
         token = await ctx.api.token()
-        wt = work.worktree = await pr_branch.prepare(ctx, info.clone_url, token, pr.head.ref)
+        wt = work.worktree = await pr_branch.prepare(ctx, pull.info.clone_url, token, pull.branch)
         summary = "".join(text for _, text in read_present(wt, [sfile]))
         message = test_phase.task_text(
             specs=specs,
@@ -143,40 +126,23 @@ async def _run(runtime: Runtime, job: Job, control: JobControl, work: BranchWork
         if ctx.task.instructions.strip():
             extra = ctx.task.instructions.strip()[:INSTRUCTIONS_LIMIT]
             message += f"\n\n<instructions>\n{extra}\n</instructions>"
-        await tracker.show(JobProgress(job.id, Phase.implementing))
         component = component_name(specs[0]) if specs else "tests"
         impl = await run_job_agent(
-            ctx,
-            tracker,
-            wt,
-            token,
-            message,
-            cfg,
-            eff,
-            component,
-            tuple(specs),
-            summaries,
-            test_engineer=True,
+            ctx, work, token, message, component, tuple(specs), summaries, test_engineer=True
         )
-        failed = failure_of(impl)
-        if failed is not None and failed[0] is not Failure.no_change:
-            raise JobFailed(*failed)
-        if await control.cancelled():
-            raise JobFailed(Failure.cancelled)
+        await stop_on_failure(ctx, tracker, impl, no_change_ok=True)
         outside = sorted(p for p in impl.paths if not is_test_path(p))
         if outside:
             await asyncio.to_thread(_discard, wt, outside)
         sha: str | None = None
         if any(is_test_path(p) for p in impl.paths):
-            helper = await co_author(ctx)
-            await runtime.workspace.commit(
+            await commit(
+                ctx,
                 wt,
                 f"Add tests for {', '.join(specs) or 'the implementation'}"
                 f" (test engineer, asked by @{ctx.sender})",
-                author=await author(ctx),
-                co_authors=[helper] if helper else [],
             )
-            sha = await pr_branch.push(ctx, wt, info.clone_url, token, pr.head.ref)
+            sha = await pr_branch.push(ctx, wt, pull.info.clone_url, token, pull.branch)
         final = impl.final_text[-FINAL_LIMIT:]
         await ctx.save(pushed_sha=sha, final=final, stats=stats_dict(impl.stats))
         return await _report(ctx, tracker, work, final, sha, outside)
@@ -229,26 +195,14 @@ async def after_code(ctx: JobContext[Any], number: int, phases: Sequence[str]) -
     """`phases: [code, test]`: the Test phase follows the code job on its PR (once)."""
     if "test" not in phases or ctx.saved.test_enqueued:
         return
-    job = ctx.job
     task = TestTask(
         trigger="phase",
         number=number,
         is_pr=True,
         default_branch=getattr(ctx.task, "default_branch", None),
-        fingerprint=f"test:phase:{job.id}",
+        fingerprint=f"test:phase:{ctx.job.id}",
     )
-    result = await ctx.queue.enqueue(
-        Job(
-            kind=JobKind.test,
-            key=Job.key_for(job.repo, number),
-            repo=job.repo,
-            number=number,
-            installation_id=job.installation_id,
-            delivery_id=f"{job.delivery_id}:test",
-            sender=job.sender,
-            task=wire(task),
-        )
-    )
+    result = await ctx.queue.enqueue(follow_up(ctx, JobKind.test, number, task, "test"))
     log.info("test phase enqueued", extra={"result": str(result)})
     if result in (Enqueued.created, Enqueued.duplicate_delivery):
         await ctx.save(test_enqueued=True)
