@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib.util
 import logging
 import multiprocessing
@@ -79,6 +80,14 @@ def _lean_log_records() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything allocated so far (modules, models, the app) out of the cyclic
+    collector's reach. Each delivery allocates enough containers to start a collection every
+    few deliveries, and every tenth of those a full one walked all ~100k startup objects:
+    ~20 µs per delivery (a tenth of its CPU); after the freeze ~4 µs."""
+    gc.freeze()
 
 
 HandlerFactory = Callable[[Settings], Handler]
@@ -171,6 +180,7 @@ async def _serve_one(
             )
             if missing:
                 announce_setup(settings, bound_host, bound_port)
+            _freeze_startup_objects()
         await serving
     finally:
         stop.set()
