@@ -7,6 +7,7 @@ enqueued in the claim's transaction).
 from __future__ import annotations
 
 import logging
+import operator
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,6 +23,11 @@ from pact_bot.jobs.model import (
 
 log = logging.getLogger(__name__)
 
+# the jobs row's leading columns, in the INSERT's order (kind: a StrEnum, bound as its text)
+_JOB_COLUMNS = operator.attrgetter(
+    "id", "kind", "key", "repo", "number", "installation_id", "delivery_id", "sender"
+)
+
 
 def _enqueue_op(
     job: Job, body_sha256: str | None = None
@@ -30,21 +36,7 @@ def _enqueue_op(
     fp = fingerprint(job)
     task = orjson.dumps(job.task, default=str).decode()
 
-    row = (
-        job.id,
-        str(job.kind),
-        job.key,
-        job.repo,
-        job.number,
-        job.installation_id,
-        job.delivery_id,
-        job.sender,
-        task,
-        fp,
-        job.created_at,
-        job.key,
-        fp,
-    )
+    row = (*_JOB_COLUMNS(job), task, fp, job.created_at, job.key, fp)
 
     def op(c: sqlite3.Connection) -> Enqueued:
         # Two statements on the common path; self-contained (no savepoint): the only

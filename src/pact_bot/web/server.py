@@ -1,8 +1,8 @@
 """`pact-bot serve`: uvicorn and the worker tasks in one event loop.
 
-Public API: `serve(settings, host, port, grace_seconds=30.0)`. Port 0 binds a free port; the
+Public API: `serve(settings, host, port)`. Port 0 binds a free port; the
 log line `listening` carries `host` and `port` (tests and scripts read it). SIGTERM/SIGINT:
-the server stops accepting, workers stop claiming, running jobs get `grace_seconds` to finish,
+the server stops accepting, workers stop claiming, running jobs get `GRACE_SECONDS` to finish,
 the rest are handed back to the queue.
 
 `PACT_WEB_PROCESSES=N` (N > 1): one event loop is one core, and a delivery costs ~200 µs of
@@ -247,17 +247,20 @@ def _web_process(
     _run(_serve(settings, host, port, grace_seconds, None, sock=sock, web_process=index))
 
 
+GRACE_SECONDS = 30.0  # what a running job gets to finish after SIGTERM
+
+
 def serve(
     settings: Settings,
     host: str,
     port: int,
-    grace_seconds: float = 30.0,
     *,
     handler_factory: HandlerFactory = build_handler,
 ) -> None:
     """One process, or `settings.pact_web_processes` sharing the port (module docstring).
     Only the first process runs workers, with the handler `handler_factory` builds (again
     when the setup flow registers the App)."""
+    grace_seconds = GRACE_SECONDS
     processes = settings.pact_web_processes
     if processes == 1:
         _run(_serve(settings, host, port, grace_seconds, handler_factory))
