@@ -5,8 +5,8 @@ log line `listening` carries `host` and `port` (tests and scripts read it). SIGT
 the server stops accepting, workers stop claiming, running jobs get `GRACE_SECONDS` to finish,
 the rest are handed back to the queue.
 
-`PACT_WEB_PROCESSES=N` (N > 1): one event loop is one core, and a delivery costs ~200 µs of
-Python, so N processes answer webhooks on one port, each with its own socket bound with
+`PACT_WEB_PROCESSES=N` (N > 1): one event loop is one core, and a delivery costs ~125 µs of
+CPU, so N processes answer webhooks on one port, each with its own socket bound with
 `SO_REUSEPORT` (the kernel spreads connections over them) and its own queue connection and
 group commit (SQLite's write lock orders their transactions; the deliveries table's primary
 key dedupes across them). Worker tasks run only in the first process, which spawns the
