@@ -13,11 +13,7 @@ from typing import Any
 
 import orjson
 
-from pact_bot.jobs.model import (
-    Job,
-    JobKind,
-    JobState,
-)
+from pact_bot.jobs.model import Job
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -79,6 +75,7 @@ _COLUMNS = (
     "created_at, started_at, finished_at, error, pr_url, cost_usd, turns, cancel_requested, "
     "worker_id"
 )
+_COLUMN_NAMES = _COLUMNS.split(", ")
 _UPDATABLE = {"cost_usd", "turns", "pr_url", "error"}
 
 
@@ -96,47 +93,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
-    (
-        id_,
-        kind,
-        key,
-        repo,
-        number,
-        installation_id,
-        delivery_id,
-        sender,
-        task,
-        state,
-        attempts,
-        created_at,
-        started_at,
-        finished_at,
-        error,
-        pr_url,
-        cost_usd,
-        turns,
-        cancel_requested,
-        worker_id,
-    ) = row
-    return Job(
-        id=id_,
-        kind=JobKind(kind),
-        key=key,
-        repo=repo,
-        number=number,
-        installation_id=installation_id,
-        delivery_id=delivery_id,
-        sender=sender,
-        task=orjson.loads(task),
-        state=JobState(state),
-        attempts=attempts,
-        created_at=created_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        error=error,
-        pr_url=pr_url,
-        cost_usd=cost_usd,
-        turns=turns,
-        cancel_requested=bool(cancel_requested),
-        worker_id=worker_id,
-    )
+    """A row of `SELECT {_COLUMNS}` as a `Job` (the model turns kind and state into enums)."""
+    fields = dict(zip(_COLUMN_NAMES, row, strict=True))
+    fields["task"] = orjson.loads(fields["task"])
+    fields["cancel_requested"] = bool(fields["cancel_requested"])
+    return Job(**fields)

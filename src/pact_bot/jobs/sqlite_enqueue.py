@@ -7,6 +7,7 @@ enqueued in the claim's transaction).
 from __future__ import annotations
 
 import logging
+import operator
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,29 +23,37 @@ from pact_bot.jobs.model import (
 
 log = logging.getLogger(__name__)
 
+# the jobs row's leading columns, in the INSERT's order (kind: a StrEnum, bound as its text)
+_JOB_COLUMNS = operator.attrgetter(
+    "id", "kind", "key", "repo", "number", "installation_id", "delivery_id", "sender"
+)
+
+
+_INSERT_FREE = (
+    "INSERT INTO jobs(id, kind, key, repo, number, installation_id, delivery_id, sender, task, "
+    "fingerprint, state, attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,'queued',0,?)"
+)
+_INSERT_UNLESS_QUEUED = (
+    "INSERT INTO jobs(id, kind, key, repo, number, installation_id, delivery_id, sender, task, "
+    "fingerprint, state, attempts, created_at) SELECT ?,?,?,?,?,?,?,?,?,?,'queued',0,? "
+    "WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE key = ? AND state = 'queued' AND fingerprint = ?)"
+)
+
 
 def _enqueue_op(
-    job: Job, body_sha256: str | None = None
+    job: Job, body_sha256: str | None = None, key_free: bool = False
 ) -> Callable[[sqlite3.Connection], Enqueued]:
-    """The enqueue transaction's body, also run inside a claim (a lost job's notice)."""
+    """The enqueue transaction's body, also run inside a claim (a lost job's notice).
+
+    `key_free`: this transaction found no queued or running job of `job.key`, so there is
+    nothing to coalesce with and the insert skips that lookup."""
     fp = fingerprint(job)
     task = orjson.dumps(job.task, default=str).decode()
 
-    row = (
-        job.id,
-        str(job.kind),
-        job.key,
-        job.repo,
-        job.number,
-        job.installation_id,
-        job.delivery_id,
-        job.sender,
-        task,
-        fp,
-        job.created_at,
-        job.key,
-        fp,
-    )
+    row = (*_JOB_COLUMNS(job), task, fp, job.created_at, job.key, fp)
+    insert = _INSERT_FREE if key_free else _INSERT_UNLESS_QUEUED
+    if key_free:
+        row = row[:-2]
 
     def op(c: sqlite3.Connection) -> Enqueued:
         # Two statements on the common path; self-contained (no savepoint): the only
@@ -57,13 +66,7 @@ def _enqueue_op(
         if cur.rowcount != 1:
             return Enqueued.duplicate_delivery
         try:
-            cur = c.execute(
-                "INSERT INTO jobs(id, kind, key, repo, number, installation_id, delivery_id, "
-                "sender, task, fingerprint, state, attempts, created_at) "
-                "SELECT ?,?,?,?,?,?,?,?,?,?,'queued',0,? WHERE NOT EXISTS (SELECT 1 FROM jobs "
-                "WHERE key = ? AND state = 'queued' AND fingerprint = ?)",
-                row,
-            )
+            cur = c.execute(insert, row)
             if cur.rowcount == 1:
                 return Enqueued.created
             c.execute(
@@ -85,7 +88,6 @@ def _enqueue_with_ack_op(
     """`job`, and before it `ack` only when `job.key` already has a queued or running job
     (otherwise a free worker claims `job` at once and reacts itself). One indexed lookup on
     the common path; a redelivery records neither."""
-    job_op = _enqueue_op(job, body_sha256)
 
     def op(c: sqlite3.Connection) -> Enqueued:
         busy = c.execute(
@@ -93,7 +95,8 @@ def _enqueue_with_ack_op(
             (job.key,),
         ).fetchone()
         if busy is None:
-            return job_op(c)
+            return _enqueue_op(job, body_sha256, key_free=True)(c)
+        job_op = _enqueue_op(job, body_sha256)
         if c.execute(
             "SELECT 1 FROM deliveries WHERE delivery_id = ? OR body_sha256 = ?",
             (job.delivery_id, body_sha256),

@@ -1,12 +1,12 @@
 """`pact-bot serve`: uvicorn and the worker tasks in one event loop.
 
-Public API: `serve(settings, host, port, grace_seconds=30.0)`. Port 0 binds a free port; the
+Public API: `serve(settings, host, port)`. Port 0 binds a free port; the
 log line `listening` carries `host` and `port` (tests and scripts read it). SIGTERM/SIGINT:
-the server stops accepting, workers stop claiming, running jobs get `grace_seconds` to finish,
+the server stops accepting, workers stop claiming, running jobs get `GRACE_SECONDS` to finish,
 the rest are handed back to the queue.
 
-`PACT_WEB_PROCESSES=N` (N > 1): one event loop is one core, and a delivery costs ~200 µs of
-Python, so N processes answer webhooks on one port, each with its own socket bound with
+`PACT_WEB_PROCESSES=N` (N > 1): one event loop is one core, and a delivery costs ~125 µs of
+CPU, so N processes answer webhooks on one port, each with its own socket bound with
 `SO_REUSEPORT` (the kernel spreads connections over them) and its own queue connection and
 group commit (SQLite's write lock orders their transactions; the deliveries table's primary
 key dedupes across them). Worker tasks run only in the first process, which spawns the
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib.util
 import logging
 import multiprocessing
@@ -79,6 +80,14 @@ def _lean_log_records() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything allocated so far (modules, models, the app) out of the cyclic
+    collector's reach. Each delivery allocates enough containers to start a collection every
+    few deliveries, and every tenth of those a full one walked all ~100k startup objects:
+    ~20 µs per delivery (a tenth of its CPU); after the freeze ~4 µs."""
+    gc.freeze()
 
 
 HandlerFactory = Callable[[Settings], Handler]
@@ -171,6 +180,7 @@ async def _serve_one(
             )
             if missing:
                 announce_setup(settings, bound_host, bound_port)
+            _freeze_startup_objects()
         await serving
     finally:
         stop.set()
@@ -237,17 +247,20 @@ def _web_process(
     _run(_serve(settings, host, port, grace_seconds, None, sock=sock, web_process=index))
 
 
+GRACE_SECONDS = 30.0  # what a running job gets to finish after SIGTERM
+
+
 def serve(
     settings: Settings,
     host: str,
     port: int,
-    grace_seconds: float = 30.0,
     *,
     handler_factory: HandlerFactory = build_handler,
 ) -> None:
     """One process, or `settings.pact_web_processes` sharing the port (module docstring).
     Only the first process runs workers, with the handler `handler_factory` builds (again
     when the setup flow registers the App)."""
+    grace_seconds = GRACE_SECONDS
     processes = settings.pact_web_processes
     if processes == 1:
         _run(_serve(settings, host, port, grace_seconds, handler_factory))

@@ -46,6 +46,7 @@ from starlette.responses import Response
 from pact_bot import metrics
 from pact_bot.github.payloads import parse_json
 from pact_bot.jobs.model import Enqueued, Job, Queue
+from pact_bot.logs import log_line
 from pact_bot.settings import Settings
 from pact_bot.triggers import (
     ROUTED_EVENTS,
@@ -177,7 +178,7 @@ class WebhookEndpoint:
         fields["outcome"] = outcome
         fields["status"] = status
         fields["latency_ms"] = round(latency * 1000, 2)
-        log.log(logging.WARNING if status >= 500 else logging.INFO, "delivery", extra=fields)
+        log_line(log, logging.WARNING if status >= 500 else logging.INFO, "delivery", fields)
         return status, body
 
     async def _handle(
