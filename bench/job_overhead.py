@@ -23,9 +23,12 @@ Per job, a breakdown from the bot's JSON log lines (`job started`, `mirror creat
 mirror, mirror → worktree, worktree → agent stopped (repository map, first message, agent
 turns), agent → pushed (checks, commit, push), pushed → PR seen.
 
+The bot runs with its bytecode cached (`bench/.cache/pycache`, filled by one untimed job
+first), as an installed bot has it; `--no-pyc` measures imports compiled from source.
+
 Run: `.venv/bin/python bench/job_overhead.py [--files 6000] [--commits 500]
-[--touched 25] [--blob-kb 5] [--rounds 3] [--keep]`; medians over the rounds. Sizes are part
-of the cache key.
+[--touched 25] [--blob-kb 5] [--rounds 3] [--keep] [--no-pyc]`; medians over the rounds.
+Sizes are part of the cache key.
 """
 
 from __future__ import annotations
@@ -268,9 +271,16 @@ def _free_port() -> int:
 
 
 class Bot:
-    """`pact-bot serve` wired to both simulators, configured only by environment."""
+    """`pact-bot serve` wired to both simulators, configured only by environment.
 
-    def __init__(self, github: GitHubSim, anthropic: AnthropicSim, work: Path) -> None:
+    With `pyc`, Python's bytecode goes to (and is read from) `bench/.cache/pycache`, as in
+    the Docker image (`UV_COMPILE_BYTECODE=1`); without it, and with
+    PYTHONDONTWRITEBYTECODE=1 in the environment, every module the bot imports is
+    compiled from source in every process (githubkit's schemas alone ~0.3 s)."""
+
+    def __init__(
+        self, github: GitHubSim, anthropic: AnthropicSim, work: Path, *, pyc: bool = True
+    ) -> None:
         data = work / "pact-data"
         data.mkdir(parents=True)
         self.log = work / "serve.log"
@@ -290,6 +300,9 @@ class Bot:
                 "PACT_WORKERS": "1",
             }
         )
+        if pyc:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(CACHE / "pycache")
         exe = Path(sys.executable).with_name("pact-bot")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pact_bot.cli"]
         port = self.url.rsplit(":", 1)[1]
@@ -434,6 +447,18 @@ def _line(label: str, t: dict[str, float]) -> str:
     return f"{label}: {t['total']:.2f}s ({steps})"
 
 
+def warm_bytecode(sim: GitHubSim, anthropic: AnthropicSim, work: Path) -> None:
+    """One untimed job on a small repository, so every module a job imports has its
+    bytecode cached before the first timed bot starts (a deployment compiles at install)."""
+    files = {path: SPEC.format(title=t, noun=n) for path, (t, n) in SPECS.items()}
+    repo = sim.add_repo(OWNER, f"{NAME}-warm", {"README.md": "# warm\n", **files})
+    bot = Bot(sim, anthropic, work / "bot-warm")
+    try:
+        run_job(sim, bot, repo.full_name, next(iter(SPECS)))
+    finally:
+        bot.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=RepoShape.files)
@@ -442,6 +467,11 @@ def main() -> None:
     ap.add_argument("--blob-kb", type=int, default=RepoShape.blob_kb)
     ap.add_argument("--rounds", type=int, default=3, help="floor + fresh bot + 2 jobs, each")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    ap.add_argument(
+        "--no-pyc",
+        action="store_true",
+        help="no bytecode cache for the bot (with PYTHONDONTWRITEBYTECODE=1: compile on import)",
+    )
     args = ap.parse_args()
     shape = RepoShape(args.files, args.commits, args.touched, args.blob_kb)
     bare = generate_repo(shape)
@@ -459,12 +489,14 @@ def main() -> None:
         with GitHubSim(work / "sim") as sim, running_sim() as model:
             model.set_policy(SpecCoderPolicy())
             sim.add_user("alice", "write")
+            if not args.no_pyc:
+                warm_bytecode(sim, model, work)
             for r in range(1, args.rounds + 1):
                 repo = load_into_sim(sim, bare, f"{NAME}-{r}")
                 f = floor(sim, repo, work, r)
                 print(_line(f"round {r} floor", f))
                 floors.append(f["total"])
-                bot = Bot(sim, model, work / f"bot-{r}")
+                bot = Bot(sim, model, work / f"bot-{r}", pyc=not args.no_pyc)
                 try:
                     jobs = [run_job(sim, bot, repo.full_name, spec) for spec in SPECS]
                 finally:

@@ -214,6 +214,48 @@ async def test_cancelled_first_clone_leaves_no_mirror_behind(
     assert await ws.head(wt) == upstream.sha("main")
 
 
+async def test_the_update_ahead_of_a_first_job_checks_its_files_out_for_it(
+    ws: Workspace, upstream: Upstream
+):
+    await ws.update_mirror("acme/demo", upstream.url, TOKEN)
+    spare = ws.spare_path("acme/demo")
+    assert (spare / "src" / "app.py").read_text() == "print('hi')\n"
+
+    wt = await prepare(ws, upstream, fetch=False)
+
+    assert not spare.exists(), "the job took the checkout"
+    assert await ws.head(wt) == upstream.sha("main")
+    assert (wt / "src" / "app.py").read_text() == "print('hi')\n"
+    assert git("symbolic-ref", "HEAD", cwd=wt).strip() == f"refs/heads/{BRANCH}"
+    assert git("status", "--porcelain", cwd=wt) == ""
+
+
+async def test_a_cancelled_update_leaves_no_half_checked_out_spare(
+    ws: Workspace, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+):
+    adding = asyncio.Event()
+    real_git = ws._git
+
+    async def hanging_checkout(args, cwd, **kw):  # type: ignore[no-untyped-def]
+        if "worktree" in args and "add" in args:
+            adding.set()
+            await asyncio.Event().wait()  # a checkout that never ends
+        return await real_git(args, cwd, **kw)
+
+    monkeypatch.setattr(ws, "_git", hanging_checkout)
+    update = asyncio.create_task(ws.update_mirror("acme/demo", upstream.url, TOKEN))
+    await asyncio.wait_for(adding.wait(), 10)
+    update.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await update
+    monkeypatch.undo()
+
+    assert not ws.spare_path("acme/demo").exists()
+    wt = await prepare(ws, upstream, fetch=False)
+    assert await ws.head(wt) == upstream.sha("main")
+    assert (wt / "src" / "app.py").read_text() == "print('hi')\n"
+
+
 async def test_prepare_without_fetch_uses_the_mirror_as_updated(ws: Workspace, upstream: Upstream):
     # No mirror yet: prepare clones it whatever `fetch` says.
     wt = await prepare(ws, upstream, "job1", fetch=False)

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -98,6 +99,7 @@ class Mirrors:
         the lock."""
         mirror = self.path(repo)
         git, remote = self._git, Remote(clone_url, token)
+        started = time.monotonic()
         if not (mirror / "HEAD").exists():
             tmp = mirror.with_name(mirror.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -111,7 +113,8 @@ class Mirrors:
             except BaseException:  # failed or cancelled: no half-made mirror stays behind
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            log.info("mirror created", extra={"repo": repo, "shallow": True})
+            seconds = round(time.monotonic() - started, 3)
+            log.info("mirror created", extra={"repo": repo, "shallow": True, "seconds": seconds})
             return mirror
         clear_stale_locks(mirror)
         await git(["remote", "set-url", "origin", clone_url], mirror)
@@ -121,7 +124,9 @@ class Mirrors:
             mirror,
             check=False,
         )
-        log.info("mirror fetched", extra={"repo": repo, "shallow": is_shallow(mirror)})
+        seconds = round(time.monotonic() - started, 3)
+        extra = {"repo": repo, "shallow": is_shallow(mirror), "seconds": seconds}
+        log.info("mirror fetched", extra=extra)
         return mirror
 
     async def complete(self, repo: str, clone_url: str, token: str | None) -> bool:

@@ -33,10 +33,6 @@ from pact_bot.workspace.tree import remove_nested_repos
 
 log = logging.getLogger(__name__)
 
-# Write a fresh worktree's files with one checkout worker per core (git ≥ 2.32; older
-# gits ignore the setting): a fresh checkout of a large repository is mostly file writes.
-_PARALLEL_CHECKOUT = ("-c", "checkout.workers=0")
-
 
 @dataclass
 class _Checkout:
@@ -88,14 +84,17 @@ class Workspace:
     # --- worktree lifecycle -----------------------------------------------------------
 
     async def update_mirror(self, repo: str, clone_url: str, token: str | None) -> Path:
-        """Clone or fetch the repository's mirror, without touching any worktree.
+        """Clone or fetch the repository's mirror, and check out a spare when it has none
+        (for the coming `prepare`); no job's worktree is touched.
 
         Safe to run ahead of `prepare` (e.g. while a job is still reading its config) and
         to cancel: a cancelled first clone leaves no mirror, a cancelled fetch leaves the
         mirror as it was or with some refs updated, as an interrupted fetch always may.
         """
         async with self.mirrors.lock(repo):
-            return await self.mirrors.sync(repo, clone_url, token)
+            mirror = await self.mirrors.sync(repo, clone_url, token)
+            await spares.stock(self._run, mirror, self.spare_path(repo), Remote(clone_url, token))
+            return mirror
 
     async def prepare(
         self,
@@ -143,7 +142,7 @@ class Workspace:
                 spare = self.spare_path(repo)
                 if not await spares.take(self._run, mirror, spare, path, branch, start):
                     add = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path)]
-                    await self._git([*_PARALLEL_CHECKOUT, *add, start], mirror)
+                    await self._git([*spares.PARALLEL_CHECKOUT, *add, start], mirror)
         except BaseException:
             self.jobs.release(job_id)  # the caller gets no path to remove; free the job
             raise
