@@ -277,11 +277,7 @@ class Workspace:
         log.info("pushed", extra={"repo": checkout.repo, "branch": branch, "sha": sha})
 
     async def rebase_onto_remote(
-        self,
-        worktree: Path,
-        branch: str,
-        clone_url: str | None = None,
-        token: str | None = None,
+        self, worktree: Path, branch: str, *, clone_url: str | None = None, token: str | None = None
     ) -> str:
         """Fetch the remote `branch` and replay our commits on top; return the new HEAD.
 
