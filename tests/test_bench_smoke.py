@@ -63,6 +63,8 @@ def test_floor_and_a_job_on_the_simulators(bench: ModuleType, tmp_path: Path):
     assert job["pr"].endswith("/acme/tiny/pull/2"), job["pr"]
     assert list(job["breakdown"]) == ["claim", "mirror", "worktree", "agent", "push", "pr"]
     assert job["total"] > 0 and all(v >= 0 for v in job["breakdown"].values())
+    # The new mirror was shallow: the job completed its history after the PR, then ended.
+    assert 0 <= job["after"]["history"] <= job["after"]["finished"]
 
 
 def test_ingress_cpu_harness_accepts_every_delivery() -> None:

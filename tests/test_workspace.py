@@ -152,7 +152,7 @@ async def test_retry_after_a_crash_reclaims_the_dead_jobs_worktree(
     first = Workspace(tmp_path / "data")
     await prepare(first, upstream, "job1")
     # The worker died: its process (and so its job lock) is gone, the directory is not.
-    first._release_job("job1")
+    first.jobs.release("job1")
 
     restarted = Workspace(tmp_path / "data")
     wt = await prepare(restarted, upstream, "job1")
@@ -160,7 +160,7 @@ async def test_retry_after_a_crash_reclaims_the_dead_jobs_worktree(
     # Another job id on the same branch, with the first job dead, is fine as well.
     await restarted.remove(wt)
     await prepare(restarted, upstream, "job1")
-    restarted._release_job("job1")
+    restarted.jobs.release("job1")
     wt3 = await prepare(Workspace(tmp_path / "data"), upstream, "job3")
     assert (wt3 / "README.md").exists()
 
@@ -169,7 +169,7 @@ async def test_locks_left_by_a_killed_git_do_not_wedge_the_mirror(
     ws: Workspace, upstream: Upstream
 ):
     wt = await prepare(ws, upstream, "job1")
-    ws._release_job("job1")  # the worker was killed mid-job ...
+    ws.jobs.release("job1")  # the worker was killed mid-job ...
     mirror = ws.mirror_path("acme/demo")
     for stale in (
         mirror / "packed-refs.lock",  # ... during a fetch
@@ -212,6 +212,48 @@ async def test_cancelled_first_clone_leaves_no_mirror_behind(
     assert await ws.update_mirror("acme/demo", upstream.url, TOKEN) == mirror
     wt = await prepare(ws, upstream, fetch=False)
     assert await ws.head(wt) == upstream.sha("main")
+
+
+async def test_the_update_ahead_of_a_first_job_checks_its_files_out_for_it(
+    ws: Workspace, upstream: Upstream
+):
+    await ws.update_mirror("acme/demo", upstream.url, TOKEN)
+    spare = ws.spare_path("acme/demo")
+    assert (spare / "src" / "app.py").read_text() == "print('hi')\n"
+
+    wt = await prepare(ws, upstream, fetch=False)
+
+    assert not spare.exists(), "the job took the checkout"
+    assert await ws.head(wt) == upstream.sha("main")
+    assert (wt / "src" / "app.py").read_text() == "print('hi')\n"
+    assert git("symbolic-ref", "HEAD", cwd=wt).strip() == f"refs/heads/{BRANCH}"
+    assert git("status", "--porcelain", cwd=wt) == ""
+
+
+async def test_a_cancelled_update_leaves_no_half_checked_out_spare(
+    ws: Workspace, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+):
+    adding = asyncio.Event()
+    real_git = ws._git
+
+    async def hanging_checkout(args, cwd, **kw):  # type: ignore[no-untyped-def]
+        if "worktree" in args and "add" in args:
+            adding.set()
+            await asyncio.Event().wait()  # a checkout that never ends
+        return await real_git(args, cwd, **kw)
+
+    monkeypatch.setattr(ws, "_git", hanging_checkout)
+    update = asyncio.create_task(ws.update_mirror("acme/demo", upstream.url, TOKEN))
+    await asyncio.wait_for(adding.wait(), 10)
+    update.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await update
+    monkeypatch.undo()
+
+    assert not ws.spare_path("acme/demo").exists()
+    wt = await prepare(ws, upstream, fetch=False)
+    assert await ws.head(wt) == upstream.sha("main")
+    assert (wt / "src" / "app.py").read_text() == "print('hi')\n"
 
 
 async def test_prepare_without_fetch_uses_the_mirror_as_updated(ws: Workspace, upstream: Upstream):
@@ -414,7 +456,7 @@ async def test_sweep_removes_only_dead_jobs_worktrees(tmp_path: Path, upstream: 
     crashed = Workspace(tmp_path / "data")
     dead = await crashed.prepare("acme/demo", upstream.url, TOKEN, "main", "pact/code/a", "dead")
     (dead / "junk.txt").write_text("left behind\n")
-    crashed._release_job("dead")  # its process died
+    crashed.jobs.release("dead")  # its process died
     live_ws = Workspace(tmp_path / "data")
     live = await live_ws.prepare("acme/demo", upstream.url, TOKEN, "main", "pact/code/b", "live")
 
@@ -550,7 +592,7 @@ def test_a_starting_worker_removes_a_killed_workers_worktrees(tmp_path: Path, up
             "acme/demo", upstream.url, TOKEN, "main", "pact/code/a", "dead"
         )
         (dead / "junk.txt").write_text("left behind\n")
-        crashed._release_job("dead")  # its worker was killed
+        crashed.jobs.release("dead")  # its worker was killed
         live_ws = Workspace(data)
         live = await live_ws.prepare(
             "acme/demo", upstream.url, TOKEN, "main", "pact/code/b", "live"

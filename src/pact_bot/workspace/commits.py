@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pact_bot.workspace.errors import GitError, PushRejected, RebaseConflict, WorkspaceError
-from pact_bot.workspace.mirror import RunGit
+from pact_bot.workspace.git import Remote, RunGit
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,13 @@ async def commit(
     return await head(git, wt)
 
 
-async def push(git: RunGit, wt: Path, clone_url: str, token: str | None, branch: str) -> str:
+async def push(git: RunGit, wt: Path, remote: Remote, branch: str) -> str:
     """Push HEAD to `branch`, never forcing; returns the pushed sha."""
     sha = await head(git, wt)
     code, _, err = await git(
-        ["push", "--quiet", "--no-verify", clone_url, f"HEAD:refs/heads/{branch}"],
+        ["push", "--quiet", "--no-verify", remote.url, f"HEAD:refs/heads/{branch}"],
         wt,
-        clone_url=clone_url,
-        token=token,
+        remote=remote,
         check=False,
     )
     if code != 0:

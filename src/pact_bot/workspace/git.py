@@ -22,7 +22,7 @@ import functools
 import os
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -50,6 +50,9 @@ _PASS_ENV = (
 )
 # Schemes a clone URL may use; anything else (ssh, ext::, fd::) is never allowed.
 _REMOTE_SCHEMES = ("https", "http", "file")
+
+# `GitRunner.run`, or a test's wrapper of it: how the workspace modules start git.
+RunGit = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
 @functools.cache

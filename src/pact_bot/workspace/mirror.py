@@ -5,6 +5,16 @@ jobs' local branches live in `refs/heads/*` of the same repository, and a prune 
 `refs/heads/*` would delete them (and git refuses to fetch into a checked-out branch).
 Updates are serialised per repository: an asyncio lock in-process, an fcntl lock across
 processes (`mirrors/<owner>/<name>.lock`).
+
+A new mirror is fetched shallow (`--depth 1`: each branch's tip and its tree, a fraction
+of a large repository's history), so the repository's first job waits only for what it
+checks out. The first job completes the history when it ends (`complete`, from
+`Workspace.remove`), and anything that needs history before then (a merge or rebase onto a
+remote branch) completes it first. Unlike a blobless (partial) mirror, a shallow one has
+every object of the commits it has: no git command fetches lazily, so only the fetch and
+the push ever see the token. A plain fetch into a shallow mirror stays correct (the server
+sends whatever the mirror lacks, down to its shallow boundary), so a mirror whose completion
+failed is still usable and is completed by a later job.
 """
 
 from __future__ import annotations
@@ -16,11 +26,12 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
 
 from pact_bot.workspace.errors import GitError, WorkspaceError
+from pact_bot.workspace.git import Remote, RunGit
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +41,6 @@ _REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
 # Lock files only git processes under the mirror lock create; after a kill -9 they stay
 # behind and would fail every later fetch on this worker.
 _MIRROR_LOCKS = ("packed-refs.lock", "shallow.lock", "config.lock", "HEAD.lock", "FETCH_HEAD.lock")
-
-
-class RunGit(Protocol):
-    async def __call__(
-        self,
-        args: Sequence[str],
-        cwd: Path,
-        *,
-        clone_url: str | None = None,
-        token: str | None = None,
-        stdin: str | None = None,
-        check: bool = True,
-    ) -> tuple[int, str, str]: ...
 
 
 def check_name(value: str, what: str) -> str:
@@ -97,9 +95,11 @@ class Mirrors:
                 os.close(fd)  # closing releases the flock
 
     async def sync(self, repo: str, clone_url: str, token: str | None) -> Path:
-        """Create the mirror on first use (atomically), else fetch. Caller holds the lock."""
+        """Create the mirror on first use (atomically, shallow), else fetch. Caller holds
+        the lock."""
         mirror = self.path(repo)
-        git = self._git
+        git, remote = self._git, Remote(clone_url, token)
+        started = time.monotonic()
         if not (mirror / "HEAD").exists():
             tmp = mirror.with_name(mirror.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -108,33 +108,51 @@ class Mirrors:
                 await git(["init", "--bare", "--quiet", str(tmp)], tmp.parent)
                 await git(["remote", "add", "origin", clone_url], tmp)
                 await git(["config", "remote.origin.fetch", _REFSPEC], tmp)
-                await git(
-                    ["fetch", "--quiet", "--no-tags", "--prune", "origin"],
-                    tmp,
-                    clone_url=clone_url,
-                    token=token,
-                )
+                await self._fetch(tmp, remote, "--depth", "1", "--prune", "origin")
                 tmp.rename(mirror)
             except BaseException:  # failed or cancelled: no half-made mirror stays behind
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            log.info("mirror created", extra={"repo": repo})
+            seconds = round(time.monotonic() - started, 3)
+            log.info("mirror created", extra={"repo": repo, "shallow": True, "seconds": seconds})
             return mirror
         clear_stale_locks(mirror)
         await git(["remote", "set-url", "origin", clone_url], mirror)
-        await git(
-            ["fetch", "--quiet", "--no-tags", "--prune", "origin"],
-            mirror,
-            clone_url=clone_url,
-            token=token,
-        )
+        await self._fetch(mirror, remote, "--prune", "origin")
         await git(
             ["-c", "gc.auto=6700", "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
             mirror,
             check=False,
         )
-        log.info("mirror fetched", extra={"repo": repo})
+        seconds = round(time.monotonic() - started, 3)
+        extra = {"repo": repo, "shallow": is_shallow(mirror), "seconds": seconds}
+        log.info("mirror fetched", extra=extra)
         return mirror
+
+    async def complete(self, repo: str, clone_url: str, token: str | None) -> bool:
+        """Fetch the history a shallow mirror lacks; False when it failed (logged; the
+        mirror stays shallow and usable: git replaces `shallow` only once every object is
+        in). Nothing to do for a full mirror. Caller holds the lock."""
+        mirror = self.path(repo)
+        if not is_shallow(mirror):
+            return True
+        clear_stale_locks(mirror)
+        try:
+            await self.deepen(mirror, Remote(clone_url, token))
+        except WorkspaceError:
+            log.warning("mirror history not completed", extra={"repo": repo}, exc_info=True)
+            return False
+        return True
+
+    async def deepen(self, mirror: Path, remote: Remote) -> None:
+        """The full history of every branch, for what needs more than the tips (a merge
+        base); raises when the fetch fails. Caller holds the lock."""
+        if is_shallow(mirror):
+            await self._fetch(mirror, remote, "--unshallow", "origin")
+            log.info("mirror history completed", extra={"repo": self.repo_of(mirror)})
+
+    async def _fetch(self, cwd: Path, remote: Remote, *args: str) -> None:
+        await self._git(["fetch", "--quiet", "--no-tags", *args], cwd, remote=remote)
 
     async def rev(self, repo_dir: Path, ref: str) -> str | None:
         code, out, _ = await self._git(
@@ -146,15 +164,11 @@ class Mirrors:
         self, mirror: Path, base_ref: str, clone_url: str, token: str | None
     ) -> str:
         """A branch name, a full ref (e.g. refs/pull/7/head, fetched on demand) or a sha."""
+        remote = Remote(clone_url, token)
         if _SHA.match(base_ref):
             if sha := await self.rev(mirror, base_ref):
                 return sha
-            await self._git(
-                ["fetch", "--quiet", "--no-tags", "origin", base_ref],
-                mirror,
-                clone_url=clone_url,
-                token=token,
-            )
+            await self._fetch(mirror, remote, "origin", base_ref)
             if sha := await self.rev(mirror, base_ref):
                 return sha
             raise WorkspaceError(f"base commit {base_ref} is not on the remote")
@@ -166,12 +180,7 @@ class Mirrors:
                 raise WorkspaceError(f"base branch {base_ref!r} does not exist on the remote")
             return sha
         local = "refs/pact-base/" + base_ref.removeprefix("refs/")
-        await self._git(
-            ["fetch", "--quiet", "--no-tags", "origin", f"+{base_ref}:{local}"],
-            mirror,
-            clone_url=clone_url,
-            token=token,
-        )
+        await self._fetch(mirror, remote, "origin", f"+{base_ref}:{local}")
         sha = await self.rev(mirror, local)
         if sha is None:
             raise WorkspaceError(f"base ref {base_ref!r} is not a commit")
@@ -182,8 +191,7 @@ class Mirrors:
         code, out, err = await self._git(
             ["ls-remote", "--heads", clone_url, f"refs/heads/{branch}"],
             cwd if cwd.exists() else Path.cwd(),
-            clone_url=clone_url,
-            token=token,
+            remote=Remote(clone_url, token),
             check=False,
         )
         if code != 0:
@@ -201,6 +209,10 @@ class Mirrors:
             if "worktree" in entry:
                 entries.append(entry)
         return entries
+
+
+def is_shallow(mirror: Path) -> bool:
+    return (mirror / "shallow").exists()
 
 
 def admin_dir(mirror: Path, worktree: Path) -> Path | None:

@@ -8,13 +8,10 @@ Layout under `data_dir`::
     worktrees/<job_id>/           the job's checkout
     worktrees/<job_id>.lock       held while the job runs; a free lock means a dead job
 
-A finished job's worktree is not deleted but cleaned (`checkout -f --detach`, `clean
--ffdx`) and parked as the repository's spare; the next job moves it into place and checks
-out its branch, so only the files that differ are written. Creating every file of a large
-repository is the slowest part of a warm job (~1 ms a file on a busy disk). A spare that
-is not exactly as expected (its `.git` file, a rebase in progress, a failing git) is
-deleted instead, and the job gets a fresh `git worktree add`. Nested repositories the
-agent planted are removed before git looks at a job's tree (see `tree`).
+A finished job's worktree is parked as the repository's spare for the next job (see
+`spares`); a mirror's first job completes its shallow history when it ends (see `mirror`).
+Nested repositories the agent planted are removed before git looks at a job's tree (see
+`tree`).
 """
 
 from __future__ import annotations
@@ -24,21 +21,17 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pact_bot.workspace import commits
+from pact_bot.workspace import commits, spares
 from pact_bot.workspace.commits import Changes
 from pact_bot.workspace.errors import WorkspaceBusy, WorkspaceError
-from pact_bot.workspace.git import DEFAULT_IDENTITY, GitRunner, Remote
+from pact_bot.workspace.git import DEFAULT_IDENTITY, GitRunner, Remote, RunGit
 from pact_bot.workspace.joblocks import JobLocks
-from pact_bot.workspace.mirror import Mirrors, admin_dir, check_name, clear_stale_locks
+from pact_bot.workspace.mirror import Mirrors, check_name, clear_stale_locks
 from pact_bot.workspace.tree import remove_nested_repos
 
 log = logging.getLogger(__name__)
-
-# Write a fresh worktree's files with one checkout worker per core (git ≥ 2.32; older
-# gits ignore the setting): a fresh checkout of a large repository is mostly file writes.
-_PARALLEL_CHECKOUT = ("-c", "checkout.workers=0")
-_BUSY = ("rebase-merge", "rebase-apply", "MERGE_HEAD", "CHERRY_PICK_HEAD", "locked")
 
 
 @dataclass
@@ -66,38 +59,16 @@ class Workspace:
         self.worktrees_dir = self.data_dir / "worktrees"
         self.identity = identity
         self.runner = GitRunner(identity=identity, timeout=git_timeout)
+        # Every git run of the workspace goes through `_git` (only the one process that
+        # talks to the remote gets a `Remote` with the token); tests wrap it.
+        self._git: RunGit = self.runner.run
         self.mirrors = Mirrors(self.mirrors_dir, self._run)
         self.jobs = JobLocks(self.worktrees_dir)
         self._checkouts: dict[Path, _Checkout] = {}
 
-    async def _git(
-        self,
-        args: Sequence[str],
-        cwd: Path,
-        *,
-        clone_url: str | None = None,
-        token: str | None = None,
-        stdin: str | None = None,
-        check: bool = True,
-    ) -> tuple[int, str, str]:
-        """Run hardened git; only this process sees the token."""
-        remote = Remote(clone_url, token) if clone_url else None
-        return await self.runner.run(args, cwd, remote=remote, stdin=stdin, check=check)
-
-    async def _run(
-        self,
-        args: Sequence[str],
-        cwd: Path,
-        *,
-        clone_url: str | None = None,
-        token: str | None = None,
-        stdin: str | None = None,
-        check: bool = True,
-    ) -> tuple[int, str, str]:
+    async def _run(self, args: Sequence[str], cwd: Path, **kw: Any) -> tuple[int, str, str]:
         """`_git` looked up at each call, so a test wrapping `_git` sees every git run."""
-        return await self._git(
-            args, cwd, clone_url=clone_url, token=token, stdin=stdin, check=check
-        )
+        return await self._git(args, cwd, **kw)
 
     # --- paths and job locks ----------------------------------------------------------
 
@@ -110,36 +81,20 @@ class Workspace:
     def spare_path(self, repo: str) -> Path:
         return self.mirror_path(repo).with_suffix(".spare")
 
-    def _hold_job(self, job_id: str) -> None:
-        self.jobs.hold(job_id)
-
-    def _release_job(self, job_id: str) -> None:
-        self.jobs.release(job_id)
-
-    def _job_is_live(self, job_id: str) -> bool:
-        return self.jobs.is_live(job_id)
-
     # --- worktree lifecycle -----------------------------------------------------------
 
-    async def _drop_worktree(self, mirror: Path | None, path: Path) -> None:
-        if mirror is not None and mirror.exists():
-            await self._git(
-                ["worktree", "remove", "--force", "--force", str(path)], mirror, check=False
-            )
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-        if mirror is not None and mirror.exists():
-            await self._git(["worktree", "prune"], mirror, check=False)
-
     async def update_mirror(self, repo: str, clone_url: str, token: str | None) -> Path:
-        """Clone or fetch the repository's mirror, without touching any worktree.
+        """Clone or fetch the repository's mirror, and check out a spare when it has none
+        (for the coming `prepare`); no job's worktree is touched.
 
         Safe to run ahead of `prepare` (e.g. while a job is still reading its config) and
         to cancel: a cancelled first clone leaves no mirror, a cancelled fetch leaves the
         mirror as it was or with some refs updated, as an interrupted fetch always may.
         """
         async with self.mirrors.lock(repo):
-            return await self.mirrors.sync(repo, clone_url, token)
+            mirror = await self.mirrors.sync(repo, clone_url, token)
+            await spares.stock(self._run, mirror, self.spare_path(repo), Remote(clone_url, token))
+            return mirror
 
     async def prepare(
         self,
@@ -162,7 +117,7 @@ class Workspace:
         missing mirror is still cloned).
         """
         path = self.worktree_path(job_id)
-        self._hold_job(job_id)
+        self.jobs.hold(job_id)
         self._checkouts.pop(path, None)
         mirrors = self.mirrors
         try:
@@ -173,7 +128,7 @@ class Workspace:
                 else:
                     clear_stale_locks(mirror)
                 if path.exists():
-                    await self._drop_worktree(mirror, path)
+                    await spares.drop(self._run, mirror, path)
                 await self._git(["worktree", "prune"], mirror)
                 await self._free_branch(mirror, branch, path)
                 # No live job holds the branch now; a lock left by a killed commit would
@@ -184,11 +139,12 @@ class Workspace:
                     raise WorkspaceError(f"branch {branch!r} does not exist on the remote")
                 start = remote_sha or await mirrors.resolve_base(mirror, base_ref, clone_url, token)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                if not await self._take_spare(repo, mirror, path, branch, start):
+                spare = self.spare_path(repo)
+                if not await spares.take(self._run, mirror, spare, path, branch, start):
                     add = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path)]
-                    await self._git([*_PARALLEL_CHECKOUT, *add, start], mirror)
+                    await self._git([*spares.PARALLEL_CHECKOUT, *add, start], mirror)
         except BaseException:
-            self._release_job(job_id)  # the caller gets no path to remove; free the job
+            self.jobs.release(job_id)  # the caller gets no path to remove; free the job
             raise
         self._checkouts[path] = _Checkout(repo, mirror, branch, job_id, clone_url, token or "")
         log.info(
@@ -196,49 +152,6 @@ class Workspace:
             extra={"repo": repo, "branch": branch, "continued": remote_sha is not None},
         )
         return path
-
-    def _admin_dir(self, mirror: Path, worktree: Path) -> Path | None:
-        return admin_dir(mirror, worktree)
-
-    async def _park(self, repo: str, mirror: Path, worktree: Path) -> bool:
-        """Clean a finished job's worktree and keep it as the spare. Caller holds the lock."""
-        spare = self.spare_path(repo)
-        if spare.exists() or not worktree.is_dir():
-            return False
-        admin = self._admin_dir(mirror, worktree)
-        if admin is None or any((admin / name).exists() for name in _BUSY):
-            return False
-        try:
-            remove_nested_repos(worktree)
-            await self._git(["checkout", "--quiet", "--force", "--detach"], worktree)
-            await self._git(["clean", "-ffdxq"], worktree)
-            await self._git(["worktree", "move", str(worktree), str(spare)], mirror)
-        except (WorkspaceError, OSError):
-            log.warning("worktree not kept as spare", exc_info=True)
-            return False
-        return True
-
-    async def _take_spare(
-        self, repo: str, mirror: Path, path: Path, branch: str, start: str
-    ) -> bool:
-        """Move the spare to `path` on `branch` at `start`; False (spare gone) if unusable."""
-        spare = self.spare_path(repo)
-        if not spare.is_dir():
-            return False
-        try:
-            if self._admin_dir(mirror, spare) is None:
-                raise WorkspaceError("spare worktree is not one of the mirror's")
-            await self._git(["worktree", "move", str(spare), str(path)], mirror)
-            await self._git(
-                ["checkout", "--quiet", "--force", "--no-track", "-B", branch, start], path
-            )
-            await self._git(["clean", "-ffdxq"], path)
-        except (WorkspaceError, OSError):
-            log.warning("spare worktree dropped", exc_info=True)
-            for p in (spare, path):
-                await self._drop_worktree(mirror, p)
-            return False
-        return True
 
     async def _free_branch(self, mirror: Path, branch: str, ours: Path) -> None:
         """Remove a dead job's worktree that still has `branch` checked out."""
@@ -249,8 +162,8 @@ class Workspace:
             other = Path(entry["worktree"])
             if other == ours:
                 continue
-            if other.parent == self.worktrees_dir and not self._job_is_live(other.name):
-                await self._drop_worktree(mirror, other)
+            if other.parent == self.worktrees_dir and not self.jobs.is_live(other.name):
+                await spares.drop(self._run, mirror, other)
                 continue
             raise WorkspaceBusy(f"branch {branch!r} is in use by another job ({other.name})")
 
@@ -276,18 +189,24 @@ class Workspace:
         try:
             if mirror is not None and mirror.exists():
                 async with self.mirrors.lock(Mirrors.repo_of(mirror)):
-                    if checkout is None or not await self._park(checkout.repo, mirror, worktree):
-                        await self._drop_worktree(mirror, worktree)
+                    if checkout is None or not await spares.park(
+                        self._run, mirror, worktree, self.spare_path(checkout.repo)
+                    ):
+                        await spares.drop(self._run, mirror, worktree)
                     if checkout is not None:
                         await self._git(
                             ["branch", "-D", "--quiet", checkout.branch], mirror, check=False
                         )
+                        if checkout.clone_url:  # the job is over: its user waits no more
+                            await self.mirrors.complete(
+                                checkout.repo, checkout.clone_url, checkout.token or None
+                            )
             else:
                 shutil.rmtree(worktree, ignore_errors=True)
         finally:
             shutil.rmtree(worktree, ignore_errors=True)
             job_id = checkout.job_id if checkout else worktree.name
-            self._release_job(job_id)
+            self.jobs.release(job_id)
         log.info("worktree removed", extra={"worktree": str(worktree)})
 
     async def sweep(self) -> list[str]:
@@ -297,7 +216,7 @@ class Workspace:
         if not self.worktrees_dir.is_dir():
             return removed
         for path in sorted(self.worktrees_dir.iterdir()):
-            if not path.is_dir() or path.is_symlink() or self._job_is_live(path.name):
+            if not path.is_dir() or path.is_symlink() or self.jobs.is_live(path.name):
                 continue
             await self.remove(path)
             removed.append(path.name)
@@ -350,7 +269,7 @@ class Workspace:
         """Push HEAD to `branch`, never forcing. A refusal raises `PushRejected`."""
         wt = Path(worktree)
         checkout = self._remember(wt, clone_url, token)
-        sha = await commits.push(self._run, wt, clone_url, token, branch)
+        sha = await commits.push(self._run, wt, Remote(clone_url, token), branch)
         async with self.mirrors.lock(checkout.repo):
             await self._git(
                 ["update-ref", f"refs/remotes/origin/{branch}", sha], checkout.mirror, check=False
@@ -358,11 +277,7 @@ class Workspace:
         log.info("pushed", extra={"repo": checkout.repo, "branch": branch, "sha": sha})
 
     async def rebase_onto_remote(
-        self,
-        worktree: Path,
-        branch: str,
-        clone_url: str | None = None,
-        token: str | None = None,
+        self, worktree: Path, branch: str, *, clone_url: str | None = None, token: str | None = None
     ) -> str:
         """Fetch the remote `branch` and replay our commits on top; return the new HEAD.
 
@@ -388,14 +303,16 @@ class Workspace:
         return await commits.merge(self._run, self._scrub(wt), remote_ref)
 
     async def _fetch_branch(self, checkout: _Checkout, branch: str) -> str:
-        """The remote `branch`, fresh in the mirror; its remote-tracking ref."""
+        """The remote `branch`, fresh in the mirror; its remote-tracking ref. A shallow
+        mirror gets its whole history first: a merge or rebase needs the merge base."""
         remote_ref = f"refs/remotes/origin/{branch}"
+        remote = Remote(checkout.clone_url, checkout.token or None)
         async with self.mirrors.lock(checkout.repo):
+            await self.mirrors.deepen(checkout.mirror, remote)
             await self._git(
                 ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{remote_ref}"],
                 checkout.mirror,
-                clone_url=checkout.clone_url,
-                token=checkout.token or None,
+                remote=remote,
             )
         return remote_ref
 
