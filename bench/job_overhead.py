@@ -493,12 +493,16 @@ def main() -> None:
                 warm_bytecode(sim, model, work)
             for r in range(1, args.rounds + 1):
                 repo = load_into_sim(sim, bare, f"{NAME}-{r}")
+                os.sync()  # the last round's writeback would slow whichever step comes next
                 f = floor(sim, repo, work, r)
                 print(_line(f"round {r} floor", f))
                 floors.append(f["total"])
                 bot = Bot(sim, model, work / f"bot-{r}", pyc=not args.no_pyc)
                 try:
-                    jobs = [run_job(sim, bot, repo.full_name, spec) for spec in SPECS]
+                    jobs = []
+                    for spec in SPECS:
+                        os.sync()
+                        jobs.append(run_job(sim, bot, repo.full_name, spec))
                 finally:
                     bot.stop()
                 for i, job in enumerate(jobs, 1):
