@@ -58,8 +58,11 @@ class RunResult:
     error: str | None = None
     retries: int = 0
     compactions: int = 0
+    """Times the run continued from a summary of itself (agent/context.py)."""
     cleared_results: int = 0
+    """Tool results replaced by a note of what they held, to save context."""
     largest_prompt: int = 0
+    """The largest prompt sent, in tokens: how close the run came to the window."""
 
     @property
     def ok(self) -> bool:

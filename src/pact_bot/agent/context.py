@@ -52,7 +52,9 @@ class ContextLimits:
     compact_at: float = 0.8
     clear_to: float = 0.6
     keep_recent: int = 3
+    """The latest tool results, which a clearing batch never touches."""
     min_result_tokens: int = 200
+    """Smaller results are left as they are: their note would save next to nothing."""
 
     @property
     def threshold(self) -> int:

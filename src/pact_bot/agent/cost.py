@@ -56,9 +56,12 @@ class Tokens:
     job's `RunStats`."""
 
     input_tokens: int = 0
+    """Prompt tokens neither read from nor written to the cache, priced as `input`."""
     output_tokens: int = 0
     cache_read_tokens: int = 0
+    """Prompt tokens read from the cache, priced as `cache_read` (a tenth of input)."""
     cache_write_tokens: int = 0
+    """Prompt tokens written to the cache, priced as `cache_write` (1.25 times input)."""
 
     @property
     def prompt_tokens(self) -> int:
