@@ -93,8 +93,9 @@ def test_expired_tokens_are_dropped_the_settings_secrets_never(
 ) -> None:
     """Tokens are minted for as long as the process runs: the expired ones go (each kept
     costs every line a search), the App's own secrets and the live tokens stay."""
-    for name in ("_secrets", "_kept", "_tokens"):
-        monkeypatch.setattr(logs, name, dict(getattr(logs, name)))
+    monkeypatch.setattr(logs, "_kept", dict(logs._kept))
+    monkeypatch.setattr(logs, "_secrets", dict(logs._kept))
+    monkeypatch.setattr(logs, "_tokens", {})  # tokens are dropped oldest first
     now = time.time()
     logs.register_secrets(["the-webhook-secret"])
     logs.register_token("ghs_expired_token", now - logs.TOKEN_GRACE_SECONDS - 1)
