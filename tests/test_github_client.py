@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from githubkit.exception import RequestFailed
 
-from pact_bot import metrics
+from pact_bot import logs, metrics
 from pact_bot.github.client import GitHubApp, NotInstalled, RateLimitRetry, RepoClient
 from pact_bot.logs import redact
+from pact_bot.pipeline.runtime import Runtime
 from pact_bot.settings import Settings
 from pact_bot.workspace import GitError, PushRejected, Workspace
 
@@ -264,3 +265,23 @@ async def test_retry_continues_the_pushed_branch_and_rebases_after_a_race(
 
     assert {"one.txt", "two.txt", "three.txt"} <= set(ws_b.tracked_files(wt_b))
     assert demo.branches()["pact/code/w"] == head
+
+
+async def test_the_apps_secrets_and_live_tokens_stay_redacted_however_many_are_minted(
+    settings: Settings, app: GitHubApp, github_sim: Any, demo: Any, monkeypatch: Any
+):
+    """A long-running process mints a token per job: however many it has minted, the
+    webhook secret, the App's key and a token still in use are scrubbed from every line.
+    (A cap on the secrets kept, once 1,024, lowered to 8 here: minting past it took a
+    minute; the cap is gone, so the lowering is a no-op now.)"""
+    for name in ("_secrets", "_kept", "_tokens"):
+        monkeypatch.setattr(logs, name, dict(getattr(logs, name, {})))
+    monkeypatch.setattr(logs, "MAX_SECRETS", 8, raising=False)
+    Runtime(settings, app=app)  # registers the settings' secrets, as serve and work do
+    live = await (await app.repo_client("acme/demo", github_sim.installation_id)).token()
+    for _ in range(20):
+        await app.repo_client("acme/demo", github_sim.installation_id)
+    assert settings.github_private_key is not None and settings.github_webhook_secret
+    pem = settings.github_private_key.get_secret_value()
+    line = f"{settings.github_webhook_secret.get_secret_value()} {pem} {live}"
+    assert redact(line) == "[redacted] [redacted] [redacted]", redact(line)[:200]

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -87,18 +88,20 @@ def test_log_line_respects_the_level_and_other_handlers(
     assert [r.__dict__["n"] for r in caplog.records] == [2]
 
 
-def test_registered_secrets_are_bounded_newest_kept() -> None:
-    saved = dict(logs._secrets)
-    try:
-        first = "first-secret-value"
-        logs.register_secrets([first])
-        tokens = [f"ghs_token_{i:06d}" for i in range(logs.MAX_SECRETS + 10)]
-        for t in tokens:
-            logs.register_secrets([t])
-        assert len(logs._secrets) == logs.MAX_SECRETS
-        assert logs.redact(f"{tokens[-1]} {first}") == f"[redacted] {first}"
-        logs.register_secrets([tokens[0]])  # registered again: the newest
-        assert logs.redact(tokens[0]) == "[redacted]"
-    finally:
-        logs._secrets.clear()
-        logs._secrets.update(saved)
+def test_expired_tokens_are_dropped_the_settings_secrets_never(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tokens are minted for as long as the process runs: the expired ones go (each kept
+    costs every line a search), the App's own secrets and the live tokens stay."""
+    monkeypatch.setattr(logs, "_kept", dict(logs._kept))
+    monkeypatch.setattr(logs, "_secrets", dict(logs._kept))
+    monkeypatch.setattr(logs, "_tokens", {})  # tokens are dropped oldest first
+    now = time.time()
+    logs.register_secrets(["the-webhook-secret"])
+    logs.register_token("ghs_expired_token", now - logs.TOKEN_GRACE_SECONDS - 1)
+    logs.register_token("ghs_live_token_1", now + 3600)
+    for i in range(2000):
+        logs.register_token(f"ghs_token_{i:06d}", now + 3600)
+    assert "ghs_expired_token" not in logs._secrets
+    line = "the-webhook-secret ghs_live_token_1 ghs_token_001999 ghs_expired_token"
+    assert logs.redact(line) == "[redacted] [redacted] [redacted] ghs_expired_token"

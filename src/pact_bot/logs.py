@@ -1,9 +1,10 @@
 """JSON logs (default) or console logs, with job and delivery ids carried by context.
 
 Every line of a job carries `job_id` and `delivery_id` without each call passing them:
-the worker sets `job_context` once. Known secret values are scrubbed from every line; the
-most recently registered `MAX_SECRETS` are kept (tokens are minted for as long as the
-process runs, and each one kept costs every line a substring search).
+the worker sets `job_context` once. Known secret values are scrubbed from every line: the
+settings' and the cloud credentials' for as long as the process runs, an installation token
+until it has expired (tokens are minted for as long as the process runs, and each one kept
+costs every line a substring search; an expired one opens nothing).
 
 `log_line(logger, level, event, fields)` is `logger.log(level, event, extra=fields)` for
 the webhook's one line per delivery: when `setup_logging`'s JSON handler is the only one
@@ -28,23 +29,37 @@ import orjson
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "pact_log_ctx", default=None
 )
-MAX_SECRETS = 1024
-_secrets: dict[str, None] = {}  # insertion-ordered: the oldest registration first
+_secrets: dict[str, None] = {}  # what `redact` looks for: the two below, kept in step
+_kept: dict[str, None] = {}  # the settings' and the cloud credentials': never dropped
+_tokens: dict[str, float] = {}  # token -> when it may be dropped (time.time()), oldest first
+TOKEN_GRACE_SECONDS = 600.0  # kept past its expiry: a late line about a request made with it
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def register_secrets(values: list[str]) -> None:
-    """Values never to print (tokens, keys); installation tokens are added as minted.
-
-    Registering a value again makes it the newest; past `MAX_SECRETS` the oldest go (the
-    settings' own secrets are registered again whenever the settings are loaded)."""
+    """Values never to print (keys, the webhook secret, credentials), for the process's life."""
     for v in values:
         if v and len(v) >= 8:
-            _secrets.pop(v, None)
+            _kept[v] = None
             _secrets[v] = None
-    while len(_secrets) > MAX_SECRETS:
-        del _secrets[next(iter(_secrets))]
+
+
+def register_token(token: str, expires_at: float) -> None:
+    """An installation token (`expires_at`: a `time.time()`), scrubbed until it has expired;
+    the expired ones are dropped here, so the list holds the tokens of about an hour."""
+    now = time.time()
+    while _tokens:
+        oldest, until = next(iter(_tokens.items()))
+        if until > now:
+            break
+        del _tokens[oldest]
+        if oldest not in _kept:
+            _secrets.pop(oldest, None)
+    if token and len(token) >= 8:
+        _tokens.pop(token, None)
+        _tokens[token] = expires_at + TOKEN_GRACE_SECONDS
+        _secrets[token] = None
 
 
 def redact(text: str) -> str:

@@ -41,7 +41,7 @@ from githubkit.retry import RetryServerError
 from githubkit.typing import RetryOption
 
 from pact_bot import metrics
-from pact_bot.logs import register_secrets
+from pact_bot.logs import register_token
 from pact_bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -210,8 +210,9 @@ class GitHubApp:
             if e.response.status_code in (403, 404, 422):
                 return None
             raise
-        token = str(resp.json()["token"])
-        register_secrets([token])
+        data = resp.json()
+        token = str(data["token"])
+        register_token(token, _expiry(data.get("expires_at")).timestamp())
         return GitHub(TokenAuthStrategy(token), **_client_options(self.settings, self._retry))
 
     async def _mint(self, repo: str, installation_id: int) -> tuple[str, datetime]:
@@ -228,10 +229,10 @@ class GitHubApp:
                 ) from None
             raise
         data = resp.json()
-        token = str(data["token"])
-        register_secrets([token])
+        token, expires = str(data["token"]), _expiry(data.get("expires_at"))
+        register_token(token, expires.timestamp())
         log.info("installation token minted", extra={"repo": repo})
-        return token, _expiry(data.get("expires_at"))
+        return token, expires
 
 
 class _RepoTokenAuth(httpx.Auth):
