@@ -143,6 +143,7 @@ async def _serve_one(
     )
     server = _Server(config, stop)
     workers: asyncio.Task[None] | None = None
+    listening = asyncio.Event()
     pruning: asyncio.Task[None] | None = None
     if settings.pact_workers > 0 and handler_factory is not None:
         current = {"handler": handler_factory(settings)}
@@ -160,6 +161,11 @@ async def _serve_one(
         app.state.on_settings_changed = on_settings_changed
 
         async def work() -> None:
+            # Not before the freeze: a job's objects frozen with the start-up's would
+            # never be collected.
+            await listening.wait()
+            if stop.is_set():
+                return
             await sweep_worktrees(settings)
             await run_workers(
                 queue, handler, settings.pact_workers, stop, grace_seconds=grace_seconds
@@ -181,9 +187,11 @@ async def _serve_one(
             if missing:
                 announce_setup(settings, bound_host, bound_port)
             _freeze_startup_objects()
+            listening.set()
         await serving
     finally:
         stop.set()
+        listening.set()
         if workers is not None:
             await workers
         if pruning is not None:
