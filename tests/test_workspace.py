@@ -256,6 +256,46 @@ async def test_a_cancelled_update_leaves_no_half_checked_out_spare(
     assert (wt / "src" / "app.py").read_text() == "print('hi')\n"
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["--upload-pack=touch${IFS}pwned", "a/../../../HEAD", "main@{1}", "main^{/v}", ".hidden"],
+)
+async def test_a_default_branch_name_a_hostile_server_sends_never_reaches_gits_argv(
+    ws: Workspace, upstream: Upstream, monkeypatch: pytest.MonkeyPatch, name: str
+):
+    real_git = ws._git
+    argv: list[list[str]] = []
+
+    async def hostile_server(args, cwd, **kw):  # type: ignore[no-untyped-def]
+        if "ls-remote" in args and "--symref" in args:
+            sha = upstream.sha("main")
+            return 0, f"ref: refs/heads/{name}\tHEAD\n{sha}\tHEAD\n", ""
+        argv.append(list(args))
+        return await real_git(args, cwd, **kw)
+
+    monkeypatch.setattr(ws, "_git", hostile_server)
+    await ws.update_mirror("acme/demo", upstream.url, TOKEN)
+
+    assert not ws.spare_path("acme/demo").exists()
+    assert not [a for a in argv if any(name in arg for arg in a)]
+    wt = await prepare(ws, upstream, fetch=False)  # the job checks out as it would have
+    assert await ws.head(wt) == upstream.sha("main")
+    assert (wt / "src" / "app.py").read_text() == "print('hi')\n"
+
+
+async def test_a_default_branch_with_slashes_is_checked_out_as_the_spare(
+    ws: Workspace, upstream: Upstream
+):
+    sha = upstream.commit({"src/app.py": "print('release')\n"}, "release/2.x", "r2")
+    git("symbolic-ref", "HEAD", "refs/heads/release/2.x", cwd=upstream.bare)
+
+    await ws.update_mirror("acme/demo", upstream.url, TOKEN)
+
+    spare = ws.spare_path("acme/demo")
+    assert git("rev-parse", "HEAD", cwd=spare).strip() == sha
+    assert (spare / "src" / "app.py").read_text() == "print('release')\n"
+
+
 async def test_prepare_without_fetch_uses_the_mirror_as_updated(ws: Workspace, upstream: Upstream):
     # No mirror yet: prepare clones it whatever `fetch` says.
     wt = await prepare(ws, upstream, "job1", fetch=False)
