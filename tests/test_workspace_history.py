@@ -113,6 +113,31 @@ async def test_a_rebase_job_on_a_shallow_mirror_merges_with_the_real_merge_base(
     assert (wt / "notes.txt").read_text() == "version 4\n"
 
 
+async def test_a_merge_after_a_killed_history_fetch_still_merges(
+    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+):
+    git("checkout", "--quiet", "-B", BRANCH, "main~3", cwd=upstream.dev)
+    (upstream.dev / "src" / "widget.py").write_text("W = 1\n")
+    git("add", "-A", cwd=upstream.dev)
+    git("commit", "--quiet", "-m", "widget", cwd=upstream.dev)
+    git("push", "--quiet", "origin", f"HEAD:refs/heads/{BRANCH}", cwd=upstream.dev)
+    upstream.commit({"src/m0.py": "N = 'main'\n"}, message="v5")
+    ws = Workspace(tmp_path / "data")
+    failing_unshallow(ws, monkeypatch)
+    wt = await prepare(ws, upstream, "job1", reuse_branch=True)
+    monkeypatch.undo()
+    # Another job's `/pact rebase` was cancelled (or timed out) while it completed the
+    # history: git was killed and left its lock.
+    (ws.mirror_path("acme/demo") / "shallow.lock").write_text("")
+
+    conflicts = await ws.merge_remote(wt, "main", upstream.url, TOKEN)
+
+    assert conflicts == []
+    assert not shallow(ws)
+    assert (wt / "src" / "m0.py").read_text() == "N = 'main'\n"
+    assert (wt / "src" / "widget.py").read_text() == "W = 1\n"
+
+
 async def test_a_failed_completion_leaves_a_usable_mirror_that_a_later_job_completes(
     tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ):

@@ -308,6 +308,7 @@ class Workspace:
         remote_ref = f"refs/remotes/origin/{branch}"
         remote = Remote(checkout.clone_url, checkout.token or None)
         async with self.mirrors.lock(checkout.repo):
+            clear_stale_locks(checkout.mirror)  # a killed history fetch leaves shallow.lock
             await self.mirrors.deepen(checkout.mirror, remote)
             await self._git(
                 ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{remote_ref}"],
