@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from typing import Any
 
 import pytest
@@ -212,6 +213,31 @@ async def test_job_that_pushed_without_recording_it_is_found_by_its_commit(
     reopened = [p for p in github_sim.pulls(REPO) if p["number"] != pr["number"]]
     assert [p["head"]["ref"] for p in reopened] == ["pact/code/cart"]
     assert "| `src/cart.py` | added |" in reopened[0]["body"]
+
+
+async def test_a_pushed_job_resumed_on_a_worker_without_the_mirror_lists_only_its_files(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    label(github_sim)
+    [job] = await bot.process()
+    pr = github_sim.pulls(REPO)[0]
+    github_sim.update_pull(github_sim.repo(REPO), pr["number"], {"state": "closed"}, "alice")
+    task = {k: v for k, v in job.task.items() if k != "progress"}
+    # The worker died right after the push; the retry runs where the repository's mirror
+    # is not (another host, or evicted): its new mirror has the branch tips only.
+    shutil.rmtree(bot.data_dir / "mirrors")
+
+    again = await bot.run_job(job.model_copy(update={"task": task, "attempts": 2}))
+
+    assert again.state == JobState.succeeded, again.error
+    [reopened] = [p for p in github_sim.pulls(REPO) if p["number"] != pr["number"]]
+    assert "| `src/cart.py` | added |" in reopened["body"]
+    assert "README.md" not in reopened["body"]  # the base's files are not the PR's
+    assert "docs/cart-spec.md` |" not in reopened["body"]
 
 
 async def test_spec_pr_and_command_opens_pr_targeting_the_spec_branch(

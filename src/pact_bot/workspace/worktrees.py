@@ -302,6 +302,18 @@ class Workspace:
         remote_ref = await self._fetch_branch(checkout, base)
         return await commits.merge(self._run, self._scrub(wt), remote_ref)
 
+    async def complete_history(self, worktree: Path) -> None:
+        """The whole history in the worktree's mirror, for what reads more than the tips
+        (a commit's parent: in a new, shallow mirror a fetched branch's tip has none);
+        raises when the fetch fails."""
+        checkout = self._remember(Path(worktree), None, None)
+        if not checkout.clone_url:
+            raise WorkspaceError("complete_history needs the clone URL of the repository")
+        async with self.mirrors.lock(checkout.repo):
+            clear_stale_locks(checkout.mirror)
+            remote = Remote(checkout.clone_url, checkout.token or None)
+            await self.mirrors.deepen(checkout.mirror, remote)
+
     async def _fetch_branch(self, checkout: _Checkout, branch: str) -> str:
         """The remote `branch`, fresh in the mirror; its remote-tracking ref. A shallow
         mirror gets its whole history first: a merge or rebase needs the merge base."""
