@@ -16,6 +16,7 @@ Nested repositories the agent planted are removed before git looks at a job's tr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 from collections.abc import Sequence
@@ -197,7 +198,10 @@ class Workspace:
                         await self._git(
                             ["branch", "-D", "--quiet", checkout.branch], mirror, check=False
                         )
-                        if checkout.clone_url:  # the job is over: its user waits no more
+                        # The job is over: its user waits no more. Not when it was stopped
+                        # (the worker shuts down): the fetch could outlast the process's stop
+                        # timeout, and a killed bot's git runs on, unlocked; a later job does it.
+                        if checkout.clone_url and not _cancelling():
                             await self.mirrors.complete(
                                 checkout.repo, checkout.clone_url, checkout.token or None
                             )
@@ -349,3 +353,9 @@ class Workspace:
         """Paths git tracks in the worktree (for the repository map), sorted."""
         _, out, _ = self.runner.run_sync(["-c", "core.quotepath=off", "ls-files", "-z"], worktree)
         return sorted(p for p in out.split("\0") if p)
+
+
+def _cancelling() -> bool:
+    """Whether the running task has been cancelled (and is running its clean-up)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
