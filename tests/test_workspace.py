@@ -285,7 +285,10 @@ async def test_a_cancelled_update_leaves_no_half_checked_out_spare(
 
 @pytest.mark.parametrize(
     "name",
-    ["--upload-pack=touch${IFS}pwned", "a/../../../HEAD", "main@{1}", "main^{/v}", ".hidden"],
+    [
+        *("--upload-pack=touch${IFS}pwned", "a/../../../HEAD", "main@{1}", "main^{/v}"),
+        *(".hidden", "main --upload-pack=x", "-x", "x/-y", "x.lock", "x//y"),
+    ],
 )
 async def test_a_default_branch_name_a_hostile_server_sends_never_reaches_gits_argv(
     ws: Workspace, upstream: Upstream, monkeypatch: pytest.MonkeyPatch, name: str

@@ -87,7 +87,8 @@ async def stock(git: RunGit, mirror: Path, spare: Path, remote: Remote) -> None:
     started = time.monotonic()
     try:
         _, out, _ = await git(["ls-remote", "--symref", "origin", "HEAD"], mirror, remote=remote)
-        ref = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("ref: ")), "")
+        lines = out.splitlines()
+        ref = next((ln[5:].partition("\t")[0] for ln in lines if ln.startswith("ref: ")), "")
         if (name := default_branch(ref)) is None:
             if ref:
                 log.warning("default branch not used for a spare", extra={"ref": ref[:200]})
