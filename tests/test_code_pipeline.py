@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from sim.policies import SpecCoderPolicy
 
 from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import JobState
+from pact_bot.jobs.worker import JobControl
 from pact_bot.model_catalog import DEFAULT_PRICES
 from pact_bot.pipeline import code
 
@@ -212,6 +214,31 @@ async def test_job_that_pushed_without_recording_it_is_found_by_its_commit(
     reopened = [p for p in github_sim.pulls(REPO) if p["number"] != pr["number"]]
     assert [p["head"]["ref"] for p in reopened] == ["pact/code/cart"]
     assert "| `src/cart.py` | added |" in reopened[0]["body"]
+
+
+async def test_a_pushed_job_resumed_on_a_worker_without_the_mirror_lists_only_its_files(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    label(github_sim)
+    [job] = await bot.process()
+    pr = github_sim.pulls(REPO)[0]
+    github_sim.update_pull(github_sim.repo(REPO), pr["number"], {"state": "closed"}, "alice")
+    task = {k: v for k, v in job.task.items() if k != "progress"}
+    # The worker died right after the push; the retry runs where the repository's mirror
+    # is not (another host, or evicted): its new mirror has the branch tips only.
+    shutil.rmtree(bot.data_dir / "mirrors")
+
+    again = await bot.run_job(job.model_copy(update={"task": task, "attempts": 2}))
+
+    assert again.state == JobState.succeeded, again.error
+    [reopened] = [p for p in github_sim.pulls(REPO) if p["number"] != pr["number"]]
+    assert "| `src/cart.py` | added |" in reopened["body"]
+    assert "README.md" not in reopened["body"]  # the base's files are not the PR's
+    assert "docs/cart-spec.md` |" not in reopened["body"]
 
 
 async def test_spec_pr_and_command_opens_pr_targeting_the_spec_branch(
@@ -562,6 +589,48 @@ async def test_cancel_while_running_pushes_nothing(
     assert "pact/code/cart" not in github_sim.branches(REPO)
     assert github_sim.pulls(REPO) == []
     assert bot.worktrees() == []
+
+
+async def test_a_job_stopped_at_shutdown_leaves_the_history_to_a_later_job(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    setup_repo(github_sim)
+    anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.3))
+    label(github_sim)
+    [job] = await bot.route_new()
+    claimed = await bot.queue.claim("test-worker")
+    assert claimed is not None and claimed.id == job.id
+    ws = bot.runtime.workspace
+    real_git = ws._git
+    unshallow: list[str] = []
+
+    async def spy(args, cwd, **kw):  # type: ignore[no-untyped-def]
+        if "--unshallow" in args:
+            unshallow.append(str(cwd))
+        return await real_git(args, cwd, **kw)
+
+    monkeypatch.setattr(ws, "_git", spy)
+    running = asyncio.create_task(bot.handler(claimed, JobControl(bot.queue, claimed)))
+    for _ in range(200):
+        if anthropic_sim.requests:
+            break
+        await asyncio.sleep(0.05)
+
+    running.cancel()  # the worker stops: its grace period is over
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    # no history fetch began on the way out (it could outlast the process's stop timeout)
+    assert unshallow == []
+    assert (ws.mirror_path(REPO) / "shallow").exists()
+    assert bot.worktrees() == []
+    monkeypatch.undo()
+    again = await bot.run_job(claimed.model_copy(update={"attempts": 2}))  # handed back
+    assert again.state == JobState.succeeded, again.error
+    assert not (ws.mirror_path(REPO) / "shallow").exists()  # the later job completed it
 
 
 async def test_secondary_rate_limit_is_waited_out(

@@ -7,6 +7,7 @@ tests/test_github_client.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,23 @@ from pact_bot.workspace import (
 
 TOKEN = "ghs_test0123456789abcdefTOKEN"
 BRANCH = "pact/code/widget"
+
+
+def subcommand(argv: tuple[str, ...]) -> str:
+    """`fetch` of `git -c k=v … fetch …`."""
+    args = iter(argv[1:])
+    for arg in args:
+        if arg != "-c":
+            return arg
+        next(args)
+    return ""
+
+
+def auth_value(value: str) -> str:
+    """The token as git's environment holds it (a Basic auth header), decoded."""
+    if value.startswith("Authorization: Basic "):
+        return base64.b64decode(value.removeprefix("Authorization: Basic ")).decode()
+    return value
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -116,19 +134,28 @@ async def test_token_never_lands_on_disk_or_in_argv(
     ws: Workspace, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ):
     seen: list[tuple[str, ...]] = []
+    with_token: list[str] = []
     real = asyncio.create_subprocess_exec
 
     async def spy(*args: str, **kw: object) -> asyncio.subprocess.Process:
         seen.append(args)
+        env = kw.get("env")
+        if isinstance(env, dict) and any(TOKEN in auth_value(v) for v in env.values()):
+            with_token.append(subcommand(args))
         return await real(*args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
+    await ws.update_mirror("acme/demo", upstream.url, TOKEN)  # shallow, and the spare
     wt = await prepare(ws, upstream)
     (wt / "new.txt").write_text("x\n")
     await ws.commit(wt, "add")
     await ws.push(wt, upstream.url, TOKEN, BRANCH)
+    await ws.remove(wt)  # the history's completion
 
     assert seen and not any(TOKEN in " ".join(a) for a in seen)
+    # only the processes that talk to the remote get it, in their environment
+    assert set(with_token) == {"fetch", "ls-remote", "push"}
+    assert with_token.count("fetch") >= 3  # the first fetch, prepare's, the completion
     for path in ws.data_dir.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
@@ -254,6 +281,49 @@ async def test_a_cancelled_update_leaves_no_half_checked_out_spare(
     wt = await prepare(ws, upstream, fetch=False)
     assert await ws.head(wt) == upstream.sha("main")
     assert (wt / "src" / "app.py").read_text() == "print('hi')\n"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("--upload-pack=touch${IFS}pwned", "a/../../../HEAD", "main@{1}", "main^{/v}"),
+        *(".hidden", "main --upload-pack=x", "-x", "x/-y", "x.lock", "x//y"),
+    ],
+)
+async def test_a_default_branch_name_a_hostile_server_sends_never_reaches_gits_argv(
+    ws: Workspace, upstream: Upstream, monkeypatch: pytest.MonkeyPatch, name: str
+):
+    real_git = ws._git
+    argv: list[list[str]] = []
+
+    async def hostile_server(args, cwd, **kw):  # type: ignore[no-untyped-def]
+        if "ls-remote" in args and "--symref" in args:
+            sha = upstream.sha("main")
+            return 0, f"ref: refs/heads/{name}\tHEAD\n{sha}\tHEAD\n", ""
+        argv.append(list(args))
+        return await real_git(args, cwd, **kw)
+
+    monkeypatch.setattr(ws, "_git", hostile_server)
+    await ws.update_mirror("acme/demo", upstream.url, TOKEN)
+
+    assert not ws.spare_path("acme/demo").exists()
+    assert not [a for a in argv if any(name in arg for arg in a)]
+    wt = await prepare(ws, upstream, fetch=False)  # the job checks out as it would have
+    assert await ws.head(wt) == upstream.sha("main")
+    assert (wt / "src" / "app.py").read_text() == "print('hi')\n"
+
+
+async def test_a_default_branch_with_slashes_is_checked_out_as_the_spare(
+    ws: Workspace, upstream: Upstream
+):
+    sha = upstream.commit({"src/app.py": "print('release')\n"}, "release/2.x", "r2")
+    git("symbolic-ref", "HEAD", "refs/heads/release/2.x", cwd=upstream.bare)
+
+    await ws.update_mirror("acme/demo", upstream.url, TOKEN)
+
+    spare = ws.spare_path("acme/demo")
+    assert git("rev-parse", "HEAD", cwd=spare).strip() == sha
+    assert (spare / "src" / "app.py").read_text() == "print('release')\n"
 
 
 async def test_prepare_without_fetch_uses_the_mirror_as_updated(ws: Workspace, upstream: Upstream):

@@ -4,6 +4,7 @@ jobs (revise, rebase, drift) that see the whole history, even when completing it
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,31 @@ async def test_a_rebase_job_on_a_shallow_mirror_merges_with_the_real_merge_base(
     assert (wt / "notes.txt").read_text() == "version 4\n"
 
 
+async def test_a_merge_after_a_killed_history_fetch_still_merges(
+    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+):
+    git("checkout", "--quiet", "-B", BRANCH, "main~3", cwd=upstream.dev)
+    (upstream.dev / "src" / "widget.py").write_text("W = 1\n")
+    git("add", "-A", cwd=upstream.dev)
+    git("commit", "--quiet", "-m", "widget", cwd=upstream.dev)
+    git("push", "--quiet", "origin", f"HEAD:refs/heads/{BRANCH}", cwd=upstream.dev)
+    upstream.commit({"src/m0.py": "N = 'main'\n"}, message="v5")
+    ws = Workspace(tmp_path / "data")
+    failing_unshallow(ws, monkeypatch)
+    wt = await prepare(ws, upstream, "job1", reuse_branch=True)
+    monkeypatch.undo()
+    # Another job's `/pact rebase` was cancelled (or timed out) while it completed the
+    # history: git was killed and left its lock.
+    (ws.mirror_path("acme/demo") / "shallow.lock").write_text("")
+
+    conflicts = await ws.merge_remote(wt, "main", upstream.url, TOKEN)
+
+    assert conflicts == []
+    assert not shallow(ws)
+    assert (wt / "src" / "m0.py").read_text() == "N = 'main'\n"
+    assert (wt / "src" / "widget.py").read_text() == "W = 1\n"
+
+
 async def test_a_failed_completion_leaves_a_usable_mirror_that_a_later_job_completes(
     tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ):
@@ -159,3 +185,61 @@ async def test_the_token_stays_out_of_the_mirror_through_completion(
             assert token.encode() not in path.read_bytes(), path
     git_calls = [r for r in github_sim.requests if r.path.startswith("/acme/demo.git/")]
     assert git_calls and all(r.token == token for r in git_calls)
+
+
+async def test_a_first_job_pushes_after_main_moved_since_its_shallow_fetch(
+    tmp_path: Path, upstream: Upstream
+):
+    up = upstream
+    ws = Workspace(tmp_path / "data")
+    wt = await prepare(ws, up, "job1")
+    base = await ws.head(wt)
+    moved = up.commit({"notes.txt": "version 3\n", "other.txt": "o\n"}, message="v3")
+
+    (wt / "w.py").write_text("W = 1\n")
+    sha = await ws.commit(wt, "Implement widget")
+    await ws.push(wt, up.url, TOKEN, BRANCH)
+
+    assert up.sha(BRANCH) == sha and up.sha("main") == moved
+    assert git("rev-parse", f"{BRANCH}^", cwd=up.bare).strip() == base
+    assert git("fsck", "--connectivity-only", cwd=up.bare) == ""
+
+
+async def test_a_second_worker_starts_while_the_first_jobs_completion_is_pending(
+    tmp_path: Path, upstream: Upstream
+):
+    # Two worker processes on one machine: one data directory, two workspaces.
+    first, second = Workspace(tmp_path / "data"), Workspace(tmp_path / "data")
+    wt1 = await prepare(first, upstream, "job1")
+    wt2 = await prepare(second, upstream, "job2", "pact/code/other")  # shallow still
+    (wt2 / "b.py").write_text("B = 1\n")
+    await second.commit(wt2, "b")
+
+    # the first job ends (its completion) while the second pushes
+    await asyncio.gather(
+        first.remove(wt1), second.push(wt2, upstream.url, TOKEN, "pact/code/other")
+    )
+    assert not shallow(first)
+    (wt2 / "c.py").write_text("C = 1\n")
+    sha = await second.commit(wt2, "c")
+    await second.push(wt2, upstream.url, TOKEN, "pact/code/other")
+    await second.remove(wt2)
+
+    assert upstream.sha("pact/code/other") == sha
+    assert git("fsck", "--connectivity-only", cwd=upstream.bare) == ""
+    assert commits_in(second.mirror_path("acme/demo"), "refs/remotes/origin/pact/code/other") == 7
+    assert git("fsck", "--connectivity-only", cwd=second.mirror_path("acme/demo")) == ""
+
+
+async def test_the_spare_taken_after_main_moved_starts_the_job_at_the_new_tip(
+    tmp_path: Path, upstream: Upstream
+):
+    ws = Workspace(tmp_path / "data")
+    await ws.update_mirror("acme/demo", upstream.url, TOKEN)  # the spare: main as it was
+    new = upstream.commit({"notes.txt": "version 5\n"}, message="v5")
+
+    wt = await prepare(ws, upstream, "job1")  # fetches again
+
+    assert await ws.head(wt) == new
+    assert (wt / "notes.txt").read_text() == "version 5\n"
+    assert git("status", "--porcelain", cwd=wt) == ""

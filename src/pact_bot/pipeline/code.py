@@ -178,7 +178,7 @@ async def _run(
             summaries = summary_files(runtime.workspace.tracked_files(wt))
             pub.sha = pushed
             pub.stats = RunStats(**ctx.saved.stats) if ctx.saved.stats else RunStats()
-            pub.rows = pr_text.file_rows(ctx.saved.diff or await _head_diff(wt))
+            pub.rows = pr_text.file_rows(ctx.saved.diff or await _pushed_diff(ctx, wt))
             if summary_file not in summaries:
                 pub.summary_file = (summaries or [summary_file])[0]
             pub.model = ctx.saved.model or eff.model
@@ -264,6 +264,17 @@ async def _checkout(
     except WorkspaceError as e:
         raise JobFailed(Failure.api_error, f"git: {e}") from None
     return work.worktree, branch, await ws.head(work.worktree)
+
+
+async def _pushed_diff(ctx: JobContext[Any], wt: Path) -> str:
+    """The pushed commit's diff, for a job that pushed before it could save it. HEAD's
+    parent must be in the mirror: a new one (another worker's, or after eviction) is
+    shallow, and there the branch's tip would diff as if it added every file."""
+    try:
+        await ctx.rt.workspace.complete_history(wt)
+    except WorkspaceError as e:
+        raise JobFailed(Failure.api_error, f"git: {e}") from None
+    return await _head_diff(wt)
 
 
 async def _drop_mirror_update(work: _Work) -> None:

@@ -9,10 +9,11 @@ processes (`mirrors/<owner>/<name>.lock`).
 A new mirror is fetched shallow (`--depth 1`: each branch's tip and its tree, a fraction
 of a large repository's history), so the repository's first job waits only for what it
 checks out. The first job completes the history when it ends (`complete`, from
-`Workspace.remove`), and anything that needs history before then (a merge or rebase onto a
-remote branch) completes it first. Unlike a blobless (partial) mirror, a shallow one has
-every object of the commits it has: no git command fetches lazily, so only the fetch and
-the push ever see the token. A plain fetch into a shallow mirror stays correct (the server
+`Workspace.remove`; not a job stopped at shutdown), and anything that needs history before
+then (a merge or rebase onto a remote branch, a pushed commit's diff) completes it first.
+Unlike a blobless (partial) mirror, a shallow one has every object of the commits it has:
+no git command fetches lazily, so only the fetch, `ls-remote` and the push ever see the
+token. A plain fetch into a shallow mirror stays correct (the server
 sends whatever the mirror lacks, down to its shallow boundary), so a mirror whose completion
 failed is still usable and is completed by a later job.
 """

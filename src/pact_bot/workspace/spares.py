@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pact_bot.workspace.errors import WorkspaceError
 from pact_bot.workspace.git import Remote, RunGit
-from pact_bot.workspace.mirror import admin_dir
+from pact_bot.workspace.mirror import admin_dir, check_name
 from pact_bot.workspace.tree import remove_nested_repos
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,13 @@ async def stock(git: RunGit, mirror: Path, spare: Path, remote: Remote) -> None:
     started = time.monotonic()
     try:
         _, out, _ = await git(["ls-remote", "--symref", "origin", "HEAD"], mirror, remote=remote)
-        ref = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("ref: ")), "")
-        if not ref.startswith("refs/heads/"):
+        lines = out.splitlines()
+        ref = next((ln[5:].partition("\t")[0] for ln in lines if ln.startswith("ref: ")), "")
+        if (name := default_branch(ref)) is None:
+            if ref:
+                log.warning("default branch not used for a spare", extra={"ref": ref[:200]})
             return
-        tip = "refs/remotes/origin/" + ref.removeprefix("refs/heads/")
+        tip = "refs/remotes/origin/" + name
         add = ["worktree", "add", "--quiet", "--detach", str(spare), f"{tip}^{{commit}}"]
         await git([*PARALLEL_CHECKOUT, *add], mirror)
     except (WorkspaceError, OSError):
@@ -101,3 +104,18 @@ async def stock(git: RunGit, mirror: Path, spare: Path, remote: Remote) -> None:
         await drop(git, mirror, spare)
         raise
     log.info("spare checked out", extra={"seconds": round(time.monotonic() - started, 3)})
+
+
+def default_branch(ref: str) -> str | None:
+    """The branch name in `ls-remote --symref`'s `ref: refs/heads/<name>`, if every part is
+    a plain name: the remote chose it, and it goes into git's argv (no option, `..`,
+    `@{…}` or `^{…}` a hostile server could slip in)."""
+    if not ref.startswith("refs/heads/"):
+        return None
+    name = ref.removeprefix("refs/heads/")
+    try:
+        for part in name.split("/"):
+            check_name(part, "branch name part")
+    except ValueError:
+        return None
+    return name

@@ -16,6 +16,7 @@ Nested repositories the agent planted are removed before git looks at a job's tr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 from collections.abc import Sequence
@@ -197,7 +198,10 @@ class Workspace:
                         await self._git(
                             ["branch", "-D", "--quiet", checkout.branch], mirror, check=False
                         )
-                        if checkout.clone_url:  # the job is over: its user waits no more
+                        # The job is over: its user waits no more. Not when it was stopped
+                        # (the worker shuts down): the fetch could outlast the process's stop
+                        # timeout, and a killed bot's git runs on, unlocked; a later job does it.
+                        if checkout.clone_url and not _cancelling():
                             await self.mirrors.complete(
                                 checkout.repo, checkout.clone_url, checkout.token or None
                             )
@@ -302,12 +306,25 @@ class Workspace:
         remote_ref = await self._fetch_branch(checkout, base)
         return await commits.merge(self._run, self._scrub(wt), remote_ref)
 
+    async def complete_history(self, worktree: Path) -> None:
+        """The whole history in the worktree's mirror, for what reads more than the tips
+        (a commit's parent: in a new, shallow mirror a fetched branch's tip has none);
+        raises when the fetch fails."""
+        checkout = self._remember(Path(worktree), None, None)
+        if not checkout.clone_url:
+            raise WorkspaceError("complete_history needs the clone URL of the repository")
+        async with self.mirrors.lock(checkout.repo):
+            clear_stale_locks(checkout.mirror)
+            remote = Remote(checkout.clone_url, checkout.token or None)
+            await self.mirrors.deepen(checkout.mirror, remote)
+
     async def _fetch_branch(self, checkout: _Checkout, branch: str) -> str:
         """The remote `branch`, fresh in the mirror; its remote-tracking ref. A shallow
         mirror gets its whole history first: a merge or rebase needs the merge base."""
         remote_ref = f"refs/remotes/origin/{branch}"
         remote = Remote(checkout.clone_url, checkout.token or None)
         async with self.mirrors.lock(checkout.repo):
+            clear_stale_locks(checkout.mirror)  # a killed history fetch leaves shallow.lock
             await self.mirrors.deepen(checkout.mirror, remote)
             await self._git(
                 ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{remote_ref}"],
@@ -336,3 +353,9 @@ class Workspace:
         """Paths git tracks in the worktree (for the repository map), sorted."""
         _, out, _ = self.runner.run_sync(["-c", "core.quotepath=off", "ls-files", "-z"], worktree)
         return sorted(p for p in out.split("\0") if p)
+
+
+def _cancelling() -> bool:
+    """Whether the running task has been cancelled (and is running its clean-up)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
