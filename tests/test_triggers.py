@@ -11,7 +11,8 @@ from conftest import load_payload
 from pydantic import ValidationError
 
 from pact_bot.github.payloads import parse_json
-from pact_bot.jobs.model import JobKind
+from pact_bot.jobs.model import Job, JobKind
+from pact_bot.jobs.tasks import CodeTask, wire
 from pact_bot.triggers import (
     ROUTED_EVENTS,
     BotIdentity,
@@ -375,3 +376,37 @@ def test_an_id_over_64_bits_is_refused_from_the_raw_body() -> None:
         parse_json("issue_comment", json.dumps(payload).encode())
     payload["comment"]["id"] = 2**63 - 1
     assert parse_json("issue_comment", json.dumps(payload).encode()).comment.id == 2**63 - 1
+
+
+def _as_validated(job: Job) -> Job:
+    """`job` as the validating constructor builds it from the same fields (and clock)."""
+    built = Job(**{name: getattr(job, name) for name in job.model_fields_set})
+    assert built.model_fields_set == job.model_fields_set
+    built.created_at = job.created_at
+    return built
+
+
+@pytest.mark.parametrize(("event", "path"), _routed_fixtures())
+def test_routed_jobs_are_what_their_validated_models_would_be(event: str, path: Any) -> None:
+    """Routing builds its jobs and tasks without validating them (their values come from
+    payload models validated already): each must equal what validation builds, and its
+    task read back by a worker must give back the very dict that was stored."""
+    for payload in _variants(json.loads(path.read_text())):
+        d = route(event, payload, BOT, CFG, delivery_id="d1")
+        for job in (d.job, d.ack):
+            if job is None:
+                continue
+            assert job == _as_validated(job)
+            assert Job.model_validate_json(job.model_dump_json()) == job
+            assert wire(job.typed_task()) == job.task
+
+
+def test_a_task_field_routing_does_not_know_is_an_error() -> None:
+    """A model would drop an unknown name silently; the routing shortcut refuses it."""
+    assert CodeTask.as_wire(title="t", spec_paths=["a.md"]) == wire(
+        CodeTask(title="t", spec_paths=["a.md"])
+    )
+    with pytest.raises(TypeError, match="specs"):
+        CodeTask.as_wire(specs=["a.md"])
+    with pytest.raises(TypeError, match="progress"):
+        CodeTask.as_wire(progress={})
