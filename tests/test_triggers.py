@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from pact_bot.github.payloads import parse_json
 from pact_bot.jobs.model import Job, JobKind
+from pact_bot.jobs.sqlite import SqliteQueue
 from pact_bot.jobs.tasks import CodeTask, wire
 from pact_bot.triggers import (
     ROUTED_EVENTS,
@@ -410,3 +412,31 @@ def test_a_task_field_routing_does_not_know_is_an_error() -> None:
         CodeTask.as_wire(specs=["a.md"])
     with pytest.raises(TypeError, match="progress"):
         CodeTask.as_wire(progress={})
+
+
+async def test_a_routed_job_read_back_is_validated_and_a_corrupt_task_still_fails(
+    tmp_path: Any,
+) -> None:
+    """Routing skips validation for what it builds; reading a job back does not: the
+    stored job validates into its task model, and a task corrupted in the database fails
+    as before (the worker answers `invalid task`)."""
+    payload = comment("/pact code docs/a.md")
+    payload["comment"]["author_association"] = "MEMBER"
+    job = route("issue_comment", payload, BOT, CFG, delivery_id="d1").job
+    assert job is not None
+    queue = SqliteQueue(tmp_path / "q.db")
+    await queue.open()
+    try:
+        await queue.enqueue(job)
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert stored.task == job.task
+        assert wire(stored.typed_task()) == job.task
+        with sqlite3.connect(tmp_path / "q.db") as db:
+            db.execute("UPDATE jobs SET task = ? WHERE id = ?", ('{"spec_paths": 5}', job.id))
+        corrupt = await queue.get(job.id)
+        assert corrupt is not None
+        with pytest.raises(ValidationError):
+            corrupt.typed_task()
+    finally:
+        await queue.close()
