@@ -89,7 +89,7 @@ class Job(BaseModel):
     ) -> Job:
         """`Job(...)` with these fields, without validating them: routing builds one per
         delivery from values already typed (the payload models validated them), and
-        validation was a tenth of its cost. What `model_construct` does, minus its walk over
+        validation was a fifth of its cost. What `model_construct` does, minus its walk over
         every field's aliases and defaults; a job read back from the queue is validated as
         ever (tests/test_triggers.py compares this with `Job(...)`)."""
         job = cls.__new__(cls)

@@ -57,7 +57,7 @@ class TaskBase(BaseModel):
         """`wire(cls(**fields))` without building the model, for routing: on every delivery,
         from values the payload models validated already (str, int, bool, None, list[str]:
         JSON as they are), building, validating and dumping the model (its `Saved` too) was
-        a third of routing's cost. The names are checked (the model would drop a wrong one
+        about half of routing's cost. The names are checked (the model would drop a wrong one
         silently); the worker validates the stored dict into `cls` as before, and
         tests/test_triggers.py checks `wire(job.typed_task()) == job.task` on every fixture."""
         if not fields.keys() <= _wire_names(cls):
