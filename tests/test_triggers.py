@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -11,7 +12,9 @@ from conftest import load_payload
 from pydantic import ValidationError
 
 from pact_bot.github.payloads import parse_json
-from pact_bot.jobs.model import JobKind
+from pact_bot.jobs.model import Job, JobKind
+from pact_bot.jobs.sqlite import SqliteQueue
+from pact_bot.jobs.tasks import CodeTask, wire
 from pact_bot.triggers import (
     ROUTED_EVENTS,
     BotIdentity,
@@ -375,3 +378,65 @@ def test_an_id_over_64_bits_is_refused_from_the_raw_body() -> None:
         parse_json("issue_comment", json.dumps(payload).encode())
     payload["comment"]["id"] = 2**63 - 1
     assert parse_json("issue_comment", json.dumps(payload).encode()).comment.id == 2**63 - 1
+
+
+def _as_validated(job: Job) -> Job:
+    """`job` as the validating constructor builds it from the same fields (and clock)."""
+    built = Job(**{name: getattr(job, name) for name in job.model_fields_set})
+    assert built.model_fields_set == job.model_fields_set
+    built.created_at = job.created_at
+    return built
+
+
+@pytest.mark.parametrize(("event", "path"), _routed_fixtures())
+def test_routed_jobs_are_what_their_validated_models_would_be(event: str, path: Any) -> None:
+    """Routing builds its jobs and tasks without validating them (their values come from
+    payload models validated already): each must equal what validation builds, and its
+    task read back by a worker must give back the very dict that was stored."""
+    for payload in _variants(json.loads(path.read_text())):
+        d = route(event, payload, BOT, CFG, delivery_id="d1")
+        for job in (d.job, d.ack):
+            if job is None:
+                continue
+            assert job == _as_validated(job)
+            assert Job.model_validate_json(job.model_dump_json()) == job
+            assert wire(job.typed_task()) == job.task
+
+
+def test_a_task_field_routing_does_not_know_is_an_error() -> None:
+    """A model would drop an unknown name silently; the routing shortcut refuses it."""
+    assert CodeTask.as_wire(title="t", spec_paths=["a.md"]) == wire(
+        CodeTask(title="t", spec_paths=["a.md"])
+    )
+    with pytest.raises(TypeError, match="specs"):
+        CodeTask.as_wire(specs=["a.md"])
+    with pytest.raises(TypeError, match="progress"):
+        CodeTask.as_wire(progress={})
+
+
+async def test_a_routed_job_read_back_is_validated_and_a_corrupt_task_still_fails(
+    tmp_path: Any,
+) -> None:
+    """Routing skips validation for what it builds; reading a job back does not: the
+    stored job validates into its task model, and a task corrupted in the database fails
+    as before (the worker answers `invalid task`)."""
+    payload = comment("/pact code docs/a.md")
+    payload["comment"]["author_association"] = "MEMBER"
+    job = route("issue_comment", payload, BOT, CFG, delivery_id="d1").job
+    assert job is not None
+    queue = SqliteQueue(tmp_path / "q.db")
+    await queue.open()
+    try:
+        await queue.enqueue(job)
+        stored = await queue.get(job.id)
+        assert stored is not None
+        assert stored.task == job.task
+        assert wire(stored.typed_task()) == job.task
+        with sqlite3.connect(tmp_path / "q.db") as db:
+            db.execute("UPDATE jobs SET task = ? WHERE id = ?", ('{"spec_paths": 5}', job.id))
+        corrupt = await queue.get(job.id)
+        assert corrupt is not None
+        with pytest.raises(ValidationError):
+            corrupt.typed_task()
+    finally:
+        await queue.close()

@@ -4,19 +4,20 @@ button, and failed checks on a pull request (CI fix)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pact_bot.ci_triggers import ci_trigger
 from pact_bot.drift import range_id
 from pact_bot.github import payloads as p
 from pact_bot.jobs.model import Job, JobKind
-from pact_bot.jobs.tasks import DriftTask
+from pact_bot.jobs.tasks import DriftTask, wire
 from pact_bot.triggers.decision import BotIdentity, Decision, TriggerConfig, make_job, nothing
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _RANGE = re.compile(range_id(r"([0-9a-f]{40})", r"([0-9a-f]{40})").replace("...", r"\.\.\."))
 
 
-def _drift_job(ev: p.WebhookEvent, delivery_id: str, task: DriftTask) -> Job:
+def _drift_job(ev: p.WebhookEvent, delivery_id: str, task: dict[str, Any]) -> Job:
     """Drift jobs of a repository share one key: one at a time, in push order."""
     return make_job(ev, JobKind.drift, None, delivery_id, task, key_suffix=":drift")
 
@@ -32,7 +33,7 @@ def push(ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_i
         return nothing("push without a range")
     if ev.before.strip("0") == "" or ev.after.strip("0") == "":
         return nothing("branch created or deleted")
-    task = DriftTask(
+    task = DriftTask.as_wire(
         trigger="push",
         ref=ev.ref,
         before=ev.before,
@@ -48,7 +49,7 @@ def drift_update(ev: p.CheckRunEvent, delivery_id: str) -> Decision:
     m = _RANGE.fullmatch(ev.check_run.external_id or "")
     if m is None:
         return nothing("update button without a push range")
-    task = DriftTask(
+    task = DriftTask.as_wire(
         trigger="check_run",
         action="update",
         before=m.group(1),
@@ -67,4 +68,5 @@ def ci(ev: p.WebhookEvent, bot: BotIdentity, config: TriggerConfig, delivery_id:
     if isinstance(found, str):
         return nothing(found)
     number, task = found
-    return Decision(make_job(ev, JobKind.revise, number, delivery_id, task), "failed check on a PR")
+    job = make_job(ev, JobKind.revise, number, delivery_id, wire(task))
+    return Decision(job, "failed check on a PR")

@@ -8,7 +8,7 @@ by the worker, not here (that needs an API call).
 from __future__ import annotations
 
 import functools
-import secrets
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +16,6 @@ from typing import Any
 
 from pact_bot.github import payloads as p
 from pact_bot.jobs.model import Job, JobKind
-from pact_bot.jobs.tasks import TaskBase, wire
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Decision:
 def new_job_id() -> str:
     """16 hex chars, time-ordered (ms clock, then random): new ids land at the end of the
     queue's id index instead of on a random page, so each commit writes fewer pages."""
-    return f"{time.time_ns() // 1_000_000:011x}{secrets.token_hex(3)}"[-16:]
+    return f"{time.time_ns() // 1_000_000:011x}{os.urandom(3).hex()}"[-16:]  # = secrets.token_hex
 
 
 def nothing(reason: str) -> Decision:
@@ -99,15 +98,16 @@ def make_job(
     kind: JobKind,
     number: int | None,
     delivery_id: str,
-    task: TaskBase,
+    task: dict[str, Any],
     key_suffix: str = "",
 ) -> Job:
+    """The job of `task` (a `TaskBase.as_wire` dict, completed here with the number and the
+    default branch, as its model would have them)."""
     assert ev.repository is not None
     repo = ev.repository.full_name
-    # Set as if passed to the constructor (wire() keeps set fields only): no second model.
-    task.number = number
-    task.default_branch = ev.repository.default_branch
-    return Job(
+    task["number"] = number
+    task["default_branch"] = ev.repository.default_branch
+    return Job.routed(
         id=new_job_id(),
         kind=kind,
         key=Job.key_for(repo, number) + key_suffix,
@@ -116,5 +116,5 @@ def make_job(
         installation_id=ev.installation_id,
         delivery_id=delivery_id,
         sender=ev.sender.login if ev.sender else "",
-        task=wire(task),
+        task=task,
     )

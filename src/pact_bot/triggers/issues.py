@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pact_bot.github import payloads as p
 from pact_bot.jobs.model import Job, JobKind
-from pact_bot.jobs.tasks import CodeTask, ReplyTask, ReviseTask, TaskBase, TestTask
+from pact_bot.jobs.tasks import CodeTask, ReplyTask, ReviseTask, TestTask
 from pact_bot.triggers.commands import PR_COMMANDS, REPLY_COMMANDS, Command, parse_command
 from pact_bot.triggers.decision import Decision, make_job, nothing, stranger
 
@@ -35,7 +35,7 @@ def issues(
     if ev.label is None or ev.label.name != config.label:
         return nothing("another label")
     issue = ev.issue
-    task = CodeTask(
+    task = CodeTask.as_wire(
         trigger="label",
         is_pr=issue.is_pr,
         spec_paths=[],
@@ -75,7 +75,7 @@ def issue_comment(
     if cmd.name == "code":
         kind = JobKind.revise if bot_pr else JobKind.code
         model = ReviseTask if bot_pr else CodeTask
-        task: TaskBase = model(
+        task = model.as_wire(
             **common,
             command=cmd.sub or "code",
             spec_paths=[] if cmd.sub else cmd.args,
@@ -88,12 +88,12 @@ def issue_comment(
         return _acked(ev, kind, task, common, delivery_id, f"{config.command} {cmd.sub or 'code'}")
     if cmd.name == "test":  # `/pact test [instructions]`: the first line's words count too
         said = "\n".join(t for t in (" ".join(cmd.args), cmd.instructions) if t)
-        task = TestTask(**common, instructions=said, fingerprint=f"test:{said}")
+        task = TestTask.as_wire(**common, instructions=said, fingerprint=f"test:{said}")
         return _acked(ev, JobKind.test, task, common, delivery_id, f"{config.command} test")
     name = cmd.name if cmd.name in REPLY_COMMANDS else "help"
-    reply = ReplyTask(**common, command=name, fingerprint=f"{name}:{ev.comment.id}")
+    reply = ReplyTask.as_wire(**common, command=name, fingerprint=f"{name}:{ev.comment.id}")
     if cmd.name not in REPLY_COMMANDS:
-        reply.unknown_command = cmd.name
+        reply["unknown_command"] = cmd.name
     job = make_job(ev, JobKind.reply, issue.number, delivery_id, reply, key_suffix=":reply")
     return Decision(job, f"{config.command} {cmd.name or '(bare)'}")
 
@@ -101,7 +101,7 @@ def issue_comment(
 def _acked(
     ev: p.IssueCommentEvent,
     kind: JobKind,
-    task: TaskBase,
+    task: dict[str, Any],
     common: dict[str, Any],
     delivery_id: str,
     reason: str,
@@ -118,7 +118,7 @@ def _ack(ev: p.IssueCommentEvent, job: Job, common: dict[str, Any], delivery_id:
         JobKind.reply,
         ev.issue.number,
         f"{delivery_id}:ack",
-        ReplyTask(
+        ReplyTask.as_wire(
             **common,
             command="ack",
             for_kind=str(job.kind),

@@ -53,7 +53,7 @@ def pull_request(
     pr = ev.pull_request
     if not _same_repo(pr):
         return nothing("pull request from a fork")
-    task = SpecCheckTask(
+    task = SpecCheckTask.as_wire(
         trigger="pull_request", **_on_pr(pr), fingerprint=f"spec_check:{pr.head.sha}"
     )
     job = make_job(ev, JobKind.spec_check, pr.number, delivery_id, task, key_suffix=":check")
@@ -70,7 +70,7 @@ def _auto_rebase(
         return None
     if not _same_repo(pr):
         return None
-    task = ReviseTask(
+    task = ReviseTask.as_wire(
         trigger="auto_rebase",
         command="rebase",
         **_on_pr(pr),
@@ -98,7 +98,7 @@ def review(
         return nothing(f"review says {SKIP_MARKER}")
     if (dropped := stranger(rev.author_association)) is not None:
         return dropped
-    task = ReviseTask(
+    task = ReviseTask.as_wire(
         trigger="review",
         review_id=rev.id,
         review_state=state,
@@ -127,7 +127,7 @@ def check_run(
     if not ev.check_run.pull_requests:
         return nothing("check run without a pull request")
     pull = ev.check_run.pull_requests[0]
-    task = CodeTask(
+    task = CodeTask.as_wire(
         trigger="check_run",
         is_pr=True,
         check_run_id=ev.check_run.id,
