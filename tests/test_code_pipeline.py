@@ -14,7 +14,7 @@ from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy
 
 from pact_bot.clock import FakeClock
-from pact_bot.jobs.model import JobState
+from pact_bot.jobs.model import Job, JobState
 from pact_bot.jobs.worker import JobControl
 from pact_bot.model_catalog import DEFAULT_PRICES
 from pact_bot.pipeline import code
@@ -190,23 +190,34 @@ async def test_closed_bot_pr_leaves_its_branch_alone_and_a_new_one_is_used(
     assert old_sha not in [c.sha for c in github_sim.commits(REPO, "pact/code/cart-2")]
 
 
-async def test_job_that_pushed_without_recording_it_is_found_by_its_commit(
+async def pushed_then_lost(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
-) -> None:
+) -> tuple[Job, dict[str, Any]]:
+    """A code job that pushed and opened its PR, as its retry sees it when the worker died
+    right after the push: no PR (closed), nothing in the job's record. Returns the retry's
+    job and the lost PR."""
     setup_repo(github_sim)
     anthropic_sim.set_policy(SpecCoderPolicy())
     label(github_sim)
     [job] = await bot.process()
     pr = github_sim.pulls(REPO)[0]
-    # as if the worker died right after the push: no PR yet, nothing in the job's record
     github_sim.update_pull(github_sim.repo(REPO), pr["number"], {"state": "closed"}, "alice")
+    task = {k: v for k, v in job.task.items() if k != "progress"}
+    return job.model_copy(update={"task": task, "attempts": 2}), pr
+
+
+async def test_job_that_pushed_without_recording_it_is_found_by_its_commit(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+) -> None:
+    job, pr = await pushed_then_lost(bot, github_sim, anthropic_sim)
     sha = github_sim.branches(REPO)["pact/code/cart"]
     calls = len(anthropic_sim.requests)
-    task = {k: v for k, v in job.task.items() if k != "progress"}
 
-    again = await bot.run_job(job.model_copy(update={"task": task, "attempts": 2}))
+    again = await bot.run_job(job)
 
     assert again.state == JobState.succeeded, again.error
     assert len(anthropic_sim.requests) == calls
@@ -221,18 +232,12 @@ async def test_a_pushed_job_resumed_on_a_worker_without_the_mirror_lists_only_it
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    label(github_sim)
-    [job] = await bot.process()
-    pr = github_sim.pulls(REPO)[0]
-    github_sim.update_pull(github_sim.repo(REPO), pr["number"], {"state": "closed"}, "alice")
-    task = {k: v for k, v in job.task.items() if k != "progress"}
-    # The worker died right after the push; the retry runs where the repository's mirror
-    # is not (another host, or evicted): its new mirror has the branch tips only.
+    job, pr = await pushed_then_lost(bot, github_sim, anthropic_sim)
+    # The retry runs where the repository's mirror is not (another host, or evicted): its
+    # new mirror has the branch tips only.
     shutil.rmtree(bot.data_dir / "mirrors")
 
-    again = await bot.run_job(job.model_copy(update={"task": task, "attempts": 2}))
+    again = await bot.run_job(job)
 
     assert again.state == JobState.succeeded, again.error
     [reopened] = [p for p in github_sim.pulls(REPO) if p["number"] != pr["number"]]

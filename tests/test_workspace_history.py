@@ -87,16 +87,20 @@ async def test_a_later_job_sees_the_whole_history(tmp_path: Path, upstream: Upst
     assert "+version 1" in patch and "-version 0" in patch
 
 
-async def test_a_rebase_job_on_a_shallow_mirror_merges_with_the_real_merge_base(
-    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
-):
-    # The PR branch forked three commits back; main moved on since.
+def fork_three_back(upstream: Upstream) -> None:
+    """A PR branch forked three commits back, with a commit of its own; main moved on since."""
     git("checkout", "--quiet", "-B", BRANCH, "main~3", cwd=upstream.dev)
     (upstream.dev / "src" / "widget.py").write_text("W = 1\n")
     git("add", "-A", cwd=upstream.dev)
     git("commit", "--quiet", "-m", "widget", cwd=upstream.dev)
     git("push", "--quiet", "origin", f"HEAD:refs/heads/{BRANCH}", cwd=upstream.dev)
     upstream.commit({"src/m0.py": "N = 'main'\n"}, message="v5")
+
+
+async def test_a_rebase_job_on_a_shallow_mirror_merges_with_the_real_merge_base(
+    tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+):
+    fork_three_back(upstream)
     ws = Workspace(tmp_path / "data")
     tries = failing_unshallow(ws, monkeypatch)  # the last job could not complete it
     wt = await prepare(ws, upstream, "job1", reuse_branch=True)
@@ -117,12 +121,7 @@ async def test_a_rebase_job_on_a_shallow_mirror_merges_with_the_real_merge_base(
 async def test_a_merge_after_a_killed_history_fetch_still_merges(
     tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ):
-    git("checkout", "--quiet", "-B", BRANCH, "main~3", cwd=upstream.dev)
-    (upstream.dev / "src" / "widget.py").write_text("W = 1\n")
-    git("add", "-A", cwd=upstream.dev)
-    git("commit", "--quiet", "-m", "widget", cwd=upstream.dev)
-    git("push", "--quiet", "origin", f"HEAD:refs/heads/{BRANCH}", cwd=upstream.dev)
-    upstream.commit({"src/m0.py": "N = 'main'\n"}, message="v5")
+    fork_three_back(upstream)
     ws = Workspace(tmp_path / "data")
     failing_unshallow(ws, monkeypatch)
     wt = await prepare(ws, upstream, "job1", reuse_branch=True)
