@@ -205,6 +205,28 @@ async def test_status_shows_the_months_spend_against_the_cap(
     assert anthropic_sim.requests == []
 
 
+async def test_metrics_show_spend_of_jobs_another_process_ran(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+) -> None:
+    # `pact-bot worker` processes ran these jobs: the web process has shown no spend yet.
+    await spent_before(bot, 3.0, repo="acme/elsewhere", installation_id=github_sim.installation_id)
+    await spent_before(
+        bot,
+        9.0,
+        repo="acme/lastmonth",
+        installation_id=github_sim.installation_id,
+        created_at=month_start(NOW) - 5,
+    )
+
+    app = create_app(bot.settings, bot.queue, clock=FakeClock(NOW))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
+        text = (await c.get("/metrics")).text
+
+    assert 'pact_spend_usd_total{repository="acme/elsewhere"} 3.0' in text.splitlines()
+    assert 'repository="acme/lastmonth"' not in text
+
+
 async def test_metrics_show_the_months_spend_by_repository(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
@@ -226,6 +248,6 @@ async def test_metrics_show_the_months_spend_by_repository(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
         text = (await c.get("/metrics")).text
 
-    [line] = [x for x in text.splitlines() if x.startswith("pact_spend_usd_total{")]
-    assert line.startswith('pact_spend_usd_total{repository="acme/shop"} ')
+    shop = 'pact_spend_usd_total{repository="acme/shop"} '
+    [line] = [x for x in text.splitlines() if x.startswith(shop)]
     assert float(line.split()[-1]) == pytest.approx(4.0 + job.cost_usd)

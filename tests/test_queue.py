@@ -472,3 +472,7 @@ async def test_spent_since_sums_only_the_months_jobs_of_a_repository(queue: Queu
     assert await queue.spent_since(month) == pytest.approx(11.75)
     assert await queue.spent_since(month - 1, repo="octo/repo") == pytest.approx(5.75)
     assert await queue.spent_since(month, repo="nobody/here") == 0.0
+    assert await queue.spend_by_repo(month) == pytest.approx(
+        {"octo/repo": 1.75, "octo/other": 2.0, "else/repo": 8.0}
+    )
+    assert await queue.spend_by_repo(month + 7200) == {}

@@ -12,8 +12,7 @@ import datetime as dt
 from pact_bot import metrics
 from pact_bot.jobs.model import Queue
 
-# Repositories this process has counted: `/metrics` re-sums only these on a scrape (one
-# small SUM each) instead of scanning the month's jobs of every repository.
+# Repositories this process has shown: a new month sets those without spend back to zero.
 _counted: set[str] = set()
 
 
@@ -36,8 +35,9 @@ def show_spend(repo: str, spent: float) -> None:
 
 
 async def refresh_spend(queue: Queue, now: float) -> None:
-    """On a scrape: this month's spend of every repository this process has counted (a
-    new month starts them at zero again)."""
-    since = month_start(now)
-    for repo in sorted(_counted):
-        metrics.spend.labels(repository=repo).set(await queue.spent_since(since, repo=repo))
+    """On a scrape: this month's spend of every repository, from the jobs table, so a web
+    process shows the jobs that `pact-bot worker` processes ran too (one GROUP BY over the
+    month's jobs)."""
+    spent = await queue.spend_by_repo(month_start(now))
+    for repo in sorted(_counted | spent.keys()):
+        show_spend(repo, spent.get(repo, 0.0))

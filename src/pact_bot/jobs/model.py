@@ -222,6 +222,11 @@ class Queue(Protocol):
         `repo` and/or `installation_id` when given: what a monthly budget counts."""
         ...
 
+    async def spend_by_repo(self, since: float) -> dict[str, float]:
+        """Dollars of the jobs created at or after `since`, by repository (those that spent
+        anything): what `/metrics` shows, whichever process ran the jobs."""
+        ...
+
     async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
         """Trigger settings (label, command) cached from the repo's .github/pact.yml."""
         ...

@@ -371,6 +371,19 @@ class PostgresQueue(PostgresLeases, Queue):
         )
         return float(row["spent"]) if row else 0.0
 
+    async def spend_by_repo(self, since: float) -> dict[str, float]:
+        async def op() -> dict[str, float]:
+            async with self._tx() as conn:
+                rows = await self._fetchall(
+                    conn,
+                    "SELECT repo, SUM(cost_usd) AS spent FROM pact_jobs "
+                    "WHERE created_at >= %s AND cost_usd > 0 GROUP BY repo",
+                    (since,),
+                )
+            return {row["repo"]: float(row["spent"]) for row in rows}
+
+        return await self._retrying("spend_by_repo", op)
+
     async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
         row = await self._read_one(
             "get_repo_config", "SELECT config FROM pact_repo_config WHERE repo=%s", (repo,)

@@ -321,6 +321,17 @@ class SqliteQueue(SqliteConnection, Queue):
 
         return await self._read(op)
 
+    async def spend_by_repo(self, since: float) -> dict[str, float]:
+        def op(c: sqlite3.Connection) -> dict[str, float]:
+            rows = c.execute(
+                "SELECT repo, SUM(cost_usd) FROM jobs WHERE created_at >= ? AND cost_usd > 0 "
+                "GROUP BY repo",
+                (since,),
+            ).fetchall()
+            return {repo: float(spent) for repo, spent in rows}
+
+        return await self._read(op)
+
     async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
         def op(c: sqlite3.Connection) -> dict[str, Any] | None:
             row = c.execute("SELECT config FROM repo_config WHERE repo=?", (repo,)).fetchone()
