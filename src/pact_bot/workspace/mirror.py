@@ -137,7 +137,6 @@ class Mirrors:
         mirror = self.path(repo)
         if not is_shallow(mirror):
             return True
-        clear_stale_locks(mirror)
         try:
             await self.deepen(mirror, Remote(clone_url, token))
         except WorkspaceError:
@@ -149,6 +148,7 @@ class Mirrors:
         """The full history of every branch, for what needs more than the tips (a merge
         base); raises when the fetch fails. Caller holds the lock."""
         if is_shallow(mirror):
+            clear_stale_locks(mirror)  # a killed history fetch leaves shallow.lock
             await self._fetch(mirror, remote, "--unshallow", "origin")
             log.info("mirror history completed", extra={"repo": self.repo_of(mirror)})
 

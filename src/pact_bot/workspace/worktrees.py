@@ -314,7 +314,6 @@ class Workspace:
         if not checkout.clone_url:
             raise WorkspaceError("complete_history needs the clone URL of the repository")
         async with self.mirrors.lock(checkout.repo):
-            clear_stale_locks(checkout.mirror)
             remote = Remote(checkout.clone_url, checkout.token or None)
             await self.mirrors.deepen(checkout.mirror, remote)
 
@@ -324,7 +323,7 @@ class Workspace:
         remote_ref = f"refs/remotes/origin/{branch}"
         remote = Remote(checkout.clone_url, checkout.token or None)
         async with self.mirrors.lock(checkout.repo):
-            clear_stale_locks(checkout.mirror)  # a killed history fetch leaves shallow.lock
+            clear_stale_locks(checkout.mirror)  # a killed fetch leaves its locks
             await self.mirrors.deepen(checkout.mirror, remote)
             await self._git(
                 ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{remote_ref}"],
