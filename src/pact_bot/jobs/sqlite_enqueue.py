@@ -50,10 +50,10 @@ def _enqueue_op(
     fp = fingerprint(job)
     task = orjson.dumps(job.task, default=str).decode()
 
-    row = (*_JOB_COLUMNS(job), task, fp, job.created_at, job.key, fp)
+    row = (*_JOB_COLUMNS(job), task, fp, job.created_at)
     insert = _INSERT_FREE if key_free else _INSERT_UNLESS_QUEUED
-    if key_free:
-        row = row[:-2]
+    if not key_free:
+        row += (job.key, fp)  # the coalescing lookup's
 
     def op(c: sqlite3.Connection) -> Enqueued:
         # Two statements on the common path; self-contained (no savepoint): the only
