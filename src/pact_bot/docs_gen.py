@@ -9,8 +9,6 @@ tests/test_docs.py fails when the file is stale.
 
     python -m pact_bot.docs_gen          # rewrite docs/configuration.md
     python -m pact_bot.docs_gen --check  # exit 1 when it is out of date
-
-Public API: `render() -> str`, `main(argv) -> int`, `COMMAND`, `field_docs(model)`.
 """
 
 from __future__ import annotations

@@ -6,11 +6,6 @@ Sources, in order of precedence:
   with the headings of the sections its diff touches),
 - for an issue, `docs/...-spec.md` paths referenced in its body (`spec_refs`).
 
-Public API: `SpecChange`, `spec_refs(text, glob)`, `specs_from_args(args, glob)`,
-`spec_changes(files, glob)`, `changed_sections(patch, content=None)`,
-`spec_slug(paths)`, `component_name(path)`, `branch_name(prefix, paths)`,
-`summary_path(component)`.
-
 Paths from commands and issue bodies are normalised here, at their source: one that would
 leave the repository or reach into `.git` is never returned, and lands in `refused` (when
 the caller passes a list) so the job can say which and why.

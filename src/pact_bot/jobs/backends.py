@@ -1,7 +1,7 @@
 """Pick the queue backend from PACT_DATABASE_URL.
 
-Public API: `open_queue(settings) -> Queue` (not yet opened: call `await q.open()`),
-`migrate(settings) -> int` (exit code for `pact-bot db migrate`).
+`open_queue` returns the queue not yet opened (call `await q.open()`); `migrate` is
+`pact-bot db migrate`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """`pact-bot serve`: uvicorn and the worker tasks in one event loop.
 
-Public API: `serve(settings, host, port)`. Port 0 binds a free port; the
-log line `listening` carries `host` and `port` (tests and scripts read it). SIGTERM/SIGINT:
-the server stops accepting, workers stop claiming, running jobs get `GRACE_SECONDS` to finish,
-the rest are handed back to the queue.
+Port 0 binds a free port; the log line `listening` carries `host` and `port` (tests and
+scripts read it). SIGTERM/SIGINT: the server stops accepting, workers stop claiming, running
+jobs get `GRACE_SECONDS` to finish, the rest are handed back to the queue.
 
 `PACT_WEB_PROCESSES=N` (N > 1): one event loop is one core, and a delivery costs ~125 µs of
 CPU, so N processes answer webhooks on one port, each with its own socket bound with

@@ -20,11 +20,8 @@ already has a queued or running job comes with an `ack` reply job (recorded firs
 same transaction, delivery id `<delivery>:ack`) that a worker answers with 👀 while the job
 waits; a job that starts at once reacts itself.
 
-Public API: `WebhookEndpoint(settings, queue, bot, config_ttl, clock)` with `.asgi(scope, receive,
-send)` (what `web.app.create_app` mounts: no Request/Response objects on the hot path),
-`await endpoint(request) -> Response` (the same as a starlette handler) and
-`await endpoint.handle(headers, receive) -> (status, body)`; `verify_signature(secret, body,
-header) -> bool`.
+`web.app.create_app` mounts `WebhookEndpoint.asgi`: no Request/Response objects on the hot
+path.
 """
 
 from __future__ import annotations
