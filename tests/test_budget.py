@@ -85,17 +85,35 @@ async def test_a_job_past_the_installation_cap_is_refused_with_one_comment_and_n
     assert github_sim.pulls(REPO) == []
 
 
+async def labelled_after_spending(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+    spent: float,
+    files: dict[str, str] | None = None,
+) -> int:
+    """An issue labelled for a code job in an installation capped at $100 a month that has
+    spent `spent` earlier this month; its number."""
+    setup_repo(github_sim, files)
+    anthropic_sim.set_policy(SpecCoderPolicy())
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=100.0)
+    await spent_before(bot, spent, installation_id=github_sim.installation_id)
+    return label(github_sim)
+
+
 async def test_the_repository_cap_wins_when_its_headroom_is_lower(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim, {**FILES, ".github/pact.yml": "budget:\n  monthly_usd: 3\n"})
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    at_now(bot)
-    bot.configure(pact_monthly_budget_usd=100.0)
-    await spent_before(bot, 3.0, installation_id=github_sim.installation_id)
-    number = label(github_sim)
+    number = await labelled_after_spending(
+        bot,
+        github_sim,
+        anthropic_sim,
+        3.0,
+        files={**FILES, ".github/pact.yml": "budget:\n  monthly_usd: 3\n"},
+    )
 
     [job] = without_acks(await bot.process())
 
@@ -111,12 +129,7 @@ async def test_past_80_percent_the_progress_comment_says_so_once(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    at_now(bot)
-    bot.configure(pact_monthly_budget_usd=100.0)
-    await spent_before(bot, 85.0, installation_id=github_sim.installation_id)
-    number = label(github_sim)
+    number = await labelled_after_spending(bot, github_sim, anthropic_sim, 85.0)
 
     [job] = without_acks(await bot.process())
 
@@ -169,12 +182,7 @@ async def test_under_80_percent_no_note(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    at_now(bot)
-    bot.configure(pact_monthly_budget_usd=100.0)
-    await spent_before(bot, 79.0, installation_id=github_sim.installation_id)
-    number = label(github_sim)
+    number = await labelled_after_spending(bot, github_sim, anthropic_sim, 79.0)
 
     [job] = without_acks(await bot.process())
 
