@@ -313,6 +313,17 @@ class PostgresQueue(PostgresLeases, Queue):
 
         return await self._retrying(what, op)
 
+    async def _read_all(
+        self, what: str, query: str, args: tuple[Any, ...] = ()
+    ) -> list[dict[str, Any]]:
+        """Every row of a read in its own transaction, retried on a dropped connection."""
+
+        async def op() -> list[dict[str, Any]]:
+            async with self._tx() as conn:
+                return await self._fetchall(conn, query, args)
+
+        return await self._retrying(what, op)
+
     async def is_cancelled(self, job_id: str) -> bool:
         row = await self._read_one(
             "is_cancelled", "SELECT state, cancel_requested FROM pact_jobs WHERE id=%s", (job_id,)
@@ -328,36 +339,26 @@ class PostgresQueue(PostgresLeases, Queue):
     async def list(
         self, state: JobState | None = None, key: str | None = None, limit: int = 100
     ) -> list[Job]:
-        async def op() -> list[Job]:
-            async with self._tx() as conn:
-                rows = await self._fetchall(
-                    conn,
-                    f"{_SELECT_JOBS} "
-                    "WHERE (%s::text IS NULL OR state = %s) AND (%s::text IS NULL OR key = %s) "
-                    "ORDER BY seq DESC LIMIT %s",
-                    (
-                        None if state is None else str(state),
-                        None if state is None else str(state),
-                        key,
-                        key,
-                        limit,
-                    ),
-                )
-                return [_row_to_job(r) for r in rows]
-
-        return await self._retrying("list", op)
+        rows = await self._read_all(
+            "list",
+            f"{_SELECT_JOBS} "
+            "WHERE (%s::text IS NULL OR state = %s) AND (%s::text IS NULL OR key = %s) "
+            "ORDER BY seq DESC LIMIT %s",
+            (
+                None if state is None else str(state),
+                None if state is None else str(state),
+                key,
+                key,
+                limit,
+            ),
+        )
+        return [_row_to_job(r) for r in rows]
 
     async def depth(self) -> dict[str, int]:
-        async def op() -> dict[str, int]:
-            async with self._tx() as conn:
-                out = {s.value: 0 for s in JobState}
-                for r in await self._fetchall(
-                    conn, "SELECT state, count(*) AS n FROM pact_jobs GROUP BY state"
-                ):
-                    out[r["state"]] = r["n"]
-                return out
-
-        return await self._retrying("depth", op)
+        rows = await self._read_all(
+            "depth", "SELECT state, count(*) AS n FROM pact_jobs GROUP BY state"
+        )
+        return {s.value: 0 for s in JobState} | {r["state"]: r["n"] for r in rows}
 
     async def spent_since(
         self, since: float, repo: str | None = None, installation_id: int | None = None
@@ -372,17 +373,13 @@ class PostgresQueue(PostgresLeases, Queue):
         return float(row["spent"]) if row else 0.0
 
     async def spend_by_repo(self, since: float) -> dict[str, float]:
-        async def op() -> dict[str, float]:
-            async with self._tx() as conn:
-                rows = await self._fetchall(
-                    conn,
-                    "SELECT repo, SUM(cost_usd) AS spent FROM pact_jobs "
-                    "WHERE created_at >= %s AND cost_usd > 0 GROUP BY repo",
-                    (since,),
-                )
-            return {row["repo"]: float(row["spent"]) for row in rows}
-
-        return await self._retrying("spend_by_repo", op)
+        rows = await self._read_all(
+            "spend_by_repo",
+            "SELECT repo, SUM(cost_usd) AS spent FROM pact_jobs "
+            "WHERE created_at >= %s AND cost_usd > 0 GROUP BY repo",
+            (since,),
+        )
+        return {row["repo"]: float(row["spent"]) for row in rows}
 
     async def get_repo_config(self, repo: str) -> dict[str, Any] | None:
         row = await self._read_one(
