@@ -5,17 +5,6 @@ A job never holds a token that reaches further than the repository it works on: 
 the permissions the pipeline uses, so a confused or compromised job cannot touch the
 installation's other repositories.
 
-Public API::
-
-    app = GitHubApp(settings)                     # App JWT auth; base_url = GITHUB_API_URL
-    slug, login = await app.identity()            # GET /app, cached: ("pact-bot", "pact-bot[bot]")
-    inst = await app.installation_id("o/r")       # GET /repos/o/r/installation (JWT)
-    rc = await app.repo_client("o/r", installation_id=None)     # -> RepoClient
-    async with rc:                                # optional: one connection pool for the job
-        await rc.gh.rest.issues.async_create_comment("o", "r", 1, body="hi")
-        token = await rc.token()                  # for git; refreshed when < 10 min are left
-        info = await rc.repository()              # GET /repos/o/r, cached (clone_url, ...)
-
 Both clients retry rate limits (primary and secondary: waits `retry-after`, or until
 `x-ratelimit-reset`, or a minute, up to `max_wait`) and server errors, count calls in
 `pact_bot.metrics.github_calls` and record `x-ratelimit-remaining`.
@@ -128,6 +117,8 @@ async def _on_response(response: httpx.Response) -> None:
 
 
 def _client_options(settings: Settings, retry: RateLimitRetry | None) -> dict[str, Any]:
+    """What both clients share: `GITHUB_API_URL` as base URL (GitHub Enterprise), the retries,
+    the call metrics."""
     return {
         "base_url": settings.github_api_url.rstrip("/") + "/",
         "user_agent": USER_AGENT,
@@ -261,7 +252,9 @@ class _RepoTokenStrategy(BaseAuthStrategy):
 
 
 class RepoClient:
-    """githubkit client (`.gh`) with an installation token scoped to one repository."""
+    """githubkit client (`.gh`) with an installation token scoped to one repository.
+
+    `async with` it (optional) to share one connection pool among a job's calls."""
 
     def __init__(self, app: GitHubApp, repo: str, installation_id: int) -> None:
         self.app = app
@@ -281,7 +274,8 @@ class RepoClient:
         return self._expires_at
 
     async def token(self) -> str:
-        """The installation token (for git's environment); minted again near expiry."""
+        """The installation token (for git's environment); minted again when less than
+        `REFRESH_MARGIN` is left."""
         if self._token is not None and self._expires_at - datetime.now(UTC) > REFRESH_MARGIN:
             return self._token
         async with self._lock:

@@ -1,22 +1,5 @@
 """Workers: claim a job, run the handler under a renewed lease, record how it ended.
 
-Public API:
-- `JobOutcome(state, error=None, pr_url=None)`; `Handler = Callable[[Job, JobControl],
-  Awaitable[JobOutcome]]`.
-- `JobControl`: `job`, `await progress(**fields)` (cost_usd, turns, pr_url, anything else
-  lands in `task["progress"]`), `await cancelled() -> bool` (someone ran `/pact cancel`, or
-  this worker lost the lease: stop soon and return a cancelled outcome), `await
-  set_repo_config(repo, config)` (cache a repository's trigger settings for ingress).
-- `run_workers(queue, handler, n, stop, poll_interval=1.0, grace_seconds=30.0, clock=...)`:
-  n tasks until `stop` is set; then nothing new is claimed, running jobs get `grace_seconds` to
-  finish and the rest are handed back (`queue.release`). Heartbeats sleep on `clock` (give the
-  queue's, so a test moves both by hand).
-- `run_worker_process(settings, concurrency, handler_factory)` for `pact-bot worker` (it
-  rebuilds the handler when the env file changed: an App registered by `serve`'s setup flow
-  is used without a restart); it and `pact-bot serve` first run `sweep_worktrees(settings)`:
-  a killed worker's worktrees and job homes go, and the data dir is brought within
-  `PACT_DATA_MAX_GB` (`pact_bot.housekeeping`).
-
 The handler is injected by the process wiring (`cli`, `web.server`): this package knows
 nothing of job kinds, and a test passes its own.
 
@@ -50,12 +33,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class JobOutcome:
+    """What a handler returns: how its job ended (the error is redacted before it is stored)."""
+
     state: JobState
     error: str | None = None
     pr_url: str | None = None
 
 
 class JobControl:
+    """What a running handler may ask of the worker besides its own work."""
+
     def __init__(self, queue: Queue, job: Job) -> None:
         self.job = job
         self._queue = queue
@@ -67,12 +54,17 @@ class JobControl:
         return self._queue
 
     async def progress(self, **fields: Any) -> None:
+        """Record `cost_usd`, `turns` or `pr_url` on the job; any other field lands in
+        `task["progress"]`."""
         await self._queue.update(self.job.id, **fields)
 
     async def cancelled(self) -> bool:
+        """Someone ran `/pact cancel`, or this worker lost the lease: stop soon and return a
+        cancelled outcome."""
         return self.lease_lost or await self._queue.is_cancelled(self.job.id)
 
     async def set_repo_config(self, repo: str, config: dict[str, Any]) -> None:
+        """Cache a repository's trigger settings for ingress."""
         await self._queue.set_repo_config(repo, config)
 
 
@@ -215,7 +207,11 @@ async def run_workers(
     lease_seconds: float | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
-    """Run n worker tasks until `stop` is set and their jobs are finished or handed back."""
+    """Run n worker tasks until `stop` is set and their jobs are finished or handed back.
+
+    Once `stop` is set nothing new is claimed; running jobs get `grace_seconds` to finish and
+    the rest are handed back (`queue.release`). Heartbeats sleep on `clock`: give the queue's,
+    so a test moves both by hand."""
     if n <= 0:
         return
     lease = lease_seconds or queue.lease_seconds
@@ -225,7 +221,10 @@ async def run_workers(
 
 async def sweep_worktrees(settings: Settings) -> None:
     """Remove the worktrees a killed worker's jobs left behind on this machine (no live
-    process holds their job lock), before this worker claims anything."""
+    process holds their job lock), before this worker claims anything.
+
+    `pact-bot worker` and `pact-bot serve` run it first; it also removes the homes of killed
+    jobs and brings the data dir within `PACT_DATA_MAX_GB` (`pact_bot.housekeeping`)."""
     try:
         removed = await Workspace(settings.pact_data_dir).sweep()
     except Exception:  # a failed clean-up must not keep the worker from starting
@@ -260,7 +259,10 @@ def _reloading(settings: Settings, handler_factory: Callable[[Settings], Handler
 def run_worker_process(
     settings: Settings, concurrency: int, handler_factory: Callable[[Settings], Handler]
 ) -> None:
-    """`pact-bot worker`: workers only, stopped by SIGTERM/SIGINT."""
+    """`pact-bot worker`: workers only, stopped by SIGTERM/SIGINT.
+
+    The handler is rebuilt when the env file changed, so an App registered by `serve`'s setup
+    flow is used without a restart."""
     handler = _reloading(settings, handler_factory)
 
     async def main() -> None:

@@ -1,14 +1,5 @@
 """The starlette application: `/`, `/webhook`, `/healthz`, `/metrics`, the setup flow
 (`/setup`), the run viewer (`/jobs`, sign-in at `/login`) and its stylesheet (`/static/`).
-
-Public API:
-- `create_app(settings, queue, *, bot=None, config_ttl=30.0, open_queue=False) -> Starlette`
-  (`open_queue=True` opens and closes the queue in the app's lifespan, for tests; `serve`
-  opens it itself because its workers share it).
-- `render_home(request, checks=None) -> str`: the `/` page: `app.state.home_sections` (a
-  list of `(Request) -> str` HTML fragments; other parts, the setup flow, append theirs),
-  then doctor's checks with ✓/✗ (`web/checks.py`) and the first steps.
-- `app.state.settings`, `app.state.queue`, `app.state.bot`.
 """
 
 from __future__ import annotations
@@ -34,7 +25,7 @@ from pact_bot.web import setup, signin, style, viewer
 from pact_bot.web.checks import CheckCache
 from pact_bot.web.webhook import WebhookEndpoint
 
-HomeSection = Callable[[Request], str]
+HomeSection = Callable[[Request], str]  # an HTML fragment of `/`; see `render_home`
 
 
 def status_section(request: Request) -> str:
@@ -91,6 +82,8 @@ def _first_steps(settings: Settings) -> str:
 
 
 def render_home(request: Request, checks: list[Check] | None = None) -> str:
+    """The `/` page: `app.state.home_sections` (other parts, the setup flow, append theirs),
+    then doctor's checks with ✓/✗ (`web/checks.py`) and the first steps."""
     sections = "\n".join(s(request) for s in request.app.state.home_sections)
     settings: Settings = request.app.state.settings
     body = (
@@ -136,6 +129,8 @@ def create_app(
     open_queue: bool = False,
     clock: Clock = SYSTEM_CLOCK,
 ) -> Starlette:
+    """`open_queue=True` opens and closes the queue in the app's lifespan, for tests; `serve`
+    opens it itself because its workers share it."""
     bot = bot or BotIdentity(getattr(settings, "github_app_slug", None) or "pact-bot")
     webhook = WebhookEndpoint(settings, queue, bot, config_ttl=config_ttl)
 
