@@ -15,7 +15,7 @@ from typing import Any
 
 import anthropic
 
-from pact_bot.agent.budget import Stop
+from pact_bot.agent.budget import RunCounters, Stop
 from pact_bot.agent.cost import (
     Usage,
 )
@@ -40,14 +40,9 @@ class _StopRun(Exception):
 
 
 @dataclass
-class _State:
-    turns: int = 0
+class _State(RunCounters):
     spent: float = 0.0
     usage: Usage = field(default_factory=Usage)
-    retries: int = 0
-    compactions: int = 0
-    cleared_results: int = 0
-    largest_prompt: int = 0
 
 
 class _PromptTooLong(Exception):

@@ -1,12 +1,12 @@
 """What an agent run may spend (`Budget`), what it reports while it runs (`Progress`), and how
-it ended (`RunResult`, `Stop`).
+it ended (`RunResult`, `Stop`, `RunCounters`).
 
 Callers that only start a run or read its result need these types, not the loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from pact_bot.agent.cost import (
@@ -45,9 +45,26 @@ class Progress:
 
 
 @dataclass
-class RunResult:
+class RunCounters:
+    """What a run counts while it goes (the session keeps them) and reports when it stops:
+    declared once for both."""
+
+    turns: int = 0
+    retries: int = 0
+    compactions: int = 0
+    """Times the run continued from a summary of itself (agent/context.py)."""
+    cleared_results: int = 0
+    """Tool results replaced by a note of what they held, to save context."""
+    largest_prompt: int = 0
+    """The largest prompt sent, in tokens: how close the run came to the window."""
+
+    def counts(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(RunCounters)}
+
+
+@dataclass(kw_only=True)
+class RunResult(RunCounters):
     stop: Stop
-    turns: int
     cost_usd: float
     usage: Usage
     duration_s: float
@@ -56,13 +73,6 @@ class RunResult:
     tool_calls: list[ToolCall]
     files_touched: list[str]
     error: str | None = None
-    retries: int = 0
-    compactions: int = 0
-    """Times the run continued from a summary of itself (agent/context.py)."""
-    cleared_results: int = 0
-    """Tool results replaced by a note of what they held, to save context."""
-    largest_prompt: int = 0
-    """The largest prompt sent, in tokens: how close the run came to the window."""
 
     @property
     def ok(self) -> bool:

@@ -143,7 +143,6 @@ class Session:
         state = self.state
         result = RunResult(
             stop=stop,
-            turns=state.turns,
             cost_usd=round(state.spent, 6),
             usage=state.usage,
             duration_s=round(time.monotonic() - self.started, 3),
@@ -152,25 +151,18 @@ class Session:
             tool_calls=list(self.tools.calls),
             files_touched=self.tools.files_touched,
             error=error,
-            retries=state.retries,
-            compactions=state.compactions,
-            cleared_results=state.cleared_results,
-            largest_prompt=state.largest_prompt,
+            **state.counts(),
         )
         self.transcript.write(
             "stop",
             stop=stop,
             error=error,
-            turns=result.turns,
             cost_usd=result.cost_usd,
             usage=result.usage.as_dict(),
             duration_s=result.duration_s,
             files_touched=result.files_touched,
-            retries=result.retries,
             cache_read_share=round(result.usage.cached_share, 4),
-            largest_prompt=result.largest_prompt,
-            compactions=result.compactions,
-            cleared_results=result.cleared_results,
+            **result.counts(),
         )
         _run_metrics(result.usage)
         log.info(
