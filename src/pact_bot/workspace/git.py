@@ -11,6 +11,13 @@ the bot's: no API key, no webhook secret, no App key.
 The installation token reaches git only through the environment of the one process that
 talks to the remote (`GIT_CONFIG_*` setting `http.<url>.extraHeader`): never in a URL,
 a config file, argv or an error message.
+
+Every git dies with the bot (`PR_SET_PDEATHSIG`, Linux): a bot killed mid-fetch (OOM killer,
+`kill -9`) leaves no git behind to write a mirror while the restarted bot clears that git's
+lock files. The signal follows the thread that forked, so each git is forked from one that
+outlives it: `run` from the event loop's thread (a cancelled run kills its git), `run_sync`
+and `user_config` from the thread blocked in `subprocess.run` until the git is reaped. Git's
+own helpers (remote-https, index-pack) are not signalled; they end when their pipes close.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import functools
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -88,6 +98,39 @@ def _hardening(remote_scheme: str | None) -> list[str]:
     for key, value in settings.items():
         args += ["-c", f"{key}={value}"]
     return args
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Callable[[int, int], int] | None:
+    """libc's prctl, resolved once in the bot: the child only calls it. None off Linux."""
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+def _dies_with_bot() -> Callable[[], None] | None:
+    """The `preexec_fn` of every git: SIGKILL when the bot's forking thread dies, and an
+    exit right away if the bot died between fork and prctl (the git was already orphaned)."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    bot = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != bot:
+            os._exit(1)
+
+    return arm
 
 
 def auth_header(token: str) -> str:
@@ -172,6 +215,7 @@ class GitRunner:
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            preexec_fn=_dies_with_bot(),
         )
         try:
             out, err = await asyncio.wait_for(
@@ -204,6 +248,7 @@ class GitRunner:
                 capture_output=True,
                 timeout=timeout,
                 check=False,
+                preexec_fn=_dies_with_bot(),
             )
         except subprocess.TimeoutExpired:
             raise GitError(["git", *args], f"timed out after {timeout:.0f}s") from None
@@ -226,6 +271,7 @@ def user_config(repo: Path, key: str) -> str:
         capture_output=True,
         timeout=30,
         check=False,
+        preexec_fn=_dies_with_bot(),
     )
     return proc.stdout.decode(errors="replace").strip() if proc.returncode == 0 else ""
 

@@ -1,0 +1,211 @@
+"""Host git dies with the bot: a SIGKILLed bot leaves no git writing its mirror while the
+restarted bot clears that git's lock files.
+
+The git here is a stand-in first on PATH (the runner passes PATH through and starts `git`
+by name): it reports its pid and PR_GET_PDEATHSIG, then blocks until released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pact_bot
+from pact_bot.workspace.git import GitRunner
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+
+# A bot process: one runner call, the way each call site is reached in the product.
+_BOT = """
+import asyncio, sys
+from pathlib import Path
+from pact_bot.workspace.git import GitRunner, user_config
+
+how, cwd = sys.argv[1], Path(sys.argv[2])
+git = GitRunner()
+if how == "run":  # `pact-bot worker`'s loop
+    asyncio.run(git.run(["fetch", "--quiet", "origin"], cwd))
+elif how == "run on uvloop":  # `pact-bot serve`'s loop
+    import uvloop
+    uvloop.run(git.run(["fetch", "--quiet", "origin"], cwd))
+elif how == "run_sync in a worker thread":
+    asyncio.run(asyncio.to_thread(git.run_sync, ["ls-files", "-z"], cwd))
+else:
+    user_config(cwd, "user.name")
+"""
+
+
+class FakeGit:
+    """`bin/git`: writes `<pid> <PR_GET_PDEATHSIG>` to `report`, waits for a line on the
+    `release` FIFO, prints `done`."""
+
+    def __init__(self, root: Path) -> None:
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        self.report = root / "git-report"
+        self.release = root / "git-release"
+        os.mkfifo(self.release)
+        script = self.bin / "git"
+        script.write_text(
+            f"#!{sys.executable} -IS\n"
+            "import ctypes, os\n"
+            "sig = ctypes.c_int()\n"
+            "ctypes.CDLL(None).prctl(2, ctypes.byref(sig))  # PR_GET_PDEATHSIG\n"
+            f"with open({str(self.report) + '.tmp'!r}, 'w') as f:\n"
+            "    f.write(f'{os.getpid()} {sig.value}')\n"
+            f"os.replace({str(self.report) + '.tmp'!r}, {str(self.report)!r})\n"
+            f"with open({str(self.release)!r}) as f:\n"
+            "    f.readline()\n"
+            "print('done')\n"
+        )
+        script.chmod(0o755)
+
+    def path(self) -> str:
+        return f"{self.bin}{os.pathsep}{os.environ['PATH']}"
+
+    def started(self) -> tuple[int, int] | None:
+        """(pid, parent-death signal) once the git is running."""
+        if not self.report.exists():
+            return None
+        pid, sig = self.report.read_text().split()
+        return int(pid), int(sig)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def _reaped(fake: FakeGit) -> Iterator[None]:
+    """Whatever the test found, no stand-in git outlives it."""
+    try:
+        yield
+    finally:
+        started = fake.started()
+        if started and _alive(started[0]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(started[0], signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    "how", ["run", "run on uvloop", "run_sync in a worker thread", "user_config"]
+)
+def test_a_git_dies_with_the_bot_that_was_sigkilled_while_it_ran(tmp_path: Path, how: str):
+    fake = FakeGit(tmp_path)
+    src = Path(pact_bot.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
+    env.update(PATH=fake.path(), PYTHONPATH=str(src))
+    bot = subprocess.Popen(
+        [sys.executable, "-c", _BOT, how, str(tmp_path)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    with _reaped(fake):
+        try:
+            deadline = time.monotonic() + 30
+            while (started := fake.started()) is None:
+                assert bot.poll() is None, bot.communicate()[1].decode()
+                assert time.monotonic() < deadline, "the bot never started git"
+                time.sleep(0.02)
+        finally:
+            bot.kill()
+            bot.communicate()
+        git_pid, _ = started
+
+        deadline = time.monotonic() + 10  # the kernel's delivery, not a timing assumption
+        while _alive(git_pid):
+            assert time.monotonic() < deadline, f"git ({how}) outlived the SIGKILLed bot"
+            time.sleep(0.02)
+
+
+# A bot killed between fork and prctl: the child, held before arming until the bot is dead,
+# would otherwise become an orphaned git no signal ever reaches.
+_BOT_DYING_BEFORE_ARMING = """
+import asyncio, os, sys, time
+from pathlib import Path
+from pact_bot.workspace import git
+
+forked, cwd = Path(sys.argv[1]), Path(sys.argv[2])
+bot, prctl = os.getpid(), git._prctl()
+
+def late_prctl(option, value):  # runs in the child, between fork and exec
+    forked.write_text(str(os.getpid()))
+    while os.getppid() == bot:
+        time.sleep(0.01)
+    return prctl(option, value)
+
+git._prctl = lambda: late_prctl
+asyncio.run(git.GitRunner().run(["fetch", "--quiet", "origin"], cwd))
+"""
+
+
+def test_a_git_whose_bot_died_before_it_was_armed_never_runs(tmp_path: Path):
+    fake = FakeGit(tmp_path)
+    forked = tmp_path / "forked"
+    src = Path(pact_bot.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
+    env.update(PATH=fake.path(), PYTHONPATH=str(src))
+    bot = subprocess.Popen(
+        [sys.executable, "-c", _BOT_DYING_BEFORE_ARMING, str(forked), str(tmp_path)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    with _reaped(fake):
+        try:
+            deadline = time.monotonic() + 30
+            while not forked.exists() or not forked.read_text():
+                assert bot.poll() is None, bot.communicate()[1].decode()
+                assert time.monotonic() < deadline, "the bot never forked git"
+                time.sleep(0.02)
+        finally:
+            bot.kill()
+            bot.communicate()
+        child = int(forked.read_text())
+
+        deadline = time.monotonic() + 10
+        while _alive(child):
+            assert time.monotonic() < deadline, "the orphaned child went on to run git"
+            time.sleep(0.02)
+        assert fake.started() is None, "git ran after its bot had died"
+
+
+async def test_a_git_run_from_a_worker_thread_runs_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The signal follows the thread that forked: git from an `asyncio.to_thread` worker
+    has it armed and still runs until it ends by itself."""
+    fake = FakeGit(tmp_path)
+    monkeypatch.setenv("PATH", fake.path())
+    with _reaped(fake):
+        running = asyncio.ensure_future(
+            asyncio.to_thread(GitRunner().run_sync, ["ls-files", "-z"], tmp_path)
+        )
+        deadline = time.monotonic() + 30
+        while (started := fake.started()) is None:
+            assert not running.done(), running.result()
+            assert time.monotonic() < deadline, "git never started"
+            await asyncio.sleep(0.02)
+        git_pid, death_signal = started
+        assert death_signal == signal.SIGKILL
+
+        await asyncio.to_thread(fake.release.write_text, "go\n")
+        code, out, _ = await asyncio.wait_for(running, 30)
+
+        assert (code, out) == (0, "done\n")
+        assert not _alive(git_pid)
