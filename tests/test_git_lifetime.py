@@ -1,8 +1,9 @@
-"""Host git dies with the bot: a SIGKILLed bot leaves no git writing its mirror while the
-restarted bot clears that git's lock files.
+"""Host git dies with the bot, and what it started keeps the mirror locked until it ends: a
+SIGKILLed bot leaves nothing writing its mirror while the restarted bot clears the lock
+files there.
 
-The git here is a stand-in first on PATH (the runner passes PATH through and starts `git`
-by name): it reports its pid and PR_GET_PDEATHSIG, then blocks until released.
+The gits here are stand-ins first on PATH (the runner passes PATH through and starts `git`
+by name).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 
 import pact_bot
+from pact_bot.clock import FakeClock
+from pact_bot.workspace import Workspace, WorkspaceError
 from pact_bot.workspace.git import GitRunner
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
@@ -209,3 +212,119 @@ async def test_a_git_run_from_a_worker_thread_runs_to_its_end(
 
         assert (code, out) == (0, "done\n")
         assert not _alive(git_pid)
+
+
+# A bot that fetches into acme/demo's mirror under its lock, on `serve`'s loop or the worker's.
+_MIRROR_BOT = """
+import asyncio, sys
+from pathlib import Path
+from pact_bot.workspace import Workspace
+
+loop, data = sys.argv[1], Path(sys.argv[2])
+fetch = Workspace(data).update_mirror("acme/demo", "https://github.invalid/acme/demo.git", None)
+if loop == "uvloop":
+    import uvloop
+    uvloop.run(fetch)
+else:
+    asyncio.run(fetch)
+"""
+
+
+class HelperStartingGit:
+    """`bin/git`: succeeds at once, except a `fetch` while `blocking` exists: that one leaves
+    `shallow.lock` in the mirror, starts a helper (forks, and like git closes no descriptor)
+    that writes its pid to `helper` and lives on for a minute, and blocks."""
+
+    def __init__(self, root: Path) -> None:
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        self.blocking = root / "git-blocks"
+        self.helper = root / "git-helper"
+        script = self.bin / "git"
+        script.write_text(
+            f"#!{sys.executable} -IS\n"
+            "import os, sys, time\n"
+            f"if 'fetch' in sys.argv and os.path.exists({str(self.blocking)!r}):\n"
+            "    open('shallow.lock', 'w').close()\n"
+            "    if os.fork() == 0:\n"
+            f"        with open({str(self.helper) + '.tmp'!r}, 'w') as f:\n"
+            "            f.write(str(os.getpid()))\n"
+            f"        os.replace({str(self.helper) + '.tmp'!r}, {str(self.helper)!r})\n"
+            "        time.sleep(60)\n"
+            "        os._exit(0)\n"
+            "    time.sleep(3600)\n"
+        )
+        script.chmod(0o755)
+
+    def path(self) -> str:
+        return f"{self.bin}{os.pathsep}{os.environ['PATH']}"
+
+    def helper_pid(self) -> int | None:
+        return int(self.helper.read_text()) if self.helper.exists() else None
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_a_git_helper_that_outlives_a_sigkilled_bot_keeps_the_mirror_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, loop: str
+):
+    """The death signal reaches the bot's git, not what git started: until that helper
+    is gone the restarted bot neither takes the mirror's lock nor clears its lock files,
+    and a job that waits too long fails saying who holds the lock."""
+    fake = HelperStartingGit(tmp_path)
+    fake.blocking.touch()
+    data = tmp_path / "data"
+    mirror = data / "mirrors" / "acme" / "demo.git"
+    mirror.mkdir(parents=True)
+    (mirror / "HEAD").write_text("ref: refs/heads/main\n")
+    src = Path(pact_bot.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
+    env.update(PATH=fake.path(), PYTHONPATH=str(src))
+    bot = subprocess.Popen(
+        [sys.executable, "-c", _MIRROR_BOT, loop, str(data)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        try:
+            deadline = time.monotonic() + 30
+            while (helper := fake.helper_pid()) is None:
+                assert bot.poll() is None, bot.communicate()[1].decode()
+                assert time.monotonic() < deadline, "the bot's fetch never started its helper"
+                await asyncio.sleep(0.02)
+        finally:
+            bot.kill()
+            bot.communicate()
+        fake.blocking.unlink()  # the restarted bot's gits succeed at once
+        monkeypatch.setenv("PATH", fake.path())
+        clock = FakeClock()
+        restarted = Workspace(data, mirror_lock_wait=60, clock=clock)
+
+        fetching = asyncio.create_task(
+            restarted.update_mirror("acme/demo", "https://github.invalid/acme/demo.git", None)
+        )
+        deadline = time.monotonic() + 30
+        while not fetching.done():  # it waits on the fake clock (and /proc, in a thread)
+            assert time.monotonic() < deadline, "the restarted bot waited without end"
+            await clock.advance(1)
+        with pytest.raises(WorkspaceError, match=rf"locked by .*\(pid {helper}\)"):
+            fetching.result()
+        assert _alive(helper)
+        assert (mirror / "shallow.lock").exists()
+        busy = [r for r in caplog.records if r.getMessage() == "mirror lock busy"]
+        assert [r.__dict__["seconds"] for r in busy] == [30]
+        assert any(f"(pid {helper})" in h for h in busy[0].__dict__["holders"])
+
+        os.kill(helper, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(helper):
+            assert time.monotonic() < deadline, "the helper outlived SIGKILL"
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(
+            restarted.update_mirror("acme/demo", "https://github.invalid/acme/demo.git", None), 30
+        )
+        assert not (mirror / "shallow.lock").exists()
+    finally:
+        if (pid := fake.helper_pid()) and _alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -198,12 +198,12 @@ async def _remove(item: Item, data_dir: Path, ws: Workspace) -> bool:
             return False
         await asyncio.to_thread(shutil.rmtree, item.path, True)
         return True
-    async with ws.mirrors.lock(item.repo):  # no fetch, checkout or parking meanwhile
+    async with ws.mirrors.lock(item.repo) as lock:  # no fetch, checkout or parking meanwhile
         mirror = ws.mirror_path(item.repo)
         if item.kind == "spare":
             await asyncio.to_thread(shutil.rmtree, item.path, True)
             if mirror.exists():
-                await ws._git(["worktree", "prune"], mirror, check=False)
+                await lock.git(["worktree", "prune"], mirror, check=False)
             return True
         if mirror.resolve() in _live_mirrors(ws):
             return False

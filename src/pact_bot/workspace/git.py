@@ -17,7 +17,9 @@ Every git dies with the bot (`PR_SET_PDEATHSIG`, Linux): a bot killed mid-fetch 
 lock files. The signal follows the thread that forked, so each git is forked from one that
 outlives it: `run` from the event loop's thread (a cancelled run kills its git), `run_sync`
 and `user_config` from the thread blocked in `subprocess.run` until the git is reaped. Git's
-own helpers (remote-https, index-pack) are not signalled; they end when their pipes close.
+own helpers (remote-https, index-pack) are not signalled; they end when their pipes close,
+and until then they hold whatever descriptor the git was given to hold (`hold_fds`): a git
+run under a mirror's lock keeps that flock held while any process it started lives.
 """
 
 from __future__ import annotations
@@ -204,8 +206,10 @@ class GitRunner:
         remote: Remote | None = None,
         stdin: str | None = None,
         check: bool = True,
+        hold_fds: Sequence[int] = (),
     ) -> tuple[int, str, str]:
-        """(code, stdout, stderr); a failure raises `GitError` when `check`."""
+        """(code, stdout, stderr); a failure raises `GitError` when `check`. `hold_fds`
+        stay open in the git and in every process it starts (git closes no descriptor)."""
         cmd = self.argv(args, remote)
         token = remote.token if remote else None
         proc = await asyncio.create_subprocess_exec(
@@ -216,6 +220,7 @@ class GitRunner:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             preexec_fn=_dies_with_bot(),
+            pass_fds=tuple(hold_fds),
         )
         try:
             out, err = await asyncio.wait_for(
@@ -235,7 +240,13 @@ class GitRunner:
         return code, out.decode(errors="replace"), stderr
 
     def run_sync(
-        self, args: Sequence[str], cwd: Path, *, check: bool = True, timeout: float = 120.0
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        check: bool = True,
+        timeout: float = 120.0,
+        hold_fds: Sequence[int] = (),
     ) -> tuple[int, str, str]:
         """The same, blocking, for threads; stdout keeps undecodable path bytes
         (surrogateescape). No remote: nothing run this way talks to the network."""
@@ -249,6 +260,7 @@ class GitRunner:
                 timeout=timeout,
                 check=False,
                 preexec_fn=_dies_with_bot(),
+                pass_fds=tuple(hold_fds),
             )
         except subprocess.TimeoutExpired:
             raise GitError(["git", *args], f"timed out after {timeout:.0f}s") from None

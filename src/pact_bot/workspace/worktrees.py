@@ -4,6 +4,7 @@ Layout under `data_dir`::
 
     mirrors/<owner>/<name>.git    bare mirror; remote branches as refs/remotes/origin/*
     mirrors/<owner>/<name>.lock   fcntl lock serialising mirror updates across processes
+                                  (and held by the gits run under it, see `mirror`)
     mirrors/<owner>/<name>.spare  the last finished job's checkout, cleaned, detached
     worktrees/<job_id>/           the job's checkout
     worktrees/<job_id>.lock       held while the job runs; a free lock means a dead job
@@ -24,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.workspace import commits, spares
 from pact_bot.workspace.commits import Changes
 from pact_bot.workspace.errors import WorkspaceBusy, WorkspaceError
 from pact_bot.workspace.git import DEFAULT_IDENTITY, GitRunner, Remote, RunGit
 from pact_bot.workspace.joblocks import JobLocks
-from pact_bot.workspace.mirror import Mirrors, check_name, clear_stale_locks
+from pact_bot.workspace.mirror import MirrorLock, Mirrors, check_name, clear_stale_locks
 from pact_bot.workspace.tree import remove_nested_repos
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,11 @@ class Workspace:
         *,
         identity: tuple[str, str] = DEFAULT_IDENTITY,
         git_timeout: float = 900.0,
+        mirror_lock_wait: float | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """`mirror_lock_wait`: how long an operation waits for a mirror's lock before it
+        fails (default: as long as one git may run)."""
         self.data_dir = Path(data_dir).resolve()
         self.mirrors_dir = self.data_dir / "mirrors"
         self.worktrees_dir = self.data_dir / "worktrees"
@@ -63,7 +69,8 @@ class Workspace:
         # Every git run of the workspace goes through `_git` (only the one process that
         # talks to the remote gets a `Remote` with the token); tests wrap it.
         self._git: RunGit = self.runner.run
-        self.mirrors = Mirrors(self.mirrors_dir, self._run)
+        lock_wait = git_timeout if mirror_lock_wait is None else mirror_lock_wait
+        self.mirrors = Mirrors(self.mirrors_dir, self._run, lock_wait=lock_wait, clock=clock)
         self.jobs = JobLocks(self.worktrees_dir)
         self._checkouts: dict[Path, _Checkout] = {}
 
@@ -92,9 +99,9 @@ class Workspace:
         to cancel: a cancelled first clone leaves no mirror, a cancelled fetch leaves the
         mirror as it was or with some refs updated, as an interrupted fetch always may.
         """
-        async with self.mirrors.lock(repo):
-            mirror = await self.mirrors.sync(repo, clone_url, token)
-            await spares.stock(self._run, mirror, self.spare_path(repo), Remote(clone_url, token))
+        async with self.mirrors.lock(repo) as lock:
+            mirror = await self.mirrors.sync(lock, clone_url, token)
+            await spares.stock(lock.git, mirror, self.spare_path(repo), Remote(clone_url, token))
             return mirror
 
     async def prepare(
@@ -122,28 +129,30 @@ class Workspace:
         self._checkouts.pop(path, None)
         mirrors = self.mirrors
         try:
-            async with mirrors.lock(repo):
+            async with mirrors.lock(repo) as lock:
                 mirror = mirrors.path(repo)
                 if fetch or not (mirror / "HEAD").exists():
-                    mirror = await mirrors.sync(repo, clone_url, token)
+                    mirror = await mirrors.sync(lock, clone_url, token)
                 else:
                     clear_stale_locks(mirror)
                 if path.exists():
-                    await spares.drop(self._run, mirror, path)
-                await self._git(["worktree", "prune"], mirror)
-                await self._free_branch(mirror, branch, path)
+                    await spares.drop(lock.git, mirror, path)
+                await lock.git(["worktree", "prune"], mirror)
+                await self._free_branch(lock, mirror, branch, path)
                 # No live job holds the branch now; a lock left by a killed commit would
                 # make `worktree add -B` fail forever.
                 (mirror / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
                 remote_sha = await mirrors.rev(mirror, f"refs/remotes/origin/{branch}")
                 if reuse_branch and remote_sha is None:
                     raise WorkspaceError(f"branch {branch!r} does not exist on the remote")
-                start = remote_sha or await mirrors.resolve_base(mirror, base_ref, clone_url, token)
+                start = remote_sha or await mirrors.resolve_base(
+                    lock, mirror, base_ref, clone_url, token
+                )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 spare = self.spare_path(repo)
-                if not await spares.take(self._run, mirror, spare, path, branch, start):
+                if not await spares.take(lock.git, mirror, spare, path, branch, start):
                     add = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path)]
-                    await self._git([*spares.PARALLEL_CHECKOUT, *add, start], mirror)
+                    await lock.git([*spares.PARALLEL_CHECKOUT, *add, start], mirror)
         except BaseException:
             self.jobs.release(job_id)  # the caller gets no path to remove; free the job
             raise
@@ -154,7 +163,7 @@ class Workspace:
         )
         return path
 
-    async def _free_branch(self, mirror: Path, branch: str, ours: Path) -> None:
+    async def _free_branch(self, lock: MirrorLock, mirror: Path, branch: str, ours: Path) -> None:
         """Remove a dead job's worktree that still has `branch` checked out."""
         ref = f"refs/heads/{branch}"
         for entry in await self.mirrors.worktrees(mirror):
@@ -164,7 +173,7 @@ class Workspace:
             if other == ours:
                 continue
             if other.parent == self.worktrees_dir and not self.jobs.is_live(other.name):
-                await spares.drop(self._run, mirror, other)
+                await spares.drop(lock.git, mirror, other)
                 continue
             raise WorkspaceBusy(f"branch {branch!r} is in use by another job ({other.name})")
 
@@ -189,21 +198,22 @@ class Workspace:
         mirror = checkout.mirror if checkout else self._mirror_of(worktree)
         try:
             if mirror is not None and mirror.exists():
-                async with self.mirrors.lock(Mirrors.repo_of(mirror)):
+                async with self.mirrors.lock(Mirrors.repo_of(mirror)) as lock:
                     if checkout is None or not await spares.park(
-                        self._run, mirror, worktree, self.spare_path(checkout.repo)
+                        lock.git, mirror, worktree, self.spare_path(checkout.repo)
                     ):
-                        await spares.drop(self._run, mirror, worktree)
+                        await spares.drop(lock.git, mirror, worktree)
                     if checkout is not None:
-                        await self._git(
+                        await lock.git(
                             ["branch", "-D", "--quiet", checkout.branch], mirror, check=False
                         )
                         # The job is over: its user waits no more. Not when it was stopped
                         # (the worker shuts down): the fetch could outlast the process's stop
-                        # timeout, and a killed bot's git runs on, unlocked; a later job does it.
+                        # timeout, and a bot killed then leaves git's helpers holding the lock
+                        # (and the restarted one waiting for them); a later job does it.
                         if checkout.clone_url and not _cancelling():
                             await self.mirrors.complete(
-                                checkout.repo, checkout.clone_url, checkout.token or None
+                                lock, checkout.clone_url, checkout.token or None
                             )
             else:
                 shutil.rmtree(worktree, ignore_errors=True)
@@ -225,8 +235,8 @@ class Workspace:
             await self.remove(path)
             removed.append(path.name)
         for mirror in self.mirrors.all():
-            async with self.mirrors.lock(Mirrors.repo_of(mirror)):
-                await self._git(["worktree", "prune"], mirror, check=False)
+            async with self.mirrors.lock(Mirrors.repo_of(mirror)) as lock:
+                await lock.git(["worktree", "prune"], mirror, check=False)
         return removed
 
     # --- working in a worktree --------------------------------------------------------
@@ -274,8 +284,8 @@ class Workspace:
         wt = Path(worktree)
         checkout = self._remember(wt, clone_url, token)
         sha = await commits.push(self._run, wt, Remote(clone_url, token), branch)
-        async with self.mirrors.lock(checkout.repo):
-            await self._git(
+        async with self.mirrors.lock(checkout.repo) as lock:
+            await lock.git(
                 ["update-ref", f"refs/remotes/origin/{branch}", sha], checkout.mirror, check=False
             )
         log.info("pushed", extra={"repo": checkout.repo, "branch": branch, "sha": sha})
@@ -313,19 +323,19 @@ class Workspace:
         checkout = self._remember(Path(worktree), None, None)
         if not checkout.clone_url:
             raise WorkspaceError("complete_history needs the clone URL of the repository")
-        async with self.mirrors.lock(checkout.repo):
+        async with self.mirrors.lock(checkout.repo) as lock:
             remote = Remote(checkout.clone_url, checkout.token or None)
-            await self.mirrors.deepen(checkout.mirror, remote)
+            await self.mirrors.deepen(lock, checkout.mirror, remote)
 
     async def _fetch_branch(self, checkout: _Checkout, branch: str) -> str:
         """The remote `branch`, fresh in the mirror; its remote-tracking ref. A shallow
         mirror gets its whole history first: a merge or rebase needs the merge base."""
         remote_ref = f"refs/remotes/origin/{branch}"
         remote = Remote(checkout.clone_url, checkout.token or None)
-        async with self.mirrors.lock(checkout.repo):
+        async with self.mirrors.lock(checkout.repo) as lock:
             clear_stale_locks(checkout.mirror)  # a killed fetch leaves its locks
-            await self.mirrors.deepen(checkout.mirror, remote)
-            await self._git(
+            await self.mirrors.deepen(lock, checkout.mirror, remote)
+            await lock.git(
                 ["fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{remote_ref}"],
                 checkout.mirror,
                 remote=remote,
