@@ -8,9 +8,12 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from test_workspace import TOKEN, Upstream
 
 from pact_bot import caches, housekeeping
+from pact_bot.jobs import worker
+from pact_bot.settings import Settings
 from pact_bot.workspace import Workspace
 
 HOUR = 3600.0
@@ -91,6 +94,20 @@ async def test_a_mirror_is_removed_only_under_its_lock_and_comes_back_when_neede
     # The next job of the repository clones it again.
     wt = await ws.prepare("acme/old", bare.as_uri(), TOKEN, "main", "pact/code/c", "job-new")
     assert (wt / "README.md").read_text() == "# demo\n"
+
+
+async def test_a_worker_starts_though_a_mirror_stays_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A killed bot's helper git can hold a mirror's lock for as long as its connection
+    hangs: the start-up sweep gives up on that mirror and the worker starts."""
+    _, data, _ = await world(tmp_path)
+    monkeypatch.setattr(worker, "SWEEP_LOCK_WAIT", 0.2)
+    settings = Settings(_env_file=None, pact_data_dir=data)  # type: ignore[call-arg]
+    other = Workspace(data)  # the lock is an flock: held as by another process
+    async with other.mirrors.lock("acme/old"):
+        await asyncio.wait_for(worker.sweep_worktrees(settings), 30)
+    assert "could not sweep dead jobs' worktrees" in caplog.messages
 
 
 async def test_worker_start_removes_homes_dead_jobs_left(tmp_path: Path) -> None:

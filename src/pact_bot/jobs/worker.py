@@ -30,6 +30,8 @@ from pact_bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+SWEEP_LOCK_WAIT = 60.0  # seconds the start-up sweep waits for a mirror's lock
+
 
 @dataclass
 class JobOutcome:
@@ -224,9 +226,12 @@ async def sweep_worktrees(settings: Settings) -> None:
     process holds their job lock), before this worker claims anything.
 
     `pact-bot worker` and `pact-bot serve` run it first; it also removes the homes of killed
-    jobs and brings the data dir within `PACT_DATA_MAX_GB` (`pact_bot.housekeeping`)."""
+    jobs and brings the data dir within `PACT_DATA_MAX_GB` (`pact_bot.housekeeping`). A mirror
+    still locked by a killed bot's git is waited for briefly: the worker does not wait to
+    start for a helper that may never end, and a later sweep removes what was left."""
     try:
-        removed = await Workspace(settings.pact_data_dir).sweep()
+        ws = Workspace(settings.pact_data_dir, mirror_lock_wait=SWEEP_LOCK_WAIT)
+        removed = await ws.sweep()
     except Exception:  # a failed clean-up must not keep the worker from starting
         log.warning("could not sweep dead jobs' worktrees", exc_info=True)
         return
