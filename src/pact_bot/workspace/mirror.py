@@ -9,7 +9,7 @@ the lock and is passed its descriptor (`MirrorLock.git`), as are the processes g
 the flock, which belongs to the open file, stays held while any of them lives. A bot
 SIGKILLed mid-fetch takes its gits along (`git.py`) but not their helpers (remote-https,
 index-pack); the restarted bot waits for those instead of clearing lock files under a
-live writer. The wait is bounded (`lock_wait`; in a `Workspace`, the runner's timeout):
+live writer. The wait is bounded (`lock_wait`; in a `Workspace`, twice one git's timeout):
 past it the operation fails naming the processes that hold the lock, and a wait of over
 half a minute is logged with them.
 
@@ -115,10 +115,11 @@ class Mirrors:
     @contextlib.asynccontextmanager
     async def lock(self, repo: str) -> AsyncIterator[MirrorLock]:
         """One mirror update at a time: asyncio lock in-process, flock across processes
-        and the gits run under it. Waits at most `lock_wait` in all; then raises
-        `WorkspaceError` naming the holders."""
-        started = self._clock.monotonic()
+        and the gits run under it. The flock is waited for at most `lock_wait`, then
+        `WorkspaceError` names the holders; the in-process wait is not counted (this
+        process's holders are bounded by their own gits' timeouts)."""
         async with self._locks.setdefault(repo, asyncio.Lock()):
+            started = self._clock.monotonic()
             path = self.path(repo).with_suffix(".lock")
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

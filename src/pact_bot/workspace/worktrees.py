@@ -59,8 +59,9 @@ class Workspace:
         mirror_lock_wait: float | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """`mirror_lock_wait`: how long an operation waits for a mirror's lock before it
-        fails (default: as long as one git may run)."""
+        """`mirror_lock_wait`: how long an operation waits for another process's hold on a
+        mirror before it fails (default: as long as two gits may run, since one hold spans
+        several, e.g. a first fetch and the checkout after it)."""
         self.data_dir = Path(data_dir).resolve()
         self.mirrors_dir = self.data_dir / "mirrors"
         self.worktrees_dir = self.data_dir / "worktrees"
@@ -69,7 +70,7 @@ class Workspace:
         # Every git run of the workspace goes through `_git` (only the one process that
         # talks to the remote gets a `Remote` with the token); tests wrap it.
         self._git: RunGit = self.runner.run
-        lock_wait = git_timeout if mirror_lock_wait is None else mirror_lock_wait
+        lock_wait = 2 * git_timeout if mirror_lock_wait is None else mirror_lock_wait
         self.mirrors = Mirrors(self.mirrors_dir, self._run, lock_wait=lock_wait, clock=clock)
         self.jobs = JobLocks(self.worktrees_dir)
         self._checkouts: dict[Path, _Checkout] = {}
