@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -90,6 +91,44 @@ def _alive(pid: int) -> bool:
         return False
 
 
+T = TypeVar("T")
+
+
+def _start_bot(path: str, script: str, *args: str) -> subprocess.Popen[bytes]:
+    """A bot process running `script`, the stand-in gits first on its PATH."""
+    src = Path(pact_bot.__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
+    env.update(PATH=path, PYTHONPATH=str(src))
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _kill_when(bot: subprocess.Popen[bytes], ready: Callable[[], T | None], never: str) -> T:
+    """SIGKILL the bot once `ready()` gives a value (within 30 s, while the bot lives)."""
+    try:
+        deadline = time.monotonic() + 30
+        while (value := ready()) is None:
+            assert bot.poll() is None, bot.communicate()[1].decode()
+            assert time.monotonic() < deadline, never
+            time.sleep(0.02)
+        return value
+    finally:
+        bot.kill()
+        bot.communicate()
+
+
+def _wait_gone(pid: int, outlived: str) -> None:
+    deadline = time.monotonic() + 10  # the kernel's delivery, not a timing assumption
+    while _alive(pid):
+        assert time.monotonic() < deadline, outlived
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def _reaped(fake: FakeGit) -> Iterator[None]:
     """Whatever the test found, no stand-in git outlives it."""
@@ -107,32 +146,10 @@ def _reaped(fake: FakeGit) -> Iterator[None]:
 )
 def test_a_git_dies_with_the_bot_that_was_sigkilled_while_it_ran(tmp_path: Path, how: str):
     fake = FakeGit(tmp_path)
-    src = Path(pact_bot.__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
-    env.update(PATH=fake.path(), PYTHONPATH=str(src))
-    bot = subprocess.Popen(
-        [sys.executable, "-c", _BOT, how, str(tmp_path)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    bot = _start_bot(fake.path(), _BOT, how, str(tmp_path))
     with _reaped(fake):
-        try:
-            deadline = time.monotonic() + 30
-            while (started := fake.started()) is None:
-                assert bot.poll() is None, bot.communicate()[1].decode()
-                assert time.monotonic() < deadline, "the bot never started git"
-                time.sleep(0.02)
-        finally:
-            bot.kill()
-            bot.communicate()
-        git_pid, _ = started
-
-        deadline = time.monotonic() + 10  # the kernel's delivery, not a timing assumption
-        while _alive(git_pid):
-            assert time.monotonic() < deadline, f"git ({how}) outlived the SIGKILLed bot"
-            time.sleep(0.02)
+        git_pid, _ = _kill_when(bot, fake.started, "the bot never started git")
+        _wait_gone(git_pid, f"git ({how}) outlived the SIGKILLed bot")
 
 
 # A bot killed between fork and prctl: the child, held before arming until the bot is dead,
@@ -159,32 +176,15 @@ asyncio.run(git.GitRunner().run(["fetch", "--quiet", "origin"], cwd))
 def test_a_git_whose_bot_died_before_it_was_armed_never_runs(tmp_path: Path):
     fake = FakeGit(tmp_path)
     forked = tmp_path / "forked"
-    src = Path(pact_bot.__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
-    env.update(PATH=fake.path(), PYTHONPATH=str(src))
-    bot = subprocess.Popen(
-        [sys.executable, "-c", _BOT_DYING_BEFORE_ARMING, str(forked), str(tmp_path)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    bot = _start_bot(fake.path(), _BOT_DYING_BEFORE_ARMING, str(forked), str(tmp_path))
     with _reaped(fake):
-        try:
-            deadline = time.monotonic() + 30
-            while not forked.exists() or not forked.read_text():
-                assert bot.poll() is None, bot.communicate()[1].decode()
-                assert time.monotonic() < deadline, "the bot never forked git"
-                time.sleep(0.02)
-        finally:
-            bot.kill()
-            bot.communicate()
-        child = int(forked.read_text())
 
-        deadline = time.monotonic() + 10
-        while _alive(child):
-            assert time.monotonic() < deadline, "the orphaned child went on to run git"
-            time.sleep(0.02)
+        def child_pid() -> int | None:
+            text = forked.read_text() if forked.exists() else ""
+            return int(text) if text else None
+
+        child = _kill_when(bot, child_pid, "the bot never forked git")
+        _wait_gone(child, "the orphaned child went on to run git")
         assert fake.started() is None, "git ran after its bot had died"
 
 
@@ -276,26 +276,9 @@ async def test_a_git_helper_that_outlives_a_sigkilled_bot_keeps_the_mirror_locke
     mirror = data / "mirrors" / "acme" / "demo.git"
     mirror.mkdir(parents=True)
     (mirror / "HEAD").write_text("ref: refs/heads/main\n")
-    src = Path(pact_bot.__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACT_", "GITHUB_"))}
-    env.update(PATH=fake.path(), PYTHONPATH=str(src))
-    bot = subprocess.Popen(
-        [sys.executable, "-c", _MIRROR_BOT, loop, str(data)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    bot = _start_bot(fake.path(), _MIRROR_BOT, loop, str(data))
     try:
-        try:
-            deadline = time.monotonic() + 30
-            while (helper := fake.helper_pid()) is None:
-                assert bot.poll() is None, bot.communicate()[1].decode()
-                assert time.monotonic() < deadline, "the bot's fetch never started its helper"
-                await asyncio.sleep(0.02)
-        finally:
-            bot.kill()
-            bot.communicate()
+        helper = _kill_when(bot, fake.helper_pid, "the bot's fetch never started its helper")
         fake.blocking.unlink()  # the restarted bot's gits succeed at once
         monkeypatch.setenv("PATH", fake.path())
         clock = FakeClock()
@@ -317,10 +300,7 @@ async def test_a_git_helper_that_outlives_a_sigkilled_bot_keeps_the_mirror_locke
         assert any(f"(pid {helper})" in h for h in busy[0].__dict__["holders"])
 
         os.kill(helper, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _alive(helper):
-            assert time.monotonic() < deadline, "the helper outlived SIGKILL"
-            await asyncio.sleep(0.02)
+        _wait_gone(helper, "the helper outlived SIGKILL")
         await asyncio.wait_for(
             restarted.update_mirror("acme/demo", "https://github.invalid/acme/demo.git", None), 30
         )
