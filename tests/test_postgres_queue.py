@@ -21,8 +21,8 @@ import pytest
 from pg_support import PgSchema, make_schema, postgres_dsn, remove_schema, with_params
 
 from pact_bot.clock import FakeClock
-from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Pruned
-from pact_bot.jobs.pg_schema import NOT_MIGRATED, NotMigrated, apply_schema
+from pact_bot.jobs.model import QUICK_KINDS, Enqueued, Job, JobKind, JobState, Pruned
+from pact_bot.jobs.pg_schema import NOT_MIGRATED, QUEUE_NAME, NotMigrated, apply_schema
 from pact_bot.jobs.postgres import PostgresQueue
 from pact_bot.jobs.worker import JobControl, JobOutcome, run_workers
 
@@ -324,6 +324,79 @@ async def test_many_workers_on_two_replicas_run_each_job_once_in_key_order(pg: P
         assert [r[1] for r in mine] == ids  # arrival order per key
         for prev, nxt in itertools.pairwise(mine):
             assert prev[3] <= nxt[2]  # never two at once
+
+
+# -- the quick lane: a second procrastinate queue ---------------------------------------------
+
+
+def make_quick(delivery: str, number: int, kind: JobKind = JobKind.reply) -> Job:
+    made = make_job(delivery, number, fingerprint=delivery)
+    return made.model_copy(update={"kind": kind, "key": f"{made.key}:reply"})
+
+
+def queue_names(pg: PgSchema) -> dict[str, str]:
+    rows = pg.query(
+        "SELECT j.kind, p.queue_name FROM pact_jobs j JOIN procrastinate_jobs p ON p.id = j.pj_id"
+    )
+    return {str(kind): str(name) for kind, name in rows}
+
+
+async def test_quick_kinds_are_deferred_to_the_lanes_own_queue(
+    queue: PostgresQueue, pg: PgSchema
+) -> None:
+    code = make_job("q-code", 1)
+    await queue.enqueue(code)
+    await queue.enqueue(make_quick("q-reply", 1))
+    await queue.enqueue(make_quick("q-check", 2, kind=JobKind.spec_check))
+    busy = make_job("q-revise", 1, fingerprint="again").model_copy(update={"kind": JobKind.revise})
+    ack = make_quick("q-revise:ack", 1).model_copy(update={"kind": JobKind.reply})
+    assert await queue.enqueue_with_ack(busy, ack) is Enqueued.created
+
+    names = queue_names(pg)
+
+    assert names == {
+        "code": QUEUE_NAME,
+        "revise": QUEUE_NAME,
+        "reply": "pact_quick",
+        "spec_check": "pact_quick",
+    }
+    assert len(pg.query("SELECT 1 FROM procrastinate_jobs WHERE queue_name = 'pact_quick'")) == 3
+
+
+async def test_jobs_queued_before_the_lane_are_still_claimed_and_recovered(pg: PgSchema) -> None:
+    """An upgrade with jobs in flight: the old version deferred every kind to `QUEUE_NAME`.
+    General workers claim those (replies too), and a running one whose worker died is
+    recovered as before; the lane, which reads only its own queue, leaves them alone."""
+    clock = FakeClock()
+    async with PostgresQueue(
+        pg.dsn, lease_seconds=30, max_attempts=3, schema=pg.name, clock=clock
+    ) as q:
+        running, reply, code = make_job("u-run", 1), make_quick("u-reply", 2), make_job("u-code", 3)
+        for j in (running, reply, code):
+            await q.enqueue(j)
+        pg.query(f"UPDATE procrastinate_jobs SET queue_name = '{QUEUE_NAME}' RETURNING id")
+        assert await q.claim("old-version") is not None  # running when the old version died
+        await clock.advance(31)
+
+        lane = await q.claim("lane", QUICK_KINDS)
+        taken = [await q.claim("general") for _ in range(3)]
+
+        assert lane is None
+        assert [t.id if t else None for t in taken] == [running.id, reply.id, code.id]
+        assert taken[0] is not None and taken[0].attempts == 2
+        assert await q.request_cancel(code.key) == [code.id]  # cancel reaches them too
+        assert await q.is_cancelled(code.id)
+
+
+async def test_a_claim_that_splits_a_lane_is_refused(queue: PostgresQueue) -> None:
+    """A procrastinate queue serves whole lanes: a claim of replies alone, or of code jobs
+    alone, cannot be answered from the queues, and says so rather than hand out others."""
+    await queue.enqueue(make_quick("s-reply", 1))
+    for kinds in ({JobKind.reply}, {JobKind.code}, QUICK_KINDS | {JobKind.code}):
+        with pytest.raises(ValueError, match="every kind or exactly reply, spec_check"):
+            await queue.claim("w", kinds)
+    got = await queue.claim("w", set(JobKind))
+    assert got is not None and got.kind is JobKind.reply
 
 
 async def test_replicas_migrating_at_once_all_succeed() -> None:

@@ -17,7 +17,7 @@ import pytest
 from queue_backends import BACKENDS, QueueFactory
 
 from pact_bot.clock import FakeClock
-from pact_bot.jobs.model import Enqueued, Job, JobKind, JobState, Pruned, Queue
+from pact_bot.jobs.model import QUICK_KINDS, Enqueued, Job, JobKind, JobState, Pruned, Queue
 from pact_bot.jobs.retention import DAY, Retention
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,6 +242,100 @@ async def test_same_key_runs_one_at_a_time_in_arrival_order(queue: Queue) -> Non
     await queue.finish(b.id, "w3", JobState.succeeded)
     last = await queue.claim("w1")
     assert last is not None and last.id == c.id
+
+
+def quick(number: int, kind: JobKind = JobKind.reply, **task: object) -> Job:
+    """A reply (or spec-check) job on the issue's own key, as triggers make them."""
+    suffix = ":reply" if kind is JobKind.reply else ":check"
+    made = job(number, kind=kind, fingerprint=f"{kind}:{uuid.uuid4().hex}", **task)
+    return made.model_copy(update={"key": made.key + suffix})
+
+
+async def test_the_lane_passes_over_older_agent_jobs_for_the_oldest_quick_job(
+    queue: Queue,
+) -> None:
+    agents = [job(1), job(2, kind=JobKind.revise), job(3, kind=JobKind.test)]
+    for j in agents:
+        await queue.enqueue(j)
+    check, reply = quick(4, kind=JobKind.spec_check), quick(1)
+    await queue.enqueue(check)
+    await queue.enqueue(reply)
+
+    first = await queue.claim("lane", QUICK_KINDS)
+    second = await queue.claim("lane-2", QUICK_KINDS)
+
+    assert first is not None and first.id == check.id and first.worker_id == "lane"
+    assert second is not None and second.id == reply.id
+    assert await queue.claim("lane", QUICK_KINDS) is None  # only agent jobs wait
+    assert [j.id for j in await queue.list(state=JobState.queued)][::-1] == [a.id for a in agents]
+
+
+async def test_the_lane_claims_nothing_while_only_agent_jobs_wait(queue: Queue) -> None:
+    await queue.enqueue(job(1))
+    await queue.enqueue(job(2, kind=JobKind.drift))
+
+    assert await queue.claim("lane", QUICK_KINDS) is None
+    got = await queue.get((await queue.list())[0].id)
+    assert got is not None and got.state is JobState.queued and got.attempts == 0
+
+
+async def test_a_general_claim_takes_the_oldest_job_of_any_kind(queue: Queue) -> None:
+    reply, code, check = quick(1), job(2), quick(3, kind=JobKind.spec_check)
+    for j in (reply, code, check):
+        await queue.enqueue(j)
+
+    taken = [await queue.claim("w") for _ in range(3)]
+
+    assert [t.id if t else None for t in taken] == [reply.id, code.id, check.id]
+
+
+async def test_the_lane_keeps_one_job_at_a_time_per_key_in_arrival_order(queue: Queue) -> None:
+    first, second = quick(1), quick(1)
+    other = quick(2)
+    for j in (first, second, other):
+        await queue.enqueue(j)
+
+    a = await queue.claim("lane-1", QUICK_KINDS)
+    b = await queue.claim("lane-2", QUICK_KINDS)
+
+    assert a is not None and a.id == first.id
+    assert b is not None and b.id == other.id  # the first reply's key is busy
+    assert await queue.claim("lane-3", QUICK_KINDS) is None
+    assert await queue.claim("general") is None  # nor does a general worker jump the key
+    await queue.finish(first.id, "lane-1", JobState.succeeded)
+    c = await queue.claim("lane-1", QUICK_KINDS)
+    assert c is not None and c.id == second.id
+
+
+async def test_the_lane_never_passes_an_older_agent_job_of_its_own_key(queue: Queue) -> None:
+    """Quick jobs have keys of their own (`…:reply`, `…:check`); one that shared an agent
+    job's key would still wait its turn behind it."""
+    code = job(1)
+    odd = quick(1).model_copy(update={"key": code.key})
+    await queue.enqueue(code)
+    await queue.enqueue(odd)
+
+    assert await queue.claim("lane", QUICK_KINDS) is None
+    taken = await queue.claim("general")
+    assert taken is not None and taken.id == code.id
+    await queue.finish(code.id, "general", JobState.succeeded)
+    then = await queue.claim("lane", QUICK_KINDS)
+    assert then is not None and then.id == odd.id
+
+
+async def test_a_lapsed_quick_job_goes_back_to_the_lane(queues: QueueFactory) -> None:
+    clock = FakeClock()
+    q = await queues(lease_seconds=30, clock=clock)
+    reply = quick(1)
+    await q.enqueue(job(2))
+    await q.enqueue(reply)
+    lost = await q.claim("lane-dies", QUICK_KINDS)
+    assert lost is not None and lost.id == reply.id
+    await clock.advance(31)
+
+    again = await q.claim("lane", QUICK_KINDS)
+
+    assert again is not None and again.id == reply.id and again.attempts == 2
 
 
 async def test_two_workers_racing_never_share_a_job(queues: QueueFactory) -> None:

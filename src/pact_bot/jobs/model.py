@@ -9,7 +9,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +38,11 @@ class JobState(enum.StrEnum):
 
 
 TERMINAL = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
+
+# Jobs that answer a person within seconds (a comment, 👀, the "Implement" button) and run no
+# agent: a lane of workers claims only these, so they never wait behind agent jobs that run
+# for minutes to tens of minutes.
+QUICK_KINDS = frozenset({JobKind.reply, JobKind.spec_check})
 
 
 class Job(BaseModel):
@@ -189,7 +194,13 @@ class Queue(Protocol):
         be a function that builds it (`ack_job`): most jobs start at once and need none."""
         ...
 
-    async def claim(self, worker_id: str) -> Job | None: ...
+    async def claim(self, worker_id: str, kinds: Collection[JobKind] | None = None) -> Job | None:
+        """The oldest claimable job, of `kinds` when given: the lane's claim (`QUICK_KINDS`)
+        passes over older agent jobs of other keys, never an older job of its own key. The
+        Postgres queue keeps the lanes in procrastinate queues, so there `kinds` is None or
+        exactly `QUICK_KINDS` (else ValueError)."""
+        ...
+
     async def heartbeat(self, job_id: str, worker_id: str) -> bool:
         """Renew the lease; False when the job is no longer ours (lease lost)."""
         ...

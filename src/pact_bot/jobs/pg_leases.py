@@ -8,6 +8,7 @@ registers its own procrastinate worker, so "the worker's heartbeat is older than
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import psycopg
@@ -18,11 +19,12 @@ from psycopg.types.json import Jsonb
 from pact_bot.jobs.model import (
     TERMINAL,
     Job,
+    JobKind,
     JobState,
     lost_notice,
 )
 from pact_bot.jobs.pg_connection import PostgresConnection
-from pact_bot.jobs.pg_schema import QUEUE_NAME
+from pact_bot.jobs.pg_schema import QUEUES
 from pact_bot.jobs.pg_sql import (
     _BEAT_SQL,
     _CLAIM_SQL,
@@ -34,6 +36,7 @@ from pact_bot.jobs.pg_sql import (
     _UPDATABLE,
     _enqueue_params,
     _row_to_job,
+    queues_for,
 )
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,7 @@ class PostgresLeases(PostgresConnection):
     async def _recover_stalled(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Requeue, fail or cancel jobs whose procrastinate worker stopped beating."""
         lease = {"now": self._lease_now(), "lease": self.lease_seconds}
-        stalled = await self._fetchall(conn, _STALLED_SQL, {"queue": QUEUE_NAME, **lease})
+        stalled = await self._fetchall(conn, _STALLED_SQL, {"queues": list(QUEUES), **lease})
         for s in stalled:
             locked = await self._fetchone(conn, _LOCK_STALLED_SQL, {"id": s["id"], **lease})
             if locked is None:  # beat again, or another claimer is recovering it
@@ -107,7 +110,11 @@ class PostgresLeases(PostgresConnection):
         # its delivery id is unique per failed job: at most one notice (no queueing-lock clash)
         await conn.execute(_ENQUEUE_SQL, _enqueue_params(notice))
 
-    async def claim(self, worker_id: str) -> Job | None:
+    async def claim(self, worker_id: str, kinds: Collection[JobKind] | None = None) -> Job | None:
+        """procrastinate's fetch from the queues of `kinds` (`queues_for`): oldest first
+        across them, its lock (the job's key) held across every queue."""
+        queues = queues_for(kinds)
+
         async def op() -> Job | None:
             async with self._tx() as conn:
                 await self._recover_stalled(conn)
@@ -115,9 +122,7 @@ class PostgresLeases(PostgresConnection):
                 pw = (await self._p_one(conn, "register_worker"))["worker_id"]
                 try:
                     async with conn.transaction():
-                        row = await self._p_one(
-                            conn, "fetch_job", queues=[QUEUE_NAME], worker_id=pw
-                        )
+                        row = await self._p_one(conn, "fetch_job", queues=queues, worker_id=pw)
                 except pexc.UniqueViolation:  # raced another claimer on one lock
                     row = {"id": None}
                 if row["id"] is not None:

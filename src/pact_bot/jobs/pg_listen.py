@@ -2,8 +2,9 @@
 
 procrastinate's insert trigger on `procrastinate_jobs` runs `pg_notify` on
 `procrastinate_queue_v1#<queue>` with `{"type": "job_inserted", "job_id": ...}`. One dedicated
-connection per queue object LISTENs there and sets an event that every idle worker of this
-process waits on, so a job starts within milliseconds instead of at the next poll.
+connection per queue object LISTENs on the channels of pact-bot's queues (the agent jobs' and
+the quick lane's) and sets an event that every idle worker of this process waits on, so a job
+starts within milliseconds instead of at the next poll.
 
 The notification is only a hint: the worker's poll stays the guarantee. When the LISTEN
 connection drops (Postgres restart, `pg_terminate_backend`), waiters simply time out into
@@ -23,11 +24,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pact_bot.jobs.pg_schema import CONNECT_TIMEOUT, QUEUE_NAME, _conn_kwargs
+from pact_bot.jobs.pg_schema import CONNECT_TIMEOUT, QUEUES, _conn_kwargs
 
 log = logging.getLogger(__name__)
 
-CHANNEL = f"procrastinate_queue_v1#{QUEUE_NAME}"
+CHANNELS = tuple(f"procrastinate_queue_v1#{queue}" for queue in QUEUES)
 _BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -95,7 +96,8 @@ class Wakeups:
         )
         self._conn = conn
         try:
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+            for channel in CHANNELS:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             self.listening.set()
             self.work.set()  # a job enqueued while we were not listening went unheard
             while True:

@@ -18,7 +18,9 @@ from procrastinate.schema import SchemaManager
 
 from pact_bot.settings import ConfigError, Settings
 
-QUEUE_NAME = "pact"
+QUEUE_NAME = "pact"  # agent jobs; every job queued before the lane existed is here too
+QUICK_QUEUE_NAME = "pact_quick"  # the jobs of `QUICK_KINDS`, which the lane's workers claim
+QUEUES = (QUICK_QUEUE_NAME, QUEUE_NAME)  # pact-bot's procrastinate queues, the lane's first
 TASK_NAME = "pact_bot.job"
 SCHEMA_VERSION = "2"  # 2: pact_deliveries.body_sha256 (replay dedupe), received_at index
 CONNECT_TIMEOUT = 10

@@ -7,17 +7,20 @@ others that touch the same tables.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from procrastinate import jobs as pjobs
 from psycopg.types.json import Jsonb
 
 from pact_bot.jobs.model import (
+    QUICK_KINDS,
     Job,
+    JobKind,
     JobState,
     fingerprint,
 )
-from pact_bot.jobs.pg_schema import QUEUE_NAME, TASK_NAME
+from pact_bot.jobs.pg_schema import QUEUE_NAME, QUEUES, QUICK_QUEUE_NAME, TASK_NAME
 
 _COLUMNS = (
     "id, kind, key, repo, number, installation_id, delivery_id, sender, task, state, attempts, "
@@ -57,7 +60,7 @@ _STALLED_SQL = """
 WITH lease_now AS (SELECT COALESCE(to_timestamp(%(now)s::double precision), clock_timestamp()) AS t)
 SELECT p.id FROM procrastinate_jobs p
 LEFT JOIN procrastinate_workers w ON w.id = p.worker_id
-WHERE p.status = 'doing' AND p.queue_name = %(queue)s
+WHERE p.status = 'doing' AND p.queue_name = ANY(%(queues)s)
   AND (w.id IS NULL
        OR w.last_heartbeat < (SELECT t FROM lease_now) - make_interval(secs => %(lease)s))
 """
@@ -84,6 +87,26 @@ _PROCRASTINATE_END = {
 }
 
 
+def queue_for(kind: JobKind) -> str:
+    """The procrastinate queue a job is deferred to: the lane's for `QUICK_KINDS`."""
+    return QUICK_QUEUE_NAME if kind in QUICK_KINDS else QUEUE_NAME
+
+
+def queues_for(kinds: Collection[JobKind] | None) -> list[str]:
+    """The procrastinate queues a claim of `kinds` fetches from. A queue holds whole lanes
+    (and the agent queue holds every kind queued before the lane existed), so only all
+    kinds or exactly `QUICK_KINDS` can be asked for."""
+    wanted = frozenset(JobKind) if kinds is None else frozenset(kinds)
+    if wanted == frozenset(JobKind):
+        return list(QUEUES)
+    if wanted == QUICK_KINDS:
+        return [QUICK_QUEUE_NAME]
+    lane = ", ".join(sorted(QUICK_KINDS))
+    raise ValueError(
+        f"the Postgres queue claims every kind or exactly {lane}, not {sorted(wanted)}"
+    )
+
+
 def _row_to_job(r: dict[str, Any]) -> Job:
     """A row of `_COLUMNS` (every column is named after its field of `Job`)."""
     return Job.model_validate(r)
@@ -97,7 +120,7 @@ def _enqueue_params(job: Job, body_sha256: str | None = None) -> dict[str, Any]:
         "body_sha256": body_sha256,
         "received_at": time.time(),
         "id": job.id,
-        "queue": QUEUE_NAME,
+        "queue": queue_for(job.kind),
         "task_name": TASK_NAME,
         "lock": job.key,
         "qlock": f"{job.key}|{fp}",

@@ -38,6 +38,11 @@ Where the protocol and procrastinate differ, and what this module does:
   with `finish(..., cancelled)`, stored by procrastinate as `aborted` (it has no other terminal
   state reachable from `doing`).
 - The tasks are never run by `procrastinate worker`: pact-bot's own worker loop claims them.
+- Two procrastinate queues: `QUICK_KINDS` go to `QUICK_QUEUE_NAME`, the rest to `QUEUE_NAME`
+  (`pg_sql.queue_for`). A lane worker's claim fetches from the quick queue only, any other
+  from both: `fetch_job` takes the oldest across the queues it is given, and the lock (the
+  key) holds across all queues. Jobs deferred before the lane existed sit in `QUEUE_NAME`
+  whatever their kind: general workers still claim them.
 - `prune(now, jobs_before, deliveries_before)`: retention, as SQLite (`jobs.retention`).
 - `enqueue_with_ack(job, ack)` (as in SQLite: the ack only when the key has a queued or
   running job) is one transaction: an advisory lock on the key, the check, the ack if
@@ -78,8 +83,15 @@ from pact_bot.jobs.model import (
 )
 from pact_bot.jobs.pg_connection import _is_transient
 from pact_bot.jobs.pg_leases import PostgresLeases
-from pact_bot.jobs.pg_schema import QUEUE_NAME, TASK_NAME
-from pact_bot.jobs.pg_sql import _BUSY_SQL, _ENQUEUE_SQL, _SELECT_JOBS, _enqueue_params, _row_to_job
+from pact_bot.jobs.pg_schema import QUEUES, TASK_NAME
+from pact_bot.jobs.pg_sql import (
+    _BUSY_SQL,
+    _ENQUEUE_SQL,
+    _SELECT_JOBS,
+    _enqueue_params,
+    _row_to_job,
+    queue_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +235,7 @@ class PostgresQueue(PostgresLeases, Queue):
     async def _defer(self, conn: psycopg.AsyncConnection[Any], job: Job, qlock: str) -> int:
         deferred = await self._manager.defer_job_async(
             pjobs.Job(
-                queue=QUEUE_NAME,
+                queue=queue_for(job.kind),
                 task_name=TASK_NAME,
                 lock=job.key,
                 queueing_lock=qlock,
@@ -268,9 +280,9 @@ class PostgresQueue(PostgresLeases, Queue):
                 rows = await self._fetchall(
                     conn,
                     "SELECT p.id AS pj_id, p.status::text AS status FROM procrastinate_jobs p "
-                    "WHERE p.lock = %s AND p.queue_name = %s AND p.status IN ('todo','doing') "
-                    "ORDER BY p.id FOR UPDATE",
-                    (key, QUEUE_NAME),
+                    "WHERE p.lock = %s AND p.queue_name = ANY(%s) "
+                    "AND p.status IN ('todo','doing') ORDER BY p.id FOR UPDATE",
+                    (key, list(QUEUES)),
                 )
                 ids: list[str] = []
                 now = self.clock.now()

