@@ -369,6 +369,108 @@ async def test_shutdown_waits_for_running_jobs_then_hands_back_the_rest(tmp_path
         assert s and s.state is JobState.queued and s.attempts == 0 and s.worker_id is None
 
 
+def make_reply(n: int = 1) -> Job:
+    return make_job(n).model_copy(update={"kind": JobKind.reply, "key": f"o/r#{n}:reply"})
+
+
+class _Held:
+    """A handler that holds code jobs until `release` and finishes anything else at once."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started: dict[str, asyncio.Event] = {}
+
+    def began(self, job_id: str) -> asyncio.Event:
+        return self.started.setdefault(job_id, asyncio.Event())
+
+    async def __call__(self, job: Job, control: JobControl) -> JobOutcome:
+        self.began(job.id).set()
+        if job.kind is JobKind.code:
+            await self.release.wait()
+        return JobOutcome(JobState.succeeded)
+
+
+async def _finished(queue: SqliteQueue, job_id: str) -> Job:
+    for _ in range(500):
+        got = await queue.get(job_id)
+        if got is not None and got.state is JobState.succeeded:
+            return got
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+async def test_a_lane_worker_answers_while_every_general_worker_runs_an_agent_job(
+    tmp_path: Path,
+) -> None:
+    async with SqliteQueue(tmp_path / "q.db") as queue:
+        handler = _Held()
+        code, reply, more_code = make_job(1), make_reply(1), make_job(2)
+        stop = asyncio.Event()
+        workers = asyncio.create_task(
+            run_workers(queue, handler, 1, stop, poll_interval=0.02, grace_seconds=5, lanes=1)
+        )
+        await queue.enqueue(code)
+        await asyncio.wait_for(handler.began(code.id).wait(), 10)
+        await queue.enqueue(more_code)
+        await queue.enqueue(reply)
+
+        answered = await _finished(queue, reply.id)
+
+        held, waiting = await queue.get(code.id), await queue.get(more_code.id)
+        assert held is not None and held.state is JobState.running
+        assert waiting is not None and waiting.state is JobState.queued  # the lane runs no agent
+        assert answered.worker_id is not None and ":reply0:" in answered.worker_id
+        assert held.worker_id is not None and ":0:" in held.worker_id
+        handler.release.set()
+        await _finished(queue, more_code.id)
+        stop.set()
+        await asyncio.wait_for(workers, 10)
+
+
+async def test_no_lane_runs_without_general_workers(tmp_path: Path) -> None:
+    """A web-only process (`PACT_WORKERS=0`) claims nothing, quick jobs included."""
+    async with SqliteQueue(tmp_path / "q.db") as queue:
+        reply = make_reply()
+        await queue.enqueue(reply)
+
+        await asyncio.wait_for(
+            run_workers(queue, _Held(), 0, asyncio.Event(), poll_interval=0.02, lanes=2), 5
+        )
+
+        got = await queue.get(reply.id)
+        assert got is not None and got.state is JobState.queued
+
+
+async def test_shutdown_hands_back_a_lane_workers_job_as_any_other(tmp_path: Path) -> None:
+    async with SqliteQueue(tmp_path / "q.db") as queue:
+        code, stuck = make_job(1), make_reply()
+        started: dict[str, str] = {}
+        both = asyncio.Event()
+
+        async def handler(job: Job, control: JobControl) -> JobOutcome:
+            started[job.id] = control.job.worker_id or ""
+            if len(started) == 2:
+                both.set()
+            await asyncio.Event().wait()  # never ends by itself
+            return JobOutcome(JobState.succeeded)
+
+        await queue.enqueue(code)
+        await queue.enqueue(stuck)
+        stop = asyncio.Event()
+        workers = asyncio.create_task(
+            run_workers(queue, handler, 1, stop, poll_interval=0.02, grace_seconds=0.2, lanes=1)
+        )
+        await asyncio.wait_for(both.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(workers, 10)
+
+        assert ":reply0:" in started[stuck.id] and ":0:" in started[code.id]
+        for job in (code, stuck):
+            back = await queue.get(job.id)
+            assert back is not None and back.state is JobState.queued
+            assert back.attempts == 0 and back.worker_id is None
+
+
 def test_the_cli_runs_the_pipeline_unless_its_caller_injects_a_handler() -> None:
     """A worker without its pipeline must not mark jobs succeeded: the wiring always names
     a real handler, the pipeline's unless the program running the CLI passes its own."""

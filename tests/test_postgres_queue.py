@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -475,6 +476,65 @@ async def test_an_enqueue_from_another_connection_wakes_an_idle_worker_at_once(
         stop.set()
         await running
     assert max(latencies) < 0.5, latencies
+
+
+async def test_an_enqueued_reply_wakes_the_idle_lane_while_the_general_worker_is_busy(
+    pg: PgSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane listens on its own queue's channel: a reply starts at once, not at the poll,
+    while the one general worker is held in a code job."""
+    starts = _Starts()
+    release = asyncio.Event()
+    lane_idle_since: list[float] = []  # when each of the lane's empty claims began
+
+    async def handler(job: Job, control: JobControl) -> JobOutcome:
+        outcome = await starts(job, control)
+        if job.kind is JobKind.code:
+            await release.wait()
+        return outcome
+
+    async with (
+        PostgresQueue(pg.dsn, schema=pg.name) as web,
+        PostgresQueue(pg.dsn, schema=pg.name) as workers,
+    ):
+        claim = workers.claim
+
+        async def watched(worker_id: str, kinds: Any = None) -> Job | None:
+            began = time.monotonic()
+            got = await claim(worker_id, kinds)
+            if kinds is not None and got is None:
+                lane_idle_since.append(began)
+            return got
+
+        monkeypatch.setattr(workers, "claim", watched)
+        stop = asyncio.Event()
+        running = asyncio.create_task(
+            run_workers(workers, handler, 1, stop, poll_interval=SLOW_POLL, lanes=1)
+        )
+        with contextlib.suppress(AssertionError):  # (a queue that cannot listen just polls)
+            await _listening_pid(workers)
+        held = make_job("held", 1)
+        assert await web.enqueue(held) is Enqueued.created
+        committed = time.monotonic()
+        await starts.wait_for(held.id, SLOW_POLL)
+
+        # the held job's insert woke the lane too: once that claim found nothing, the lane
+        # is idle in its 5 s wait
+        async def lane_idle() -> None:
+            while not any(t > committed for t in lane_idle_since):
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(lane_idle(), 2 * SLOW_POLL)
+        reply = make_quick("wake-reply", 1)
+        sent = time.monotonic()
+        assert await web.enqueue(reply) is Enqueued.created
+        latency = await starts.wait_for(reply.id, SLOW_POLL) - sent
+        release.set()
+        stop.set()
+        await running
+        ran = await web.get(reply.id)
+    assert latency < 0.5, latency
+    assert ran is not None and ran.worker_id is not None and ":reply0:" in ran.worker_id
 
 
 async def test_a_killed_listen_connection_is_reconnected_and_no_job_is_missed(

@@ -98,7 +98,8 @@ def serve(
     web_processes: int | None,
     log_format: str,
 ) -> None:
-    """Run the webhook server and PACT_WORKERS worker tasks."""
+    """Run the webhook server and PACT_WORKERS worker tasks (plus PACT_REPLY_WORKERS that take
+    only quick jobs: replies, the "Implement" button)."""
     setup_logging(log_format)
     settings = _private_settings()
     if web_processes is not None:
@@ -119,7 +120,8 @@ def serve(
 @log_format_option
 @click.pass_context
 def worker(ctx: click.Context, concurrency: int, log_format: str) -> None:
-    """Run jobs from the queue (no web server)."""
+    """Run jobs from the queue (no web server): --concurrency workers, plus PACT_REPLY_WORKERS
+    that take only quick jobs (replies, the "Implement" button)."""
     setup_logging(log_format)
     from pact_bot.jobs.worker import run_worker_process
 

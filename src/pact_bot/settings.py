@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     connection's search_path, usually `public`)."""
     pact_workers: int = Field(2, ge=0, le=64)
     """Worker tasks inside `serve`; 0 = web only."""
+    pact_reply_workers: int = Field(1, ge=0, le=16)
+    """Worker tasks, besides PACT_WORKERS in `serve` (none when it is 0) and `--concurrency` in
+    `pact-bot worker`, that take only quick jobs (answers to `/pact` commands, 👀, the
+    "Implement" button), so these never wait behind agent jobs that run for many minutes;
+    0 = none (a free worker still takes them)."""
     pact_web_processes: int = Field(1, ge=1, le=64)
     """Processes of `serve` that answer webhooks, sharing the port (SO_REUSEPORT), to use more
     than one core; worker tasks run in the first only. After the setup flow registers the App,

@@ -15,14 +15,14 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from pact_bot import metrics
 from pact_bot.clock import SYSTEM_CLOCK, Clock
 from pact_bot.jobs.backends import open_queue
-from pact_bot.jobs.model import ERROR_LIMIT, Job, JobState, Queue
+from pact_bot.jobs.model import ERROR_LIMIT, QUICK_KINDS, Job, JobKind, JobState, Queue
 from pact_bot.jobs.retention import Retention
 from pact_bot.logs import log_context, redact
 from pact_bot.settings import Settings
@@ -73,8 +73,10 @@ class JobControl:
 Handler = Callable[[Job, JobControl], Awaitable[JobOutcome]]
 
 
-def _worker_id(i: int) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{i}:{uuid.uuid4().hex[:6]}"
+def _worker_id(slot: int | str) -> str:
+    """host:pid:slot:random; a lane worker's slot is `reply<i>`, so leases, logs and
+    `pact-bot jobs --json` tell which lane ran a job."""
+    return f"{socket.gethostname()}:{os.getpid()}:{slot}:{uuid.uuid4().hex[:6]}"
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -105,10 +107,11 @@ class _Runner:
     lease_seconds: float
     clock: Clock
 
-    async def loop(self, worker_id: str) -> None:
+    async def loop(self, worker_id: str, kinds: Collection[JobKind] | None = None) -> None:
+        """Claim (only `kinds` when given), run, repeat until `stop`."""
         while not self.stop.is_set():
             try:
-                job = await self.queue.claim(worker_id)
+                job = await self.queue.claim(worker_id, kinds)
             except Exception:
                 log.exception("claim failed", extra={"worker_id": worker_id})
                 await _wait(self.stop, self.poll_interval)
@@ -208,17 +211,25 @@ async def run_workers(
     grace_seconds: float = 30.0,
     lease_seconds: float | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    lanes: int = 0,
 ) -> None:
-    """Run n worker tasks until `stop` is set and their jobs are finished or handed back.
+    """Run n worker tasks, plus `lanes` that claim only `QUICK_KINDS`, until `stop` is set and
+    their jobs are finished or handed back.
 
-    Once `stop` is set nothing new is claimed; running jobs get `grace_seconds` to finish and
-    the rest are handed back (`queue.release`). Heartbeats sleep on `clock`: give the queue's,
-    so a test moves both by hand."""
+    The lane keeps a `/pact status` from waiting behind n agent jobs that run for many
+    minutes; the n general workers take quick jobs too when they are free. n = 0 runs nothing,
+    lanes included (a web-only process claims nothing). Once `stop` is set nothing new is
+    claimed; running jobs get `grace_seconds` to finish and the rest are handed back
+    (`queue.release`). Heartbeats sleep on `clock`: give the queue's, so a test moves both by
+    hand."""
     if n <= 0:
         return
     lease = lease_seconds or queue.lease_seconds
     runner = _Runner(queue, handler, stop, poll_interval, grace_seconds, lease, clock)
-    await asyncio.gather(*(runner.loop(_worker_id(i)) for i in range(n)))
+    await asyncio.gather(
+        *(runner.loop(_worker_id(i)) for i in range(n)),
+        *(runner.loop(_worker_id(f"reply{i}"), QUICK_KINDS) for i in range(max(lanes, 0))),
+    )
 
 
 async def sweep_worktrees(settings: Settings) -> None:
@@ -264,7 +275,8 @@ def _reloading(settings: Settings, handler_factory: Callable[[Settings], Handler
 def run_worker_process(
     settings: Settings, concurrency: int, handler_factory: Callable[[Settings], Handler]
 ) -> None:
-    """`pact-bot worker`: workers only, stopped by SIGTERM/SIGINT.
+    """`pact-bot worker`: workers only (`concurrency` of them, plus `PACT_REPLY_WORKERS` for
+    quick jobs), stopped by SIGTERM/SIGINT.
 
     The handler is rebuilt when the env file changed, so an App registered by `serve`'s setup
     flow is used without a restart."""
@@ -278,10 +290,11 @@ def run_worker_process(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await sweep_worktrees(settings)
-        log.info("worker started", extra={"concurrency": concurrency})
+        lanes = settings.pact_reply_workers
+        log.info("worker started", extra={"concurrency": concurrency, "reply_workers": lanes})
         pruning = asyncio.create_task(Retention.from_settings(settings, queue).run(stop))
         try:
-            await run_workers(queue, handler, concurrency, stop)
+            await run_workers(queue, handler, concurrency, stop, lanes=lanes)
         finally:
             stop.set()
             await pruning

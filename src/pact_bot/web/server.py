@@ -167,7 +167,12 @@ async def _serve_one(
                 return
             await sweep_worktrees(settings)
             await run_workers(
-                queue, handler, settings.pact_workers, stop, grace_seconds=grace_seconds
+                queue,
+                handler,
+                settings.pact_workers,
+                stop,
+                grace_seconds=grace_seconds,
+                lanes=settings.pact_reply_workers,
             )
 
         workers = asyncio.create_task(work())
@@ -181,7 +186,12 @@ async def _serve_one(
             bound_host, bound_port = sock.getsockname()[:2]
             log.info(
                 "listening",
-                extra={"host": bound_host, "port": bound_port, "workers": settings.pact_workers},
+                extra={
+                    "host": bound_host,
+                    "port": bound_port,
+                    "workers": settings.pact_workers,
+                    "reply_workers": settings.pact_reply_workers if settings.pact_workers else 0,
+                },
             )
             if missing:
                 announce_setup(settings, bound_host, bound_port)
