@@ -11,11 +11,13 @@ Settings point at both simulators; the data dir is a temp dir.
 variables (GITHUB_APP_ID, GITHUB_PRIVATE_KEY, GITHUB_WEBHOOK_SECRET, GITHUB_API_URL,
 ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY, PACT_DATA_DIR, PACT_DATABASE_URL), with the
 simulator's webhook URL pointed at it. `bot_server.jobs()` reads its queue (sqlite file).
+`running_bot_server(..., PACT_X="…")` is the same with more settings, as a context manager.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -201,10 +203,12 @@ class BotServer:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-@pytest.fixture
-def bot_server(
-    github_sim: GitHubSim, anthropic_sim: AnthropicSim, tmp_path: Path
+@contextlib.contextmanager
+def running_bot_server(
+    github_sim: GitHubSim, anthropic_sim: AnthropicSim, tmp_path: Path, **env_vars: str
 ) -> Iterator[BotServer]:
+    """`pact-bot serve` with PACT_WORKERS=1, its env overridden by `env_vars`
+    (`PACT_REPLY_WORKERS="0"`...), until the block ends."""
     data = tmp_path / "serve-data"
     data.mkdir()
     port = _free_port()
@@ -224,6 +228,7 @@ def bot_server(
             "PACT_DATA_DIR": str(data),
             "PACT_DATABASE_URL": f"sqlite:///{db}",
             "PACT_WORKERS": "1",
+            **env_vars,
         }
     )
     log = tmp_path / "serve.log"
@@ -260,3 +265,11 @@ def bot_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def bot_server(
+    github_sim: GitHubSim, anthropic_sim: AnthropicSim, tmp_path: Path
+) -> Iterator[BotServer]:
+    with running_bot_server(github_sim, anthropic_sim, tmp_path) as server:
+        yield server
