@@ -95,6 +95,7 @@ def test_show_job_and_unknown_id(env: dict[str, str], tmp_path: Path) -> None:
     code, out, _ = run(env, "jobs", "show", ok.id)
     assert code == 0
     assert f"id:           {ok.id}" in out and "succeeded" in out and "docs/a-spec.md" in out
+    assert "worker:       w\n" in out  # who ran it (a lane worker: host:pid:replyN:…)
     code, out, _ = run(env, "jobs", "show", ok.id, "--json")
     assert json.loads(out)["delivery_id"] == ok.delivery_id
     code, _, err = run(env, "jobs", "show", "nope")

@@ -109,6 +109,7 @@ def show_job(
             ("key", job.key),
             ("state", str(job.state) + (" (cancel requested)" if job.cancel_requested else "")),
             ("attempts", str(job.attempts)),
+            ("worker", job.worker_id or "-"),  # host:pid:slot: `replyN` for the quick lane
             ("delivery", job.delivery_id),
             ("sender", job.sender),
             ("installation", str(job.installation_id or "-")),
