@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -49,6 +50,41 @@ def label(github: GitHubSim, body: str = "Please implement docs/cart-spec.md") -
     return number
 
 
+def scripted_issue(
+    github: GitHubSim, anthropic: AnthropicSim, policy: SpecCoderPolicy | None = None
+) -> int:
+    """The usual start: the default repository, the model scripted as the spec coder (or as
+    `policy`), and an issue labelled for a code job; its number."""
+    setup_repo(github)
+    anthropic.set_policy(policy or SpecCoderPolicy())
+    return label(github)
+
+
+async def opened_a_pr(
+    bot: InProcessBot,  # noqa: F811
+    github: GitHubSim,
+    anthropic: AnthropicSim,
+) -> tuple[int, Job]:
+    """A code job run to its PR, for the tests of what comes after: the issue and the job."""
+    number = scripted_issue(github, anthropic)
+    [job] = await bot.process()
+    assert job.state == JobState.succeeded, job.error
+    return number, job
+
+
+def first_text(anthropic: AnthropicSim) -> str:
+    """The text of the first message the model was sent."""
+    first = anthropic.requests[0]["messages"][0]["content"]
+    return first if isinstance(first, str) else first[0]["text"]
+
+
+async def until_the_model_is_called(anthropic: AnthropicSim) -> None:
+    for _ in range(200):
+        if anthropic.requests:
+            return
+        await asyncio.sleep(0.05)
+
+
 def bot_comments(github: GitHubSim, number: int) -> list[str]:
     return [c.body for c in github.issue_comments(REPO, number) if c.author == github.bot_login]
 
@@ -68,9 +104,7 @@ async def test_labelled_issue_becomes_a_pr_with_summary_handoff_and_check_run(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = label(github_sim)
+    number = scripted_issue(github_sim, anthropic_sim)
 
     jobs = await bot.process()
 
@@ -117,11 +151,10 @@ async def test_labelled_issue_becomes_a_pr_with_summary_handoff_and_check_run(
     assert f"opened {pr['html_url']}" in final
     assert job.cost_usd > 0 and job.turns > 0
     # the model saw the spec, the repo map and the repository's instructions
-    first = anthropic_sim.requests[0]["messages"][0]["content"]
-    first_text = first if isinstance(first, str) else first[0]["text"]
-    assert "Keep a shopping cart per user." in first_text
-    assert "src/__init__.py" in first_text
-    assert "Use type hints everywhere." in first_text
+    first = first_text(anthropic_sim)
+    assert "Keep a shopping cart per user." in first
+    assert "src/__init__.py" in first
+    assert "Use type hints everywhere." in first
     assert bot.worktrees() == []
     # no token in anything we wrote: comments, PR, check run, commit, transcript
     tokens = {r.token for r in github_sim.requests if r.token}
@@ -139,25 +172,33 @@ async def test_labelled_issue_becomes_a_pr_with_summary_handoff_and_check_run(
         assert not any(token in w for w in written)
 
 
+async def rerun_of_a_job_that_pushed(
+    bot: InProcessBot,  # noqa: F811
+    github: GitHubSim,
+    anthropic: AnthropicSim,
+    job: Job,
+) -> Job:
+    """Runs `job` again, as a retry does; it must succeed on the work already pushed."""
+    sha = github.branches(REPO)["pact/code/cart"]
+    model_calls = len(anthropic.requests)
+    again = await bot.run_job(job)
+    assert again.state == JobState.succeeded, again.error
+    assert github.branches(REPO)["pact/code/cart"] == sha  # nothing pushed twice
+    assert len(anthropic.requests) == model_calls  # the agent did not run again
+    return again
+
+
 async def test_retried_job_finishes_without_pushing_or_posting_twice(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = label(github_sim)
-    [job] = await bot.process()
-    assert job.state == JobState.succeeded
-    sha = github_sim.branches(REPO)["pact/code/cart"]
-    model_calls = len(anthropic_sim.requests)
+    number, job = await opened_a_pr(bot, github_sim, anthropic_sim)
+    lapsed = job.model_copy(update={"attempts": 2})  # e.g. its lease lapsed
 
-    again = await bot.run_job(job.model_copy(update={"attempts": 2}))  # e.g. lease lapsed
+    again = await rerun_of_a_job_that_pushed(bot, github_sim, anthropic_sim, lapsed)
 
-    assert again.state == JobState.succeeded, again.error
     assert again.pr_url == job.pr_url
-    assert github_sim.branches(REPO)["pact/code/cart"] == sha  # nothing pushed twice
-    assert len(anthropic_sim.requests) == model_calls  # the agent did not run again
     assert len(github_sim.pulls(REPO)) == 1
     pr_number = github_sim.pulls(REPO)[0]["number"]
     assert len(bot_comments(github_sim, pr_number)) == 1  # one handoff
@@ -171,11 +212,7 @@ async def test_closed_bot_pr_leaves_its_branch_alone_and_a_new_one_is_used(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = label(github_sim)
-    [first] = await bot.process()
-    assert first.state == JobState.succeeded
+    number, _ = await opened_a_pr(bot, github_sim, anthropic_sim)
     old = github_sim.pulls(REPO)[0]
     github_sim.update_pull(github_sim.repo(REPO), old["number"], {"state": "closed"}, "alice")
     old_sha = github_sim.branches(REPO)["pact/code/cart"]
@@ -198,10 +235,7 @@ async def pushed_then_lost(
     """A code job that pushed and opened its PR, as its retry sees it when the worker died
     right after the push: no PR (closed), nothing in the job's record. Returns the retry's
     job and the lost PR."""
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    label(github_sim)
-    [job] = await bot.process()
+    _, job = await opened_a_pr(bot, github_sim, anthropic_sim)
     pr = github_sim.pulls(REPO)[0]
     github_sim.update_pull(github_sim.repo(REPO), pr["number"], {"state": "closed"}, "alice")
     task = {k: v for k, v in job.task.items() if k != "progress"}
@@ -214,14 +248,9 @@ async def test_job_that_pushed_without_recording_it_is_found_by_its_commit(
     anthropic_sim: AnthropicSim,
 ) -> None:
     job, pr = await pushed_then_lost(bot, github_sim, anthropic_sim)
-    sha = github_sim.branches(REPO)["pact/code/cart"]
-    calls = len(anthropic_sim.requests)
 
-    again = await bot.run_job(job)
+    await rerun_of_a_job_that_pushed(bot, github_sim, anthropic_sim, job)
 
-    assert again.state == JobState.succeeded, again.error
-    assert len(anthropic_sim.requests) == calls
-    assert github_sim.branches(REPO)["pact/code/cart"] == sha
     reopened = [p for p in github_sim.pulls(REPO) if p["number"] != pr["number"]]
     assert [p["head"]["ref"] for p in reopened] == ["pact/code/cart"]
     assert "| `src/cart.py` | added |" in reopened[0]["body"]
@@ -237,9 +266,8 @@ async def test_a_pushed_job_resumed_on_a_worker_without_the_mirror_lists_only_it
     # new mirror has the branch tips only.
     shutil.rmtree(bot.data_dir / "mirrors")
 
-    again = await bot.run_job(job)
+    await rerun_of_a_job_that_pushed(bot, github_sim, anthropic_sim, job)
 
-    assert again.state == JobState.succeeded, again.error
     [reopened] = [p for p in github_sim.pulls(REPO) if p["number"] != pr["number"]]
     assert "| `src/cart.py` | added |" in reopened["body"]
     assert "README.md" not in reopened["body"]  # the base's files are not the PR's
@@ -267,10 +295,9 @@ async def test_spec_pr_and_command_opens_pr_targeting_the_spec_branch(
     assert pulls[0]["base"]["ref"] == "spec/cart"
     assert pulls[0]["head"]["ref"] == "pact/code/cart"
     assert "Closes" not in pulls[0]["body"]
-    first = anthropic_sim.requests[0]["messages"][0]["content"]
-    first_text = first if isinstance(first, str) else first[0]["text"]
-    assert "Keep it small." in first_text
-    assert 'changed_sections="Cart service; Purpose; API"' in first_text
+    first = first_text(anthropic_sim)
+    assert "Keep it small." in first
+    assert 'changed_sections="Cart service; Purpose; API"' in first
     assert "eyes" in [r.content for r in github_sim.reactions(REPO, comment_id=cid)]
 
 
@@ -279,11 +306,7 @@ async def test_retrigger_updates_the_same_pr(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = label(github_sim)
-    first = await bot.process()
-    assert first[0].state == JobState.succeeded
+    number, first = await opened_a_pr(bot, github_sim, anthropic_sim)
     sha_before = github_sim.branches(REPO)["pact/code/cart"]
 
     anthropic_sim.set_policy(SpecCoderPolicy(source_path="src/{module}_v2.py"))
@@ -292,7 +315,7 @@ async def test_retrigger_updates_the_same_pr(
 
     assert [j.state for j in second] == [JobState.succeeded], [j.error for j in second]
     assert len(github_sim.pulls(REPO)) == 1
-    assert second[0].pr_url == first[0].pr_url
+    assert second[0].pr_url == first.pr_url
     branch = github_sim.branches(REPO)["pact/code/cart"]
     assert branch != sha_before
     commits = github_sim.commits(REPO, "pact/code/cart")
@@ -318,10 +341,9 @@ async def test_budget_exhausted_never_spends_past_the_cap(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
     bot.configure(pact_max_cost_usd=0.25)
-    anthropic_sim.set_policy(SpecCoderPolicy(max_turns_to_loop=10**9, loop_padding=2000))
-    number = label(github_sim)
+    looping = SpecCoderPolicy(max_turns_to_loop=10**9, loop_padding=2000)
+    number = scripted_issue(github_sim, anthropic_sim, looping)
 
     comment, error = await _fail(bot, github_sim, number)
 
@@ -331,48 +353,79 @@ async def test_budget_exhausted_never_spends_past_the_cap(
     assert anthropic_sim.total_cost(DEFAULT_PRICES) <= 0.25
 
 
-async def test_overloaded_model_beyond_retries(
+BAD_CONFIG = {**FILES, ".github/pact.yml": "label: pact:code\nspec_prs: maybe\n"}
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A code job that stops before a PR: what differs from the usual start, and what its
+    progress comment says (each of `says`)."""
+
+    says: tuple[str, ...]
+    policy: SpecCoderPolicy | None  # None: the model is not scripted at all
+    fault: Fault | None = None  # played on every model call
+    files: dict[str, str] = field(default_factory=lambda: FILES)
+    body: str = "Please implement docs/cart-spec.md"
+    model_untouched: bool = False  # stopped before the first model call
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [
+        pytest.param(
+            Stop(("model service failed", "529"), SpecCoderPolicy(), fault=Fault.overloaded()),
+            id="overloaded_model_beyond_retries",
+        ),
+        pytest.param(
+            Stop(
+                ("protected paths (`.github/workflows/x.yml`)",),
+                SpecCoderPolicy(write_paths=[".github/workflows/x.yml"]),
+            ),
+            id="agent_writing_a_workflow_is_refused",
+        ),
+        pytest.param(
+            Stop(("without changing any file",), SpecCoderPolicy(no_edits=True)),
+            id="agent_editing_nothing",
+        ),
+        pytest.param(
+            Stop(
+                ("found no spec", "`docs/**/*-spec.md`"),
+                None,
+                body="Make the cart work please.",
+                model_untouched=True,
+            ),
+            id="issue_without_spec_explains_how_to_name_one",
+        ),
+        pytest.param(
+            Stop(
+                (".github/pact.yml, line 2: spec_prs",),
+                None,
+                files=BAD_CONFIG,
+                model_untouched=True,
+            ),
+            id="invalid_repo_config_is_quoted_with_its_line",
+        ),
+    ],
+)
+async def test_a_job_that_stops_says_why_in_its_progress_comment(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
+    stop: Stop,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    anthropic_sim.inject_always(Fault.overloaded())
-    number = label(github_sim)
+    setup_repo(github_sim, stop.files)
+    if stop.policy is not None:
+        anthropic_sim.set_policy(stop.policy)
+    if stop.fault is not None:
+        anthropic_sim.inject_always(stop.fault)
+    number = label(github_sim, body=stop.body)
 
     comment, _ = await _fail(bot, github_sim, number)
 
-    assert "model service failed" in comment
-    assert "529" in comment
-
-
-async def test_agent_writing_a_workflow_is_refused(
-    bot: InProcessBot,  # noqa: F811
-    github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
-) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy(write_paths=[".github/workflows/x.yml"]))
-    number = label(github_sim)
-
-    comment, _ = await _fail(bot, github_sim, number)
-
-    assert "protected paths (`.github/workflows/x.yml`)" in comment
-
-
-async def test_agent_editing_nothing(
-    bot: InProcessBot,  # noqa: F811
-    github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
-) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy(no_edits=True))
-    number = label(github_sim)
-
-    comment, _ = await _fail(bot, github_sim, number)
-
-    assert "without changing any file" in comment
+    for text in stop.says:
+        assert text in comment
+    if stop.model_untouched:
+        assert anthropic_sim.requests == []
 
 
 async def test_forgotten_summary_is_asked_for_once(
@@ -380,9 +433,7 @@ async def test_forgotten_summary_is_asked_for_once(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy(skip_summary=True))
-    label(github_sim)
+    scripted_issue(github_sim, anthropic_sim, SpecCoderPolicy(skip_summary=True))
 
     jobs = await bot.process()
 
@@ -403,7 +454,7 @@ async def test_push_refused(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
+    number = scripted_issue(github_sim, anthropic_sim)
     hook = github_sim.repo(REPO).path / "hooks" / "pre-receive"
     hook.write_text(
         "#!/bin/sh\nwhile read old new ref; do\n"
@@ -411,8 +462,6 @@ async def test_push_refused(
         "\n  esac\ndone\nexit 0\n"
     )
     hook.chmod(0o755)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = label(github_sim)
 
     comment, error = await _fail(bot, github_sim, number)
 
@@ -465,41 +514,13 @@ async def test_refusal_names_the_repositorys_own_command_word(
     assert anthropic_sim.requests == []
 
 
-async def test_issue_without_spec_explains_how_to_name_one(
-    bot: InProcessBot,  # noqa: F811
-    github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
-) -> None:
-    setup_repo(github_sim)
-    number = label(github_sim, body="Make the cart work please.")
-
-    comment, _ = await _fail(bot, github_sim, number)
-
-    assert "found no spec" in comment and "`docs/**/*-spec.md`" in comment
-    assert anthropic_sim.requests == []
-
-
-async def test_invalid_repo_config_is_quoted_with_its_line(
-    bot: InProcessBot,  # noqa: F811
-    github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
-) -> None:
-    setup_repo(github_sim, {**FILES, ".github/pact.yml": "label: pact:code\nspec_prs: maybe\n"})
-    number = label(github_sim)
-
-    comment, _ = await _fail(bot, github_sim, number)
-
-    assert ".github/pact.yml, line 2: spec_prs" in comment
-    assert anthropic_sim.requests == []
-
-
 async def test_invalid_config_while_the_mirror_is_cloned_stops_the_clone_cleanly(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    setup_repo(github_sim, {**FILES, ".github/pact.yml": "label: pact:code\nspec_prs: maybe\n"})
+    setup_repo(github_sim, BAD_CONFIG)
     number = label(github_sim)
     ws = bot.runtime.workspace
     real_git = ws._git
@@ -564,10 +585,9 @@ async def test_setup_commands_run_in_the_sandbox_and_leave_nothing_behind(
     jobs = await bot.process()
 
     assert [j.state for j in jobs] == [JobState.succeeded], [j.error for j in jobs]
-    first = anthropic_sim.requests[0]["messages"][0]["content"]
-    first_text = first if isinstance(first, str) else first[0]["text"]
-    assert "Setup command `echo built > build.txt` succeeded." in first_text
-    assert "Setup command `echo more >> build.txt` succeeded." in first_text
+    first = first_text(anthropic_sim)
+    assert "Setup command `echo built > build.txt` succeeded." in first
+    assert "Setup command `echo more >> build.txt` succeeded." in first
     assert github_sim.read_file(REPO, "pact/code/cart", "src/cart.py")
     assert github_sim.read_file(REPO, "pact/code/cart", "build.txt") is None
 
@@ -577,15 +597,10 @@ async def test_cancel_while_running_pushes_nothing(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.3))
-    number = label(github_sim)
+    number = scripted_issue(github_sim, anthropic_sim, SpecCoderPolicy(turn_latency=0.3))
 
     running = asyncio.create_task(bot.process())
-    for _ in range(200):
-        if anthropic_sim.requests:
-            break
-        await asyncio.sleep(0.05)
+    await until_the_model_is_called(anthropic_sim)
     assert await bot.queue.request_cancel(f"{REPO}#{number}")
     [job] = await running
 
@@ -602,9 +617,7 @@ async def test_a_job_stopped_at_shutdown_leaves_the_history_to_a_later_job(
     anthropic_sim: AnthropicSim,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.3))
-    label(github_sim)
+    scripted_issue(github_sim, anthropic_sim, SpecCoderPolicy(turn_latency=0.3))
     [job] = await bot.route_new()
     claimed = await bot.queue.claim("test-worker")
     assert claimed is not None and claimed.id == job.id
@@ -619,10 +632,7 @@ async def test_a_job_stopped_at_shutdown_leaves_the_history_to_a_later_job(
 
     monkeypatch.setattr(ws, "_git", spy)
     running = asyncio.create_task(bot.handler(claimed, JobControl(bot.queue, claimed)))
-    for _ in range(200):
-        if anthropic_sim.requests:
-            break
-        await asyncio.sleep(0.05)
+    await until_the_model_is_called(anthropic_sim)
 
     running.cancel()  # the worker stops: its grace period is over
     with pytest.raises(asyncio.CancelledError):
@@ -643,9 +653,7 @@ async def test_secondary_rate_limit_is_waited_out(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    label(github_sim)
+    scripted_issue(github_sim, anthropic_sim)
     github_sim.rate_limit(after=6, retry_after=1, count=1)
 
     jobs = await bot.process()
@@ -663,9 +671,7 @@ async def test_serve_smoke_signed_delivery_becomes_a_job_and_a_pr(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = label(github_sim)
+    number = scripted_issue(github_sim, anthropic_sim)
 
     await github_sim.wait_for_deliveries_async(timeout=10)
     labelled = [d for d in github_sim.deliveries if d.event == "issues" and d.action == "labeled"]
@@ -688,13 +694,11 @@ async def test_progress_edits_are_throttled(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
     bot.runtime.progress_interval = 1.0
     # The clock stands still: every turn falls inside the interval, though the turns take
     # longer than it in real time (a throttle on the real clock would edit per turn).
     bot.runtime.clock = FakeClock()
-    anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.25))
-    number = label(github_sim)
+    number = scripted_issue(github_sim, anthropic_sim, SpecCoderPolicy(turn_latency=0.25))
 
     [job] = await bot.process()
 
