@@ -448,8 +448,7 @@ class GitHubSim:
         message: str = "Update files",
         user: str | None = None,
     ) -> str:
-        login = self._actor(user)
-        author = (login, f"{login}@users.noreply.github.local")
+        author = _noreply(self._actor(user))
         return self.repo(repo).git.commit(branch, files, message, author=author)
 
     # --- webhooks ------------------------------------------------------------------------
@@ -474,18 +473,29 @@ class GitHubSim:
         with self.world.lock:
             body = {
                 "repository": self.world.render_repo(repo),
-                "sender": self.world.render_user(sender),
-                "installation": {
-                    "id": self.installation_id,
-                    "node_id": shapes.node_id("Installation", self.installation_id),
-                },
+                **self._sent_by(sender),
                 **objects,
+                **self._organization(repo),
             }
-            owner = self.world.users[repo.owner]
-            if owner.type == "Organization":
-                body["organization"] = _org_json(self.urls, owner.login, owner.id)
             data = payload(event, action, body)
         self.sender.send(event, data)
+
+    def _sent_by(self, sender: str) -> dict[str, Any]:
+        """What every delivery names besides its objects: who acted, and the installation."""
+        return {
+            "sender": self.world.render_user(sender),
+            "installation": {
+                "id": self.installation_id,
+                "node_id": shapes.node_id("Installation", self.installation_id),
+            },
+        }
+
+    def _organization(self, repo: Repo) -> dict[str, Any]:
+        """The `organization` of a delivery about an organization's repository."""
+        owner = self.world.users[repo.owner]
+        if owner.type != "Organization":
+            return {}
+        return {"organization": _org_json(self.urls, owner.login, owner.id)}
 
     # --- issues and comments -------------------------------------------------------------
 
@@ -636,8 +646,7 @@ class GitHubSim:
     ) -> int:
         r, login = self.repo(repo), self._actor(user)
         base = base or r.default_branch
-        author = (login, f"{login}@users.noreply.github.local")
-        r.git.commit(head_branch, files, title, author=author, start=f"refs/heads/{base}")
+        r.git.commit(head_branch, files, title, author=_noreply(login), start=f"refs/heads/{base}")
         issue = self.create_pull(r, head_branch, base, title, body, login)
         return issue.number
 
@@ -731,8 +740,7 @@ class GitHubSim:
         issue = self.pull_issue(r, number)
         assert issue.pull is not None
         before = issue.pull.head_sha
-        author = (login, f"{login}@users.noreply.github.local")
-        sha = r.git.commit(issue.pull.head_ref, files, message, author=author)
+        sha = self.commit(r, issue.pull.head_ref, files, message, login)
         self.branch_moved(r, issue.pull.head_ref, before, sha, login)
         return sha
 
@@ -748,8 +756,7 @@ class GitHubSim:
         branch takes it too): ``push``, then ``synchronize`` for open PRs with that head."""
         r, login = self.repo(repo), self._actor(user)
         before = r.git.rev(branch) or "0" * 40
-        author = (login, f"{login}@users.noreply.github.local")
-        sha = r.git.commit(branch, files, message, author=author)
+        sha = self.commit(r, branch, files, message, login)
         self.announce_push(r, branch, before, sha, login)
         self.branch_moved(r, branch, before, sha, login)
         return sha
@@ -779,24 +786,17 @@ class GitHubSim:
                 )
             )
         with self.world.lock:
-            body = shapes.push_event(
+            event = shapes.push_event(
                 self.urls,
                 repository=self.world.render_repo(repo),
                 ref=f"refs/heads/{branch}",
                 before=before,
                 after=after,
                 head=items[-1] if items else None,
-                pusher=(sender, f"{sender}@users.noreply.github.local"),
+                pusher=_noreply(sender),
                 commits=items,
             )
-            body["sender"] = self.world.render_user(sender)
-            body["installation"] = {
-                "id": self.installation_id,
-                "node_id": shapes.node_id("Installation", self.installation_id),
-            }
-            owner = self.world.users[repo.owner]
-            if owner.type == "Organization":
-                body["organization"] = _org_json(self.urls, owner.login, owner.id)
+            body = {**event, **self._sent_by(sender), **self._organization(repo)}
         self.sender.send("push", body)
 
     def render_commit(self, repo: Repo, sha: str) -> dict[str, Any]:
@@ -820,20 +820,6 @@ class GitHubSim:
             raise SimError(404, "Not Found")
         start = repo.git.merge_base(b, h) or b
         commits = [self.render_commit(repo, c.sha) for c in reversed(repo.git.log(f"{start}..{h}"))]
-        files = [
-            shapes.diff_entry(
-                self.urls,
-                repo.full_name,
-                filename=f.filename,
-                status=f.status,
-                additions=f.additions,
-                deletions=f.deletions,
-                patch=f.patch,
-                sha=f.sha,
-                head_sha=h,
-            )
-            for f in repo.git.diff(b, h)
-        ]
         return shapes.comparison(
             self.urls,
             repo.full_name,
@@ -843,7 +829,7 @@ class GitHubSim:
             merge_base_commit=self.render_commit(repo, start),
             commits=commits,
             behind_by=repo.git.count_commits(h, b),
-            files=files,
+            files=self.world.render_diff(repo, b, h),
         )
 
     def branch_moved(self, repo: Repo, branch: str, before: str, after: str, sender: str) -> None:
@@ -1194,6 +1180,11 @@ class GitHubSim:
 
     def git_record(self, call: GitCall) -> None:
         self.record(Recorded(call.method, call.path, call.query, call.token, None, call.status))
+
+
+def _noreply(login: str) -> tuple[str, str]:
+    """The name and email GitHub gives a user's web commits and pushes."""
+    return login, f"{login}@users.noreply.github.local"
 
 
 def _check_actions(actions: list[dict[str, Any]]) -> None:

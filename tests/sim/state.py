@@ -332,6 +332,11 @@ class World:
         )
 
     def render_files(self, repo: Repo, pull: Pull) -> list[dict[str, Any]]:
+        return self.render_diff(repo, pull.base_sha, pull.head_sha)
+
+    def render_diff(self, repo: Repo, base_sha: str, head_sha: str) -> list[dict[str, Any]]:
+        """The files changed from `base_sha` to `head_sha`, as a PR's files and a comparison
+        list them."""
         return [
             shapes.diff_entry(
                 self.urls,
@@ -342,9 +347,9 @@ class World:
                 deletions=f.deletions,
                 patch=f.patch,
                 sha=f.sha,
-                head_sha=pull.head_sha,
+                head_sha=head_sha,
             )
-            for f in repo.git.diff(pull.base_sha, pull.head_sha)
+            for f in repo.git.diff(base_sha, head_sha)
         ]
 
     def render_review(self, review: Review) -> dict[str, Any]:
