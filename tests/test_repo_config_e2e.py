@@ -3,11 +3,12 @@ its values (command word, limits, protected paths) reach revise and reply jobs."
 
 from __future__ import annotations
 
+from typing import Any
+
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
-from sim.policies import RevisePolicy
-from test_revise import BRANCH, REPO, SPEC, THREE, bot_comments, open_bot_pr
+from test_revise import BRANCH, REPO, SPEC, THREE, bot_comments, reviewed_bot_pr
 
 from pact_bot.jobs.model import JobState
 from pact_bot.repo_config import parse_repo_config
@@ -17,20 +18,32 @@ def with_config(text: str) -> dict[str, str]:
     return {"README.md": "# Shop\n", "docs/cart-spec.md": SPEC, ".github/pact.yml": text}
 
 
+async def failed_review(
+    bot: InProcessBot,  # noqa: F811
+    github: GitHubSim,
+    anthropic: AnthropicSim,
+    config: str,
+    comments: list[dict[str, Any]],
+) -> tuple[int, str, str]:
+    """Alice reviews a bot PR in a repository whose `.github/pact.yml` is `config`, and the
+    revise job fails: the PR's number, its head before the review, the bot's one comment."""
+    files = with_config(config)
+    number, before = reviewed_bot_pr(github, anthropic, files=files, comments=comments)
+    jobs = await bot.process()
+    assert [j.state for j in jobs] == [JobState.failed]
+    [comment] = bot_comments(github, number)
+    return number, before, comment
+
+
 async def test_invalid_config_stops_a_review_job_and_quotes_the_error(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = open_bot_pr(github_sim, with_config("model: sonnet\npr:\n  draft: maybe\n"))
-    before = github_sim.branches(REPO)[BRANCH]
-    anthropic_sim.set_policy(RevisePolicy())
-    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", comments=[THREE[0]])
+    config = "model: sonnet\npr:\n  draft: maybe\n"
 
-    jobs = await bot.process()
+    _, before, comment = await failed_review(bot, github_sim, anthropic_sim, config, THREE[:1])
 
-    assert [j.state for j in jobs] == [JobState.failed]
-    [comment] = bot_comments(github_sim, number)
     assert "`.github/pact.yml` is not valid" in comment
     assert "> .github/pact.yml, line 3: pr.draft: Input should be a valid boolean" in comment
     assert anthropic_sim.requests == []
@@ -67,16 +80,11 @@ async def test_limits_from_the_config_bound_a_revise_job(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = open_bot_pr(github_sim, with_config("limits:\n  max_turns: 2\n"))
-    before = github_sim.branches(REPO)[BRANCH]
-    anthropic_sim.set_policy(RevisePolicy())
-    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", comments=THREE)
+    config = "limits:\n  max_turns: 2\n"
 
-    jobs = await bot.process()
+    _, before, comment = await failed_review(bot, github_sim, anthropic_sim, config, THREE)
 
-    assert [j.state for j in jobs] == [JobState.failed]
     assert len(anthropic_sim.requests) == 2
-    [comment] = bot_comments(github_sim, number)
     assert "reached its budget (2 turns)" in comment
     # what the agent changed within its two turns is kept as a partial commit (issue #14)
     assert "pushed its partial work" in comment and "continue [instructions]" in comment
@@ -90,15 +98,10 @@ async def test_protected_paths_from_the_config_apply_to_revisions(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = open_bot_pr(github_sim, with_config("protected_paths:\n  - src/**\n"))
-    before = github_sim.branches(REPO)[BRANCH]
-    anthropic_sim.set_policy(RevisePolicy())
-    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", comments=[THREE[0]])
+    config = "protected_paths:\n  - src/**\n"
 
-    jobs = await bot.process()
+    number, before, comment = await failed_review(bot, github_sim, anthropic_sim, config, THREE[:1])
 
-    assert [j.state for j in jobs] == [JobState.failed]
-    [comment] = bot_comments(github_sim, number)
     assert "protected paths (`src/cart.py`)" in comment
     assert github_sim.branches(REPO)[BRANCH] == before
     assert github_sim.review_replies(REPO, number) == []

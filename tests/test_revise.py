@@ -4,7 +4,6 @@ thread; plus the pure parts (REPLY lines, thread wording)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -27,7 +26,6 @@ from pact_bot.pipeline.revise_text import (
     without_replies,
 )
 from pact_bot.pipeline.steps import JobFailed
-from pact_bot.triggers import BotIdentity, TriggerConfig, route
 
 REPO = "acme/shop"
 BRANCH = "pact/code/cart"
@@ -52,27 +50,6 @@ PR_BODY = "This pull request implements the following spec:\n\n- `docs/cart-spec
 # --- harness: ingress + real workers, concurrently ------------------------------------
 
 
-async def route_new(b: InProcessBot) -> int:
-    """Route new deliveries as the web process does."""
-    await b.github.wait_for_deliveries_async(timeout=10)
-    n = 0
-    for d in list(b.github.deliveries):
-        if (d.id, d.redelivery) in b._seen:
-            continue
-        b._seen.add((d.id, d.redelivery))
-        payload = json.loads(d.body)
-        full = payload.get("repository", {}).get("full_name", "")
-        config = TriggerConfig.from_repo_config(await b.queue.get_repo_config(full))
-        decision = route(d.event, payload, BotIdentity(b.github.slug), config, d.id)
-        b.routed.append((f"{d.event}.{d.action}", decision.reason))
-        if decision.ack is not None:  # as the web process does
-            await b.queue.enqueue(decision.ack)
-        if decision.job is not None:
-            await b.queue.enqueue(decision.job)
-            n += 1
-    return n
-
-
 async def drive(b: InProcessBot, workers: int = 2, timeout: float = 60.0) -> list[Job]:
     """Run `workers` real worker tasks while routing deliveries, until every job ended and
     nothing new arrived; returns all jobs, oldest first."""
@@ -84,7 +61,7 @@ async def drive(b: InProcessBot, workers: int = 2, timeout: float = 60.0) -> lis
         deadline = time.monotonic() + timeout
         quiet = 0
         while time.monotonic() < deadline:
-            new = await route_new(b)
+            new = await b.route_new()
             jobs = await b.queue.list()
             busy = any(j.state not in TERMINAL for j in jobs)
             quiet = 0 if (new or busy) else quiet + 1
@@ -117,6 +94,26 @@ def open_bot_pr(github: GitHubSim, files: dict[str, str] | None = None) -> int:
     ).number
 
 
+def reviewed_bot_pr(
+    github: GitHubSim,
+    anthropic: AnthropicSim,
+    *,
+    files: dict[str, str] | None = None,
+    policy: RevisePolicy | None = None,
+    by: str = "alice",
+    state: str = "REQUEST_CHANGES",
+    body: str = "",
+    comments: list[dict[str, Any]] | None = None,
+) -> tuple[int, str]:
+    """A bot PR (in a repository of `files`) that `by` reviews, the model scripted to revise
+    as `policy`; the PR's number and its branch's head before any revision."""
+    number = open_bot_pr(github, files)
+    before = github.branches(REPO)[BRANCH]
+    anthropic.set_policy(policy or RevisePolicy())
+    github.submit_review(REPO, number, by, state, body=body, comments=comments)
+    return number, before
+
+
 def bot_comments(github: GitHubSim, number: int) -> list[str]:
     return [c.body for c in github.issue_comments(REPO, number) if c.author == github.bot_login]
 
@@ -144,11 +141,12 @@ async def test_review_with_three_comments_gives_one_commit_and_three_replies(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = open_bot_pr(github_sim)
-    before = github_sim.branches(REPO)[BRANCH]
-    anthropic_sim.set_policy(RevisePolicy(summary_note=True))
-    github_sim.submit_review(
-        REPO, number, "alice", "REQUEST_CHANGES", body="A few things.", comments=THREE
+    number, before = reviewed_bot_pr(
+        github_sim,
+        anthropic_sim,
+        policy=RevisePolicy(summary_note=True),
+        body="A few things.",
+        comments=THREE,
     )
 
     jobs = await bot.process()
@@ -224,11 +222,8 @@ async def test_review_by_user_without_write_is_refused_politely(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = open_bot_pr(github_sim)
     github_sim.add_user("mallory", "read")
-    before = github_sim.branches(REPO)[BRANCH]
-    anthropic_sim.set_policy(RevisePolicy())
-    github_sim.submit_review(REPO, number, "mallory", "REQUEST_CHANGES", comments=[THREE[0]])
+    number, before = reviewed_bot_pr(github_sim, anthropic_sim, by="mallory", comments=THREE[:1])
 
     jobs = await bot.process()
 
@@ -270,10 +265,7 @@ async def test_review_body_only_gets_one_pr_comment(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = open_bot_pr(github_sim)
-    before = github_sim.branches(REPO)[BRANCH]
-    anthropic_sim.set_policy(RevisePolicy())
-    github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", body="Looks odd overall.")
+    number, before = reviewed_bot_pr(github_sim, anthropic_sim, body="Looks odd overall.")
 
     jobs = await bot.process()
 
@@ -311,20 +303,35 @@ async def test_command_on_bot_pr_revises_with_the_instructions(
     assert len(answer) == 1 and head.sha[:7] in answer[0]
 
 
+async def push_during_the_revision(
+    bot: InProcessBot,  # noqa: F811
+    github: GitHubSim,
+    anthropic: AnthropicSim,
+    number: int,
+    files: dict[str, str | bytes | None],
+) -> tuple[Job, str]:
+    """Alice reviews PR `number`, then pushes `files` to it while the agent is at work; the
+    revise job as it ended, and her commit."""
+    anthropic.set_policy(RevisePolicy(turn_latency=0.3))
+    github.submit_review(REPO, number, "alice", "COMMENT", comments=[THREE[0]])
+    running = asyncio.create_task(bot.process())
+    while not anthropic.requests:
+        await asyncio.sleep(0.02)
+    human = github.push_to_pr(REPO, number, files, user="alice")
+    [job] = await running
+    return job, human
+
+
 async def test_human_push_during_the_run_is_rebased_onto(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
     number = open_bot_pr(github_sim)
-    anthropic_sim.set_policy(RevisePolicy(turn_latency=0.3))
-    github_sim.submit_review(REPO, number, "alice", "COMMENT", comments=[THREE[0]])
-    running = asyncio.create_task(bot.process())
-    while not anthropic_sim.requests:
-        await asyncio.sleep(0.02)
-    human = github_sim.push_to_pr(REPO, number, {"README.md": "# Shop!\n"}, user="alice")
 
-    [job] = await running
+    job, human = await push_during_the_revision(
+        bot, github_sim, anthropic_sim, number, {"README.md": "# Shop!\n"}
+    )
 
     assert job.state == JobState.succeeded, job.error
     commits = github_sim.commits(REPO, BRANCH)
@@ -338,15 +345,11 @@ async def test_conflicting_human_push_stops_with_a_clear_reply(
     anthropic_sim: AnthropicSim,
 ) -> None:
     number = open_bot_pr(github_sim)
-    anthropic_sim.set_policy(RevisePolicy(turn_latency=0.3))
-    github_sim.submit_review(REPO, number, "alice", "COMMENT", comments=[THREE[0]])
-    running = asyncio.create_task(bot.process())
-    while not anthropic_sim.requests:
-        await asyncio.sleep(0.02)
     edited = CART.replace("qty: int", "count: int")
-    human = github_sim.push_to_pr(REPO, number, {"src/cart.py": edited}, user="alice")
 
-    [job] = await running
+    job, human = await push_during_the_revision(
+        bot, github_sim, anthropic_sim, number, {"src/cart.py": edited}
+    )
 
     assert job.state == JobState.failed
     assert github_sim.branches(REPO)[BRANCH] == human  # nothing pushed over it
@@ -361,9 +364,7 @@ async def test_retried_revise_job_neither_commits_nor_replies_twice(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = open_bot_pr(github_sim)
-    anthropic_sim.set_policy(RevisePolicy())
-    github_sim.submit_review(REPO, number, "alice", "COMMENT", comments=THREE[:2])
+    number, _ = reviewed_bot_pr(github_sim, anthropic_sim, state="COMMENT", comments=THREE[:2])
     [job] = await bot.process()
     assert job.state == JobState.succeeded, job.error
     head = github_sim.branches(REPO)[BRANCH]
