@@ -13,12 +13,14 @@ from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import RevisePolicy, SpecCoderPolicy
-from test_code_pipeline import FILES, REPO, label, progress_comment
+from test_code_pipeline import REPO, progress_comment, scripted_issue
 from test_revise import BRANCH, open_bot_pr
 
 from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.jobs.model import JobState
 
+AGENT = ".claude/agents/pact-backend-coder.md"
+SUMMARY = "docs/implementation-summary-cart.md"
 ok, reason = sandbox_available()
 needs_bwrap = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
 
@@ -47,13 +49,13 @@ async def test_a_revision_takes_the_agent_definition_from_the_default_branch_not
         {
             "README.md": "# Shop\n",
             "docs/cart-spec.md": "# Cart\n\n- `add(item, qty)`\n",
-            ".claude/agents/pact-backend-coder.md": _agent("MERGED-BY-PEOPLE", "sonnet"),
+            AGENT: _agent("MERGED-BY-PEOPLE", "sonnet"),
         },
     )
     github_sim.commit(
         REPO,
         BRANCH,
-        {".claude/agents/pact-backend-coder.md": _agent("WRITTEN-BY-THE-AGENT", "opus")},
+        {AGENT: _agent("WRITTEN-BY-THE-AGENT", "opus")},
         "Tune myself",
         user=github_sim.bot_login,
     )
@@ -69,82 +71,67 @@ async def test_a_revision_takes_the_agent_definition_from_the_default_branch_not
     assert "opus" not in anthropic_sim.requests[0]["model"]
 
 
-async def test_the_agent_cannot_rewrite_its_own_definition_on_its_branch(
-    bot: InProcessBot,  # noqa: F811
-    github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
-) -> None:
-    owner, name = REPO.split("/")
-    github_sim.add_repo(owner, name, files=FILES)
-    github_sim.add_user("alice", "write")
-    before = dict(github_sim.branches(REPO))
-    agent = ".claude/agents/pact-backend-coder.md"
-    anthropic_sim.set_policy(SpecCoderPolicy(write_paths=[agent, ".claude/settings.json"]))
-    number = label(github_sim)
-
-    jobs = await bot.process()
-
-    assert [j.state for j in jobs] == [JobState.failed], [(j.state, j.error) for j in jobs]
-    comment = progress_comment(github_sim, number, jobs[0].id)
-    assert f"protected paths (`{agent}`, `.claude/settings.json`)" in comment
-    assert github_sim.branches(REPO) == before and github_sim.pulls(REPO) == []
-
-
-@needs_bwrap
 @pytest.mark.parametrize(
-    ("command", "listed"),
+    ("policy", "says"),
     [
-        ("ln -s /etc/passwd docs/passwd", "`docs/passwd`"),
-        ("mkdir -p src/deep && ln -s ../../../../etc src/deep/etc", "`src/deep/etc`"),
+        pytest.param(
+            SpecCoderPolicy(write_paths=[AGENT, ".claude/settings.json"]),
+            [f"protected paths (`{AGENT}`, `.claude/settings.json`)"],
+            id="its_own_definition",
+        ),
+        pytest.param(
+            SpecCoderPolicy(bash_commands=["ln -s /etc/passwd docs/passwd"]),
+            [
+                "symbolic links that point out of the repository",
+                "`docs/passwd`",
+                "Nothing was pushed",
+            ],
+            id="a_link_out_of_the_repository",
+            marks=needs_bwrap,
+        ),
+        pytest.param(
+            SpecCoderPolicy(
+                bash_commands=["mkdir -p src/deep && ln -s ../../../../etc src/deep/etc"]
+            ),
+            [
+                "symbolic links that point out of the repository",
+                "`src/deep/etc`",
+                "Nothing was pushed",
+            ],
+            id="a_deeper_link_out_of_the_repository",
+            marks=needs_bwrap,
+        ),
+        pytest.param(
+            SpecCoderPolicy(bash_commands=[f"ln -s ../README.md {SUMMARY}"], skip_summary=True),
+            [
+                f"stand in for the implementation summary (`{SUMMARY}`)",
+                "must be a regular file",
+            ],
+            id="a_summary_that_is_a_link_inside_the_repository",
+            marks=needs_bwrap,
+        ),
     ],
 )
-async def test_a_link_out_of_the_repository_is_never_committed(
+async def test_what_the_agent_must_not_commit_fails_the_job(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
-    command: str,
-    listed: str,
+    policy: SpecCoderPolicy,
+    says: list[str],
 ) -> None:
-    """Harmless on GitHub, but whoever later reads the checkout (a developer's tools, CI,
-    a host-side read) would be led out of it."""
-    owner, name = REPO.split("/")
-    github_sim.add_repo(owner, name, files=FILES)
-    github_sim.add_user("alice", "write")
+    """The job fails, says why, and pushes nothing. A link out of the checkout is harmless on
+    GitHub, but whoever later reads the checkout (a developer's tools, CI, a host-side read)
+    would be led out of it."""
+    number = scripted_issue(github_sim, anthropic_sim, policy)
     before = dict(github_sim.branches(REPO))
-    anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=[command]))
-    number = label(github_sim)
 
     jobs = await bot.process()
 
     assert [j.state for j in jobs] == [JobState.failed], [(j.state, j.error) for j in jobs]
     comment = progress_comment(github_sim, number, jobs[0].id)
-    assert "symbolic links that point out of the repository" in comment and listed in comment
-    assert "Nothing was pushed" in comment
+    for text in says:
+        assert text in comment
     assert github_sim.branches(REPO) == before and github_sim.pulls(REPO) == []
-
-
-@needs_bwrap
-async def test_a_summary_that_is_a_link_inside_the_repository_fails_with_a_clear_reason(
-    bot: InProcessBot,  # noqa: F811
-    github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
-) -> None:
-    owner, name = REPO.split("/")
-    github_sim.add_repo(owner, name, files=FILES)
-    github_sim.add_user("alice", "write")
-    link = "ln -s ../README.md docs/implementation-summary-cart.md"
-    anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=[link], skip_summary=True))
-    number = label(github_sim)
-
-    jobs = await bot.process()
-
-    assert [j.state for j in jobs] == [JobState.failed], [(j.state, j.error) for j in jobs]
-    comment = progress_comment(github_sim, number, jobs[0].id)
-    assert "stand in for the implementation summary (`docs/implementation-summary-cart.md`)" in (
-        comment
-    )
-    assert "must be a regular file" in comment
-    assert github_sim.pulls(REPO) == []
 
 
 @needs_bwrap
@@ -153,11 +140,8 @@ async def test_a_link_inside_the_repository_is_committed_as_before(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    owner, name = REPO.split("/")
-    github_sim.add_repo(owner, name, files=FILES)
-    github_sim.add_user("alice", "write")
-    anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=["ln -s ../README.md docs/readme"]))
-    label(github_sim)
+    link = SpecCoderPolicy(bash_commands=["ln -s ../README.md docs/readme"])
+    scripted_issue(github_sim, anthropic_sim, link)
 
     jobs = await bot.process()
 
