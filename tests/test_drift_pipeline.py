@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy
+from test_code_pipeline import attr, first_text
 
 from pact_bot.jobs.model import JobKind, JobState
 
@@ -54,15 +53,6 @@ def setup(github: GitHubSim, config: str | None = None) -> None:
     github.add_user("rita", "read")
 
 
-def attr(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
-
-
-def first_text(request: dict[str, Any]) -> str:
-    content = request["messages"][0]["content"]
-    return content if isinstance(content, str) else content[0]["text"]
-
-
 async def test_spec_edit_on_main_gets_a_drift_check_whose_button_updates_only_that_section(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
@@ -98,7 +88,7 @@ async def test_spec_edit_on_main_gets_a_drift_check_whose_button_updates_only_th
     issue = github_sim.issue(REPO, code.number or 0)
     assert issue.title == "Update the code for docs/cart-spec.md"
     assert "“Totals”" in (issue.body or "")
-    first = first_text(anthropic_sim.requests[0])
+    first = first_text(anthropic_sim)
     assert "These sections changed: “Totals”." in first
     assert "Requirements in them: R2." in first
     assert "The existing implementation is in: src/cart.py." in first
@@ -111,7 +101,6 @@ async def test_spec_edit_on_main_gets_a_drift_check_whose_button_updates_only_th
 async def test_pushes_that_are_not_drift_post_nothing(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
 ) -> None:
     setup(github_sim)
     # the bot's own push, a push to another branch, and a push that changes no implemented
@@ -131,7 +120,6 @@ async def test_pushes_that_are_not_drift_post_nothing(
 async def test_drift_off_posts_nothing(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
 ) -> None:
     setup(github_sim, "drift: off\n")
     github_sim.push(REPO, "main", {"docs/cart-spec.md": NEW_TOTALS}, user="alice")
@@ -145,7 +133,6 @@ async def test_drift_off_posts_nothing(
 async def test_code_changed_alone_is_drift_without_a_button_and_a_merged_update_is_not(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
 ) -> None:
     setup(github_sim)
     github_sim.push(REPO, "main", {"src/cart.py": "STATUS = 'changed'\n"}, user="alice")
@@ -192,7 +179,6 @@ async def test_update_button_pressed_by_a_read_only_user_starts_nothing(
 async def test_a_push_whose_range_is_gone_fails_the_job_with_the_reason_and_posts_nothing(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
 ) -> None:
     setup(github_sim)
     repo = github_sim.repo(REPO)
@@ -210,7 +196,6 @@ async def test_a_push_whose_range_is_gone_fails_the_job_with_the_reason_and_post
 async def test_an_update_button_without_a_push_range_starts_nothing(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
-    anthropic_sim: AnthropicSim,
 ) -> None:
     setup(github_sim)
     repo = github_sim.repo(REPO)
