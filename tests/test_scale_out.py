@@ -181,6 +181,50 @@ def succeeded_events(pg: PgSchema) -> Counter[str]:
     return Counter(str(r[0]) for r in rows)
 
 
+def queued_job(i: int, number: int, delivery_id: str) -> Job:
+    """A job for issue `number` of octo/repo; `i` tells it from the test's others."""
+    return Job(
+        kind=JobKind.code,
+        key=f"octo/repo#{number}",
+        repo="octo/repo",
+        number=number,
+        delivery_id=delivery_id,
+        sender="alice",
+        task={"i": i},
+    )
+
+
+def enqueue(pg: PgSchema, jobs: list[Job]) -> list[str]:
+    """Queue `jobs` (in order) as a web process would; their ids."""
+
+    async def go() -> None:
+        async with PostgresQueue(pg.dsn, schema=pg.name) as q:
+            for job in jobs:
+                await q.enqueue(job)
+
+    asyncio.run(go())
+    return [j.id for j in jobs]
+
+
+def kill_a_worker_holding_jobs(
+    pg: PgSchema, workers: list[subprocess.Popen[bytes]], rng: random.Random
+) -> bool:
+    """SIGKILL one of `workers` that is running a job, and take it off the list; False when
+    none is running one."""
+    holders = {
+        int(str(w).split(":")[1])
+        for (w,) in pg.query("SELECT worker_id FROM pact_jobs WHERE state = 'running'")
+    }
+    victims = [w for w in workers if w.pid in holders and w.poll() is None]
+    if not victims:
+        return False
+    victim = rng.choice(victims)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    workers.remove(victim)
+    return True
+
+
 def test_two_replicas_three_workers_200_deliveries_each_twice(
     procs: Procs, pg: PgSchema, webhook_fixtures: Path
 ) -> None:
@@ -273,40 +317,14 @@ def test_kill_9_a_worker_mid_jobs_each_job_succeeds_exactly_once(
     env = {"PACT_TEST_SLEEP": "0.8", "PACT_LEASE_SECONDS": "6"}
     workers = [procs.worker(concurrency=2, **env) for _ in range(3)]
 
-    async def enqueue() -> list[str]:
-        async with PostgresQueue(pg.dsn, schema=pg.name) as q:
-            ids = []
-            for i in range(20):
-                job = Job(
-                    kind=JobKind.code,
-                    key=f"octo/repo#{i % 8}",
-                    repo="octo/repo",
-                    number=i % 8,
-                    delivery_id=f"k-{i}",
-                    sender="alice",
-                    task={"i": i},
-                )
-                await q.enqueue(job)
-                ids.append(job.id)
-            return ids
-
-    ids = asyncio.run(enqueue())
+    ids = enqueue(pg, [queued_job(i, i % 8, f"k-{i}") for i in range(20)])
     rng = random.Random(9)
     killed = 0
     for _ in range(2):  # two crashes, at random points, each of a worker holding jobs
         time.sleep(rng.uniform(0.3, 1.2))
-        holders = {
-            int(str(w).split(":")[1])
-            for (w,) in pg.query("SELECT worker_id FROM pact_jobs WHERE state = 'running'")
-        }
-        victims = [w for w in workers if w.pid in holders and w.poll() is None]
-        if not victims:
+        if not kill_a_worker_holding_jobs(pg, workers, rng):
             continue
-        victim = rng.choice(victims)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
         killed += 1
-        workers.remove(victim)
         workers.append(procs.worker(concurrency=2, **env))
     assert killed >= 1
 
@@ -330,25 +348,7 @@ def test_workers_reconnect_after_their_connections_are_terminated(
     for _ in range(3):
         procs.worker(concurrency=2, **env)
 
-    async def enqueue() -> list[str]:
-        async with PostgresQueue(pg.dsn, schema=pg.name) as q:
-            jobs = [
-                Job(
-                    kind=JobKind.code,
-                    key=f"octo/repo#{i % 6}",
-                    repo="octo/repo",
-                    number=i % 6,
-                    delivery_id=f"t-{i}",
-                    sender="alice",
-                    task={"i": i},
-                )
-                for i in range(30)
-            ]
-            for job in jobs:
-                await q.enqueue(job)
-            return [j.id for j in jobs]
-
-    ids = asyncio.run(enqueue())
+    ids = enqueue(pg, [queued_job(i, i % 6, f"t-{i}") for i in range(30)])
     terminated = 0
     for _ in range(6):
         time.sleep(0.4)
@@ -370,28 +370,14 @@ def test_a_worker_started_before_the_app_was_registered_uses_it_without_a_restar
     procs.app = False
     procs.worker(concurrency=1, PACT_ENV_FILE=str(env_file))
 
-    async def enqueue(i: int) -> str:
-        async with PostgresQueue(pg.dsn, schema=pg.name) as q:
-            job = Job(
-                kind=JobKind.code,
-                key=f"octo/repo#{i}",
-                repo="octo/repo",
-                number=i,
-                delivery_id=f"app-{i}",
-                sender="alice",
-                task={"i": i},
-            )
-            await q.enqueue(job)
-            return job.id
-
-    before = asyncio.run(enqueue(1))
+    [before] = enqueue(pg, [queued_job(1, 1, "app-1")])
     wait_all_done(pg, 1, timeout=20)
     pem = app_credentials()["GITHUB_PRIVATE_KEY"]
     write_app_credentials(
         env_file, {"GITHUB_APP_ID": "4242", "GITHUB_PRIVATE_KEY": pem}, "registered by a test"
     )
     time.sleep(3.2)  # past the watch's throttle, whenever it last looked
-    after = asyncio.run(enqueue(2))
+    [after] = enqueue(pg, [queued_job(2, 2, "app-2")])
     wait_all_done(pg, 2, timeout=20)
     app_ids = {r["job_id"]: r["app_id"] for r in read_records(procs.record)}
     assert app_ids == {before: None, after: 4242}
@@ -402,22 +388,7 @@ def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
 ) -> None:
     worker = procs.worker(concurrency=1, PACT_TEST_SLEEP="1.5")
 
-    async def enqueue() -> None:
-        async with PostgresQueue(pg.dsn, schema=pg.name) as q:
-            for i in range(2):
-                await q.enqueue(
-                    Job(
-                        kind=JobKind.code,
-                        key=f"octo/repo#{i}",
-                        repo="octo/repo",
-                        number=i,
-                        delivery_id=f"s-{i}",
-                        sender="alice",
-                        task={"i": i},
-                    )
-                )
-
-    asyncio.run(enqueue())
+    enqueue(pg, [queued_job(i, i, f"s-{i}") for i in range(2)])
     deadline = time.monotonic() + 10
     while not pg.query("SELECT 1 FROM pact_jobs WHERE state = 'running'"):
         assert time.monotonic() < deadline
@@ -438,14 +409,7 @@ async def test_shutdown_hands_back_a_job_that_outlives_the_grace_period(pg: PgSc
         return JobOutcome(JobState.succeeded)
 
     async with PostgresQueue(pg.dsn, lease_seconds=10, schema=pg.name) as q:
-        job = Job(
-            kind=JobKind.code,
-            key="octo/repo#1",
-            repo="octo/repo",
-            number=1,
-            delivery_id="g-1",
-            sender="alice",
-        )
+        job = queued_job(1, 1, "g-1")
         await q.enqueue(job)
         stop = asyncio.Event()
         running = asyncio.create_task(
@@ -483,11 +447,7 @@ def test_kill_9_mid_pipeline_each_issue_gets_exactly_one_pr(
     github_sim.add_user("alice", "write")
     anthropic_sim.set_policy(SpecCoderPolicy(turn_latency=0.3))
     env = {
-        "GITHUB_APP_ID": str(github_sim.app_id),
-        "GITHUB_PRIVATE_KEY": github_sim.private_key_pem,
-        "GITHUB_WEBHOOK_SECRET": github_sim.webhook_secret,
-        "GITHUB_API_URL": github_sim.base_url,
-        "GITHUB_WEB_URL": github_sim.web_url,
+        **github_sim.env(),
         "ANTHROPIC_BASE_URL": anthropic_sim.base_url,
         "ANTHROPIC_API_KEY": anthropic_sim.api_key,
         "PACT_LEASE_SECONDS": "6",  # heartbeats every 2 s, even on a loaded CI machine
@@ -513,18 +473,9 @@ def test_kill_9_mid_pipeline_each_issue_gets_exactly_one_pr(
     deadline = time.monotonic() + 60
     while killed < 2 and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.5, 1.5))
-        holders = {
-            int(str(w).split(":")[1])
-            for (w,) in pg.query("SELECT worker_id FROM pact_jobs WHERE state = 'running'")
-        }
-        victims = [w for w in workers if w.pid in holders and w.poll() is None]
-        if not victims:
+        if not kill_a_worker_holding_jobs(pg, workers, rng):
             continue
-        victim = rng.choice(victims)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
         killed += 1
-        workers.remove(victim)
         workers.append(
             procs.worker(
                 concurrency=2,
