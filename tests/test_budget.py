@@ -58,6 +58,24 @@ def at_now(bot: InProcessBot) -> None:  # noqa: F811
     bot.runtime.clock = FakeClock(NOW)
 
 
+async def capped_at_100_after_spending(
+    bot: InProcessBot,  # noqa: F811
+    spent: float,
+    repo: str = REPO,
+) -> None:
+    """Now, in an installation capped at $100 a month that has spent `spent` (on `repo`)
+    earlier this month."""
+    at_now(bot)
+    bot.configure(pact_monthly_budget_usd=100.0)
+    await spent_before(bot, spent, repo=repo, installation_id=bot.github.installation_id)
+
+
+async def metrics(bot: InProcessBot) -> str:  # noqa: F811
+    app = create_app(bot.settings, bot.queue, clock=FakeClock(NOW))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
+        return (await c.get("/metrics")).text
+
+
 async def test_a_job_past_the_installation_cap_is_refused_with_one_comment_and_no_model_call(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
@@ -96,10 +114,21 @@ async def labelled_after_spending(
     spent `spent` earlier this month; its number."""
     setup_repo(github_sim, files)
     anthropic_sim.set_policy(SpecCoderPolicy())
-    at_now(bot)
-    bot.configure(pact_monthly_budget_usd=100.0)
-    await spent_before(bot, spent, installation_id=github_sim.installation_id)
+    await capped_at_100_after_spending(bot, spent)
     return label(github_sim)
+
+
+async def progress_after_spending(
+    bot: InProcessBot,  # noqa: F811
+    github_sim: GitHubSim,
+    anthropic_sim: AnthropicSim,
+    spent: float,
+) -> str:
+    """The progress comment of a code job that ran to its PR after `spent` of the $100 cap."""
+    number = await labelled_after_spending(bot, github_sim, anthropic_sim, spent)
+    [job] = without_acks(await bot.process())
+    assert job.state is JobState.succeeded, job.error
+    return progress_comment(github_sim, number, job.id)
 
 
 async def test_the_repository_cap_wins_when_its_headroom_is_lower(
@@ -129,13 +158,9 @@ async def test_past_80_percent_the_progress_comment_says_so_once(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = await labelled_after_spending(bot, github_sim, anthropic_sim, 85.0)
+    body = await progress_after_spending(bot, github_sim, anthropic_sim, 85.0)
 
-    [job] = without_acks(await bot.process())
-
-    assert job.state is JobState.succeeded, job.error
     assert anthropic_sim.requests
-    body = progress_comment(github_sim, number, job.id)
     assert body.count("85% of this installation's monthly budget") == 1, body
     assert len(github_sim.pulls(REPO)) == 1
 
@@ -160,9 +185,7 @@ async def test_past_80_percent_revise_and_test_progress_comments_say_so_too(
 ) -> None:
     number = open_pr(github_sim)
     anthropic_sim.set_policy(policy())
-    at_now(bot)
-    bot.configure(pact_monthly_budget_usd=100.0)
-    await spent_before(bot, 85.0, repo=repo, installation_id=github_sim.installation_id)
+    await capped_at_100_after_spending(bot, 85.0, repo)
     github_sim.comment(repo, number, command, user="alice")
 
     [job] = without_acks(await bot.process())
@@ -182,12 +205,9 @@ async def test_under_80_percent_no_note(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = await labelled_after_spending(bot, github_sim, anthropic_sim, 79.0)
+    body = await progress_after_spending(bot, github_sim, anthropic_sim, 79.0)
 
-    [job] = without_acks(await bot.process())
-
-    assert job.state is JobState.succeeded, job.error
-    assert "monthly budget" not in progress_comment(github_sim, number, job.id)
+    assert "monthly budget" not in body
 
 
 async def test_status_shows_the_months_spend_against_the_cap(
@@ -227,9 +247,7 @@ async def test_metrics_show_spend_of_jobs_another_process_ran(
         created_at=month_start(NOW) - 5,
     )
 
-    app = create_app(bot.settings, bot.queue, clock=FakeClock(NOW))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
-        text = (await c.get("/metrics")).text
+    text = await metrics(bot)
 
     assert 'pact_spend_usd_total{repository="acme/elsewhere"} 3.0' in text.splitlines()
     assert 'repository="acme/lastmonth"' not in text
@@ -240,21 +258,14 @@ async def test_metrics_show_the_months_spend_by_repository(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    at_now(bot)
-    bot.configure(pact_monthly_budget_usd=100.0)
-    await spent_before(bot, 4.0, installation_id=github_sim.installation_id)
+    await labelled_after_spending(bot, github_sim, anthropic_sim, 4.0)
     await spent_before(
         bot, 30.0, installation_id=github_sim.installation_id, created_at=month_start(NOW) - 5
     )
-    label(github_sim)
     [job] = without_acks(await bot.process())
     assert job.state is JobState.succeeded and job.cost_usd > 0, job.error
 
-    app = create_app(bot.settings, bot.queue, clock=FakeClock(NOW))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
-        text = (await c.get("/metrics")).text
+    text = await metrics(bot)
 
     shop = 'pact_spend_usd_total{repository="acme/shop"} '
     [line] = [x for x in text.splitlines() if x.startswith(shop)]
