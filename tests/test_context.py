@@ -36,6 +36,7 @@ MODEL = "claude-sonnet-5-5"
 WINDOW = 40_000
 NOTES = "/workspace/NOTES.md"
 FAST_RETRY = RetryPolicy(max_retries=2, base_delay=0.01, max_delay=0.02)
+READ_EVERY_MODULE = f"Read every module in /workspace/pkg and write {NOTES}."
 
 
 def modules(n: int) -> list[str]:
@@ -61,7 +62,7 @@ async def run(
             client=client,
             model=MODEL,
             system=system,
-            user_message=message or f"Read every module in /workspace/pkg and write {NOTES}.",
+            user_message=message or READ_EVERY_MODULE,
             tools=build_tools(repo, sandbox=False),
             budget=Budget(max_turns=200, max_cost_usd=20.0, max_seconds=120),
             prices=DEFAULT_PRICES,
@@ -70,6 +71,16 @@ async def run(
             max_tokens=4_000,
             context=limits or ContextLimits(window=WINDOW),
         )
+
+
+async def read_every_module(
+    sim: AnthropicSim, repo: Path, *, recheck: bool = False, limits: ContextLimits | None = None
+) -> RunResult:
+    """The long run most tests look at: the model reads 16 modules of about 3,000 tokens each
+    through a 40,000-token window and writes their checksums to NOTES."""
+    sim.context_window = WINDOW
+    sim.set_policy(ModuleReaderPolicy(modules(16), NOTES, recheck=recheck))
+    return await run(sim, repo, limits=limits)
 
 
 def expected_notes(paths: list[str]) -> list[str]:
@@ -100,10 +111,7 @@ def transcript_events(repo: Path, kind: str) -> list[dict[str, Any]]:
 async def test_reading_more_than_the_window_holds_finishes_within_it(
     anthropic_sim: AnthropicSim, repo: Path
 ) -> None:
-    anthropic_sim.context_window = WINDOW
-    anthropic_sim.set_policy(ModuleReaderPolicy(modules(16), NOTES))
-
-    result = await run(anthropic_sim, repo)
+    result = await read_every_module(anthropic_sim, repo)
 
     assert result.stop == "end_turn", result.error
     notes = (repo / "NOTES.md").read_text().splitlines()
@@ -119,10 +127,7 @@ async def test_reading_more_than_the_window_holds_finishes_within_it(
 async def test_clearing_keeps_the_pairing_and_happens_in_batches(
     anthropic_sim: AnthropicSim, repo: Path
 ) -> None:
-    anthropic_sim.context_window = WINDOW
-    anthropic_sim.set_policy(ModuleReaderPolicy(modules(16), NOTES))
-
-    result = await run(anthropic_sim, repo)
+    result = await read_every_module(anthropic_sim, repo)
 
     assert result.stop == "end_turn", result.error
     with_notes = [b for b in anthropic_sim.requests if cleared_notes(b)]
@@ -150,10 +155,7 @@ async def test_clearing_keeps_the_pairing_and_happens_in_batches(
 async def test_a_cleared_result_says_how_to_get_it_back_and_viewing_again_works(
     anthropic_sim: AnthropicSim, repo: Path
 ) -> None:
-    anthropic_sim.context_window = WINDOW
-    anthropic_sim.set_policy(ModuleReaderPolicy(modules(16), NOTES, recheck=True))
-
-    result = await run(anthropic_sim, repo)
+    result = await read_every_module(anthropic_sim, repo, recheck=True)
 
     assert result.stop == "end_turn", result.error
     first = modules(16)[0]
@@ -167,13 +169,10 @@ async def test_a_cleared_result_says_how_to_get_it_back_and_viewing_again_works(
 async def test_when_clearing_is_not_enough_the_summary_carries_the_work_on(
     anthropic_sim: AnthropicSim, repo: Path
 ) -> None:
-    anthropic_sim.context_window = WINDOW
-    anthropic_sim.set_policy(ModuleReaderPolicy(modules(16), NOTES))
-    task = f"Read every module in /workspace/pkg and write {NOTES}."
     # keep every tool result: clearing cannot help, so the run must summarise
     limits = ContextLimits(window=WINDOW, keep_recent=10_000)
 
-    result = await run(anthropic_sim, repo, limits=limits, message=task)
+    result = await read_every_module(anthropic_sim, repo, limits=limits)
 
     assert result.stop == "end_turn", result.error
     assert result.compactions >= 1 and result.cleared_results == 0
@@ -188,7 +187,7 @@ async def test_when_clearing_is_not_enough_the_summary_carries_the_work_on(
     nxt = anthropic_sim.requests[asks[0] + 1]["messages"]
     assert len(nxt) == 1 and nxt[0]["role"] == "user"
     blocks = nxt[0]["content"]
-    assert blocks[0]["text"] == task  # the task stays first
+    assert blocks[0]["text"] == READ_EVERY_MODULE  # the task stays first
     assert summary.strip() in blocks[-1]["text"]  # the summary is in the next request
     assert (repo / "NOTES.md").read_text().splitlines() == expected_notes(modules(16))
 
@@ -241,10 +240,7 @@ async def test_the_api_refusing_twice_stops_with_context_window_not_a_retry(
 async def test_the_transcript_records_the_clearing_and_the_cache_read_share(
     anthropic_sim: AnthropicSim, repo: Path
 ) -> None:
-    anthropic_sim.context_window = WINDOW
-    anthropic_sim.set_policy(ModuleReaderPolicy(modules(16), NOTES))
-
-    result = await run(anthropic_sim, repo)
+    result = await read_every_module(anthropic_sim, repo)
 
     stop = transcript_events(repo, "stop")[-1]
     assert stop["cache_read_share"] == round(result.usage.cached_share, 4) > 0.5
