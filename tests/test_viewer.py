@@ -31,6 +31,34 @@ from pact_bot.web.session import Signer
 PUBLIC = "http://testserver"
 
 
+def code_job(repo: str, number: int) -> Job:
+    return Job(
+        kind=JobKind.code,
+        key=Job.key_for(repo, number),
+        repo=repo,
+        number=number,
+        delivery_id=f"d-{repo}-{number}",
+        sender="octocat",
+        task={"trigger": "label", "fingerprint": f"{repo}{number}"},
+    )
+
+
+def alice_writes_widgets_and_reads_secret(github_sim: Any) -> None:
+    github_sim.add_repo("acme", "widgets", files={"README.md": "widgets\n"})
+    github_sim.add_repo("acme", "secret", files={"README.md": "secret\n"})
+    github_sim.add_user("alice", "none")
+    github_sim.set_permission("acme/widgets", "alice", "write")
+    github_sim.set_permission("acme/secret", "alice", "read")
+
+
+def write_tool_result(
+    t: Transcript, turn: int, tool_use_id: str, content: str, **more: Any
+) -> None:
+    """The request of `turn`, which answers the tool call `tool_use_id` with `content`."""
+    block = {"type": "tool_result", "tool_use_id": tool_use_id, "content": content, **more}
+    t.write("request", turn=turn, messages=[{"role": "user", "content": [block]}])
+
+
 @dataclass
 class Viewer:
     app: Any
@@ -42,15 +70,7 @@ class Viewer:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=PUBLIC)
 
     async def add_job(self, repo: str, number: int = 1, **fields: Any) -> Job:
-        job = Job(
-            kind=JobKind.code,
-            key=Job.key_for(repo, number),
-            repo=repo,
-            number=number,
-            delivery_id=f"d-{repo}-{number}",
-            sender="octocat",
-            task={"trigger": "label", "fingerprint": f"{repo}{number}"},
-        )
+        job = code_job(repo, number)
         await self.queue.enqueue(job)
         if fields:
             await self.queue.update(job.id, **fields)
@@ -63,11 +83,7 @@ class Viewer:
 @pytest.fixture
 async def viewer(github_sim: Any, tmp_path: Path) -> AsyncIterator[Viewer]:
     github_sim.set_oauth_callback(f"{PUBLIC}/auth/callback")
-    github_sim.add_repo("acme", "widgets", files={"README.md": "widgets\n"})
-    github_sim.add_repo("acme", "secret", files={"README.md": "secret\n"})
-    github_sim.add_user("alice", "none")
-    github_sim.set_permission("acme/widgets", "alice", "write")
-    github_sim.set_permission("acme/secret", "alice", "read")
+    alice_writes_widgets_and_reads_secret(github_sim)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         github_app_id=github_sim.app_id,
@@ -360,30 +376,10 @@ async def test_the_job_page_shows_trigger_timeline_cost_tokens_and_turns(viewer:
         },
         cost_usd=0.0123,
     )
-    t.write(
-        "request",
-        turn=2,
-        messages=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "tool_result", "tool_use_id": "tu1", "content": "The file was edited."}
-                ],
-            }
-        ],
-    )
+    write_tool_result(t, 2, "tu1", "The file was edited.")
     t.write("phase", phase="checking the result")  # a pipeline phase, when one is recorded
     diff = "diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-a\n+b"
-    t.write(
-        "request",
-        turn=3,
-        messages=[
-            {
-                "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": "tu2", "content": diff}],
-            }
-        ],
-    )
+    write_tool_result(t, 3, "tu2", diff)
     async with viewer.client() as c:
         await sign_in(c, viewer.sim, "alice")
         r = await c.get(f"/jobs/{job.id}")
@@ -426,23 +422,7 @@ async def test_model_text_is_shown_as_text_never_as_markup(viewer: Viewer) -> No
         usage={},
         cost_usd=0,
     )
-    t.write(
-        "request",
-        turn=2,
-        messages=[
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": "t1",
-                        "content": "</details><b onclick=x>hi</b>",
-                        "is_error": True,
-                    }
-                ],
-            }
-        ],
-    )
+    write_tool_result(t, 2, "t1", "</details><b onclick=x>hi</b>", is_error=True)
     t.write("stop", stop="error", error="<iframe src=//evil>", turns=1, cost_usd=0, duration_s=1)
     async with viewer.client() as c:
         await sign_in(c, viewer.sim, "alice")
@@ -553,11 +533,7 @@ def test_in_a_browser_sign_in_list_watch_live_and_be_refused(
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    github_sim.add_repo("acme", "widgets", files={"README.md": "widgets\n"})
-    github_sim.add_repo("acme", "secret", files={"README.md": "secret\n"})
-    github_sim.add_user("alice", "none")
-    github_sim.set_permission("acme/widgets", "alice", "write")
-    github_sim.set_permission("acme/secret", "alice", "read")
+    alice_writes_widgets_and_reads_secret(github_sim)
     db = tmp_path / "pact-bot.db"
     data = tmp_path / "data"
     env = (
@@ -577,18 +553,7 @@ def test_in_a_browser_sign_in_list_watch_live_and_be_refused(
         url = server.url
         github_sim.set_oauth_callback(f"{url}/auth/callback")
 
-        def job(repo: str, number: int) -> Job:
-            return Job(
-                kind=JobKind.code,
-                key=Job.key_for(repo, number),
-                repo=repo,
-                number=number,
-                delivery_id=f"d-{repo}-{number}",
-                sender="octocat",
-                task={"trigger": "label", "fingerprint": f"{repo}{number}"},
-            )
-
-        mine, theirs = job("acme/widgets", 5), job("acme/secret", 6)
+        mine, theirs = code_job("acme/widgets", 5), code_job("acme/secret", 6)
 
         async def setup(q: SqliteQueue) -> None:
             await q.enqueue(mine)
@@ -635,18 +600,7 @@ def test_in_a_browser_sign_in_list_watch_live_and_be_refused(
                 assert "Looking at the spec first." in page.inner_text("#transcript")
                 page.wait_for_selector("#live:has-text('Live')")
                 # the agent goes on: its next turn appears without a reload
-                transcript.write(
-                    "request",
-                    turn=2,
-                    messages=[
-                        {
-                            "role": "user",
-                            "content": [
-                                {"type": "tool_result", "tool_use_id": "t1", "content": "spec.md"}
-                            ],
-                        }
-                    ],
-                )
+                write_tool_result(transcript, 2, "t1", "spec.md")
                 transcript.write(
                     "response",
                     turn=2,
