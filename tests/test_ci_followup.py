@@ -20,6 +20,7 @@ from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.ci import CiResult
 from sim.github import GitHubSim
 from sim.policies import Conversation, Script, ScriptPolicy, cat_n_lines
+from test_code_pipeline import bot_comments, first_text
 
 from pact_bot.jobs.model import Job, JobState
 from pact_bot.triggers import BotIdentity, TriggerConfig, route
@@ -146,13 +147,22 @@ def head(github: GitHubSim) -> str:
     return github.branches(REPO)[BRANCH]
 
 
-def bot_comments(github: GitHubSim, number: int) -> list[str]:
-    return [c.body for c in github.issue_comments(REPO, number) if c.author == github.bot_login]
-
-
-def first_text(anthropic: AnthropicSim) -> str:
-    content = anthropic.requests[0]["messages"][0]["content"]
-    return content if isinstance(content, str) else content[0]["text"]
+def failing_bot_pr(
+    github: GitHubSim,
+    anthropic: AnthropicSim,
+    *,
+    always_fail: bool = False,
+    pact_yml: str | None = None,
+    author: str | None = None,
+) -> tuple[int, str]:
+    """A bot PR (see open_bot_pr) under ci_from_content's CI, the model scripted to fix what
+    fails, and `tests` failed on the PR's head: the PR's number and that head."""
+    number = open_bot_pr(github, pact_yml=pact_yml, author=author)
+    ci_from_content(github, always_fail=always_fail)
+    anthropic.set_policy(CiFixPolicy())
+    failed = head(github)
+    github.run_check(REPO, failed, failing_tests(CART))
+    return number, failed
 
 
 def runs_on(github: GitHubSim, sha: str) -> list[tuple[str, str | None]]:
@@ -222,11 +232,9 @@ async def test_attempts_are_capped_then_the_pr_is_handed_back_once(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = open_bot_pr(github_sim, pact_yml="ci:\n  max_attempts: 2\n")
-    ci_from_content(github_sim, always_fail=True)
-    anthropic_sim.set_policy(CiFixPolicy())
-    start = head(github_sim)
-    github_sim.run_check(REPO, start, failing_tests(CART))
+    number, _ = failing_bot_pr(
+        github_sim, anthropic_sim, always_fail=True, pact_yml="ci:\n  max_attempts: 2\n"
+    )
 
     await settle(bot)
 
@@ -295,14 +303,10 @@ async def test_failed_checks_start_no_work(
     case: str,
 ) -> None:
     if case == "ci: off":
-        number = open_bot_pr(github_sim, pact_yml="ci: off\n")
+        number, before = failing_bot_pr(github_sim, anthropic_sim, pact_yml="ci: off\n")
     else:
         github_sim.add_user("bob", "write")
-        number = open_bot_pr(github_sim, author="bob")
-    ci_from_content(github_sim)
-    anthropic_sim.set_policy(CiFixPolicy())
-    before = head(github_sim)
-    github_sim.run_check(REPO, before, failing_tests(CART))
+        number, before = failing_bot_pr(github_sim, anthropic_sim, author="bob")
 
     await settle(bot)
 
@@ -319,10 +323,7 @@ async def test_without_actions_permission_the_check_output_still_arrives(
     """An installation that has not accepted `actions: read` yet keeps working."""
     inst = github_sim.auth.installations[github_sim.installation_id]
     inst.permissions.pop("actions")
-    open_bot_pr(github_sim)
-    ci_from_content(github_sim)
-    anthropic_sim.set_policy(CiFixPolicy())
-    github_sim.run_check(REPO, head(github_sim), failing_tests(CART))
+    failing_bot_pr(github_sim, anthropic_sim)
 
     await settle(bot)
 
@@ -376,11 +377,7 @@ async def test_a_failed_check_suite_delivery_gets_the_fix_commit_and_one_comment
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    number = open_bot_pr(github_sim)
-    ci_from_content(github_sim)
-    anthropic_sim.set_policy(CiFixPolicy())
-    failed = head(github_sim)
-    github_sim.run_check(REPO, failed, failing_tests(CART))  # its check_run delivery stays unsent
+    number, failed = failing_bot_pr(github_sim, anthropic_sim)  # its check_run is not routed
     body, headers = check_suite_delivery(github_sim, number, failed)
 
     app = create_app(bot.settings, bot.queue)

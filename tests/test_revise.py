@@ -12,6 +12,7 @@ from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import RevisePolicy
+from test_code_pipeline import attr, bot_comments, first_text
 
 from pact_bot.jobs.model import TERMINAL, Job, JobState
 from pact_bot.jobs.worker import run_workers
@@ -112,19 +113,6 @@ def reviewed_bot_pr(
     anthropic.set_policy(policy or RevisePolicy())
     github.submit_review(REPO, number, by, state, body=body, comments=comments)
     return number, before
-
-
-def bot_comments(github: GitHubSim, number: int) -> list[str]:
-    return [c.body for c in github.issue_comments(REPO, number) if c.author == github.bot_login]
-
-
-def first_text(anthropic: AnthropicSim) -> str:
-    content = anthropic.requests[0]["messages"][0]["content"]
-    return content if isinstance(content, str) else content[0]["text"]
-
-
-def attr(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
 
 
 THREE = [
