@@ -105,6 +105,37 @@ def code_jobs(jobs: list[Job]) -> list[Job]:
     return without_acks(jobs)
 
 
+def labelled_issue(
+    github: GitHubSim,
+    anthropic: AnthropicSim,
+    policy: ScriptPolicy,
+    body: str = "docs/cart-spec.md",
+    title: str = "Cart",
+    by: str = "alice",
+) -> int:
+    """An issue by `by`, labelled for a code job by alice, the model scripted as `policy`;
+    its number."""
+    anthropic.set_policy(policy)
+    number = github.open_issue(REPO, title, body=body, user=by)
+    github.label_issue(REPO, number, "pact:code", user="alice")
+    return number
+
+
+async def fails_unseen(
+    bot: InProcessBot,  # noqa: F811
+    github: GitHubSim,
+    anthropic: AnthropicSim,
+    number: int,
+) -> list[str]:
+    """Runs the job, which must fail without the secret reaching the model or GitHub; the
+    bot's comments on `number`."""
+    jobs = await bot.process()
+    assert not model_saw_secret(anthropic)
+    assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
+    assert SECRET not in on_github(github, number)
+    return bot_comments(github, number)
+
+
 # --- (a) a command's spec path leaving the repository -------------------------------------
 
 
@@ -147,9 +178,7 @@ async def test_committed_claude_md_symlink_to_a_host_file_stays_out_of_the_promp
 ) -> None:
     setup_repo(github_sim)
     commit_symlink(github_sim, "CLAUDE.md", str(host_secret(tmp_path) / "secret.md"))
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = github_sim.open_issue(REPO, "Cart", body="docs/cart-spec.md", user="alice")
-    github_sim.label_issue(REPO, number, "pact:code", user="alice")
+    number = labelled_issue(github_sim, anthropic_sim, SpecCoderPolicy())
 
     with caplog.at_level(logging.WARNING, logger="pact_bot"):
         jobs = await bot.process()
@@ -172,9 +201,7 @@ async def test_claude_md_symlink_inside_the_repository_is_followed(
 ) -> None:
     setup_repo(github_sim)
     commit_symlink(github_sim, "CLAUDE.md", "AGENTS.md")  # a common layout
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = github_sim.open_issue(REPO, "Cart", body="docs/cart-spec.md", user="alice")
-    github_sim.label_issue(REPO, number, "pact:code", user="alice")
+    labelled_issue(github_sim, anthropic_sim, SpecCoderPolicy())
 
     jobs = await bot.process()
 
@@ -192,21 +219,15 @@ async def test_issue_body_spec_ref_leaving_the_repository_is_refused(
     anthropic_sim: AnthropicSim,
 ) -> None:
     setup_repo(github_sim)
-    anthropic_sim.set_policy(SpecCoderPolicy())
     escape = "docs/../.." + parked_secret(bot).removeprefix("..")  # matches docs/**/*-spec.md
     body = f"Please implement {escape} for the cart."
-    number = github_sim.open_issue(REPO, "Cart", body=body, user="mallory")
-    github_sim.label_issue(REPO, number, "pact:code", user="alice")
+    number = labelled_issue(github_sim, anthropic_sim, SpecCoderPolicy(), body, by="mallory")
 
-    jobs = await bot.process()
+    comments = await fails_unseen(bot, github_sim, anthropic_sim, number)
 
-    assert not model_saw_secret(anthropic_sim)
-    assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
     assert anthropic_sim.requests == []
-    comments = bot_comments(github_sim, number)
     assert len(comments) == 1
     assert f"`{escape}` (points outside the repository)" in comments[0]
-    assert SECRET not in on_github(github_sim, number)
 
 
 # --- (d) a committed spec that is a symlink to a host file ---------------------------------
@@ -220,19 +241,14 @@ async def test_committed_spec_symlink_to_a_host_file_is_refused(
 ) -> None:
     setup_repo(github_sim)
     commit_symlink(github_sim, "docs/x-spec.md", str(host_secret(tmp_path) / "secret.md"))
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = github_sim.open_issue(REPO, "X", body="Implement docs/x-spec.md", user="alice")
-    github_sim.label_issue(REPO, number, "pact:code", user="alice")
+    body = "Implement docs/x-spec.md"
+    number = labelled_issue(github_sim, anthropic_sim, SpecCoderPolicy(), body, title="X")
 
-    jobs = await bot.process()
+    comments = await fails_unseen(bot, github_sim, anthropic_sim, number)
 
-    assert not model_saw_secret(anthropic_sim)
-    assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
     assert anthropic_sim.requests == []
-    comments = bot_comments(github_sim, number)
     assert len(comments) == 1
     assert "`docs/x-spec.md` (a symlink on the way points outside the repository)" in comments[0]
-    assert SECRET not in on_github(github_sim, number)
     assert bot.worktrees() == []
 
 
@@ -264,13 +280,9 @@ async def test_revise_refuses_a_pr_body_spec_ref_leaving_the_repository(
     anthropic_sim.set_policy(RevisePolicy())
     github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", body="Rename X.")
 
-    jobs = await bot.process()
+    comments = await fails_unseen(bot, github_sim, anthropic_sim, number)
 
-    assert not model_saw_secret(anthropic_sim)
-    assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
-    comments = bot_comments(github_sim, number)
     assert any(f"`{escape}` (points outside the repository)" in c for c in comments), comments
-    assert SECRET not in on_github(github_sim, number)
 
 
 async def test_revise_skips_a_summary_linked_to_a_host_file(
@@ -316,9 +328,7 @@ async def test_summary_the_agent_links_to_a_host_file_is_not_published(
     summary = other / "implementation-summary-x.md"  # another installation's parked summary
     summary.write_text(f"## Assumptions\n- {SECRET}\n\n## For the Test Engineer\n{SECRET}\n")
     link = f"ln -s {summary} docs/implementation-summary-cart.md"
-    anthropic_sim.set_policy(SpecCoderPolicy(bash_commands=[link]))
-    number = github_sim.open_issue(REPO, "Cart", body="docs/cart-spec.md", user="alice")
-    github_sim.label_issue(REPO, number, "pact:code", user="alice")
+    number = labelled_issue(github_sim, anthropic_sim, SpecCoderPolicy(bash_commands=[link]))
 
     jobs = await bot.process()
 
@@ -348,9 +358,7 @@ async def test_grep_does_not_follow_a_directory_the_agent_swapped_for_a_link_out
 ) -> None:
     _sandbox()
     setup_repo(github_sim)
-    anthropic_sim.set_policy(_GrepThroughLink(host_secret(tmp_path)))
-    number = github_sim.open_issue(REPO, "Cart", body="docs/cart-spec.md", user="alice")
-    github_sim.label_issue(REPO, number, "pact:code", user="alice")
+    labelled_issue(github_sim, anthropic_sim, _GrepThroughLink(host_secret(tmp_path)))
 
     await bot.process()
 
