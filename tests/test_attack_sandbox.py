@@ -20,6 +20,7 @@ from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy
+from test_code_pipeline import run_to_failure, scripted_issue
 
 from pact_bot.agent.tools.bash import BashTool
 from pact_bot.agent.tools.bwrap import sandbox_available
@@ -137,40 +138,20 @@ async def test_worktree_past_the_disk_cap_stops_every_later_command(wt: Path) ->
     assert not (wt / "c").exists()
 
 
-def _bot_comments(github: GitHubSim, number: int) -> list[str]:
-    return [
-        c.body for c in github.issue_comments("acme/shop", number) if c.author == github.bot_login
-    ]
-
-
 @needs_bwrap
 async def test_job_whose_command_fills_the_worktree_stops_with_a_clear_comment(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    github_sim.add_repo(
-        "acme",
-        "shop",
-        files={"README.md": "# Shop\n", "docs/cart-spec.md": "# Cart\n\nKeep a cart.\n"},
-    )
-    github_sim.add_user("alice", "write")
     bot.configure(pact_sandbox_disk_mb=4)
-    anthropic_sim.set_policy(
-        SpecCoderPolicy(
-            bash_commands=["head -c 6M /dev/zero > blob.bin", "echo second > second.txt"]
-        )
+    filler = SpecCoderPolicy(
+        bash_commands=["head -c 6M /dev/zero > blob.bin", "echo second > second.txt"]
     )
-    number = github_sim.open_issue("acme/shop", "Cart", body="docs/cart-spec.md", user="alice")
-    github_sim.label_issue("acme/shop", number, "pact:code", user="alice")
+    number = scripted_issue(github_sim, anthropic_sim, filler)
 
-    jobs = await bot.process()
+    comment, _ = await run_to_failure(bot, github_sim, number)
 
-    assert [j.state for j in jobs] == [JobState.failed], [(j.state, j.error) for j in jobs]
-    assert github_sim.pulls("acme/shop") == []
-    assert "pact/code/cart" not in github_sim.branches("acme/shop")
-    assert bot.worktrees() == []
-    comment = next(b for b in _bot_comments(github_sim, number) if "pact-bot:job:" in b)
     assert "The job stopped: the working copy grew to more than 4 MiB" in comment
     assert "Nothing was pushed" in comment and "PACT_SANDBOX_DISK_MB" in comment
     # the model got no further turn after the command that filled the disk
@@ -193,15 +174,7 @@ async def test_a_finished_job_leaves_its_database_and_transcript_private(
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    github_sim.add_repo(
-        "acme",
-        "shop",
-        files={"README.md": "# Shop\n", "docs/cart-spec.md": "# Cart\n\nKeep a cart.\n"},
-    )
-    github_sim.add_user("alice", "write")
-    anthropic_sim.set_policy(SpecCoderPolicy())
-    number = github_sim.open_issue("acme/shop", "Cart", body="docs/cart-spec.md", user="alice")
-    github_sim.label_issue("acme/shop", number, "pact:code", user="alice")
+    scripted_issue(github_sim, anthropic_sim)
 
     jobs = await bot.process()
 

@@ -327,7 +327,13 @@ async def test_retrigger_updates_the_same_pr(
 # --- failure paths: each ends in a clear comment and a removed worktree ---------------
 
 
-async def _fail(bot: InProcessBot, github: GitHubSim, number: int) -> tuple[str, str]:  # noqa: F811
+async def run_to_failure(
+    bot: InProcessBot,  # noqa: F811
+    github: GitHubSim,
+    number: int,
+) -> tuple[str, str]:
+    """Runs the code job for issue `number`, which must fail leaving no PR, branch or
+    worktree behind: its progress comment and its error."""
     jobs = await bot.process()
     assert [j.state for j in jobs] == [JobState.failed], [(j.state, j.error) for j in jobs]
     assert bot.worktrees() == []
@@ -345,7 +351,7 @@ async def test_budget_exhausted_never_spends_past_the_cap(
     looping = SpecCoderPolicy(max_turns_to_loop=10**9, loop_padding=2000)
     number = scripted_issue(github_sim, anthropic_sim, looping)
 
-    comment, error = await _fail(bot, github_sim, number)
+    comment, error = await run_to_failure(bot, github_sim, number)
 
     assert "budget ($0.25" in comment
     assert "Nothing was pushed" in comment
@@ -420,7 +426,7 @@ async def test_a_job_that_stops_says_why_in_its_progress_comment(
         anthropic_sim.inject_always(stop.fault)
     number = label(github_sim, body=stop.body)
 
-    comment, _ = await _fail(bot, github_sim, number)
+    comment, _ = await run_to_failure(bot, github_sim, number)
 
     for text in stop.says:
         assert text in comment
@@ -463,7 +469,7 @@ async def test_push_refused(
     )
     hook.chmod(0o755)
 
-    comment, error = await _fail(bot, github_sim, number)
+    comment, error = await run_to_failure(bot, github_sim, number)
 
     assert "GitHub refused the push" in comment
     assert "push_refused" in error
@@ -545,7 +551,7 @@ async def test_invalid_config_while_the_mirror_is_cloned_stops_the_clone_cleanly
     monkeypatch.setattr(ws, "_git", hanging_fetch)
     monkeypatch.setattr(code, "config_or_fail", config_once_the_clone_runs)
 
-    comment, error = await _fail(bot, github_sim, number)
+    comment, error = await run_to_failure(bot, github_sim, number)
 
     assert ".github/pact.yml, line 2: spec_prs" in comment and "invalid_config" in error
     assert fetches, "the clone did not start before the config was read"
