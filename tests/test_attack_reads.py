@@ -21,6 +21,7 @@ from sim.anthropic import AnthropicSim, Turn, text, tool_use
 from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import Conversation, RevisePolicy, Script, ScriptPolicy, SpecCoderPolicy
+from test_code_pipeline import label
 
 from pact_bot.confined import NotFound, Refused, read_present, read_text
 from pact_bot.jobs.model import Job, JobState
@@ -116,24 +117,17 @@ def labelled_issue(
     """An issue by `by`, labelled for a code job by alice, the model scripted as `policy`;
     its number."""
     anthropic.set_policy(policy)
-    number = github.open_issue(REPO, title, body=body, user=by)
-    github.label_issue(REPO, number, "pact:code", user="alice")
-    return number
+    return label(github, body, title, by)
 
 
-async def fails_unseen(
-    bot: InProcessBot,  # noqa: F811
-    github: GitHubSim,
-    anthropic: AnthropicSim,
-    number: int,
-) -> list[str]:
+async def fails_unseen(bot: InProcessBot, number: int) -> list[str]:  # noqa: F811
     """Runs the job, which must fail without the secret reaching the model or GitHub; the
     bot's comments on `number`."""
     jobs = await bot.process()
-    assert not model_saw_secret(anthropic)
+    assert not model_saw_secret(bot.anthropic)
     assert [j.state for j in jobs] == [JobState.failed], [j.error for j in jobs]
-    assert SECRET not in on_github(github, number)
-    return bot_comments(github, number)
+    assert SECRET not in on_github(bot.github, number)
+    return bot_comments(bot.github, number)
 
 
 # --- (a) a command's spec path leaving the repository -------------------------------------
@@ -223,7 +217,7 @@ async def test_issue_body_spec_ref_leaving_the_repository_is_refused(
     body = f"Please implement {escape} for the cart."
     number = labelled_issue(github_sim, anthropic_sim, SpecCoderPolicy(), body, by="mallory")
 
-    comments = await fails_unseen(bot, github_sim, anthropic_sim, number)
+    comments = await fails_unseen(bot, number)
 
     assert anthropic_sim.requests == []
     assert len(comments) == 1
@@ -244,7 +238,7 @@ async def test_committed_spec_symlink_to_a_host_file_is_refused(
     body = "Implement docs/x-spec.md"
     number = labelled_issue(github_sim, anthropic_sim, SpecCoderPolicy(), body, title="X")
 
-    comments = await fails_unseen(bot, github_sim, anthropic_sim, number)
+    comments = await fails_unseen(bot, number)
 
     assert anthropic_sim.requests == []
     assert len(comments) == 1
@@ -280,7 +274,7 @@ async def test_revise_refuses_a_pr_body_spec_ref_leaving_the_repository(
     anthropic_sim.set_policy(RevisePolicy())
     github_sim.submit_review(REPO, number, "alice", "REQUEST_CHANGES", body="Rename X.")
 
-    comments = await fails_unseen(bot, github_sim, anthropic_sim, number)
+    comments = await fails_unseen(bot, number)
 
     assert any(f"`{escape}` (points outside the repository)" in c for c in comments), comments
 

@@ -44,8 +44,14 @@ def setup_repo(github: GitHubSim, files: dict[str, str] | None = None) -> None:
     github.add_user("alice", "write")
 
 
-def label(github: GitHubSim, body: str = "Please implement docs/cart-spec.md") -> int:
-    number = github.open_issue(REPO, "Cart", body=body, user="alice")
+def label(
+    github: GitHubSim,
+    body: str = "Please implement docs/cart-spec.md",
+    title: str = "Cart",
+    by: str = "alice",
+) -> int:
+    """An issue by `by`, labelled for a code job by alice; its number."""
+    number = github.open_issue(REPO, title, body=body, user=by)
     github.label_issue(REPO, number, "pact:code", user="alice")
     return number
 
