@@ -22,6 +22,7 @@ from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import Conversation, RevisePolicy, Script, ScriptPolicy, SpecCoderPolicy
 from test_code_pipeline import label
+from test_code_pipeline import setup_repo as setup_shop
 
 from pact_bot.confined import NotFound, Refused, read_present, read_text
 from pact_bot.jobs.model import Job, JobState
@@ -37,10 +38,9 @@ FILES = {
 }
 
 
-def setup_repo(github: GitHubSim, files: dict[str, str] | None = None) -> None:
-    owner, name = REPO.split("/")
-    github.add_repo(owner, name, files=files or FILES)
-    github.add_user("alice", "write")
+def setup_repo(github: GitHubSim) -> None:
+    """The shop with FILES, alice who may write and mallory who may only read."""
+    setup_shop(github, FILES)
     github.add_user("mallory", "read")
 
 

@@ -32,16 +32,16 @@ async def spent_before(
     cost: float,
     *,
     repo: str = REPO,
-    installation_id: int,
     created_at: float = NOW - 3600,
 ) -> None:
-    """A finished job of earlier this month (or `created_at`) that cost `cost` dollars."""
+    """A finished job of earlier this month (or `created_at`) that cost `cost` dollars, in
+    the simulated GitHub's one installation."""
     j = Job(
         kind=JobKind.code,
         key=Job.key_for(repo, 999),
         repo=repo,
         number=999,
-        installation_id=installation_id,
+        installation_id=bot.github.installation_id,
         delivery_id=str(uuid.uuid4()),
         sender="alice",
         created_at=created_at,
@@ -67,7 +67,7 @@ async def capped_at_100_after_spending(
     earlier this month."""
     at_now(bot)
     bot.configure(pact_monthly_budget_usd=100.0)
-    await spent_before(bot, spent, repo=repo, installation_id=bot.github.installation_id)
+    await spent_before(bot, spent, repo=repo)
 
 
 async def metrics(bot: InProcessBot) -> str:  # noqa: F811
@@ -85,10 +85,9 @@ async def test_a_job_past_the_installation_cap_is_refused_with_one_comment_and_n
     anthropic_sim.set_policy(SpecCoderPolicy())
     at_now(bot)
     bot.configure(pact_monthly_budget_usd=10.0)
-    inst = github_sim.installation_id
-    await spent_before(bot, 6.0, installation_id=inst)
-    await spent_before(bot, 4.5, repo="acme/other", installation_id=inst)  # same installation
-    await spent_before(bot, 50.0, installation_id=inst, created_at=month_start(NOW) - 1)
+    await spent_before(bot, 6.0)
+    await spent_before(bot, 4.5, repo="acme/other")  # another repository, same installation
+    await spent_before(bot, 50.0, created_at=month_start(NOW) - 1)
     number = label(github_sim)
 
     [job] = without_acks(await bot.process())
@@ -218,10 +217,8 @@ async def test_status_shows_the_months_spend_against_the_cap(
     setup_repo(github_sim)
     at_now(bot)
     bot.configure(pact_monthly_budget_usd=20.0)
-    await spent_before(bot, 2.5, installation_id=github_sim.installation_id)
-    await spent_before(
-        bot, 9.0, installation_id=github_sim.installation_id, created_at=month_start(NOW) - 60
-    )
+    await spent_before(bot, 2.5)
+    await spent_before(bot, 9.0, created_at=month_start(NOW) - 60)
     number = github_sim.open_issue(REPO, "Cart", body="x", user="alice")
     github_sim.comment(REPO, number, "/pact status", user="alice")
 
@@ -238,14 +235,8 @@ async def test_metrics_show_spend_of_jobs_another_process_ran(
     github_sim: GitHubSim,
 ) -> None:
     # `pact-bot worker` processes ran these jobs: the web process has shown no spend yet.
-    await spent_before(bot, 3.0, repo="acme/elsewhere", installation_id=github_sim.installation_id)
-    await spent_before(
-        bot,
-        9.0,
-        repo="acme/lastmonth",
-        installation_id=github_sim.installation_id,
-        created_at=month_start(NOW) - 5,
-    )
+    await spent_before(bot, 3.0, repo="acme/elsewhere")
+    await spent_before(bot, 9.0, repo="acme/lastmonth", created_at=month_start(NOW) - 5)
 
     text = await metrics(bot)
 
@@ -259,9 +250,7 @@ async def test_metrics_show_the_months_spend_by_repository(
     anthropic_sim: AnthropicSim,
 ) -> None:
     await labelled_after_spending(bot, github_sim, anthropic_sim, 4.0)
-    await spent_before(
-        bot, 30.0, installation_id=github_sim.installation_id, created_at=month_start(NOW) - 5
-    )
+    await spent_before(bot, 30.0, created_at=month_start(NOW) - 5)
     [job] = without_acks(await bot.process())
     assert job.state is JobState.succeeded and job.cost_usd > 0, job.error
 
