@@ -85,6 +85,7 @@ def first_text(anthropic: AnthropicSim) -> str:
 
 
 async def until_the_model_is_called(anthropic: AnthropicSim) -> None:
+    """Waits (10 s at most) until the job's agent is under way."""
     for _ in range(200):
         if anthropic.requests:
             return
