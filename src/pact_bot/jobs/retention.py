@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 
 from pact_bot import metrics
 from pact_bot.clock import SYSTEM_CLOCK, Clock
@@ -22,24 +23,17 @@ log = logging.getLogger(__name__)
 DAY = 86_400.0
 
 
+@dataclass
 class Retention:
     """`prune_if_due()` deletes what is past its age, at most once per `every` seconds of
     the injected wall clock (the tables store epoch seconds)."""
 
-    def __init__(
-        self,
-        queue: Queue,
-        jobs_days: float,
-        deliveries_days: float,
-        every: float = 3600.0,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        self.queue = queue
-        self.jobs_age = jobs_days * DAY
-        self.deliveries_age = deliveries_days * DAY
-        self.every = every
-        self.clock = clock
-        self._due = float("-inf")
+    queue: Queue
+    jobs_days: float
+    deliveries_days: float
+    every: float = 3600.0
+    clock: Clock = SYSTEM_CLOCK
+    _due: float = field(default=float("-inf"), init=False)
 
     @classmethod
     def from_settings(
@@ -58,8 +52,9 @@ class Retention:
         if now < self._due:
             return None
         self._due = now + self.every
+        jobs_cut, deliveries_cut = now - self.jobs_days * DAY, now - self.deliveries_days * DAY
         try:
-            pruned = await self.queue.prune(now, now - self.jobs_age, now - self.deliveries_age)
+            pruned = await self.queue.prune(now, jobs_cut, deliveries_cut)
         except Exception:
             log.exception("retention: pruning the queue failed")
             return None
