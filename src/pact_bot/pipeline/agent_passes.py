@@ -27,6 +27,7 @@ from pact_bot.workspace.links import staged_links
 
 if TYPE_CHECKING:
     from pact_bot.agent.budget import Progress, RunResult
+    from pact_bot.agent.definition import AgentDefinition
     from pact_bot.agent.tools import Tools
     from pact_bot.agent.transcript import Transcript
 
@@ -42,20 +43,36 @@ class Inspection:
     checks: CheckResult
 
 
-@dataclass
-class AgentPasses:
+@dataclass(frozen=True, kw_only=True)
+class AgentRequest:
+    """What a job asks of the agent, declared once: `agent_run.implement` takes it and its
+    passes read it. `model` "" means the definition's; `definition` None, the worktree's
+    (local mode); `test_engineer`, the Test phase's agent instead of the coder."""
+
     runtime: Runtime
     worktree: Path
+    user_message: str
     model: str
-    system: Any
-    tools: Tools
     effective: Effective
     transcript: Transcript
+    component: str
     on_progress: ProgressFn
     should_cancel: Callable[[], Awaitable[bool]]
     secrets: Sequence[str]
-    existing_summaries: Sequence[str]
-    total_seconds: float
+    existing_summaries: Sequence[str] = ()
+    definition: AgentDefinition | None = None
+    job_id: str = ""
+    repo: str = ""
+    traced: Sequence[SpecRequirements] = ()
+    test_engineer: bool = False
+
+
+@dataclass
+class AgentPasses:
+    request: AgentRequest
+    model: str  # resolved: the request's, else the definition's
+    system: Any
+    tools: Tools
     started: float = field(default_factory=time.monotonic)  # setup's time counts as well
     setup_paths: set[str] = field(default_factory=set)  # put back after every pass
     results: list[RunResult] = field(default_factory=list)
@@ -91,54 +108,57 @@ class AgentPasses:
         from pact_bot.agent.budget import Budget
         from pact_bot.agent.loop import run_agent
 
-        eff = self.effective
+        req = self.request
+        eff = req.effective
         turns_used, cost_used = self.turns, self.spent
         budget = Budget(
             max_turns=max(eff.max_turns - turns_used, 1),
             max_cost_usd=max(eff.max_cost_usd - cost_used, 0.0),
-            max_seconds=max(self.total_seconds - (time.monotonic() - self.started), 1.0),
+            max_seconds=max(eff.max_minutes * 60 - (time.monotonic() - self.started), 1.0),
         )
 
         async def progress(p: Progress) -> None:
-            await self.on_progress(turns_used + p.turn, cost_used + p.cost_usd, p.tool)
+            await req.on_progress(turns_used + p.turn, cost_used + p.cost_usd, p.tool)
 
         result = await run_agent(
-            client=self.runtime.model,
+            client=req.runtime.model,
             model=self.model,
             system=self.system,
             user_message=message,
             tools=self.tools,
             budget=budget,
-            prices=self.runtime.settings.prices,
-            transcript=self.transcript,
+            prices=req.runtime.settings.prices,
+            transcript=req.transcript,
             on_progress=progress,
-            should_cancel=self.should_cancel,
+            should_cancel=req.should_cancel,
             messages=self.results[-1].messages if self.results else None,
-            retry=self.runtime.agent_retry,
+            retry=req.runtime.agent_retry,
         )
         self.results.append(result)
         return result
 
     async def inspect(self) -> Inspection:
         """What the agent left (setup leftovers put back), and the checks on it."""
-        await undo_setup(self.worktree, self.setup_paths, self.tools)
-        changes = await self.runtime.workspace.changes(self.worktree)
+        req = self.request
+        await undo_setup(req.worktree, self.setup_paths, self.tools)
+        changes = await req.runtime.workspace.changes(req.worktree)
         deleted = [f.path for f in changes.files if f.status == "D"]
         checks = run_checks(
             changes.paths,
             changes.diff,
-            protected=self.effective.protected_paths,
-            secrets=self.secrets,
+            protected=req.effective.protected_paths,
+            secrets=req.secrets,
             deleted=deleted,
-            existing_summaries=self.existing_summaries,
-            links=await staged_links(self.worktree),  # boundary: no link out, no linked summary
+            existing_summaries=req.existing_summaries,
+            links=await staged_links(req.worktree),  # boundary: no link out, no linked summary
         )
         return Inspection(changes, deleted, checks)
 
     def coverage(self, traced: Sequence[SpecRequirements], seen: Inspection) -> Coverage | None:
         """The traceability table as the worktree now has it (`trace.py`)."""
-        files = self.runtime.workspace.tracked_files(self.worktree)
-        return trace.coverage_of(self.worktree, traced, seen.changes.paths, files, seen.deleted)
+        req = self.request
+        files = req.runtime.workspace.tracked_files(req.worktree)
+        return trace.coverage_of(req.worktree, traced, seen.changes.paths, files, seen.deleted)
 
 
 def is_budget(stop: str) -> bool:

@@ -15,16 +15,15 @@ import asyncio
 import logging
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pact_bot.agent.definition import AGENT_NAME, TEST_AGENT_NAME, load_definition, system_prompt
 from pact_bot.pipeline import trace
 from pact_bot.pipeline.agent_passes import (
     AgentPasses,
-    ProgressFn,
+    AgentRequest,
     is_budget,
     may_ask_again,
     run_error,
@@ -33,7 +32,6 @@ from pact_bot.pipeline.context import JobContext
 from pact_bot.pipeline.post_run import CheckResult
 from pact_bot.pipeline.prompts import SUMMARY_REMINDER
 from pact_bot.pipeline.report import Failure, JobProgress, Phase, RunStats
-from pact_bot.pipeline.runtime import Runtime
 from pact_bot.pipeline.steps import JobFailed, ProgressTracker, Work, config_or_fail
 from pact_bot.pipeline.toolchain_run import (
     ToolchainReport,
@@ -53,8 +51,6 @@ from pact_bot.specs import summary_path
 from pact_bot.traceability import Coverage, SpecRequirements
 
 if TYPE_CHECKING:
-    from pact_bot.agent.definition import AgentDefinition
-    from pact_bot.agent.transcript import Transcript
     from pact_bot.jobsandbox import JobSandbox
 
 log = logging.getLogger(__name__)
@@ -90,30 +86,11 @@ class Implementation:
         return self.stop == "cancelled"
 
 
-async def implement(
-    *,
-    runtime: Runtime,
-    worktree: Path,
-    user_message: str,
-    model: str,
-    effective: Effective,
-    transcript: Transcript,
-    component: str,
-    on_progress: ProgressFn,
-    should_cancel: Callable[[], Awaitable[bool]],
-    secrets: Sequence[str],
-    existing_summaries: Sequence[str] = (),
-    definition: AgentDefinition | None = None,
-    job_id: str = "",
-    repo: str = "",
-    traced: Sequence[SpecRequirements] = (),
-    test_engineer: bool = False,
-) -> Implementation:
+async def implement(req: AgentRequest) -> Implementation:
     """Run the agent under the job's budgets, then the checks (asking once for a missing
     summary, then once for missing traceability rows, within what is left of the budget),
-    then the repository's tests. `definition`: the agent as on the default branch
-    (`trusted.agent_definition`); without it, the worktree's (local mode). `test_engineer`:
-    the Test phase's agent (`pipeline/test_job.py`) instead of the coder.
+    then the repository's tests. The job's agent is `req.definition`, the one on the default
+    branch (`trusted.agent_definition`); the Test phase's is `pipeline/test_job.py`'s.
 
     Every sandboxed command (setup, the agent's bash, the test run) shares the job's
     sandbox (`pact_bot.jobsandbox`): one home, the repository's caches, the allowlist."""
@@ -121,69 +98,52 @@ async def implement(
     from pact_bot import test_phase
     from pact_bot.agent.tools import build_tools
 
-    summary_file = summary_path(component)
-    name = TEST_AGENT_NAME if test_engineer else AGENT_NAME
-    definition = definition or load_definition(
-        worktree, None if test_engineer else effective.agent, name=name
+    runtime, worktree, effective = req.runtime, req.worktree, req.effective
+    name = TEST_AGENT_NAME if req.test_engineer else AGENT_NAME
+    definition = req.definition or load_definition(
+        worktree, None if req.test_engineer else effective.agent, name=name
     )
-    model = runtime.settings.resolve_model(model or definition.model)
+    model = runtime.settings.resolve_model(req.model or definition.model)
     tools = build_tools(worktree, effective.sandbox, settings=runtime.settings)
     bash = tools.bash is not None
-    if test_engineer:
+    if req.test_engineer:
         system = test_phase.system_prompt(definition, bash_available=bash)
     else:
-        system = system_prompt(definition, component=component, bash_available=bash)
+        system = system_prompt(definition, component=req.component, bash_available=bash)
     files = await asyncio.to_thread(runtime.workspace.tracked_files, worktree)
     command, configured = test_command(effective, files)
     toolchain = ToolchainReport(command, configured)
     box: JobSandbox | None = None
     if tools.bash is not None:
         # Local mode has no job id or repository name: a run id, and the checkout's name.
-        box_id = job_id or f"local-{uuid.uuid4().hex[:8]}"
+        box_id = req.job_id or f"local-{uuid.uuid4().hex[:8]}"
         box = await open_sandbox(
-            runtime.settings, box_id, repo or f"local/{worktree.name}", effective
+            runtime.settings, box_id, req.repo or f"local/{worktree.name}", effective
         )
         tools.bash.env = box.agent_env
     try:
-        passes = AgentPasses(
-            runtime=runtime,
-            worktree=worktree,
-            model=model,
-            system=system,
-            tools=tools,
-            effective=effective,
-            transcript=transcript,
-            on_progress=on_progress,
-            should_cancel=should_cancel,
-            secrets=secrets,
-            existing_summaries=existing_summaries,
-            total_seconds=effective.max_minutes * 60,
-        )
-        impl = await _implement(passes, user_message, summary_file, box, toolchain, traced)
+        passes = AgentPasses(request=req, model=model, system=system, tools=tools)
+        impl = await _implement(passes, box, toolchain)
     finally:
         if box is not None:
             toolchain.refused = await close_sandbox(
-                box, runtime.settings, transcript, runtime.workspace
+                box, runtime.settings, req.transcript, runtime.workspace
             )
     return impl
 
 
 async def _implement(
-    passes: AgentPasses,
-    user_message: str,
-    summary_file: str,
-    box: JobSandbox | None,
-    toolchain: ToolchainReport,
-    traced: Sequence[SpecRequirements],
+    passes: AgentPasses, box: JobSandbox | None, toolchain: ToolchainReport
 ) -> Implementation:
     """Setup, the agent's passes, and the tests when the work may ship."""
-    runtime, worktree, tools = passes.runtime, passes.worktree, passes.tools
-    effective = passes.effective
+    req, tools = passes.request, passes.tools
+    runtime, worktree, effective, traced = req.runtime, req.worktree, req.effective, req.traced
+    user_message = req.user_message
     setup_timeout = runtime.settings.pact_setup_minutes * 60
     result_of_setup, passes.setup_paths = await run_setup(
         worktree, effective.setup, tools, box=box, timeout=setup_timeout
     )
-    record_setup(passes.transcript, result_of_setup)
+    record_setup(req.transcript, result_of_setup)
     failed_step = result_of_setup.failed
     if failed_step is not None:  # the agent does not start on a half-made toolchain
         await undo_setup(worktree, passes.setup_paths, tools)
@@ -204,7 +164,7 @@ async def _implement(
     seen = await passes.inspect()
     asked = seen.checks.problems == (Failure.no_summary,) and may_ask_again(result)
     if asked:
-        result = await passes.run(SUMMARY_REMINDER.format(path=summary_file))
+        result = await passes.run(SUMMARY_REMINDER.format(path=summary_path(req.component)))
         seen = await passes.inspect()
     # --- traceability (pipeline/trace.py): one follow-up for missing rows
     coverage = None
@@ -239,7 +199,7 @@ async def _implement(
     )
     tested = box is not None and tools.bash is not None and toolchain.test_command
     if tested and impl.paths and failure_of(impl) is None:  # only work that may ship
-        await run_tests(runtime.settings, box, tools, toolchain, passes.transcript)
+        await run_tests(runtime.settings, box, tools, toolchain, req.transcript)
     return impl
 
 
@@ -349,22 +309,26 @@ async def run_job_agent(
         else:
             definition = await trusted.agent_definition(wt, default_branch, eff.agent)
         impl = await implement(
-            runtime=ctx.rt,
-            worktree=wt,
-            user_message=message,
-            model=cfg.model or "",
-            effective=eff,
-            transcript=Transcript.for_job(ctx.rt.settings.pact_data_dir, job.id, secrets=secrets),
-            component=component,
-            on_progress=on_progress,
-            should_cancel=ctx.control.cancelled,
-            secrets=secrets,
-            existing_summaries=existing_summaries,
-            definition=definition,
-            job_id=job.id,
-            repo=job.repo,
-            traced=traced,
-            test_engineer=test_engineer,
+            AgentRequest(
+                runtime=ctx.rt,
+                worktree=wt,
+                user_message=message,
+                model=cfg.model or "",
+                effective=eff,
+                transcript=Transcript.for_job(
+                    ctx.rt.settings.pact_data_dir, job.id, secrets=secrets
+                ),
+                component=component,
+                on_progress=on_progress,
+                should_cancel=ctx.control.cancelled,
+                secrets=secrets,
+                existing_summaries=existing_summaries,
+                definition=definition,
+                job_id=job.id,
+                repo=job.repo,
+                traced=traced,
+                test_engineer=test_engineer,
+            )
         )
     except UnknownModelPrice as e:
         raise JobFailed(Failure.model_error, str(e)) from None

@@ -22,6 +22,7 @@ from typing import TextIO
 
 from pact_bot.confined import NotFound, Refused, read_present, read_text
 from pact_bot.pipeline import pr_text, report
+from pact_bot.pipeline.agent_passes import AgentRequest
 from pact_bot.pipeline.agent_run import failure_of, implement
 from pact_bot.pipeline.prompts import AGENT_DOCS, first_message
 from pact_bot.pipeline.runtime import MissingModelKey, Runtime, anthropic_client
@@ -171,16 +172,18 @@ async def _run(
 
     try:
         impl = await implement(
-            runtime=runtime,
-            worktree=root,
-            user_message=message,
-            model=cfg.model or "",
-            effective=eff,
-            transcript=transcript,
-            component=component,
-            on_progress=on_progress,
-            should_cancel=never,
-            secrets=settings.secrets(),
+            AgentRequest(
+                runtime=runtime,
+                worktree=root,
+                user_message=message,
+                model=cfg.model or "",
+                effective=eff,
+                transcript=transcript,
+                component=component,
+                on_progress=on_progress,
+                should_cancel=never,
+                secrets=settings.secrets(),
+            )
         )
     except UnknownModelPrice as e:
         raise LocalError(str(e)) from None
