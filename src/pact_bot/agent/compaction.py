@@ -5,11 +5,12 @@ continue from the task plus that summary. Each step is written to the transcript
 
 from __future__ import annotations
 
+import dataclasses
+
 from pact_bot.agent.api_call import _PromptTooLong, _StopRun
 from pact_bot.agent.context import (
     SUMMARY_PROMPT,
     Clearable,
-    ContextLimits,
     clear,
     clearable,
     compacted,
@@ -66,7 +67,7 @@ async def summarise(s: Session, est_in: int) -> int:
     """Ask the model for a summary and continue from the task plus that summary."""
     if len(s.msgs) < 3:
         return est_in  # nothing done since the task (or the last summary) to summarise
-    cands = clearable(s.msgs, ContextLimits(s.limits.window, keep_recent=0))
+    cands = clearable(s.msgs, dataclasses.replace(s.limits, keep_recent=0))
     if est_in + SUMMARY_MAX_TOKENS > s.limits.window and cands:
         est_in -= clear_batch(s, cands, est_in)
     request = summary_request(s.msgs)
