@@ -17,7 +17,6 @@ from pact_bot.agent.definition import (
 from pact_bot.test_phase import (
     Bug,
     TestReport,
-    TestResult,
     parse_report,
     report_comment,
     system_prompt,
@@ -117,16 +116,17 @@ def test_the_documented_report_format_parses() -> None:
     assert parse_report("All done, tests pass.") is None
     assert parse_report("I did things.\n\n" + documented_example()) == TestReport(
         results=(
-            TestResult("R1", ("tests/test_bucket.py::test_r1_bucket_per_key",), "passed"),
-            TestResult(
+            Row("R1", (), ("tests/test_bucket.py::test_r1_bucket_per_key",), "passed"),
+            Row(
                 "R3",
+                (),
                 (
                     "tests/test_http.py::test_r3_over_limit_returns_429",
                     "tests/test_http.py::test_r3_retry_after",
                 ),
                 "failed",
             ),
-            TestResult("R2", (), "not tested", "not implemented"),
+            Row("R2", (), (), "not tested", "not implemented"),
         ),
         bugs=(Bug("src/http.py", 42, "the 429 response has no Retry-After header (R3)"),),
     )
@@ -147,8 +147,8 @@ def test_report_parser_tolerates_variants_and_is_bounded() -> None:
     report = parse_report(text)
     assert report == TestReport(
         results=(
-            TestResult("R1", ("tests/a_test.go",), "passed"),
-            TestResult("R2", ("tests/b.py",), "failed", "2 of 5"),
+            Row("R1", (), ("tests/a_test.go",), "passed"),
+            Row("R2", (), ("tests/b.py",), "failed", "2 of 5"),
         ),
         bugs=(Bug("src/a.go", 17, "off by one"), Bug("src/b.py", 3, "wrong default")),
     )
@@ -162,12 +162,48 @@ def test_report_parser_tolerates_variants_and_is_bounded() -> None:
     assert big is not None and len(big.results) == 1000 and len(big.bugs) == 200
 
 
+@pytest.mark.parametrize(
+    ("table", "rows"),
+    [
+        pytest.param(
+            "| Requirement | Result |\n|-|-|\n| R1 | passed |",
+            [Row("R1", (), (), "passed")],
+            id="a header without a tests column names no tests",
+        ),
+        pytest.param(
+            "| Requirement | Tests | Test result |\n|-|-|-|\n| R1 | t.py | FAIL: boom |",
+            [Row("R1", (), ("t.py",), "failed", "boom")],
+            id="a test result column is the result",
+        ),
+        pytest.param(
+            "| Requirement | Tests | Result |\n|-|-|-|\n"
+            "| **R1**: buckets | `./tests/a.py::test_x` and [tests/b.py](tests/b.py) | passed |",
+            [Row("R1", (), ("tests/a.py::test_x", "tests/b.py"), "passed")],
+            id="the id and paths as the traceability table reads them, test names kept",
+        ),
+        pytest.param(
+            "| REQ-1 | (none) | not tested: no shell |",
+            [Row("REQ-1", (), (), "not tested", "no shell")],
+            id="a headless table",
+        ),
+        pytest.param(
+            "| R1 | t.py | passed |\n\nSee the CI log | it has the rest.",
+            [Row("R1", (), ("t.py",), "passed")],
+            id="prose after the table is not a result",
+        ),
+    ],
+)
+def test_report_tables_are_read_as_agents_write_them(table: str, rows: list[Row]) -> None:
+    report = parse_report(f"## Test report\n\n{table}\n")
+    assert report is not None and list(report.results) == rows
+
+
 def test_report_comment_links_bugs_to_the_tested_commit() -> None:
     report = TestReport(
         results=(
-            TestResult("R1", ("tests/test_a.py::test_r1",), "passed"),
-            TestResult("R2|x", ("tests/test_b.py",), "failed", "ping @admins <b>"),
-            TestResult("R3", (), "not tested", "not implemented"),
+            Row("R1", (), ("tests/test_a.py::test_r1",), "passed"),
+            Row("R2|x", (), ("tests/test_b.py",), "failed", "ping @admins <b>"),
+            Row("R3", (), (), "not tested", "not implemented"),
         ),
         bugs=(
             Bug("src/a b.py", 42, "wrong | status"),

@@ -20,16 +20,19 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from pact_bot.agent.definition import AgentDefinition
-from pact_bot.confined import path_problem
-from pact_bot.requirements import clip
-from pact_bot.traceability import (
+from pact_bot.agent_table import (
     ANY_HEADING,
-    TABLE_RULE,
+    REQUIREMENT,
     Row,
     normalise_path,
-    split_row,
+    path_cell,
+    requirement_id,
+    section,
     status_cell,
+    table,
 )
+from pact_bot.confined import path_problem
+from pact_bot.requirements import clip
 from pact_bot.traceability_text import cell
 
 MAX_SCAN = 400_000
@@ -39,22 +42,11 @@ _COMMENT_MAX = 60_000
 _REPORT = re.compile(r"^\s{0,3}(#{1,6})\s+.*\btest report\b", re.I)
 _BUGS = re.compile(r"^\s{0,3}(#{1,6})\s+.*\bbugs?\b", re.I)
 _RESULTS = ("not tested", "passed", "failed", "pass", "fail")
+_COLUMNS = (REQUIREMENT, ("test",), ("result", "status", "outcome", "test result", "test status"))
 _BUG = re.compile(
     r"^\s*(?:[-*+]|\d+[.)])\s+\[?`?(?:/workspace/)?([^\s`:\]]+?):(\d{1,7})(?:-\d+)?`?\]?"
     r"(?:\([^)]*\))?\s*[—–:-]*\s*(.*)$"
 )
-
-
-@dataclass(frozen=True)
-class TestResult:
-    """A row of the agent's `## Test report` table; `result` is `passed`, `failed`, `not
-    tested` or the agent's own word, kept so the comment shows what it said."""
-
-    __test__ = False  # not a pytest class
-    requirement: str
-    tests: tuple[str, ...]
-    result: str
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,11 +61,11 @@ class Bug:
 @dataclass(frozen=True)
 class TestReport:
     __test__ = False
-    results: tuple[TestResult, ...]
+    results: tuple[Row, ...]  # a test report has no files column: files are ()
     bugs: tuple[Bug, ...]
 
     def count(self, result: str) -> int:
-        return sum(1 for r in self.results if r.result == result)
+        return sum(1 for r in self.results if r.status == result)
 
 
 def operating_section(bash_available: bool) -> str:
@@ -149,72 +141,33 @@ def clip_block(text: str, limit: int) -> str:
 # --- the report --------------------------------------------------------------------
 
 
-def _result(text: str) -> tuple[str, str]:
-    word, reason = status_cell(text, _RESULTS)
-    if word not in _RESULTS:
-        return clip(word, 40), ""
-    return {"pass": "passed", "fail": "failed"}.get(word, word), clip(reason, 300)
-
-
-def _tests(text: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for part in re.split(r",|;|<br\s*/?>", text):
-        t = part.strip().strip("`*_ ")
-        t = t.removeprefix("/workspace/")
-        if t and t.lower() not in ("-", "—", "n/a", "none") and t not in out:
-            out.append(t[:300])
-        if len(out) >= 50:
-            break
-    return tuple(out)
-
-
 def parse_report(text: str) -> TestReport | None:
     """The last `Test report` section of the agent's text, or None when there is none."""
     lines = text[-MAX_SCAN:].splitlines()
     starts = [i for i, line in enumerate(lines) if _REPORT.match(line)]
     if not starts:
         return None
-    start = starts[-1]
-    m = _REPORT.match(lines[start])
-    level = len(m.group(1)) if m else 2
-    body: list[str] = []
-    for line in lines[start + 1 :]:
-        h = ANY_HEADING.match(line)
-        if h and len(h.group(1)) <= level and not _BUGS.match(line):
-            break
-        body.append(line)
+    body = section(lines, starts[-1], within=_BUGS)
     return TestReport(tuple(_results(body)), tuple(_bugs(body)))
 
 
-def _results(body: list[str]) -> list[TestResult]:
-    out: list[TestResult] = []
-    cols = (0, 1, 2)
-    header_seen = False
-    for line in body:
-        if _BUGS.match(line):
-            break
-        if "|" not in line or TABLE_RULE.match(line):
-            continue
-        cells = split_row(line)
-        if not header_seen:
-            header_seen = True
-            names = [c.lower() for c in cells]
-            if any("requirement" in n or n in ("id", "req") for n in names):
-                pick = (
-                    next((i for i, n in enumerate(names) if "req" in n or n == "id"), 0),
-                    next((i for i, n in enumerate(names) if "test" in n), 1),
-                    next((i for i, n in enumerate(names) if "result" in n or "status" in n), 2),
-                )
-                cols = pick
-                continue
-        cells += [""] * (max(cols) + 1 - len(cells))
-        result, reason = _result(cells[cols[2]])
-        rid = cells[cols[0]].strip("`*_[] ")
+def _results(body: list[str]) -> list[Row]:
+    """The table before the bugs; a row naming no requirement reports on nothing."""
+    end = next((i for i, line in enumerate(body) if _BUGS.match(line)), len(body))
+    out: list[Row] = []
+    for cell_id, tests, result in table(body[:end], _COLUMNS, MAX_ROWS):
+        rid = requirement_id(cell_id)
         if rid:
-            out.append(TestResult(rid[:80], _tests(cells[cols[1]]), result, reason))
-        if len(out) >= MAX_ROWS:
-            break
+            word, reason = _result(result)
+            out.append(Row(rid, (), path_cell(tests, node_ids=True), word, reason))
     return out
+
+
+def _result(text: str) -> tuple[str, str]:
+    word, reason = status_cell(text, _RESULTS)
+    if word not in _RESULTS:
+        return clip(word, 40), ""
+    return {"pass": "passed", "fail": "failed"}.get(word, word), reason
 
 
 def _bugs(body: list[str]) -> list[Bug]:
@@ -260,7 +213,7 @@ def report_comment(report: TestReport, *, web_url: str, repo: str, sha: str) -> 
             tests = ", ".join(f"`{cell(t, 120).replace('`', '')}`" for t in r.tests[:10]) or "—"
             if len(r.tests) > 10:
                 tests += f" +{len(r.tests) - 10}"
-            result = _MARK.get(r.result, cell(r.result, 40))
+            result = _MARK.get(r.status, cell(r.status, 40))
             if r.reason:
                 result += f": {cell(r.reason, 150)}"
             lines.append(f"| {cell(r.requirement, 40)} | {tests} | {result} |")

@@ -20,6 +20,15 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
+from pact_bot.agent_table import (
+    REQUIREMENT,
+    Row,
+    path_cell,
+    requirement_id,
+    section,
+    status_cell,
+    table,
+)
 from pact_bot.confined import path_problem
 from pact_bot.requirements import Requirement, clip, extract_requirements
 from pact_bot.specs import component_name, summary_path
@@ -27,15 +36,9 @@ from pact_bot.specs import component_name, summary_path
 HEADING = "Traceability"
 MAX_SCAN = 400_000  # characters of a summary looked at
 MAX_ROWS = 2000
-MAX_CELL = 4000
-MAX_PATHS = 50
-MAX_PATH = 400
 BODY_BUDGET = 30_000  # of the PR body's 65,536 characters, for the coverage table
 _SECTION = re.compile(r"^\s{0,3}(#{1,6})\s+.*\btraceability\b", re.I)
-ANY_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s")
-TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{1,}:?\s*(\|\s*:?-{1,}:?\s*)*\|?\s*$")  # `| --- |`
-_EMPTY = {"", "-", "—", "–", "n/a", "na", "none", "(none)", "nothing"}
-_WORKSPACE = "/workspace/"
+_COLUMNS = (REQUIREMENT, ("file", "code", "implementation"), ("test",), ("status", "state"))
 
 
 class Status(enum.StrEnum):
@@ -54,17 +57,6 @@ class SpecRequirements:
     spec: str
     summary: str
     requirements: tuple[Requirement, ...]
-
-
-@dataclass(frozen=True)
-class Row:
-    """One row of the agent's table, as written (paths normalised)."""
-
-    requirement: str
-    files: tuple[str, ...]
-    tests: tuple[str, ...]
-    status: str  # implemented | partial | not implemented | the agent's own word
-    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,124 +109,21 @@ def instruction(specs: Sequence[SpecRequirements], text_limit: int = 60) -> str:
 # --- the parser --------------------------------------------------------------------
 
 
-def split_row(line: str) -> list[str]:
-    inner = line.strip()
-    inner = inner[1:] if inner.startswith("|") else inner
-    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
-    return [c.strip().replace("\\|", "|")[:MAX_CELL] for c in re.split(r"(?<!\\)\|", inner)]
-
-
-def _column(header: Sequence[str], *names: str) -> int | None:
-    for i, cell in enumerate(header):
-        word = re.sub(r"[^a-z ]", "", cell.lower()).strip()
-        if any(word == n or word.startswith(n) for n in names):
-            return i
-    return None
-
-
-def normalise_path(raw: str) -> str:
-    """`./a`, `/workspace/a`, `` `a` ``, `[a](url)`, `a:12` → `a`."""
-    p = raw.strip()
-    m = re.match(r"^\[([^\]]*)\]\([^)]*\)$", p)
-    p = m.group(1) if m else p
-    p = p.strip().strip("`*_'\"").strip()
-    if p.startswith(_WORKSPACE):
-        p = p[len(_WORKSPACE) :]
-    p = re.sub(r"(?::\d+(?:-\d+)?|#L\d+(?:-L\d+)?)$", "", p)  # a line reference
-    p = re.sub(r"::.*$", "", p)  # a pytest node id names its file
-    return "/".join(part for part in p.split("/") if part not in ("", "."))[:MAX_PATH]
-
-
-def _paths(cell: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for part in re.split(r",|;|<br\s*/?>|\s+and\s+", cell, flags=re.I):
-        if part.strip().lower().strip("`*_ ") in _EMPTY:
-            continue
-        path = normalise_path(part)
-        if path and path not in out:
-            out.append(path)
-        if len(out) >= MAX_PATHS:
-            break
-    return tuple(out)
-
-
-def status_cell(cell: str, words: Sequence[str]) -> tuple[str, str]:
-    """(the first of `words` the cell starts with, what it says after it), for the agents'
-    `not implemented: <why>` and `failed (2 of 5)`; a cell starting with none of them:
-    (its text in lower case, "")."""
-    text = " ".join(cell.strip("`*_ ").split())
-    low = text.lower()
-    for word in words:
-        if low.startswith(word):
-            return word, text[len(word) :].lstrip(" :—–-(").rstrip(")")
-    return low, ""
-
-
-def _requirement_id(cell: str) -> str:
-    text = cell.strip().strip("`*_[] ")
-    m = re.match(r"^([A-Za-z][\w.-]*?)(?=$|[\s:`*\]—–]|\s-)", text)
-    return (m.group(1) if m else text).strip(".")[:80]
-
-
 def parse_table(summary: str) -> list[Row]:
     """Rows of the first table under a heading naming "Traceability" (the last such
     section wins, so a template near the top does not mask the real table)."""
     lines = summary[:MAX_SCAN].splitlines()
     starts = [i for i, line in enumerate(lines) if _SECTION.match(line)]
     for start in reversed(starts):
-        rows = _rows_after(lines, start)
+        rows = [_row(*cells) for cells in table(section(lines, start), _COLUMNS, MAX_ROWS)]
         if rows:
             return rows
     return []
 
 
-def _rows_after(lines: list[str], start: int) -> list[Row]:
-    m = _SECTION.match(lines[start])
-    level = len(m.group(1)) if m else 6
-    header: list[str] | None = None
-    rows: list[Row] = []
-    cols: tuple[int, int | None, int | None, int | None] = (0, 1, 2, 3)
-    for line in lines[start + 1 :]:
-        h = ANY_HEADING.match(line)
-        if h and len(h.group(1)) <= level:
-            break
-        if "|" not in line:
-            if rows:
-                break
-            continue
-        if TABLE_RULE.match(line):
-            continue
-        cells = split_row(line)
-        if header is None:
-            header = cells
-            found = (
-                _column(cells, "requirement", "req", "id"),
-                _column(cells, "file", "code", "implementation"),
-                _column(cells, "test"),
-                _column(cells, "status", "state"),
-            )
-            if found[0] is not None:
-                cols = (found[0], found[1], found[2], found[3])
-                continue
-            # no recognisable header: positional columns, and this line is a row
-        rows.append(_row(cells, cols))
-        if len(rows) >= MAX_ROWS:
-            break
-    return rows
-
-
-def _row(cells: list[str], cols: tuple[int, int | None, int | None, int | None]) -> Row:
-    def cell(i: int | None) -> str:
-        return cells[i] if i is not None and i < len(cells) else ""
-
-    status, reason = status_cell(cell(cols[3]), ("not implemented", "implemented", "partial"))
-    return Row(
-        requirement=_requirement_id(cell(cols[0])),
-        files=_paths(cell(cols[1])),
-        tests=_paths(cell(cols[2])),
-        status=status,
-        reason=clip(reason, 300),
-    )
+def _row(requirement: str, files: str, tests: str, status: str) -> Row:
+    word, reason = status_cell(status, ("not implemented", "implemented", "partial"))
+    return Row(requirement_id(requirement), path_cell(files), path_cell(tests), word, reason)
 
 
 # --- the check ---------------------------------------------------------------------
