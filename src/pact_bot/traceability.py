@@ -33,7 +33,6 @@ from pact_bot.confined import path_problem
 from pact_bot.requirements import Requirement, clip, extract_requirements
 from pact_bot.specs import component_name, summary_path
 
-HEADING = "Traceability"
 MAX_SCAN = 400_000  # characters of a summary looked at
 MAX_ROWS = 2000
 BODY_BUDGET = 30_000  # of the PR body's 65,536 characters, for the coverage table
