@@ -95,6 +95,10 @@ def test_parser_reorders_columns_by_header_and_falls_back_to_position() -> None:
     # an id is data, never a column's name: `REQ-1` starts a headless table's first row
     reqs_first = "## Traceability\n| REQ-1 | src/requests.py | | implemented |\n"
     assert parse_table(reqs_first) == [Row("REQ-1", ("src/requests.py",), (), "implemented")]
+    # a name is a whole word: a path starting with one (`requests.py`, `identity.py`) is data
+    for path in ("requests.py", "identity.py", "tests.py"):
+        paths_first = f"## Traceability\n| R1 | {path} | | implemented |\n"
+        assert parse_table(paths_first) == [Row("R1", (path,), (), "implemented")]
     assert parse_table("# Summary\n| R1 | a.py | t.py | implemented |\n") == []
     # a fenced example outside the section does not count; the section ends at a heading
     ends = "## Traceability\n\nNone yet.\n\n## Next\n| R1 | a.py | | implemented |\n"

@@ -99,14 +99,18 @@ def table(lines: Iterable[str], columns: Sequence[Sequence[str]], max_rows: int)
 def _named(header: Sequence[str], columns: Sequence[Sequence[str]]) -> list[int | None]:
     """Which cell names each column: a cell starting with one of a column's names, the
     longest name winning (`Test result` is a result, not tests), the first such cell for
-    each column. A cell with a digit in it is data (`REQ-1`), never a name."""
+    each column. A name is a whole word (`Tests`, `Req ID`; `requests.py` is a path, not
+    `req`), and a cell with a digit in it is data (`REQ-1`), never a name."""
     found: list[int | None] = [None] * len(columns)
     for i, cell in enumerate(header):
         if re.search(r"\d", cell):
             continue
         word = re.sub(r"[^a-z ]", "", cell.lower()).strip()
         hits = [
-            (len(n), -c) for c, names in enumerate(columns) for n in names if word.startswith(n)
+            (len(n), -c)
+            for c, names in enumerate(columns)
+            for n in names
+            if word.startswith(n) and word[len(n) :].removeprefix("s")[:1] in ("", " ")
         ]
         if hits:
             c = -max(hits)[1]
