@@ -92,7 +92,7 @@ class Mirrors:
         mirrors_dir: Path,
         git: RunGit,
         *,
-        lock_wait: float = 900.0,
+        lock_wait: float,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.dir = mirrors_dir
