@@ -16,6 +16,7 @@ from sim.github import GitHubSim
 from sim.policies import RevisePolicy, SpecCoderPolicy
 from sim.pypi import SimpleIndex, simple_index
 from sim.state import Repo
+from test_code_pipeline import attr, bot_comments
 
 from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.agent.transcript import read_transcript, transcript_path
@@ -92,14 +93,6 @@ def coder(*commands: str) -> SpecCoderPolicy:
 
 def record(b: InProcessBot, job_id: str) -> list[dict[str, Any]]:
     return read_transcript(transcript_path(b.data_dir, job_id))
-
-
-def attr(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
-
-
-def bot_comments(github: GitHubSim, number: int) -> list[str]:
-    return [c.body for c in github.issue_comments(REPO, number) if c.author == github.bot_login]
 
 
 async def test_setup_installs_through_the_proxy_and_tests_run_and_the_cache_carries_over(
