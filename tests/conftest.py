@@ -31,13 +31,6 @@ def load_payload(relpath: str) -> dict:
 def app_credentials() -> dict[str, str]:
     """An App id and private key for servers that must count as configured but never call
     GitHub (ingress tests): without them /webhook answers 503."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from sim.auth import new_private_key_pem
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": pem}
+    return {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": new_private_key_pem(pkcs8=True)}

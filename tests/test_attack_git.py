@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from bwrap_support import needs_bwrap
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
@@ -19,12 +20,10 @@ from sim.policies import SpecCoderPolicy
 from test_workspace import TOKEN, Upstream, git
 
 from pact_bot.agent.tools import build_tools
-from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.jobs.model import JobState
 from pact_bot.workspace import Workspace
 
-ok, reason = sandbox_available()
-pytestmark = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
+pytestmark = needs_bwrap
 
 SUB = "vendor/lib"  # a path the repository records as a submodule (a gitlink)
 NESTED_GIT = "git -c user.name=a -c user.email=a@example.com"

@@ -29,7 +29,7 @@ from conftest import FIXTURES, load_payload
 from queue_backends import BACKENDS, QueueFactory
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
-from test_revise import REPO, bot_comments
+from test_revise import REPO, bot_comments, issue_opened_by
 from test_webhook import APP, SECRET, headers, make_settings
 
 from pact_bot.clock import FakeClock
@@ -81,9 +81,7 @@ async def test_three_hundred_stranger_commands_start_nothing(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
 ) -> None:
-    github_sim.add_repo("acme", "shop", files={"README.md": "x\n"})
-    github_sim.add_user("alice", "write")
-    number = github_sim.open_issue(REPO, "Cart", user="alice")
+    number = issue_opened_by(github_sim, "alice", "write")
     for i in range(30):
         github_sim.add_user(f"drive-by-{i}", "none")
     commands = ["/pact code", "/pact help", "/pact status", "/pact code docs/x.md", "/pact"]
@@ -159,9 +157,7 @@ async def test_a_pasted_refusal_marker_does_not_silence_the_bot(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
 ) -> None:
-    github_sim.add_repo("acme", "shop", files={"README.md": "x\n"})
-    github_sim.add_user("mallory", "read")
-    number = github_sim.open_issue(REPO, "Cart", user="mallory")
+    number = issue_opened_by(github_sim, "mallory", "read")
     github_sim.comment(REPO, number, "hi <!-- pact-bot:refused:mallory -->", user="mallory")
     github_sim.comment(REPO, number, "/pact status", user="mallory")
     async with app_client(create_app(bot.settings, bot.queue)) as client:

@@ -21,7 +21,7 @@ from sim.anthropic import AnthropicSim, Turn, text, tool_use
 from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import Conversation, RevisePolicy, Script, ScriptPolicy, SpecCoderPolicy
-from test_code_pipeline import label
+from test_code_pipeline import bot_comments, label
 from test_code_pipeline import setup_repo as setup_shop
 
 from pact_bot.confined import NotFound, Refused, read_present, read_text
@@ -87,10 +87,6 @@ def host_secret(tmp_path: Path) -> Path:
 
 def model_saw_secret(anthropic: AnthropicSim) -> bool:
     return any(SECRET in json.dumps(r) for r in anthropic.requests)
-
-
-def bot_comments(github: GitHubSim, number: int) -> list[str]:
-    return [c.body for c in github.issue_comments(REPO, number) if c.author == github.bot_login]
 
 
 def on_github(github: GitHubSim, number: int) -> str:

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from bwrap_support import needs_bwrap, readme_worktree
 from click.testing import CliRunner
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
@@ -23,24 +24,18 @@ from sim.policies import SpecCoderPolicy
 from test_code_pipeline import run_to_failure, scripted_issue
 
 from pact_bot.agent.tools.bash import BashTool
-from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.agent.tools.limits import Limits, limit_mechanism
 from pact_bot.agent.transcript import transcript_path
 from pact_bot.cli import main as cli
 from pact_bot.jobs.model import JobState
 
-ok, reason = sandbox_available()
-needs_bwrap = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
 MiB = 1024 * 1024
 SMALL = Limits(pids=64, memory_bytes=256 * MiB, cpu_seconds=2, file_bytes=8 * MiB)
 
 
 @pytest.fixture
 def wt(tmp_path: Path) -> Path:
-    d = tmp_path / "wt"
-    d.mkdir()
-    (d / "README.md").write_text("hello\n")
-    return d
+    return readme_worktree(tmp_path)
 
 
 def _host_processes() -> int:

@@ -9,6 +9,7 @@ runs whole jobs on the simulators: real git, real bubblewrap, a scripted model.
 from __future__ import annotations
 
 import pytest
+from bwrap_support import needs_bwrap
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
@@ -16,13 +17,10 @@ from sim.policies import RevisePolicy, SpecCoderPolicy
 from test_code_pipeline import REPO, progress_comment, scripted_issue
 from test_revise import BRANCH, open_bot_pr
 
-from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.jobs.model import JobState
 
 AGENT = ".claude/agents/pact-backend-coder.md"
 SUMMARY = "docs/implementation-summary-cart.md"
-ok, reason = sandbox_available()
-needs_bwrap = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
 
 
 def _agent(marker: str, model: str = "haiku") -> str:

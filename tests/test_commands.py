@@ -11,7 +11,16 @@ from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import RevisePolicy, SpecCoderPolicy
-from test_revise import BRANCH, REPO, SPEC, THREE, bot_comments, drive, open_bot_pr
+from test_revise import (
+    BRANCH,
+    REPO,
+    SPEC,
+    THREE,
+    bot_comments,
+    drive,
+    issue_opened_by,
+    open_bot_pr,
+)
 
 from pact_bot.clock import FakeClock
 from pact_bot.jobs.model import Job, JobKind, JobState
@@ -40,9 +49,7 @@ async def test_help_shows_usage_and_the_effective_configuration(
     github_sim: GitHubSim,
 ) -> None:
     cfg = "label: build-me\nlimits:\n  max_turns: 10\n  max_cost_usd: 50\nspec_prs: run\n"
-    github_sim.add_repo("acme", "shop", files={"README.md": "x\n", ".github/pact.yml": cfg})
-    github_sim.add_user("alice", "write")
-    number = github_sim.open_issue(REPO, "Help?", user="alice")
+    number = issue_opened_by(github_sim, "alice", "write", pact_yml=cfg)
     cid = github_sim.comment(REPO, number, "/pact help", user="alice")
     unknown = github_sim.comment(REPO, number, "/pact frobnicate now", user="alice")
 
@@ -134,9 +141,7 @@ async def test_commands_from_users_without_write_are_refused(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
 ) -> None:
-    github_sim.add_repo("acme", "shop", files={"README.md": "x\n"})
-    github_sim.add_user("mallory", "read")
-    number = github_sim.open_issue(REPO, "Hi", user="mallory")
+    number = issue_opened_by(github_sim, "mallory", "read")
     github_sim.comment(REPO, number, "/pact status", user="mallory")
 
     jobs = await bot.process()
@@ -225,9 +230,7 @@ async def test_lost_and_ack_cannot_be_commanded_from_a_comment(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
 ) -> None:
-    github_sim.add_repo("acme", "shop", files={"README.md": "x\n"})
-    github_sim.add_user("alice", "write")
-    number = github_sim.open_issue(REPO, "Hi", user="alice")
+    number = issue_opened_by(github_sim, "alice", "write")
     github_sim.comment(REPO, number, "/pact lost 0123456789abcdef", user="alice")
     github_sim.comment(REPO, number, "/pact ack", user="alice")
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from sim.auth import new_private_key_pem
 
 from pact_bot.cli import main as cli
 from pact_bot.jobs.sqlite import SqliteQueue
@@ -114,13 +113,7 @@ def test_unknown_model_and_unreachable_gateway(
 def test_a_key_of_another_app_is_refused(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = other.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    result, lines = doctor(monkeypatch, GITHUB_PRIVATE_KEY=pem)
+    result, lines = doctor(monkeypatch, GITHUB_PRIVATE_KEY=new_private_key_pem())
     assert result.exit_code == 1
     assert "answered 401 to GET /app" in lines["GitHub App JWT accepted"]
     assert "generate a new private key" in lines["GitHub App JWT accepted"]

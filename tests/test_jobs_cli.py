@@ -34,6 +34,32 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     }
 
 
+MODEL = "claude-sonnet-5-5"
+
+
+def record_agent_run(
+    anthropic_sim: AnthropicSim, wt: Path, data_dir: Path, job_id: str, system: str, message: str
+) -> None:
+    """The real agent loop against the simulator, working in `wt`, its transcript kept as a
+    worker keeps job `job_id`'s; the model must end its turn."""
+
+    async def agent() -> None:
+        async with anthropic_sim.async_client() as client:
+            result = await run_agent(
+                client=client,
+                model=MODEL,
+                system=system,
+                user_message=message,
+                tools=build_tools(wt, sandbox=False),
+                budget=Budget(max_turns=30, max_cost_usd=5.0, max_seconds=60),
+                prices=DEFAULT_PRICES,
+                transcript=Transcript.for_job(data_dir, job_id),
+            )
+        assert result.stop == "end_turn", result.error
+
+    asyncio.run(agent())
+
+
 def seed(tmp_path: Path) -> tuple[Job, Job]:
     return asyncio.run(_seed(tmp_path))
 
@@ -115,21 +141,10 @@ def test_show_transcript_of_a_real_agent_run(
     subprocess.run(["git", "init", "-q"], cwd=wt, check=True)
     anthropic_sim.set_policy(SpecCoderPolicy())
 
-    async def agent() -> None:
-        async with anthropic_sim.async_client() as client:
-            result = await run_agent(
-                client=client,
-                model="claude-sonnet-5-5",
-                system=system_prompt(load_definition(None), component="auth"),
-                user_message="Implement docs/auth-spec.md",
-                tools=build_tools(wt, sandbox=False),
-                budget=Budget(max_turns=30, max_cost_usd=5.0, max_seconds=60),
-                prices=DEFAULT_PRICES,
-                transcript=Transcript.for_job(tmp_path / "data", ok.id),
-            )
-        assert result.stop == "end_turn", result.error
-
-    asyncio.run(agent())
+    system = system_prompt(load_definition(None), component="auth")
+    record_agent_run(
+        anthropic_sim, wt, tmp_path / "data", ok.id, system, "Implement docs/auth-spec.md"
+    )
     code, out, _ = run(env, "jobs", "show", ok.id, "--transcript")
     assert code == 0
     assert "start  model=claude-sonnet-5-5" in out
@@ -221,21 +236,9 @@ def test_escape_sequences_from_the_agent_never_reach_the_terminal(
         )
     )
 
-    async def agent() -> None:
-        async with anthropic_sim.async_client() as client:
-            result = await run_agent(
-                client=client,
-                model="claude-sonnet-5-5",
-                system="You are a coder.",
-                user_message="Look at notes.txt",
-                tools=build_tools(wt, sandbox=False),
-                budget=Budget(max_turns=5, max_cost_usd=5.0, max_seconds=60),
-                prices=DEFAULT_PRICES,
-                transcript=Transcript.for_job(tmp_path / "data", job.id),
-            )
-        assert result.stop == "end_turn", result.error
-
-    asyncio.run(agent())
+    record_agent_run(
+        anthropic_sim, wt, tmp_path / "data", job.id, "You are a coder.", "Look at notes.txt"
+    )
 
     outputs = [
         run(env, "jobs")[1],

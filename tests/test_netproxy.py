@@ -7,16 +7,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from bwrap_support import needs_bwrap
 from sim.pypi import simple_index
 
 from pact_bot.agent.tools.bash import BashTool
-from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.agent.tools.jobenv import JobEnv
 from pact_bot.jobsandbox import JobSandbox
 from pact_bot.netproxy import AllowlistProxy, Rule, host_package_indexes, parse_rules
-
-ok, reason = sandbox_available()
-needs_bwrap = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
 
 
 @pytest.fixture

@@ -452,10 +452,12 @@ async def _listening_pid(q: PostgresQueue, other_than: int | None = None) -> int
     raise AssertionError("the worker's queue never listened")
 
 
-async def test_an_enqueue_from_another_connection_wakes_an_idle_worker_at_once(
-    pg: PgSchema,
-) -> None:
-    starts = _Starts()
+@contextlib.asynccontextmanager
+async def _web_and_idle_worker(
+    pg: PgSchema, starts: _Starts
+) -> AsyncIterator[tuple[PostgresQueue, PostgresQueue]]:
+    """The web's queue, with one worker on another connection that polls only every
+    SLOW_POLL: a job it starts sooner was woken by the web's enqueue."""
     async with (
         PostgresQueue(pg.dsn, schema=pg.name) as web,
         PostgresQueue(pg.dsn, schema=pg.name) as workers,
@@ -464,6 +466,18 @@ async def test_an_enqueue_from_another_connection_wakes_an_idle_worker_at_once(
         running = asyncio.create_task(
             run_workers(workers, starts, 1, stop, poll_interval=SLOW_POLL)
         )
+        try:
+            yield web, workers
+        finally:
+            stop.set()
+            await running
+
+
+async def test_an_enqueue_from_another_connection_wakes_an_idle_worker_at_once(
+    pg: PgSchema,
+) -> None:
+    starts = _Starts()
+    async with _web_and_idle_worker(pg, starts) as (web, workers):
         with contextlib.suppress(AssertionError):  # (a queue that cannot listen just polls)
             await _listening_pid(workers)
         latencies = []
@@ -473,8 +487,6 @@ async def test_an_enqueue_from_another_connection_wakes_an_idle_worker_at_once(
             sent = time.monotonic()
             assert await web.enqueue(job) is Enqueued.created
             latencies.append(await starts.wait_for(job.id, SLOW_POLL) - sent)
-        stop.set()
-        await running
     assert max(latencies) < 0.5, latencies
 
 
@@ -541,14 +553,7 @@ async def test_a_killed_listen_connection_is_reconnected_and_no_job_is_missed(
     pg: PgSchema,
 ) -> None:
     starts = _Starts()
-    async with (
-        PostgresQueue(pg.dsn, schema=pg.name) as web,
-        PostgresQueue(pg.dsn, schema=pg.name) as workers,
-    ):
-        stop = asyncio.Event()
-        running = asyncio.create_task(
-            run_workers(workers, starts, 1, stop, poll_interval=SLOW_POLL)
-        )
+    async with _web_and_idle_worker(pg, starts) as (web, workers):
         pid = await _listening_pid(workers)
         await asyncio.sleep(0.1)
         pg.query("SELECT pg_terminate_backend(%s)", pid)
@@ -565,5 +570,3 @@ async def test_a_killed_listen_connection_is_reconnected_and_no_job_is_missed(
         sent = time.monotonic()
         assert await web.enqueue(job) is Enqueued.created
         assert await starts.wait_for(job.id, SLOW_POLL) - sent < 0.5
-        stop.set()
-        await running

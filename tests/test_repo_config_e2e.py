@@ -8,7 +8,7 @@ from typing import Any
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
-from test_revise import BRANCH, REPO, SPEC, THREE, bot_comments, reviewed_bot_pr
+from test_revise import BRANCH, REPO, SPEC, THREE, bot_comments, issue_opened_by, reviewed_bot_pr
 
 from pact_bot.jobs.model import JobState
 from pact_bot.repo_config import parse_repo_config
@@ -55,11 +55,7 @@ async def test_command_word_from_the_config_is_used_once_known(
     bot: InProcessBot,  # noqa: F811
     github_sim: GitHubSim,
 ) -> None:
-    github_sim.add_repo(
-        "acme", "shop", files={"README.md": "x\n", ".github/pact.yml": "command: bot\n"}
-    )
-    github_sim.add_user("alice", "write")
-    number = github_sim.open_issue(REPO, "Q", user="alice")
+    number = issue_opened_by(github_sim, "alice", "write", pact_yml="command: bot\n")
     github_sim.comment(REPO, number, "/pact help", user="alice")  # before the cache: default
     await bot.process()
     github_sim.comment(REPO, number, "/pact help", user="alice")  # now not a command here

@@ -77,6 +77,15 @@ async def drive(b: InProcessBot, workers: int = 2, timeout: float = 60.0) -> lis
     return sorted(await b.queue.list(), key=lambda j: j.created_at)
 
 
+def issue_opened_by(github: GitHubSim, user: str, role: str, pact_yml: str = "") -> int:
+    """An issue that `user`, a collaborator with `role`, opened on a fresh acme/shop (its
+    `.github/pact.yml` is `pact_yml`, when given)."""
+    files = {"README.md": "x\n"} | ({".github/pact.yml": pact_yml} if pact_yml else {})
+    github.add_repo("acme", "shop", files=files)
+    github.add_user(user, role)
+    return github.open_issue(REPO, "Hi", user=user)
+
+
 def open_bot_pr(github: GitHubSim, files: dict[str, str] | None = None) -> int:
     owner, name = REPO.split("/")
     repo = github.add_repo(

@@ -9,21 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
+from bwrap_support import needs_bwrap, readme_worktree
 
 from pact_bot.agent.tools import build_tools
 from pact_bot.agent.tools.bash import BashTool
 from pact_bot.agent.tools.bwrap import sandbox_available
 
-ok, reason = sandbox_available()
-needs_bwrap = pytest.mark.skipif(not ok, reason=f"bubblewrap unusable: {reason}")
-
 
 @pytest.fixture
 def wt(tmp_path: Path) -> Path:
-    d = tmp_path / "wt"
-    d.mkdir()
-    (d / "README.md").write_text("hello\n")
-    return d
+    return readme_worktree(tmp_path)
 
 
 @needs_bwrap

@@ -2,8 +2,7 @@ import subprocess
 import sys
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from sim.auth import new_private_key_pem
 
 from pact_bot.settings import ConfigError, load_settings
 
@@ -14,15 +13,6 @@ def clean_env(monkeypatch, tmp_path):
     for k in list(__import__("os").environ):
         if k.startswith(("GITHUB_", "PACT_", "ANTHROPIC_")):
             monkeypatch.delenv(k)
-
-
-def pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 def test_defaults_need_no_app():
@@ -45,7 +35,7 @@ def test_pem_that_does_not_parse(monkeypatch):
 
 
 def test_pem_from_path_and_escaped_newlines(monkeypatch, tmp_path):
-    key = pem()
+    key = new_private_key_pem(pkcs8=True)
     monkeypatch.setenv("GITHUB_PRIVATE_KEY", key.replace("\n", "\\n"))
     assert load_settings().github_private_key.get_secret_value().strip() == key.strip()
     monkeypatch.delenv("GITHUB_PRIVATE_KEY")

@@ -3,12 +3,11 @@ and `off`, pagination of the PR's files, changed sections named from the diff.""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy
+from test_code_pipeline import attr
 
 from pact_bot.jobs.model import JobState
 from pact_bot.pipeline.spec_check import check_output
@@ -16,10 +15,6 @@ from pact_bot.specs import SpecChange
 
 REPO = "acme/shop"
 SPEC = "# Cart service\n\n## Purpose\nKeep a cart.\n\n## API\n- `add(item, qty)`\n"
-
-
-def attr(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
 
 
 def setup(github: GitHubSim, config: str | None = None) -> None:

@@ -9,6 +9,7 @@ from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot, without_acks  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import SpecCoderPolicy, TestEngineerPolicy
+from test_code_pipeline import bot_comments
 
 from pact_bot.jobs.model import JobKind, JobState
 
@@ -60,10 +61,6 @@ def open_bot_pr(github: GitHubSim, files: dict[str, str] | None = None) -> int:
     )
     body = "This pull request implements the following spec:\n\n- `docs/cart-spec.md`\n"
     return github.create_pull(repo, BRANCH, "main", "Implement cart", body, github.bot_login).number
-
-
-def bot_comments(github: GitHubSim, number: int) -> list[str]:
-    return [c.body for c in github.issue_comments(REPO, number) if c.author == github.bot_login]
 
 
 def first_text(request: dict[str, Any]) -> str:

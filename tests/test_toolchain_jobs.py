@@ -15,6 +15,8 @@ from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import RevisePolicy, SpecCoderPolicy
 from sim.pypi import SimpleIndex, simple_index
+from sim.state import Repo
+from test_code_pipeline import attr, bot_comments
 
 from pact_bot.agent.tools.bwrap import sandbox_available
 from pact_bot.agent.transcript import read_transcript, transcript_path
@@ -70,6 +72,14 @@ def reach_index(url: str) -> str:
     return f'python3 -c "{code}"'
 
 
+def add_shop(github: GitHubSim, extra: dict[str, str]) -> Repo:
+    """The shop repository (a README and the cart spec, plus `extra`); alice can write."""
+    base = {"README.md": "# Shop\n", "docs/cart-spec.md": SPEC.format(name="Cart")}
+    repo = github.add_repo(*REPO.split("/"), files={**base, **extra})
+    github.add_user("alice", "write")
+    return repo
+
+
 def label(github: GitHubSim, spec: str) -> int:
     number = github.open_issue(REPO, spec, body=f"Please implement {spec}", user="alice")
     github.label_issue(REPO, number, "pact:code", user="alice")
@@ -83,14 +93,6 @@ def coder(*commands: str) -> SpecCoderPolicy:
 
 def record(b: InProcessBot, job_id: str) -> list[dict[str, Any]]:
     return read_transcript(transcript_path(b.data_dir, job_id))
-
-
-def attr(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
-
-
-def bot_comments(github: GitHubSim, number: int) -> list[str]:
-    return [c.body for c in github.issue_comments(REPO, number) if c.author == github.bot_login]
 
 
 async def test_setup_installs_through_the_proxy_and_tests_run_and_the_cache_carries_over(
@@ -186,15 +188,7 @@ async def test_failing_setup_stops_the_job_with_one_comment_quoting_the_command(
     anthropic_sim: AnthropicSim,
 ) -> None:
     config = {"sandbox": {"setup": ["echo ready", "echo first; echo boom-marker >&2; exit 7"]}}
-    github_sim.add_repo(
-        *REPO.split("/"),
-        files={
-            "README.md": "# Shop\n",
-            "docs/cart-spec.md": SPEC.format(name="Cart"),
-            ".github/pact.yml": yaml.safe_dump(config),
-        },
-    )
-    github_sim.add_user("alice", "write")
+    add_shop(github_sim, {".github/pact.yml": yaml.safe_dump(config)})
     anthropic_sim.set_policy(coder())
     number = label(github_sim, "docs/cart-spec.md")
 
@@ -219,16 +213,10 @@ async def test_without_setup_the_progress_comment_proposes_one_and_never_runs_it
     github_sim: GitHubSim,
     anthropic_sim: AnthropicSim,
 ) -> None:
-    github_sim.add_repo(
-        *REPO.split("/"),
-        files={
-            "README.md": "# Shop\n",
-            "docs/cart-spec.md": SPEC.format(name="Cart"),
-            "requirements.txt": "pactdemo\n",
-            "tests/test_x.py": "def test_x() -> None:\n    pass\n",
-        },
+    add_shop(
+        github_sim,
+        {"requirements.txt": "pactdemo\n", "tests/test_x.py": "def test_x() -> None:\n    pass\n"},
     )
-    github_sim.add_user("alice", "write")
     anthropic_sim.set_policy(coder())
     number = label(github_sim, "docs/cart-spec.md")
 
@@ -263,15 +251,7 @@ async def test_revise_runs_setup_from_the_default_branch_never_the_pr_branch(
         "sandbox": {"setup": ["touch ~/.cache/pr-branch-setup-ran"]},
         "test_command": "echo '9 failed in 0.1s'; exit 1",
     }
-    repo = github_sim.add_repo(
-        *REPO.split("/"),
-        files={
-            "README.md": "# Shop\n",
-            "docs/cart-spec.md": SPEC.format(name="Cart"),
-            ".github/pact.yml": yaml.safe_dump(default),
-        },
-    )
-    github_sim.add_user("alice", "write")
+    repo = add_shop(github_sim, {".github/pact.yml": yaml.safe_dump(default)})
     github_sim.commit(
         REPO,
         branch,
@@ -355,15 +335,7 @@ async def test_the_bots_test_run_cannot_change_what_is_committed(
         "            f.write('on: push\\n')\n"
     )
     config = {"test_command": "python3 -m unittest discover -s tests"}
-    github_sim.add_repo(
-        *REPO.split("/"),
-        files={
-            "README.md": "# Shop\n",
-            "docs/cart-spec.md": SPEC.format(name="Cart"),
-            ".github/pact.yml": yaml.safe_dump(config),
-        },
-    )
-    github_sim.add_user("alice", "write")
+    add_shop(github_sim, {".github/pact.yml": yaml.safe_dump(config)})
     write = f"mkdir -p tests && cat > tests/test_evil.py <<'EOF'\n{evil}EOF"
     anthropic_sim.set_policy(coder(write))
     label(github_sim, "docs/cart-spec.md")

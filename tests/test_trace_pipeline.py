@@ -4,12 +4,11 @@ missing row is asked for once, and the coverage shows on the PR and the check ru
 
 from __future__ import annotations
 
-from typing import Any
-
 from sim.anthropic import AnthropicSim
 from sim.bot import InProcessBot, bot  # noqa: F401
 from sim.github import GitHubSim
 from sim.policies import RevisePolicy, SpecCoderPolicy
+from test_code_pipeline import attr
 
 from pact_bot.jobs.model import JobState
 
@@ -32,10 +31,6 @@ def setup(github: GitHubSim) -> int:
     )
     github.label_issue(REPO, number, "pact:code", user="alice")
     return number
-
-
-def attr(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
 
 
 def user_texts(anthropic: AnthropicSim) -> list[str]:

@@ -52,11 +52,14 @@ class AuthError(Exception):
         self.message = message
 
 
-def new_private_key_pem() -> str:
+def new_private_key_pem(pkcs8: bool = False) -> str:
+    """A new 2048-bit RSA key in the PKCS#1 PEM GitHub hands out (`BEGIN RSA PRIVATE KEY`),
+    or, with `pkcs8`, as a converted key reads (`BEGIN PRIVATE KEY`)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    formats = serialization.PrivateFormat
     return key.private_bytes(
         serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
+        formats.PKCS8 if pkcs8 else formats.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode()
 

@@ -102,7 +102,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from . import ci, shapes
@@ -249,12 +248,7 @@ class GitHubSim:
     def __enter__(self) -> GitHubSim:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def env(self) -> dict[str, str]:
@@ -679,31 +673,9 @@ class GitHubSim:
                     and other.pull.head_ref == head
                     and (other.pull.base_ref == base)
                 ):
-                    raise SimError(
-                        422,
-                        "Validation Failed",
-                        errors=[
-                            {
-                                "resource": "PullRequest",
-                                "code": "custom",
-                                "message": (
-                                    f"A pull request already exists for {repo.owner}:{head}."
-                                ),
-                            }
-                        ],
-                    )
+                    raise _pull_refused(f"A pull request already exists for {repo.owner}:{head}.")
             if repo.git.count_commits(base_sha, head_sha) == 0:
-                raise SimError(
-                    422,
-                    "Validation Failed",
-                    errors=[
-                        {
-                            "resource": "PullRequest",
-                            "code": "custom",
-                            "message": f"No commits between {base} and {head}",
-                        }
-                    ],
-                )
+                raise _pull_refused(f"No commits between {base} and {head}")
             issue = self._new_issue(repo, title, body, author)
             issue.pull = Pull(self.world.next_id(), head, base, head_sha, base_sha, draft)
             rendered = self.world.render_pull(repo, issue)
@@ -1180,6 +1152,12 @@ class GitHubSim:
 
     def git_record(self, call: GitCall) -> None:
         self.record(Recorded(call.method, call.path, call.query, call.token, None, call.status))
+
+
+def _pull_refused(message: str) -> SimError:
+    """GitHub's 422 for a pull request it will not open, with the reason it gives."""
+    error = {"resource": "PullRequest", "code": "custom", "message": message}
+    return SimError(422, "Validation Failed", errors=[error])
 
 
 def _noreply(login: str) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import shapes
-from .auth import App, AuthError, Token
+from .auth import App, AuthError, Installation, Token
 from .git_http import GitEndpoint
 from .html import html_routes
 from .manifest import manifest_routes
@@ -157,6 +157,15 @@ def _installation_json(ctx: Ctx, inst_id: int) -> dict[str, Any]:
     )
 
 
+def _own_installation(ctx: Ctx) -> Installation:
+    """The installation the path names; 404 unless it is the calling App's own."""
+    assert ctx.app is not None
+    inst = ctx.sim.auth.installations.get(ctx.int_param("id"))
+    if inst is None or inst.app_id != ctx.app.id:
+        raise _error(404, "Not Found")
+    return inst
+
+
 @route("GET", "/app/installations", auth="jwt")
 def list_installations(ctx: Ctx) -> Reply:
     assert ctx.app is not None
@@ -166,11 +175,7 @@ def list_installations(ctx: Ctx) -> Reply:
 
 @route("GET", "/app/installations/{id}", auth="jwt")
 def get_installation(ctx: Ctx) -> Reply:
-    assert ctx.app is not None
-    inst = ctx.sim.auth.installations.get(ctx.int_param("id"))
-    if inst is None or inst.app_id != ctx.app.id:
-        raise _error(404, "Not Found")
-    return Reply(200, _installation_json(ctx, inst.id))
+    return Reply(200, _installation_json(ctx, _own_installation(ctx).id))
 
 
 @route("GET", "/repos/{owner}/{repo}/installation", auth="jwt")
@@ -183,10 +188,7 @@ def repo_installation(ctx: Ctx) -> Reply:
 
 @route("POST", "/app/installations/{id}/access_tokens", auth="jwt")
 def access_token(ctx: Ctx) -> Reply:
-    assert ctx.app is not None
-    inst = ctx.sim.auth.installations.get(ctx.int_param("id"))
-    if inst is None or inst.app_id != ctx.app.id:
-        raise _error(404, "Not Found")
+    inst = _own_installation(ctx)
     body = ctx.body or {}
     names: list[str] = list(body.get("repositories") or [])
     for rid in body.get("repository_ids") or []:
