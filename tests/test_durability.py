@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import click
@@ -215,11 +215,23 @@ async def test_worker_records_success_failure_and_progress(tmp_path: Path) -> No
 
 
 async def test_idle_workers_start_a_job_enqueued_in_their_process_at_once(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The serve process's workers do not wait out their poll interval after a 202."""
     async with SqliteQueue(tmp_path / "q.db") as queue:
         started: dict[str, float] = {}
+        found_nothing = 0
+        claim = queue.claim
+
+        async def counted_claim(
+            worker_id: str, kinds: Collection[JobKind] | None = None
+        ) -> Job | None:
+            nonlocal found_nothing
+            job = await claim(worker_id, kinds)
+            found_nothing += job is None
+            return job
+
+        monkeypatch.setattr(queue, "claim", counted_claim)
 
         async def handler(job: Job, control: JobControl) -> JobOutcome:
             started[job.id] = time.monotonic()
@@ -227,7 +239,11 @@ async def test_idle_workers_start_a_job_enqueued_in_their_process_at_once(
 
         stop = asyncio.Event()
         task = asyncio.create_task(run_workers(queue, handler, 2, stop, poll_interval=30))
-        await asyncio.sleep(0.2)  # both workers found nothing and are idle
+        for _ in range(500):  # until both workers found nothing: from here on they are idle
+            if found_nothing >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert found_nothing == 2
         first, second = make_job(1), make_job(2)
         enqueued = time.monotonic()
         await queue.enqueue(first)
