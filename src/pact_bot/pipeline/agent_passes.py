@@ -154,11 +154,11 @@ class AgentPasses:
         )
         return Inspection(changes, deleted, checks)
 
-    def coverage(self, traced: Sequence[SpecRequirements], seen: Inspection) -> Coverage | None:
+    def coverage(self, seen: Inspection) -> Coverage | None:
         """The traceability table as the worktree now has it (`trace.py`)."""
         req = self.request
         files = req.runtime.workspace.tracked_files(req.worktree)
-        return trace.coverage_of(req.worktree, traced, seen.changes.paths, files, seen.deleted)
+        return trace.coverage_of(req.worktree, req.traced, seen.changes.paths, files, seen.deleted)
 
 
 def is_budget(stop: str) -> bool:

@@ -170,13 +170,13 @@ async def _implement(
     coverage = None
     trace_asked = False
     if traced and seen.checks.ok and not run_error(result):
-        coverage = passes.coverage(traced, seen)
+        coverage = passes.coverage(seen)
         again = trace.followup(coverage, traced)
         if again and may_ask_again(result):
             trace_asked = True
             result = await passes.run(again)
             seen = await passes.inspect()
-            coverage = passes.coverage(traced, seen)
+            coverage = passes.coverage(seen)
     stop = str(result.stop)
     stats = passes.stats()
     impl = Implementation(
